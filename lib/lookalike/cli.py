@@ -1,0 +1,113 @@
+"""The `lookalike` command: the same jobs as jobs/*.py, for local use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lookalike.config import ConfigError, EmbedConfig
+from lookalike.models import DEFAULT_MODEL, ModelSpec
+from lookalike.pooling import POOLINGS
+
+
+def key_values(pairs: Sequence[str], what: str) -> dict[str, Any]:
+    """['a=1', 'b.c=x'] → {'a': 1, 'b': {'c': 'x'}}; values parse as JSON when they can."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {pair!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, help="store root URL: a folder, file://..., s3://bucket/prefix")
+    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for s3:// and other remote URLs, e.g. "
+                        "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable); credentials come "
+                        "from the standard AWS environment, profile or instance role")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"backbone (default {DEFAULT_MODEL}, weights bundled)")
+    p.add_argument("--weights", default=None, help="state dict URI for models without bundled weights")
+    p.add_argument("--pooling", default="gem", choices=POOLINGS)
+    p.add_argument("--gem-p", type=float, default=3.0)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"))
+
+
+def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
+    return ModelSpec(name=args.model, weights_uri=args.weights, pooling=args.pooling, gem_p=args.gem_p,
+                     image_size=args.image_size, resize=args.resize, weights_options=options)
+
+
+def embed_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+    add_store_args(p)
+    add_model_args(p)
+    p.add_argument("--master", default="local[*]",
+                   help="Spark master URL, or 'in-process' to run without Spark (default local[*])")
+    p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
+    p.add_argument("--images-per-task", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--io-threads", type=int, default=2)
+    p.add_argument("--max-error-rate", type=float, default=0.05)
+    p.add_argument("--no-incremental", action="store_true", help="recompute every vector")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def embed_config(args: argparse.Namespace) -> EmbedConfig:
+    options = key_values(args.store_option, "--store-option")
+    return EmbedConfig(
+        images=args.images, store=args.store, model=model_spec(args, options), run_id=args.run_id,
+        master=args.master, storage_options=options, images_per_task=args.images_per_task,
+        batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
+        incremental=not args.no_incremental, progress=sys.stderr.isatty() and not args.json,
+        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()},
+    )
+
+
+def summarise_embed(manifest: dict[str, Any]) -> str:
+    c, t = manifest["counts"], manifest["timings"]
+    rate = c["images"] / t["tasks_s"] if t.get("tasks_s") else 0.0
+    return (f"embeddings {manifest['fingerprint_id']}/{manifest['run_id']}: {c['rows']} rows "
+            f"({c['new']} new, {c['carried']} carried over, {c['removed']} removed, {c['failed']} failed) "
+            f"in {t['total_s']:.1f}s ({rate:.1f} img/s)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lookalike", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "embed":
+            from lookalike import embed
+            manifest = embed.run(embed_config(args))
+            print(json.dumps(manifest, indent=2) if args.json else summarise_embed(manifest))
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"lookalike {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The embedding engine: image URIs in, unit vectors or error records out. Runs with or without Spark."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Container, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lookalike.decode import DEFAULT_MAX_PIXELS, ImageError, decode, to_tensor
+from lookalike.models import LoadedModel
+from lookalike.storage import filesystem, with_retries
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Embedded:
+    index: int
+    content_sha256: str
+    width: int
+    height: int
+    vector: np.ndarray  # float32, unit length
+
+
+@dataclass(frozen=True)
+class Known:
+    """The bytes hash to content embedded in an earlier version: nothing to compute."""
+    index: int
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    index: int
+    stage: str
+    kind: str
+    message: str
+
+
+Result = Embedded | Known | Failed
+
+
+@dataclass
+class EngineStats:
+    images: int = 0
+    embedded: int = 0
+    known: int = 0
+    failed: int = 0
+    bytes_read: int = 0
+    read_s: float = 0.0     # summed over IO threads
+    decode_s: float = 0.0   # summed over IO threads (decode + resize + normalise)
+    model_s: float = 0.0    # forward passes, wall time
+    wall_s: float = 0.0
+
+    def add(self, other: EngineStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+        d["images_per_s"] = round(self.images / self.wall_s, 2) if self.wall_s else None
+        return d
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    content_sha256: str
+    width: int
+    height: int
+    tensor: torch.Tensor
+
+
+@dataclass
+class EmbeddingEngine:
+    """Reads and decodes on a thread pool while the model runs batches, so compute never waits on IO.
+
+    PIL and fsspec release the GIL while they decode and read, so threads overlap with the forward
+    pass; on a GPU the batch is pinned and copied asynchronously.
+    """
+
+    model: LoadedModel
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 32
+    io_threads: int = 4
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, uris: Sequence[str], known_hashes: Container[str] = frozenset(),
+            on_result: Callable[[Result], None] | None = None) -> Iterator[Result]:
+        """Yield one result per uri, in input order."""
+        stats = self.stats = EngineStats(images=len(uris))
+        start = time.perf_counter()
+        window = max(2 * self.batch_size, 4 * self.io_threads)
+        batch: list[_Prepared] = []
+        with ThreadPoolExecutor(self.io_threads, thread_name_prefix="lookalike-io") as pool:
+            pending: deque[Future] = deque()
+            submitted = 0
+            while submitted < len(uris) or pending:
+                while submitted < len(uris) and len(pending) < window:
+                    pending.append(pool.submit(self._prepare, submitted, uris[submitted], known_hashes))
+                    submitted += 1
+                item, read_s, decode_s, nbytes = pending.popleft().result()
+                stats.read_s += read_s
+                stats.decode_s += decode_s
+                stats.bytes_read += nbytes
+                if isinstance(item, _Prepared):
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        yield from self._emit(self._forward(batch), on_result)
+                        batch = []
+                else:
+                    # Known and Failed results may overtake images still waiting in the batch: callers
+                    # get every result exactly once and match them by index.
+                    yield from self._emit([item], on_result)
+            if batch:
+                yield from self._emit(self._forward(batch), on_result)
+        stats.wall_s = time.perf_counter() - start
+
+    def _emit(self, results: list[Result], on_result) -> Iterator[Result]:
+        for r in results:
+            if isinstance(r, Embedded):
+                self.stats.embedded += 1
+            elif isinstance(r, Known):
+                self.stats.known += 1
+            else:
+                self.stats.failed += 1
+            if on_result:
+                on_result(r)
+            yield r
+
+    def _prepare(self, index: int, uri: str, known_hashes: Container[str]):
+        t0 = time.perf_counter()
+        try:
+            data = self._read(uri)
+        except ImageError as e:
+            return Failed(index, e.stage, e.kind, e.message), time.perf_counter() - t0, 0.0, 0
+        sha = hashlib.sha256(data).hexdigest()
+        t1 = time.perf_counter()
+        if sha in known_hashes:
+            return Known(index, sha), t1 - t0, 0.0, len(data)
+        try:
+            decoded = decode(data, self.model.preprocessing.image_size, self.max_pixels)
+            tensor = to_tensor(decoded.image, self.model.preprocessing)
+            item: Result | _Prepared = _Prepared(index, sha, decoded.width, decoded.height, tensor)
+        except ImageError as e:
+            item = Failed(index, e.stage, e.kind, e.message)
+        except Exception as e:  # a decoder bug on one image must not take the task down
+            item = Failed(index, "decode", "decoder_error", f"{type(e).__name__}: {e}")
+        return item, t1 - t0, time.perf_counter() - t1, len(data)
+
+    def _read(self, uri: str) -> bytes:
+        try:
+            fs, path = filesystem(uri, self.storage_options)
+
+            def read() -> bytes:
+                with fs.open(path, "rb") as f:
+                    return f.read(self.max_bytes + 1)
+            data = with_retries(read, f"read {uri}")
+        except FileNotFoundError as e:
+            raise ImageError("read", "not_found", f"no object at {uri}") from e
+        except PermissionError as e:
+            raise ImageError("read", "permission_denied", f"access denied to {uri}: {e}") from e
+        except IsADirectoryError as e:
+            raise ImageError("read", "not_a_file", f"{uri} is a directory") from e
+        except Exception as e:
+            raise ImageError("read", "read_error", f"cannot read {uri}: {type(e).__name__}: {e}") from e
+        if len(data) > self.max_bytes:
+            raise ImageError("read", "too_large", f"larger than the limit of {self.max_bytes:,} bytes")
+        return data
+
+    def _forward(self, batch: list[_Prepared]) -> list[Embedded]:
+        t0 = time.perf_counter()
+        x = torch.stack([p.tensor for p in batch])
+        if self.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        on_gpu = self.device.type == "cuda"
+        if on_gpu:
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=on_gpu):
+            vectors = self.model.module(x).float().cpu().numpy()
+        self.stats.model_s += time.perf_counter() - t0
+        return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i]) for i, p in enumerate(batch)]
+
+
+def pick_device(gpu_address: str | None = None) -> torch.device:
+    """The device a task should use: the GPU Spark assigned it, else any visible GPU, else the CPU."""
+    if gpu_address is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_address)}")
+    if torch.cuda.is_available() and os.environ.get("LOOKALIKE_DEVICE", "") != "cpu":
+        return torch.device("cuda:0")
+    return torch.device("cpu")

@@ -1,0 +1,56 @@
+"""Manifests: the JSON written last that commits a run or a version; readers trust them, not listings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import subprocess
+from typing import Any
+
+from lookalike import __version__
+from lookalike.storage import Store
+
+FORMAT_VERSION = 1
+
+
+class ManifestError(RuntimeError):
+    """A manifest is missing, of the wrong kind, or from a newer format than this code reads."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version, plus the git commit when running from a checkout."""
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        sha = subprocess.run(["git", "-C", here, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"kind": kind, "format_version": FORMAT_VERSION, "created_at": utc_now(),
+            "code_version": code_version(), **fields}
+
+
+def read_manifest(store: Store, key: str, kind: str) -> dict[str, Any]:
+    try:
+        manifest = store.read_json(key)
+    except FileNotFoundError as e:
+        raise ManifestError(f"no manifest at {store.child_url(key)}") from e
+    if manifest.get("kind") != kind:
+        raise ManifestError(f"{store.child_url(key)} is a {manifest.get('kind')!r} manifest, expected {kind!r}")
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise ManifestError(f"{store.child_url(key)} has format version {manifest['format_version']}; this "
+                            f"lookalike reads up to {FORMAT_VERSION}: upgrade lookalike")
+    return manifest

@@ -1,0 +1,98 @@
+"""Spark as a task scheduler: start or join a session, run planned tasks on the executors, report progress."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from lookalike.config import IN_PROCESS
+
+T = TypeVar("T")
+
+# Small JVMs and no UI: on 2 cores the defaults spend more time in the JIT than in our tasks.
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.python.worker.reuse": "true",   # the model stays loaded in a worker between tasks
+    "spark.task.maxFailures": "4",
+}
+
+
+def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = None):
+    """The active SparkSession, or a new one. Under spark-submit, master is None and comes from the submit."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+        # Local and same-machine clusters run executors with this interpreter; real clusters set their own.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None, app_name: str,
+              conf: Mapping[str, str] | None = None, on_progress: Callable[[int], None] | None = None) -> list[T]:
+    """Run task(i) for every id, one Spark task each (or in this process), and return their results.
+
+    The function is shipped by reference (it must be importable on executors) with its small bound
+    arguments; tasks load models and indexes themselves, from the store.
+    """
+    if not task_ids:
+        return []
+    if master == IN_PROCESS:
+        results = []
+        for done, i in enumerate(task_ids, 1):
+            results.append(task(i))
+            if on_progress:
+                on_progress(done)
+        return results
+    spark = session(master, app_name, conf)
+    sc = spark.sparkContext
+    group = f"{app_name}-{id(task_ids)}"
+    sc.setJobGroup(group, app_name)
+    stop = threading.Event()
+    watcher = None
+    if on_progress:
+        watcher = threading.Thread(target=_watch, args=(sc, group, on_progress, stop), daemon=True)
+        watcher.start()
+    try:
+        return sc.parallelize(task_ids, len(task_ids)).map(task).collect()
+    finally:
+        stop.set()
+        if watcher:
+            watcher.join(timeout=2)
+
+
+def _watch(sc: Any, group: str, on_progress: Callable[[int], None], stop: threading.Event) -> None:
+    tracker = sc.statusTracker()
+    while not stop.wait(0.5):
+        done = 0
+        for job_id in tracker.getJobIdsForGroup(group):
+            job = tracker.getJobInfo(job_id)
+            for stage_id in (job.stageIds if job else []):
+                stage = tracker.getStageInfo(stage_id)
+                done += stage.numCompletedTasks if stage else 0
+        on_progress(done)
+
+
+def task_resources() -> tuple[int, str | None]:
+    """(cpus, gpu address) Spark assigned to the running task; (all cores, None) outside Spark."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return os.cpu_count() or 1, None
+    ctx = TaskContext.get()
+    if ctx is None:
+        return os.cpu_count() or 1, None
+    gpus = ctx.resources().get("gpu")
+    return max(1, ctx.cpus()), (gpus.addresses[0] if gpus and gpus.addresses else None)

@@ -1,0 +1,202 @@
+"""URLs, atomic writes and retries of transient errors: the one place that knows about fsspec stores."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Transient errors are allow-listed by class name so that botocore/aiohttp need not be imported here;
+# anything else (missing key, access denied, bad request) is raised at once.
+TRANSIENT_ERROR_NAMES = frozenset({
+    "ConnectionError", "ConnectionResetError", "ConnectionRefusedError", "ConnectionAbortedError",
+    "TimeoutError", "BrokenPipeError", "EndpointConnectionError", "ConnectTimeoutError",
+    "ReadTimeoutError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
+    "ClientPayloadError", "IncompleteReadError", "ResponseStreamingError", "ServerTimeoutError",
+})
+TRANSIENT_MESSAGES = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500")
+
+
+class StoreError(RuntimeError):
+    """A store operation failed for good (after retries where the error was transient)."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors worth retrying: connection trouble, timeouts, throttling, 5xx."""
+    for err in _chain(error):
+        if type(err).__name__ in TRANSIENT_ERROR_NAMES:
+            return True
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            return False
+        if isinstance(err, OSError) and any(m in str(err) for m in TRANSIENT_MESSAGES):
+            return True
+    return False
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: float = 0.5) -> T:
+    """Call fn, retrying transient errors with exponential backoff; other errors pass straight through."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as e:
+            if attempt == attempts or not is_transient(e):
+                raise
+            delay = base_delay * 2 ** (attempt - 1)
+            log.warning("transient error on %s (attempt %d/%d), retrying in %.1fs: %s",
+                        what, attempt, attempts, delay, e)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def retried(what: str):
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            return with_retries(lambda: method(self, *args, **kwargs), f"{what} {args[:1]}")
+        return wrapper
+    return decorate
+
+
+def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and in-filesystem path of a URL; options apply to non-local protocols."""
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    kwargs = dict(options or {}) if protocol not in ("file", "local") else {}
+    fs, path = url_to_fs(url, **kwargs)
+    return fs, path
+
+
+class Store:
+    """A root URL in any fsspec filesystem, with atomic writes and retried reads.
+
+    Objects are written whole: on object stores a PUT is atomic; on local disk a temporary file is
+    renamed over the target. Either way a reader sees the old content or the new, never a part.
+    """
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None):
+        self.url = url.rstrip("/")
+        self.options = dict(options or {})
+        self.fs, self.root = filesystem(self.url, self.options)
+        self.root = self.root.rstrip("/") or "/"
+        self.is_local = "file" in _protocols(self.fs)
+
+    def __reduce__(self):
+        # Tasks rebuild the filesystem from the URL and options: never ship a live client to an executor.
+        return (Store, (self.url, self.options))
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def child_url(self, *parts: str) -> str:
+        return "/".join([self.url, *parts])
+
+    def sub(self, *parts: str) -> Store:
+        return Store(self.child_url(*parts), self.options)
+
+    @retried("exists")
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    @retried("read")
+    def read_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(self.path(key))
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    @retried("write")
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_text(key, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def write_parquet(self, key: str, table: pa.Table) -> int:
+        """Write a table as one Parquet object; returns its size in bytes."""
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        data = buf.getvalue()
+        self.write_bytes(key, data)
+        return len(data)
+
+    @retried("read parquet")
+    def read_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open(self.path(key), "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+    @retried("list")
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys (relative to the root) of the objects directly under prefix; [] when there are none."""
+        try:
+            entries = self.fs.ls(self.path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.relpath(e.rstrip("/"), self.root) for e in entries)
+
+    @retried("delete")
+    def delete(self, key: str, recursive: bool = False) -> None:
+        try:
+            self.fs.rm(self.path(key), recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    def invalidate(self) -> None:
+        """Forget cached listings: another process may have written since we looked."""
+        self.fs.invalidate_cache()
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Store options safe to print or put in a manifest: credentials are replaced by '***'."""
+    secret_words = ("key", "secret", "token", "password", "credential")
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if isinstance(v, Mapping):
+            out[k] = redact(v)
+        elif any(w in k.lower() for w in secret_words) and k not in ("endpoint_url",):
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out
