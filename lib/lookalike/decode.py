@@ -59,10 +59,10 @@ def decode(data: bytes, target_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
         raise ImageError("decode", "too_many_pixels",
                          f"{width}×{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,} "
                          "(possible decompression bomb)")
-    orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
     try:
+        # For JPEG the EXIF block sits in the header; PNG may load the image to find it, hence inside the try.
+        if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
         if img.format == "JPEG":
             # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 24 MP photo decodes ~8× faster and
             # still has at least twice the pixels the model sees.

