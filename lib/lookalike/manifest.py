@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import subprocess
 from typing import Any
@@ -39,8 +40,10 @@ def code_version() -> str:
 
 
 def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"kind": kind, "format_version": FORMAT_VERSION, "created_at": utc_now(),
-            "code_version": code_version(), **fields}
+    """A manifest as plain JSON values, so the caller holds exactly what a reader will read back."""
+    manifest = {"kind": kind, "format_version": FORMAT_VERSION, "created_at": utc_now(),
+                "code_version": code_version(), **fields}
+    return json.loads(json.dumps(manifest, default=str))
 
 
 def read_manifest(store: Store, key: str, kind: str) -> dict[str, Any]:

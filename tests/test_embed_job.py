@@ -1,0 +1,191 @@
+"""The embed job on Spark local[2] with the store on the S3 server: outputs, errors, incremental, resume."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from imagefactory import jpeg_bytes, photo
+from lookalike import embed
+from lookalike.config import EmbedConfig
+from lookalike.embeddings import RunLayout, latest_run_id, open_version
+from lookalike.models import ModelSpec
+from lookalike.storage import Store
+
+
+def upload(folder, s3_store, prefix="images") -> str:
+    fs = fsspec.filesystem("s3", **s3_store.options)
+    fs.put(str(folder) + "/", f"{s3_store.url.removeprefix('s3://')}/{prefix}/", recursive=True)
+    return f"{s3_store.url}/{prefix}"
+
+
+def config(images, store, **kw) -> EmbedConfig:
+    kw.setdefault("master", "local[2]")
+    kw.setdefault("images_per_task", 6)
+    kw.setdefault("max_error_rate", 0.5)
+    return EmbedConfig(images=images, store=store.url if hasattr(store, "url") else store,
+                       storage_options=getattr(store, "options", {}), **kw)
+
+
+def rows_by_id(version) -> dict:
+    table = version.read_all()
+    vectors = table["embedding"].combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
+    return {i: (sha, vectors[k]) for k, (i, sha) in
+            enumerate(zip(table["image_id"].to_pylist(), table["content_sha256"].to_pylist(), strict=True))}
+
+
+def test_embed_job_on_s3_embeds_every_good_image_and_records_every_bad_one(spark, s3_store, image_set, model):
+    root, expected = image_set
+    images = upload(root, s3_store)
+    manifest = embed.run(config(images, s3_store, run_id="r1"))
+
+    ok = sorted(i for i, e in expected.items() if e == "ok")
+    bad = {i: e for i, e in expected.items() if e != "ok"}
+    c = manifest["counts"]
+    assert (c["images"], c["rows"], c["new"], c["carried"], c["failed"]) == (
+        len(expected), len(ok), len(ok), 0, len(bad))
+    assert c["tasks"] == -(-len(expected) // 6)
+
+    store = Store(s3_store.url, s3_store.options)
+    assert latest_run_id(store, model.fingerprint_id) == "r1"
+    version = open_version(store, model.fingerprint_id)
+    table = version.read_all()
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 1280)
+    assert sorted(table["image_id"].to_pylist()) == ok
+    for image_id, (sha, vector) in rows_by_id(version).items():
+        assert sha == hashlib.sha256((root / image_id).read_bytes()).hexdigest()
+        assert abs(np.linalg.norm(vector) - 1) < 1e-5
+    errors = version.read_errors()
+    assert dict(zip(errors["image_id"].to_pylist(), errors["error_kind"].to_pylist(), strict=True)) == bad
+    assert all(len(m) > 10 for m in errors["message"].to_pylist())
+
+    # A rerun of a completed run id changes nothing and returns the same manifest.
+    assert embed.run(config(images, s3_store, run_id="r1")) == manifest
+
+
+def test_spark_and_in_process_give_the_same_vectors(spark, tmp_path, image_set):
+    root, _ = image_set
+    a = embed.run(config(str(root), str(tmp_path / "a"), run_id="x"))
+    b = embed.run(config(str(root), str(tmp_path / "b"), run_id="x", master="in-process"))
+    va = rows_by_id(open_version(Store(str(tmp_path / "a")), a["fingerprint_id"]))
+    vb = rows_by_id(open_version(Store(str(tmp_path / "b")), b["fingerprint_id"]))
+    assert va.keys() == vb.keys()
+    for k in va:
+        np.testing.assert_allclose(va[k][1], vb[k][1], atol=1e-5)
+
+
+def test_incremental_run_embeds_only_new_or_changed_content(spark, s3_store, tmp_path, model):
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    names = ["coffee", "chelsea", "astronaut", "rocket", "coins", "colorwheel"]
+    for n in names:
+        (folder / f"{n}.jpg").write_bytes(jpeg_bytes(photo(n)))
+    (folder / "copy_of_rocket.jpg").write_bytes((folder / "rocket.jpg").read_bytes())
+    images = upload(folder, s3_store)
+    first = embed.run(config(images, s3_store, run_id="night1"))
+    assert (first["counts"]["new"], first["counts"]["carried"]) == (7, 0)
+
+    fs = fsspec.filesystem("s3", **s3_store.options)
+    base = images.removeprefix("s3://")
+    fs.rm(f"{base}/coins.jpg")                                                   # removed
+    fs.pipe_file(f"{base}/coffee.jpg", jpeg_bytes(photo("coffee").rotate(90)))  # changed
+    fs.pipe_file(f"{base}/hubble.jpg", jpeg_bytes(photo("hubble_deep_field")))  # added
+    fs.pipe_file(f"{base}/chelsea_again.jpg", (folder / "chelsea.jpg").read_bytes())  # known content
+    second = embed.run(config(images, s3_store, run_id="night2"))
+    c = second["counts"]
+    # new: changed coffee + hubble; carried: 4 unchanged + the copy of rocket + chelsea_again (known content)
+    assert (c["new"], c["carried"], c["removed"], c["failed"], c["rows"]) == (2, 6, 1, 0, 8)
+    assert second["previous_run"] == "night1"
+
+    store = Store(s3_store.url, s3_store.options)
+    v1 = rows_by_id(open_version(store, model.fingerprint_id, "night1"))
+    v2 = rows_by_id(open_version(store, model.fingerprint_id, "night2"))
+    assert "coins.jpg" not in v2
+    for unchanged in ("astronaut.jpg", "rocket.jpg", "colorwheel.jpg"):
+        assert v2[unchanged][0] == v1[unchanged][0]
+        np.testing.assert_array_equal(v2[unchanged][1], v1[unchanged][1])  # carried bit for bit
+    np.testing.assert_array_equal(v2["chelsea_again.jpg"][1], v1["chelsea.jpg"][1])
+    assert v2["coffee.jpg"][0] != v1["coffee.jpg"][0]
+    assert float(v2["coffee.jpg"][1] @ v1["coffee.jpg"][1]) < 0.999
+    assert latest_run_id(store, model.fingerprint_id) == "night2"
+
+    # Another pooling is another embedding space: nothing is carried across fingerprints.
+    other = embed.run(config(images, s3_store, run_id="avg", model=ModelSpec(pooling="avg")))
+    assert other["fingerprint_id"] != model.fingerprint_id
+    assert (other["counts"]["carried"], other["previous_run"]) == (0, None)
+
+
+def test_killed_run_resumes_with_only_unfinished_tasks_and_identical_output(spark, s3_store, tmp_path, image_set,
+                                                                            model):
+    root, _ = image_set
+    images = upload(root, s3_store)
+    store = Store(s3_store.url, s3_store.options)
+    layout = RunLayout(store, model.fingerprint_id, "crashy")
+    opts = [f"--store-option={k}={v}" for k, v in
+            {"key": s3_store.options["key"], "secret": s3_store.options["secret"],
+             "client_kwargs.endpoint_url": s3_store.options["client_kwargs"]["endpoint_url"],
+             "client_kwargs.region_name": "us-east-1"}.items()]
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "embed", "--images", images, "--store",
+                             s3_store.url, *opts, "--master", "in-process", "--run-id", "crashy",
+                             "--images-per-task", "2", "--max-error-rate", "0.5"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(store.list(f"{layout.prefix}/_tasks")) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = store.list(f"{layout.prefix}/_tasks")
+    assert 3 <= len(committed) < 11, "the kill should land mid-run"
+    assert not store.exists(layout.manifest)
+    before = {k: store.read_bytes(k) for k in committed}
+
+    resumed = embed.run(config(images, s3_store, run_id="crashy", images_per_task=2))
+    assert {k: store.read_bytes(k) for k in committed} == before  # finished tasks were not redone
+    clean = embed.run(config(str(root), str(tmp_path / "clean"), run_id="clean", images_per_task=2))
+    assert resumed["counts"] == clean["counts"]
+    got = rows_by_id(open_version(store, model.fingerprint_id, "crashy"))
+    want = rows_by_id(open_version(Store(str(tmp_path / "clean")), model.fingerprint_id, "clean"))
+    assert got.keys() == want.keys()  # no row lost, none duplicated
+    assert sum(1 for _ in got) == resumed["counts"]["rows"]
+    for k in got:
+        assert got[k][0] == want[k][0]
+        np.testing.assert_allclose(got[k][1], want[k][1], atol=1e-5)
+
+
+def test_too_many_errors_fail_the_job_but_keep_the_errors_table(spark, tmp_path, image_set, model):
+    root, expected = image_set
+    store = Store(str(tmp_path / "store"))
+    with pytest.raises(embed.ErrorRateExceeded, match=r"failed \(\d+\.\d%\), above max_error_rate 5.0%"):
+        embed.run(config(str(root), store.url, run_id="strict", max_error_rate=0.05))
+    layout = RunLayout(store, model.fingerprint_id, "strict")
+    assert not store.exists(layout.manifest)
+    assert latest_run_id(store, model.fingerprint_id) is None
+    errors = pa.concat_tables(pq.read_table(store.path(k)) for k in store.list(layout.key("errors")))
+    assert errors.num_rows == sum(1 for e in expected.values() if e != "ok")
+
+
+def test_table_input_carries_metadata_and_reports_missing_uris(spark, tmp_path, image_set):
+    root, _ = image_set
+    table = pa.table({
+        "image_id": ["tm-1", "tm-2", "tm-3"],
+        "uri": [str(root / "photos/coffee.jpg"), str(root / "photos/gone.jpg"), str(root / "unusual/rgba.png")],
+        "nice_class": [30, 9, 25],
+    })
+    pq.write_table(table, tmp_path / "catalogue.parquet")
+    manifest = embed.run(config(str(tmp_path / "catalogue.parquet"), str(tmp_path / "store"), run_id="t"))
+    version = open_version(Store(str(tmp_path / "store")), manifest["fingerprint_id"])
+    out = version.read_all(["image_id", "nice_class"])
+    assert out.to_pydict() == {"image_id": ["tm-1", "tm-3"], "nice_class": [30, 25]}
+    errors = version.read_errors()
+    assert errors.select(["image_id", "stage", "error_kind", "nice_class"]).to_pylist() == [
+        {"image_id": "tm-2", "stage": "read", "error_kind": "not_found", "nice_class": 9}]
