@@ -4,10 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from imagefactory import broken_images, jpeg_bytes, photo, unusual_images
 from lookalike.decode import ImageError, decode
+from PIL import Image
 
 
 @pytest.mark.parametrize("name", sorted(unusual_images()))

@@ -1,7 +1,6 @@
 """The embed job on Spark local[2] with the store on the S3 server: outputs, errors, incremental, resume."""
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from imagefactory import jpeg_bytes, photo
 from lookalike import embed
 from lookalike.config import EmbedConfig

@@ -5,12 +5,11 @@ import io
 import pytest
 import torch
 import torchvision
-from PIL import Image
-
+from imagefactory import photo
 from lookalike.decode import to_tensor
 from lookalike.models import ModelError, ModelSpec, Preprocessing, fingerprint_id, load_model
-from lookalike.pooling import GeM, RMAC, _rmac_regions, make_pooling
-from imagefactory import photo
+from lookalike.pooling import RMAC, GeM, _rmac_regions, make_pooling
+from PIL import Image
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}

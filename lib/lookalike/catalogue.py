@@ -29,11 +29,8 @@ def load_catalogue(images: str, options: Mapping[str, Any] | None = None) -> pa.
     relative to it) or a .parquet/.csv table with `image_id` and `uri` columns (other columns are
     metadata and are carried through to every output).
     """
-    if images.lower().endswith(TABLE_EXTENSIONS):
-        table = _read_table(images, options)
-    else:
-        table = _list_folder(images, options)
-    return validate(table, images)
+    is_table = images.lower().endswith(TABLE_EXTENSIONS)
+    return validate(_read_table(images, options) if is_table else _list_folder(images, options), images)
 
 
 def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> pa.Table:

@@ -55,12 +55,18 @@ def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
                      image_size=args.image_size, resize=args.resize, weights_options=options)
 
 
-def embed_parser(p: argparse.ArgumentParser) -> None:
+def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
+    # Under spark-submit the master comes from the submit command; a default here would override it.
+    p.add_argument("--master", default=None if submitted else "local[*]",
+                   help="Spark master URL, or 'in-process' to run without Spark "
+                        f"(default {'the one spark-submit was given' if submitted else 'local[*]'})")
+
+
+def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
     add_store_args(p)
     add_model_args(p)
-    p.add_argument("--master", default="local[*]",
-                   help="Spark master URL, or 'in-process' to run without Spark (default local[*])")
+    add_master_arg(p, submitted)
     p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
     p.add_argument("--images-per-task", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=32)
@@ -90,11 +96,12 @@ def summarise_embed(manifest: dict[str, Any]) -> str:
             f"in {t['total_s']:.1f}s ({rate:.1f} img/s)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
+    """Run one command; `submitted` is set by the jobs/*.py entry points that spark-submit starts."""
     parser = argparse.ArgumentParser(prog="lookalike", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"))
+    embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"), submitted)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

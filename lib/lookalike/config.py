@@ -25,7 +25,7 @@ class EmbedConfig:
     store: str                           # store root URL
     model: ModelSpec = field(default_factory=ModelSpec)
     run_id: str | None = None            # None: a new timestamped run; an existing id resumes that run
-    master: str = "local[*]"             # a Spark master URL, or "in-process"
+    master: str | None = "local[*]"      # a Spark master URL, "in-process", or None: spark-submit's
     storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options for s3:// etc.
     images_per_task: int = 500
     batch_size: int = 32

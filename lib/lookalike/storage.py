@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -176,10 +177,8 @@ class Store:
 
     @retried("delete")
     def delete(self, key: str, recursive: bool = False) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=recursive)
-        except FileNotFoundError:
-            pass
 
     def invalidate(self) -> None:
         """Forget cached listings: another process may have written since we looked."""
