@@ -19,7 +19,7 @@ def top_classes(model, name: str, k: int = 3) -> list[str]:
     crop = Preprocessing(resize="crop", mean=(0.5,) * 3, std=(0.5,) * 3)
     x = to_tensor(photo(name, 512), crop)[None]
     with torch.inference_mode():
-        logits = model.module.backbone(x)  # timm's own head: the classifier the weights were trained with
+        logits = model.module.backbone(model.module.normalise(x))  # timm's own head: the classifier the weights were trained with
     return [CATEGORIES[i] for i in logits[0].topk(k).indices.tolist()]
 
 

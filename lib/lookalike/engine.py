@@ -178,16 +178,18 @@ class EmbeddingEngine:
             raise ImageError("read", "too_large", f"larger than the limit of {self.max_bytes:,} bytes")
         return data
 
-    def _forward(self, batch: list[_Prepared]) -> list[Embedded]:
-        t0 = time.perf_counter()
-        x = torch.stack([p.tensor for p in batch])
-        if self.model.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def forward(self, images: torch.Tensor) -> np.ndarray:
+        """(B, 3, S, S) uint8 batch → (B, dim) float32 unit vectors, on the engine's device."""
+        x = images.contiguous(memory_format=torch.channels_last) if self.model.channels_last else images
         on_gpu = self.device.type == "cuda"
         if on_gpu:
             x = x.pin_memory().to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=on_gpu):
-            vectors = self.model.module(x).float().cpu().numpy()
+            return self.model.module(x).float().cpu().numpy()
+
+    def _forward(self, batch: list[_Prepared]) -> list[Embedded]:
+        t0 = time.perf_counter()
+        vectors = self.forward(torch.stack([p.tensor for p in batch]))
         self.stats.model_s += time.perf_counter() - t0
         return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i]) for i, p in enumerate(batch)]
 

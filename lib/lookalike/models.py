@@ -137,16 +137,22 @@ def backbone_of(spec: ModelSpec) -> Backbone:
 
 
 class EmbeddingModel(nn.Module):
-    """Backbone features → pooling → L2 normalisation: one unit-length float32 vector per image."""
+    """uint8 images → normalised input → backbone features → pooling → L2: one unit float32 vector each."""
 
-    def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module):
+    def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing):
         super().__init__()
         self.backbone = backbone
         self._features = features
         self.pooling = pooling
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.pooling(self._features(self.backbone, x)).float()
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 → the float input the backbone was trained on."""
+        return (images.float() - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooling(self._features(self.backbone, self.normalise(images))).float()
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
@@ -202,9 +208,9 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
     base = backbone_def.preprocessing
     pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
                         interpolation=base.interpolation, mean=base.mean, std=base.std)
-    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p)).eval()
+    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre).eval()
     with torch.inference_mode():
-        dim = module(torch.zeros(1, 3, pre.image_size, pre.image_size)).shape[-1]
+        dim = module(torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)).shape[-1]
     module = module.to(device)
     if backbone_def.channels_last:
         module = module.to(memory_format=torch.channels_last)
