@@ -84,6 +84,7 @@ def engine_end_to_end(model, device, uris, batch_size, io_threads) -> tuple[floa
 def spark_job(spec: ModelSpec, uris: list[str], batch_size: int, io_threads: int, master: str) -> float:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from lookalike import embed
     from lookalike.config import EmbedConfig
     from lookalike.spark import session

@@ -79,8 +79,10 @@ class S3Server:
             self.proc.wait(10)
 
     def new_bucket(self) -> str:
+        # Through the S3 API: rclone caches folder listings, so a folder made on disk can stay unseen.
+        import s3fs
         name = f"b-{uuid.uuid4().hex[:10]}"
-        (self.root / name).mkdir()
+        s3fs.S3FileSystem(**self.options).mkdir(name)
         return name
 
 

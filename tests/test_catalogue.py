@@ -4,6 +4,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from lookalike.catalogue import CatalogueError, load_catalogue
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import spark_env
+
 from lookalike.embeddings import open_version
 from lookalike.storage import Store
+
+from conftest import spark_env
 
 REPO = Path(__file__).resolve().parent.parent
 

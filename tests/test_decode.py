@@ -4,9 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from imagefactory import broken_images, jpeg_bytes, photo, unusual_images
-from lookalike.decode import ImageError, decode
 from PIL import Image
+
+from lookalike.decode import ImageError, decode
+
+from imagefactory import broken_images, jpeg_bytes, photo, unusual_images
 
 
 @pytest.mark.parametrize("name", sorted(unusual_images()))

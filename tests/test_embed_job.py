@@ -11,12 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from imagefactory import jpeg_bytes, photo
+
 from lookalike import embed
 from lookalike.config import EmbedConfig
 from lookalike.embeddings import RunLayout, latest_run_id, open_version
 from lookalike.models import ModelSpec
 from lookalike.storage import Store
+
+from imagefactory import jpeg_bytes, photo
 
 
 def upload(folder, s3_store, prefix="images") -> str:

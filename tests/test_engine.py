@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+
 from lookalike.decode import decode, to_tensor
 from lookalike.engine import Embedded, EmbeddingEngine, Failed, Known
 

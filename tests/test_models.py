@@ -5,11 +5,13 @@ import io
 import pytest
 import torch
 import torchvision
-from imagefactory import photo
+from PIL import Image
+
 from lookalike.decode import to_tensor
 from lookalike.models import ModelError, ModelSpec, Preprocessing, fingerprint_id, load_model
 from lookalike.pooling import RMAC, GeM, _rmac_regions, make_pooling
-from PIL import Image
+
+from imagefactory import photo
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
@@ -19,7 +21,8 @@ def top_classes(model, name: str, k: int = 3) -> list[str]:
     crop = Preprocessing(resize="crop", mean=(0.5,) * 3, std=(0.5,) * 3)
     x = to_tensor(photo(name, 512), crop)[None]
     with torch.inference_mode():
-        logits = model.module.backbone(model.module.normalise(x))  # timm's own head: the classifier the weights were trained with
+        # timm's own head: the classifier the weights were trained with
+        logits = model.module.backbone(model.module.normalise(x))
     return [CATEGORIES[i] for i in logits[0].topk(k).indices.tolist()]
 
 

@@ -96,12 +96,97 @@ def summarise_embed(manifest: dict[str, Any]) -> str:
             f"in {t['total_s']:.1f}s ({rate:.1f} img/s)")
 
 
+def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    add_store_args(p)
+    p.add_argument("--name", required=True, help="index name, e.g. trademarks")
+    p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
+    p.add_argument("--memory-budget", type=parse_bytes, default="4GiB", help="bytes for the index, e.g. 48MiB")
+    p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32'")
+    p.add_argument("--target-recall", type=float, default=0.95, help="10-R@10 the default operating point reaches")
+    p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
+    p.add_argument("--force", action="store_true", help="publish even below --min-recall")
+    p.add_argument("--publish", action="store_true", help="move LATEST to the new version")
+    p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
+    p.add_argument("--seed", type=int, default=0)
+    add_master_arg(p, submitted)
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def parse_bytes(text: str) -> int:
+    units = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+    number = text.strip().rstrip("BbIiKkMmGg")
+    unit = text.strip()[len(number):].lower()
+    if unit not in units:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512MiB, 4GiB or 1000000")
+    return int(float(number) * units[unit])
+
+
+def build_index_config(args: argparse.Namespace):
+    from lookalike.index_build import BuildIndexConfig
+    options = key_values(args.store_option, "--store-option")
+    return BuildIndexConfig(
+        store=args.store, name=args.name, embeddings=args.embeddings, memory_budget=args.memory_budget,
+        factory=args.factory, target_recall=args.target_recall, min_recall=args.min_recall, force=args.force,
+        publish=args.publish, keep=args.keep, queries=args.queries, seed=args.seed, master=args.master,
+        storage_options=options,
+        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
+
+
+def summarise_index(m: dict[str, Any]) -> str:
+    p = m["operating_point"]
+    return (f"index {m['name']}/{m['version']}: {m['factory']} over {m['ntotal']:,} vectors, "
+            f"{m['bytes_per_vector']} bytes/vector; default nprobe {p['nprobe']} rerank {p['rerank']}: "
+            f"10-R@10 {p['recall_at_10']:.3f}, R@1 {p['recall_at_1']:.3f}, {p['qps']:.0f} QPS "
+            f"(target {'met' if p['target_met'] else 'NOT met'}); built in {m['timings']['total_s']:.1f}s")
+
+
+def run_publish(args: argparse.Namespace) -> str:
+    from lookalike import publish
+    from lookalike.storage import Store
+    store = Store(args.store, key_values(args.store_option, "--store-option"))
+    lines = []
+    if args.rollback:
+        publish.set_latest(store, args.name, args.rollback)
+        lines.append(f"LATEST of {args.name} is now {args.rollback}")
+    if args.keep:
+        deleted = publish.retain(store, args.name, args.keep)
+        lines.append(f"deleted {len(deleted)} version(s): {', '.join(deleted) or '-'}")
+    return "\n".join(lines) or "nothing to do: give --rollback VERSION and/or --keep N"
+
+
+def run_list(args: argparse.Namespace) -> str:
+    from lookalike import publish
+    from lookalike.storage import Store
+    rows = publish.list_versions(Store(args.store, key_values(args.store_option, "--store-option")), args.name)
+    if args.json:
+        return json.dumps(rows, indent=2)
+    out = [f"{'version':28} {'state':10} {'vectors':>10} {'10-R@10':>8}  factory"]
+    for r in rows:
+        state = "LATEST" if r["latest"] else ("complete" if r["complete"] else "incomplete")
+        out.append(f"{r['version']:28} {state:10} {r.get('ntotal', 0):>10,} {r.get('recall_at_10', 0):>8.3f}  "
+                   f"{r.get('factory', '')}")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     """Run one command; `submitted` is set by the jobs/*.py entry points that spark-submit starts."""
     parser = argparse.ArgumentParser(prog="lookalike", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"), submitted)
+    build_index_parser(sub.add_parser("build-index", help="build, measure and publish a Faiss index"), submitted)
+    pub = sub.add_parser("publish", help="roll LATEST back to a version, apply retention")
+    add_store_args(pub)
+    pub.add_argument("--name", required=True)
+    pub.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
+    pub.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+    indexes = sub.add_parser("indexes", help="list the versions of an index")
+    indexes.add_argument("action", choices=["list"])
+    add_store_args(indexes)
+    indexes.add_argument("--name", required=True)
+    indexes.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -110,6 +195,14 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
             from lookalike import embed
             manifest = embed.run(embed_config(args))
             print(json.dumps(manifest, indent=2) if args.json else summarise_embed(manifest))
+        elif args.command == "build-index":
+            from lookalike import index_build
+            manifest = index_build.run(build_index_config(args))
+            print(json.dumps(manifest, indent=2) if args.json else summarise_index(manifest))
+        elif args.command == "publish":
+            print(run_publish(args))
+        elif args.command == "indexes":
+            print(run_list(args))
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"lookalike {args.command}: error: {e}", file=sys.stderr)
         return 2

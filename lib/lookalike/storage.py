@@ -88,6 +88,14 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
         # Other processes write to the store while we run (tasks commit markers, LATEST moves): a cached
         # listing would hide their objects, so every exists/list asks the server.
         kwargs.setdefault("use_listings_cache", False)
+    if protocol in ("s3", "s3a"):
+        # botocore >= 1.36 checks response checksums by default; S3-compatible servers (rclone, MinIO, Ceph)
+        # send the whole object's CRC with a ranged GET, which then never matches. Artefacts that matter
+        # carry their own sha256 in a manifest, checked on load.
+        config = dict(kwargs.get("config_kwargs") or {})
+        config.setdefault("response_checksum_validation", "when_required")
+        config.setdefault("request_checksum_calculation", "when_required")
+        kwargs["config_kwargs"] = config
     fs, path = url_to_fs(url, **kwargs)
     return fs, path
 

@@ -1,0 +1,227 @@
+"""The build_index job: embeddings version → trained, distributed-built, recall-gated, published index version."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from lookalike import publish
+from lookalike.config import ConfigError
+from lookalike.embeddings import EmbeddingsVersion, fingerprints, open_version
+from lookalike.index_choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
+from lookalike.manifest import new_manifest
+from lookalike.publish import VersionLayout, write_file
+from lookalike.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
+from lookalike.search import serialize, vectors_to_bytes
+from lookalike.spark import run_tasks
+from lookalike.storage import Store, redact
+
+log = logging.getLogger(__name__)
+GiB = 1 << 30
+
+
+class IndexInputError(ValueError):
+    """The embeddings cannot be indexed as they are; says what is wrong and how many rows."""
+
+
+@dataclass(frozen=True)
+class BuildIndexConfig:
+    store: str
+    name: str
+    embeddings: str | None = None        # "FINGERPRINT" or "FINGERPRINT/RUN_ID"; None: the store's only one
+    memory_budget: int = 4 * GiB
+    factory: str | None = None           # forces a Faiss factory string
+    flat_threshold: int = FLAT_THRESHOLD
+    target_recall: float = 0.95          # 10-R@10 the default operating point must reach
+    min_recall: float = 0.0              # below this (best of the sweep), nothing is published
+    force: bool = False
+    publish: bool = False                # move LATEST to the new version
+    keep: int | None = None              # retention after publishing
+    queries: int = 1000                  # held-out queries for the recall table
+    k: int = 10
+    seed: int = 0
+    master: str | None = "local[*]"
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"index name {self.name!r}: give a name without '/'")
+        if self.memory_budget < 16 << 10:
+            raise ConfigError(f"memory_budget is in bytes; {self.memory_budget} is less than 16 KiB")
+        if not 0 <= self.min_recall <= 1 or not 0 < self.target_recall <= 1:
+            raise ConfigError("min_recall and target_recall are fractions in [0, 1]")
+        if self.queries < 1 or self.k < 1:
+            raise ConfigError("queries and k must be >= 1")
+
+
+def resolve_embeddings(store: Store, spec: str | None) -> EmbeddingsVersion:
+    if spec:
+        fingerprint_id, _, run_id = spec.partition("/")
+        return open_version(store, fingerprint_id, run_id or None)
+    found = fingerprints(store)
+    if len(found) != 1:
+        raise ConfigError(f"the store holds embeddings of {len(found)} models ({', '.join(found) or 'none'}): "
+                          "choose one with --embeddings FINGERPRINT[/RUN_ID]")
+    return open_version(store, found[0])
+
+
+def run(config: BuildIndexConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    store = Store(config.store, config.storage_options)
+    source = resolve_embeddings(store, config.embeddings)
+    rows = [f["rows"] for f in source.manifest["files"]["embeddings"]]
+    n, d = sum(rows), source.dim
+    if n == 0:
+        raise IndexInputError(f"embeddings {source.layout.prefix} hold no vectors: nothing to index")
+    choice = describe_factory(config.factory, n, d) if config.factory else \
+        choose_index(n, d, config.memory_budget, config.flat_threshold)
+    layout = VersionLayout(store, config.name, publish.new_version_id())
+    parts = tuple(k for k, r in zip(source.parts, rows, strict=True) if r > 0)
+    offsets = tuple(int(o) for o in np.cumsum([0] + [r for r in rows if r > 0])[:-1])
+    timings: dict[str, float] = {}
+    log.info("building %s %s over %d×%d: %s", config.name, layout.version, n, d, choice.factory)
+
+    # 1. Scan every part (checks + random training sample + held-out queries), one task per part.
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    query_rows = tuple(sorted(rng.choice(n, min(config.queries, n), replace=False).tolist()))
+    fraction = min(1.0, 1.2 * choice.train_size / max(1, n - len(query_rows))) if choice.train_size else 0.0
+    scan = run_tasks(ScanTask(store, parts, offsets, fraction, query_rows, layout.scratch_prefix, config.seed),
+                     list(range(len(parts))), config.master, "lookalike-index-scan", config.spark_conf)
+    _check_scan(scan, d, source)
+    queries = np.concatenate([s["queries"] for s in sorted(scan, key=lambda s: s["part"])]).astype(np.float32)
+    query_ids = np.concatenate([s["query_rows"] for s in sorted(scan, key=lambda s: s["part"])]).astype(np.int64)
+    save_npy(store, layout.scratch("queries.npy"), queries)
+    timings["scan_s"] = round(time.perf_counter() - t0, 3)
+
+    # 2. Train on one task; the trained empty index goes through the store, never through the driver.
+    t0 = time.perf_counter()
+    [training] = run_tasks(TrainTask(store, choice.factory, d, len(parts), max(1, choice.train_size),
+                                     layout.scratch_prefix, config.seed), [0], config.master,
+                           "lookalike-index-train", config.spark_conf)
+    timings["train_s"] = round(time.perf_counter() - t0, 3)
+
+    # 3. Add: every part into its own copy of the trained index, in parallel.
+    t0 = time.perf_counter()
+    added = run_tasks(AddTask(store, parts, offsets, layout.scratch_prefix), list(range(len(parts))),
+                      config.master, "lookalike-index-add", config.spark_conf)
+    timings["add_s"] = round(time.perf_counter() - t0, 3)
+    if sum(a["added"] for a in added) != n:
+        raise RuntimeError(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {n}")
+
+    # 4. Merge the inverted lists (on disk when the index would not fit the memory budget).
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
+        index, files, on_disk = _merge(store, layout, len(parts), choice, n, config.memory_budget, tmp)
+        timings["merge_s"] = round(time.perf_counter() - t0, 3)
+
+        # 5. Exact ground truth (distributed brute force), then the recall/QPS sweep and the gate.
+        t0 = time.perf_counter()
+        partial = run_tasks(GroundTruthTask(store, parts, offsets, layout.scratch_prefix, config.k + 1),
+                            list(range(len(parts))), config.master, "lookalike-index-gt", config.spark_conf)
+        truth = exact_ground_truth(partial, query_ids, config.k)
+        vectors = _gather_vectors(store, parts, d)
+        table = sweep(index, queries, query_ids, truth, vectors, config.k, choice)
+        point = choose_operating_point(table, config.target_recall)
+        timings["recall_s"] = round(time.perf_counter() - t0, 3)
+        best = max(r["recall_at_10"] for r in table)
+        if best < config.min_recall and not config.force:
+            store.delete(layout.scratch_prefix, recursive=True)
+            raise RecallTooLow(f"{choice.factory}: the best 10-R@10 reached is {best:.3f} < --min-recall "
+                               f"{config.min_recall}; nothing was published. Give a larger --memory-budget or a "
+                               "better --factory, or --force to publish anyway")
+
+        # 6. Write the version: files first, manifest last; then (with --publish) LATEST.
+        files.append(write_file(store, layout.key("vectors.f16.npy"), vectors_to_bytes(vectors)))
+        files.append(write_file(store, layout.key("trained.faiss"),
+                                store.read_bytes(layout.scratch("trained.faiss"))))
+        files.append(write_file(store, layout.key("ids.parquet"), _ids_parquet(source, parts)))
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    manifest = new_manifest(
+        publish.KIND, name=config.name, version=layout.version, fingerprint=source.manifest["fingerprint"],
+        fingerprint_id=source.layout.fingerprint_id, dim=d, metric="L2", ntotal=n, factory=choice.factory,
+        factory_reason=choice.reason, choice=asdict(choice), on_disk=on_disk,
+        bytes_per_vector=round(sum(f["bytes"] for f in files if "index" in f["key"]) / n, 2),
+        training=training, recall_table=table, operating_point=point,
+        default_search=point["params"], files=files, timings=timings,
+        source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
+                "counts": source.manifest["counts"]},
+        config={**asdict(config), "storage_options": redact(config.storage_options)},
+    )
+    store.write_json(layout.manifest, manifest)
+    store.delete(layout.scratch_prefix, recursive=True)
+    if config.publish:
+        publish.set_latest(store, config.name, layout.version)
+        if config.keep:
+            publish.retain(store, config.name, config.keep)
+    return manifest
+
+
+def _check_scan(scan: list[dict[str, Any]], d: int, source: EmbeddingsVersion) -> None:
+    where = source.layout.store.child_url(source.layout.prefix)
+    dims = {s["dim"] for s in scan}
+    if dims != {d}:
+        raise IndexInputError(f"embeddings {where}: vectors of dimension {sorted(dims)}, manifest says {d}: the "
+                              "version mixes models; re-embed it")
+    bad = sum(s["non_finite"] for s in scan)
+    zero = sum(s["zero"] for s in scan)
+    if bad or zero:
+        raise IndexInputError(f"embeddings {where}: {bad} vectors with NaN/inf and {zero} all-zero vectors; "
+                              "they cannot be searched. Re-embed the version")
+    worst = max(s["max_norm_error"] for s in scan)
+    if worst > 1e-2:
+        raise IndexInputError(f"embeddings {where} are not L2-normalised (a norm is off by {worst:.3f}); "
+                              "the L2 index assumes unit vectors")
+
+
+def _merge(store: Store, layout: VersionLayout, n_parts: int, choice: IndexChoice, n: int, budget: int,
+           tmp: str) -> tuple[faiss.Index, list[dict[str, Any]], bool]:
+    trained = faiss.deserialize_index(np.frombuffer(store.read_bytes(layout.scratch("trained.faiss")), np.uint8))
+    estimated = n * choice.bytes_per_vector
+    if choice.is_flat or estimated <= budget:
+        for i in range(n_parts):
+            partial = faiss.deserialize_index(
+                np.frombuffer(store.read_bytes(layout.scratch(f"partial-{i:05d}.faiss")), np.uint8))
+            trained.merge_from(partial, 0)
+        files = [write_file(store, layout.key("index.faiss"), serialize(trained))]
+        return trained, files, False
+    # Larger than the budget: merge the lists into one mmap-able .ivfdata file (faiss.contrib.ondisk).
+    from faiss.contrib.ondisk import merge_ondisk
+    names = []
+    for i in range(n_parts):
+        path = os.path.join(tmp, f"partial-{i:05d}.faiss")
+        store.fs.get_file(store.path(layout.scratch(f"partial-{i:05d}.faiss")), path)
+        names.append(path)
+    ivfdata = os.path.join(tmp, "index.ivfdata")
+    merge_ondisk(trained, names, ivfdata)
+    index_path = os.path.join(tmp, "index.faiss")
+    faiss.write_index(trained, index_path)
+    files = [publish.upload_file(store, layout.key("index.faiss"), index_path),
+             publish.upload_file(store, layout.key("index.ivfdata"), ivfdata)]
+    return faiss.read_index(index_path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
+
+
+def _gather_vectors(store: Store, parts: tuple[str, ...], d: int) -> np.ndarray:
+    from lookalike.index_tasks import read_vectors
+    out = [read_vectors(store, p).astype(np.float16) for p in parts]
+    return np.concatenate(out) if out else np.zeros((0, d), np.float16)
+
+
+def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...]) -> bytes:
+    tables = [source.read_part(p, ["image_id", "uri", "content_sha256"]) for p in parts]
+    ids = pa.concat_tables(tables)
+    ids = ids.add_column(0, "faiss_id", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+    sink = pa.BufferOutputStream()
+    import pyarrow.parquet as pq
+    pq.write_table(ids, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()

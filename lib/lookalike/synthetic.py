@@ -1,0 +1,57 @@
+"""Seeded, structured synthetic embeddings for tests and benchmarks: a mixture of anisotropic Gaussians on
+the unit sphere (uniform noise has no neighbours worth finding), written as a real embeddings version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from lookalike.embeddings import KIND, RunLayout, latest_key
+from lookalike.manifest import new_manifest
+from lookalike.schemas import embeddings_schema
+from lookalike.storage import Store
+
+
+def clustered_vectors(n: int, d: int, clusters: int = 256, seed: int = 0, spread: float = 0.35) -> np.ndarray:
+    """Unit vectors around `clusters` centres, each cluster stretched along its own random directions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    scales = rng.gamma(2.0, 0.5, size=(clusters, d)).astype(np.float32)  # anisotropic per cluster and axis
+    out = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 65_536):
+        stop = min(n, start + 65_536)
+        which = rng.integers(0, clusters, stop - start)
+        noise = rng.standard_normal((stop - start, d)).astype(np.float32) * scales[which]
+        out[start:stop] = centres[which] / np.sqrt(d) + spread * noise / np.sqrt(d)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "synthetic", parts: int = 4,
+                             fingerprint_id: str | None = None, id_prefix: str = "img",
+                             image_ids: list[str] | None = None) -> dict:
+    """Write vectors as a committed embeddings version (shards, empty errors, manifest, LATEST)."""
+    n, d = vectors.shape
+    fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {},
+                   "pooling": "none", "gem_p": None, "whitening": None, "normalisation": "l2", "dim": d}
+    fingerprint_id = fingerprint_id or f"synthetic-d{d}"
+    layout = RunLayout(store, fingerprint_id, run_id)
+    ids = image_ids or [f"{id_prefix}-{i:08d}" for i in range(n)]
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    files = []
+    for p in range(parts):
+        lo, hi = bounds[p], bounds[p + 1]
+        table = pa.Table.from_pydict({
+            "image_id": ids[lo:hi], "uri": [f"mem://{i}" for i in ids[lo:hi]],
+            "content_sha256": [f"{i:064x}" for i in range(lo, hi)],
+            "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors[lo:hi].reshape(-1)), d),
+        }, schema=embeddings_schema(d))
+        files.append({"key": layout.part(p), "rows": int(hi - lo), "bytes": store.write_parquet(layout.part(p), table)})
+    manifest = new_manifest(KIND, run_id=run_id, fingerprint_id=fingerprint_id, fingerprint=fingerprint, dim=d,
+                            counts={"images": n, "rows": n, "new": n, "carried": 0, "failed": 0, "removed": 0,
+                                    "tasks": parts},
+                            timings={}, files={"embeddings": files, "errors": []}, previous_run=None)
+    store.write_json(layout.manifest, manifest)
+    store.write_text(latest_key(fingerprint_id), run_id + "\n")
+    return manifest

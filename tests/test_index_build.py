@@ -1,0 +1,217 @@
+"""build_index on Spark local[2] with the store on the S3 server: choice, distributed == single-process,
+atomic publish under a polling reader, kill mid-build, rollback and retention, the recall gate, bad input."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lookalike import index_build, publish
+from lookalike.config import ConfigError
+from lookalike.index_build import BuildIndexConfig, IndexInputError
+from lookalike.index_choice import IndexChoiceError, choose_index
+from lookalike.index_reader import load_index_version
+from lookalike.publish import VersionError, VersionLayout
+from lookalike.recall import RecallTooLow
+from lookalike.search import deserialize, set_nprobe
+from lookalike.storage import Store
+from lookalike.synthetic import clustered_vectors, write_embeddings_version
+
+N, D = 12_000, 64
+IVF = "IVF64,PQ16"
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    # Loose clusters: on tight ones even a 1-byte code plus exact re-scoring finds every neighbour.
+    return clustered_vectors(N, D, clusters=1000, spread=0.8, seed=3)
+
+
+@pytest.fixture
+def store(s3_store, vectors):
+    store = Store(s3_store.url, s3_store.options)
+    write_embeddings_version(store, vectors, parts=4)
+    return store
+
+
+def build(store, **kw) -> dict:
+    kw.setdefault("name", "logos")
+    kw.setdefault("master", "local[2]")
+    kw.setdefault("queries", 200)
+    return index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, **kw))
+
+
+def test_choice_follows_size_and_budget():
+    assert choose_index(10_000, 256, 1 << 30).factory == "Flat"
+    big = choose_index(1_000_000, 256, 48 << 20)
+    assert big.factory == "OPQ32_128,IVF4096_HNSW32,PQ32" and big.nlist == 4096
+    assert "48 MiB budget" in big.reason
+    assert choose_index(200_000, 256, 1 << 30).factory.startswith("OPQ128_")  # room for the largest code
+    with pytest.raises(IndexChoiceError, match="raise --memory-budget"):
+        choose_index(10_000_000, 256, 32 << 20)
+
+
+def test_distributed_build_equals_single_process_build(store, vectors):
+    """Parts added by Spark tasks and merged == every vector added in one process to the same trained index."""
+    built = build(store, factory=IVF, publish=True)
+    version = load_index_version(store, "logos", built["version"])
+    layout = VersionLayout(store, "logos", built["version"])
+    single = deserialize(store.read_bytes(layout.key("trained.faiss")))
+    single.add_with_ids(vectors, np.arange(N, dtype=np.int64))
+    assert version.index.ntotal == single.ntotal == N
+    queries = vectors[::97]
+    for nprobe in (1, 4, 16):
+        set_nprobe(version.index, nprobe)
+        set_nprobe(single, nprobe)
+        da, ia = version.index.search(queries, 10)
+        db, ib = single.search(queries, 10)
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(da, db)
+    # Training is seeded on a seeded sample: building again in one process gives the same recall table.
+    again = build(store, factory=IVF, master="in-process")
+    assert [(r["nprobe"], r["rerank"]) for r in again["recall_table"]] == \
+        [(r["nprobe"], r["rerank"]) for r in built["recall_table"]]
+    # ids.parquet maps faiss ids back to the embeddings' image ids, in order.
+    assert version.ids["image_id"].to_pylist()[:3] == ["img-00000000", "img-00000001", "img-00000002"]
+    assert version.ids["faiss_id"].to_pylist() == list(range(N))
+
+
+def test_manifest_records_choice_recall_table_and_files(store):
+    m = build(store, memory_budget=400_000, flat_threshold=1000, publish=True)
+    assert m["factory"] == "OPQ16_64,IVF256,PQ16" and "400000" not in m["factory_reason"]
+    point = m["operating_point"]
+    assert point["target_met"] and point["recall_at_10"] >= 0.95
+    assert m["default_search"] == point["params"]
+    fastest_reaching = max((r for r in m["recall_table"] if r["recall_at_10"] >= 0.95), key=lambda r: r["qps"])
+    assert (point["nprobe"], point["rerank"]) == (fastest_reaching["nprobe"], fastest_reaching["rerank"])
+    assert {f["key"].rsplit("/", 1)[-1] for f in m["files"]} == {
+        "index.faiss", "vectors.f16.npy", "trained.faiss", "ids.parquet"}
+    assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"])
+    assert m["fingerprint"]["dim"] == D and m["ntotal"] == N and m["metric"] == "L2"
+    assert publish.latest_version(store, "logos") == m["version"]
+    assert not store.list(f"indexes/logos/_build/{m['version']}")  # scratch cleaned up
+
+
+def test_exact_below_threshold_has_perfect_recall(store):
+    m = build(store, memory_budget=1 << 30)
+    assert m["factory"] == "Flat"
+    assert m["operating_point"]["recall_at_10"] == 1.0
+
+
+def test_recall_gate_refuses_a_bad_index_and_force_overrides(store):
+    good = build(store, factory=IVF, publish=True)
+    with pytest.raises(RecallTooLow, match=r"best 10-R@10 reached is 0\.[0-8]\d* < --min-recall 0.9"):
+        build(store, factory="IVF64,PQ4", min_recall=0.9, publish=True)
+    assert publish.latest_version(store, "logos") == good["version"]
+    forced = build(store, factory="IVF64,PQ4", min_recall=0.9, force=True, publish=True)
+    assert publish.latest_version(store, "logos") == forced["version"]
+    assert forced["operating_point"]["recall_at_10"] < 0.9
+
+
+def test_polling_reader_never_sees_an_incomplete_version(store):
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        reading = Store(store.url, store.options)
+        while not stop.is_set():
+            try:
+                if publish.latest_version(reading, "logos") is None:
+                    continue
+                version = load_index_version(reading, "logos")  # verifies every file's sha256
+                seen.append(version.manifest["version"])
+            except Exception as e:  # any failure to load what LATEST names is a broken publish
+                errors.append(repr(e))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        published = [build(store, factory=IVF, publish=True, queries=50)["version"] for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while published[-1] not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    assert set(seen) <= set(published) and published[-1] in seen
+
+
+def test_build_killed_mid_way_leaves_latest_untouched_and_rerun_completes(store, s3_store):
+    first = build(store, factory=IVF, publish=True, queries=50)
+    o = s3_store.options
+    cmd = [sys.executable, "-m", "lookalike.cli", "build-index", "--store", store.url, "--name", "logos",
+           f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
+           f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",
+           "--store-option=client_kwargs.region_name=us-east-1", "--factory", IVF, "--master", "in-process",
+           "--publish"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    killed_in = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        scratch = [k for k in store.list("indexes/logos/_build") if first["version"] not in k]
+        if scratch and any("partial-" in f for f in store.list(scratch[0])):
+            proc.send_signal(signal.SIGKILL)
+            killed_in = scratch[0]
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_in, "the build should be killed while adding"
+    assert publish.latest_version(store, "logos") == first["version"]
+    incomplete = [r for r in publish.list_versions(store, "logos") if not r["complete"]]
+    assert all(not r["latest"] for r in incomplete)
+    rerun = build(store, factory=IVF, publish=True, queries=50)
+    assert publish.latest_version(store, "logos") == rerun["version"] != first["version"]
+
+
+def test_rollback_and_retention(store):
+    versions = [build(store, factory=IVF, publish=True, queries=50)["version"] for _ in range(4)]
+    publish.set_latest(store, "logos", versions[1])  # roll back
+    assert publish.latest_version(store, "logos") == versions[1]
+    assert publish.read_latest(store, "logos")["previous"] == versions[3]
+    deleted = publish.retain(store, "logos", keep=1)
+    # Kept: the newest (versions[3], also LATEST's predecessor) and LATEST itself (versions[1]).
+    assert sorted(deleted) == sorted([versions[0], versions[2]])
+    left = {r["version"] for r in publish.list_versions(store, "logos")}
+    assert left == {versions[1], versions[3]}
+    with pytest.raises(VersionError, match="no complete version"):
+        publish.set_latest(store, "logos", versions[0])
+    assert load_index_version(store, "logos").manifest["version"] == versions[1]
+
+
+def test_corrupt_file_is_caught_on_load(store, s3_store):
+    m = build(store, factory=IVF, publish=True, queries=50)
+    key = VersionLayout(store, "logos", m["version"]).key("index.faiss")
+    data = bytearray(store.read_bytes(key))
+    data[len(data) // 2] ^= 0xFF
+    store.write_bytes(key, bytes(data))
+    with pytest.raises(VersionError, match="index.faiss is damaged"):
+        load_index_version(store, "logos")
+
+
+def test_bad_embeddings_fail_before_any_work(s3_store, vectors):
+    store = Store(s3_store.url, s3_store.options)
+    with pytest.raises(ConfigError, match="embeddings of 0 models"):
+        build(store)
+    broken = vectors[:2000].copy()
+    broken[5] = np.nan
+    broken[7] = 0.0
+    write_embeddings_version(store, broken, parts=2, fingerprint_id="broken-d64")
+    with pytest.raises(IndexInputError, match="1 vectors with NaN/inf and 1 all-zero vectors"):
+        build(store, embeddings="broken-d64")
+    write_embeddings_version(store, vectors[:2000] * 3, parts=2, fingerprint_id="unnormalised-d64")
+    with pytest.raises(IndexInputError, match="not L2-normalised"):
+        build(store, embeddings="unnormalised-d64")
+    with pytest.raises(ConfigError, match="choose one with --embeddings"):
+        build(store)
+    with pytest.raises(Exception, match="no completed embeddings|not complete"):
+        build(store, embeddings="broken-d64/no-such-run")
+    with pytest.raises(VersionError, match="has no published version"):
+        load_index_version(store, "never-built")
+    write_embeddings_version(store, vectors[:2000], parts=2, fingerprint_id="fine-d64")
+    with pytest.raises(IndexChoiceError, match="raise --memory-budget"):
+        build(store, embeddings="fine-d64", memory_budget=20_000, flat_threshold=10)
