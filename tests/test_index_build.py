@@ -215,3 +215,44 @@ def test_bad_embeddings_fail_before_any_work(s3_store, vectors):
     write_embeddings_version(store, vectors[:2000], parts=2, fingerprint_id="fine-d64")
     with pytest.raises(IndexChoiceError, match="raise --memory-budget"):
         build(store, embeddings="fine-d64", memory_budget=20_000, flat_threshold=10)
+
+
+def test_incremental_update_keeps_ids_drops_removed_adds_new_and_retrains_on_drift(store, vectors):
+    first = build(store, factory=IVF, publish=True)
+    ids = [f"img-{i:08d}" for i in range(N)]
+    hashes = [f"{i:064x}" for i in range(N)]
+    fresh = clustered_vectors(700, D, clusters=1000, spread=0.8, seed=3)[::-1].copy()  # same distribution
+    keep = list(range(500, N))                       # images 0..499 are removed
+    changed = list(range(500, 800))                  # their content changed
+    next_vectors = np.concatenate([vectors[keep], fresh])
+    next_vectors[: len(changed)] = clustered_vectors(300, D, clusters=1000, spread=0.8, seed=11)
+    next_ids = [ids[i] for i in keep] + [f"new-{i:04d}" for i in range(700)]
+    next_hashes = [f"{i:064x}-changed" if i in set(changed) else hashes[i] for i in keep] + \
+        [f"{i:064x}-new" for i in range(700)]
+    write_embeddings_version(store, next_vectors, run_id="night2", parts=3, image_ids=next_ids,
+                             content_hashes=next_hashes)
+    second = build(store, incremental=True, publish=True)
+    mode = second["build_mode"]
+    assert mode["incremental"] is True, mode
+    assert (mode["checks"]["added"], mode["checks"]["removed"]) == (300 + 700, 500 + 300)
+    assert second["ntotal"] == len(next_ids) and "train_s" not in second["timings"]
+    assert second["operating_point"]["recall_at_10"] >= 0.95
+
+    before = load_index_version(store, "logos", first["version"]).ids.to_pydict()
+    after = load_index_version(store, "logos")
+    old_id = dict(zip(before["image_id"], before["faiss_id"], strict=True))
+    new_id = dict(zip(after.ids["image_id"].to_pylist(), after.ids["faiss_id"].to_pylist(), strict=True))
+    assert "img-00000000" not in new_id                             # removed
+    assert new_id["img-00005000"] == old_id["img-00005000"]         # unchanged: same faiss id
+    assert new_id["img-00000600"] > max(old_id.values())            # changed: a fresh id
+    scores, hits = after.search(fresh[:5], 1)                        # added vectors find themselves
+    assert [after.ids["image_id"][int(np.flatnonzero(after.ids["faiss_id"].to_numpy() == h)[0])].as_py()
+            for h in hits[:, 0]] == [f"new-{i:04d}" for i in range(5)]
+    assert np.all(scores[:, 0] > 0.99)
+
+    # A catalogue that moved far from the training data is retrained, and the manifest says why.
+    drifted = clustered_vectors(N, D, clusters=50, spread=0.3, seed=99)
+    write_embeddings_version(store, drifted, run_id="night3", parts=3, id_prefix="other")
+    third = build(store, incremental=True, publish=True)
+    assert third["build_mode"]["incremental"] is False
+    assert "retrained" in third["build_mode"]["reason"] and "train_s" in third["timings"]

@@ -107,6 +107,8 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
     p.add_argument("--force", action="store_true", help="publish even below --min-recall")
     p.add_argument("--publish", action="store_true", help="move LATEST to the new version")
     p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    p.add_argument("--incremental", action="store_true",
+                   help="update LATEST (drop removed ids, add new ones) instead of retraining, if drift allows")
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
     p.add_argument("--seed", type=int, default=0)
     add_master_arg(p, submitted)
@@ -129,8 +131,8 @@ def build_index_config(args: argparse.Namespace):
     return BuildIndexConfig(
         store=args.store, name=args.name, embeddings=args.embeddings, memory_budget=args.memory_budget,
         factory=args.factory, target_recall=args.target_recall, min_recall=args.min_recall, force=args.force,
-        publish=args.publish, keep=args.keep, queries=args.queries, seed=args.seed, master=args.master,
-        storage_options=options,
+        publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries, seed=args.seed,
+        master=args.master, storage_options=options,
         spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
 
 

@@ -12,16 +12,19 @@ from typing import Any
 import faiss
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lookalike import publish
 from lookalike.config import ConfigError
 from lookalike.embeddings import EmbeddingsVersion, fingerprints, open_version
 from lookalike.index_choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index_incremental import apply_update, plan_update, read_rows
+from lookalike.index_reader import load_index_version
 from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
 from lookalike.manifest import new_manifest
 from lookalike.publish import VersionLayout, write_file
 from lookalike.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
-from lookalike.search import serialize, vectors_to_bytes
+from lookalike.search import deserialize, serialize, vectors_to_bytes
 from lookalike.spark import run_tasks
 from lookalike.storage import Store, redact
 
@@ -45,6 +48,7 @@ class BuildIndexConfig:
     min_recall: float = 0.0              # below this (best of the sweep), nothing is published
     force: bool = False
     publish: bool = False                # move LATEST to the new version
+    incremental: bool = False            # update LATEST (add new, drop removed) when the drift check passes
     keep: int | None = None              # retention after publishing
     queries: int = 1000                  # held-out queries for the recall table
     k: int = 10
@@ -104,33 +108,31 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
     save_npy(store, layout.scratch("queries.npy"), queries)
     timings["scan_s"] = round(time.perf_counter() - t0, 3)
 
-    # 2. Train on one task; the trained empty index goes through the store, never through the driver.
-    t0 = time.perf_counter()
-    [training] = run_tasks(TrainTask(store, choice.factory, d, len(parts), max(1, choice.train_size),
-                                     layout.scratch_prefix, config.seed), [0], config.master,
-                           "lookalike-index-train", config.spark_conf)
-    timings["train_s"] = round(time.perf_counter() - t0, 3)
-
-    # 3. Add: every part into its own copy of the trained index, in parallel.
-    t0 = time.perf_counter()
-    added = run_tasks(AddTask(store, parts, offsets, layout.scratch_prefix), list(range(len(parts))),
-                      config.master, "lookalike-index-add", config.spark_conf)
-    timings["add_s"] = round(time.perf_counter() - t0, 3)
-    if sum(a["added"] for a in added) != n:
-        raise RuntimeError(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {n}")
-
-    # 4. Merge the inverted lists (on disk when the index would not fit the memory budget).
-    t0 = time.perf_counter()
+    # 2-4. Either update LATEST in place of a rebuild (nightly), or train, add in parallel and merge.
     with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
-        index, files, on_disk = _merge(store, layout, len(parts), choice, n, config.memory_budget, tmp)
-        timings["merge_s"] = round(time.perf_counter() - t0, 3)
+        update = _incremental(config, store, source, parts, offsets, n, d, tmp) if config.incremental else None
+        if update is not None and update[3]["incremental"]:
+            index, vectors, row_to_faiss, decision, training, trained_bytes = update
+            choice = IndexChoice(**publish.open_version(store, config.name)["choice"])
+            files = [write_file(store, layout.key("index.faiss"), serialize(index))]
+            on_disk = False
+            timings["update_s"] = round(time.perf_counter() - started - timings["scan_s"], 3)
+        else:
+            decision = update[3] if update is not None else {"incremental": False, "reason": "full build"}
+            training, index, files, on_disk = _full_build(config, store, layout, choice, parts, offsets, n, d,
+                                                          timings, tmp)
+            vectors = _gather_vectors(store, parts, d)
+            row_to_faiss = np.arange(n, dtype=np.int64)
+            trained_bytes = store.read_bytes(layout.scratch("trained.faiss"))
 
         # 5. Exact ground truth (distributed brute force), then the recall/QPS sweep and the gate.
         t0 = time.perf_counter()
         partial = run_tasks(GroundTruthTask(store, parts, offsets, layout.scratch_prefix, config.k + 1),
                             list(range(len(parts))), config.master, "lookalike-index-gt", config.spark_conf)
+        # Tasks see rows of the embeddings version; the index speaks faiss ids.
+        partial = [(dist, np.where(ids >= 0, row_to_faiss[np.maximum(ids, 0)], -1)) for dist, ids in partial]
+        query_ids = row_to_faiss[query_ids]
         truth = exact_ground_truth(partial, query_ids, config.k)
-        vectors = _gather_vectors(store, parts, d)
         table = sweep(index, queries, query_ids, truth, vectors, config.k, choice)
         point = choose_operating_point(table, config.target_recall)
         timings["recall_s"] = round(time.perf_counter() - t0, 3)
@@ -143,16 +145,17 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
 
         # 6. Write the version: files first, manifest last; then (with --publish) LATEST.
         files.append(write_file(store, layout.key("vectors.f16.npy"), vectors_to_bytes(vectors)))
-        files.append(write_file(store, layout.key("trained.faiss"),
-                                store.read_bytes(layout.scratch("trained.faiss"))))
-        files.append(write_file(store, layout.key("ids.parquet"), _ids_parquet(source, parts)))
+        files.append(write_file(store, layout.key("trained.faiss"), trained_bytes))
+        files.append(write_file(store, layout.key("ids.parquet"), _ids_parquet(source, parts, row_to_faiss)))
     timings["total_s"] = round(time.perf_counter() - started, 3)
     manifest = new_manifest(
         publish.KIND, name=config.name, version=layout.version, fingerprint=source.manifest["fingerprint"],
         fingerprint_id=source.layout.fingerprint_id, dim=d, metric="L2", ntotal=n, factory=choice.factory,
         factory_reason=choice.reason, choice=asdict(choice), on_disk=on_disk,
         bytes_per_vector=round(sum(f["bytes"] for f in files if "index" in f["key"]) / n, 2),
-        training=training, recall_table=table, operating_point=point,
+        training=training, build_mode=decision, recall_table=table, operating_point=point,
+        trained_ntotal=n if not decision["incremental"] else publish.open_version(store, config.name).get(
+            "trained_ntotal", n),
         default_search=point["params"], files=files, timings=timings,
         source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
                 "counts": source.manifest["counts"]},
@@ -217,11 +220,59 @@ def _gather_vectors(store: Store, parts: tuple[str, ...], d: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, d), np.float16)
 
 
-def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...]) -> bytes:
-    tables = [source.read_part(p, ["image_id", "uri", "content_sha256"]) for p in parts]
-    ids = pa.concat_tables(tables)
-    ids = ids.add_column(0, "faiss_id", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...], row_to_faiss: np.ndarray) -> bytes:
+    """faiss_id → image_id, uri, content_sha256, sorted by faiss id."""
+    ids = pa.concat_tables([source.read_part(p, ["image_id", "uri", "content_sha256"]) for p in parts])
+    ids = ids.add_column(0, "faiss_id", pa.array(row_to_faiss, pa.int64())).sort_by("faiss_id")
     sink = pa.BufferOutputStream()
-    import pyarrow.parquet as pq
     pq.write_table(ids, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
+
+
+def _full_build(config: BuildIndexConfig, store: Store, layout: VersionLayout, choice: IndexChoice,
+                parts: tuple[str, ...], offsets: tuple[int, ...], n: int, d: int, timings: dict[str, float],
+                tmp: str) -> tuple[dict[str, Any], faiss.Index, list[dict[str, Any]], bool]:
+    """Train on one task, add every part on its own task, merge the inverted lists."""
+    t0 = time.perf_counter()
+    [training] = run_tasks(TrainTask(store, choice.factory, d, len(parts), max(1, choice.train_size),
+                                     layout.scratch_prefix, config.seed), [0], config.master,
+                           "lookalike-index-train", config.spark_conf)
+    timings["train_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    added = run_tasks(AddTask(store, parts, offsets, layout.scratch_prefix), list(range(len(parts))),
+                      config.master, "lookalike-index-add", config.spark_conf)
+    timings["add_s"] = round(time.perf_counter() - t0, 3)
+    if sum(a["added"] for a in added) != n:
+        raise RuntimeError(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {n}")
+    t0 = time.perf_counter()
+    index, files, on_disk = _merge(store, layout, len(parts), choice, n, config.memory_budget, tmp)
+    timings["merge_s"] = round(time.perf_counter() - t0, 3)
+    return training, index, files, on_disk
+
+
+def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersion, parts: tuple[str, ...],
+                 offsets: tuple[int, ...], n: int, d: int, tmp: str):
+    """(index, vectors, row_to_faiss, decision, training, trained bytes) updating LATEST, or None when there
+    is nothing to update incrementally; decision['incremental'] False means: retrain, for its reason."""
+    if publish.latest_version(store, config.name) is None:
+        return None
+    previous = load_index_version(store, config.name, cache_dir=tmp)
+    m = previous.manifest
+    why_not = None
+    if m["fingerprint_id"] != source.layout.fingerprint_id:
+        why_not = f"the model changed ({m['fingerprint_id']} → {source.layout.fingerprint_id})"
+    elif m["choice"]["nlist"] == 0:
+        why_not = "LATEST is a flat index: rebuilding it costs no training"
+    elif config.factory and config.factory != m["factory"]:
+        why_not = f"--factory {config.factory} differs from LATEST's {m['factory']}"
+    elif m.get("on_disk"):
+        why_not = "LATEST keeps its lists on disk; on-disk lists are rebuilt, not edited"
+    if why_not:
+        return None, None, None, {"incremental": False, "reason": f"retrained: {why_not}"}, None, None
+    trained_bytes = store.read_bytes(VersionLayout(store, config.name, m["version"]).key("trained.faiss"))
+    keys = pa.concat_tables([source.read_part(p, ["image_id", "content_sha256"]) for p in parts])
+    update = plan_update(previous, keys)
+    added = read_rows(source, parts, offsets, update.added_rows, d)
+    index, vectors, decision = apply_update(previous, deserialize(trained_bytes), update, added, n)
+    decision["from_version"] = m["version"]
+    return index, vectors, update.row_to_faiss, decision, m["training"], trained_bytes

@@ -29,7 +29,7 @@ def clustered_vectors(n: int, d: int, clusters: int = 256, seed: int = 0, spread
 
 def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "synthetic", parts: int = 4,
                              fingerprint_id: str | None = None, id_prefix: str = "img",
-                             image_ids: list[str] | None = None) -> dict:
+                             image_ids: list[str] | None = None, content_hashes: list[str] | None = None) -> dict:
     """Write vectors as a committed embeddings version (shards, empty errors, manifest, LATEST)."""
     n, d = vectors.shape
     fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {},
@@ -37,13 +37,14 @@ def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "s
     fingerprint_id = fingerprint_id or f"synthetic-d{d}"
     layout = RunLayout(store, fingerprint_id, run_id)
     ids = image_ids or [f"{id_prefix}-{i:08d}" for i in range(n)]
+    hashes = content_hashes or [f"{i:064x}" for i in range(n)]
     bounds = np.linspace(0, n, parts + 1).astype(int)
     files = []
     for p in range(parts):
         lo, hi = bounds[p], bounds[p + 1]
         table = pa.Table.from_pydict({
             "image_id": ids[lo:hi], "uri": [f"mem://{i}" for i in ids[lo:hi]],
-            "content_sha256": [f"{i:064x}" for i in range(lo, hi)],
+            "content_sha256": hashes[lo:hi],
             "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors[lo:hi].reshape(-1)), d),
         }, schema=embeddings_schema(d))
