@@ -114,7 +114,7 @@ def main() -> int:
     found = drop_self(ids, query_ids, 10)
     ours = {"factory": manifest["factory"], "build_s": t["total_s"], "train_s": t["train_s"], "add_s": t["add_s"],
             "merge_s": t["merge_s"], "bytes_per_vector": manifest["bytes_per_vector"],
-            "index_bytes": sum(f["bytes"] for f in manifest["files"] if "index" in f["key"]),
+            "index_bytes": manifest["bytes_per_vector"] * args.n,
             "params": point["params"], "recall_at_10": recall_at(found, truth, 10),
             "recall_at_1": recall_at(found, truth, 1), "qps": ours_qps}
     print(f"ours      {ours['factory']}  build {ours['build_s']:.0f}s (train {ours['train_s']:.0f}s, add "

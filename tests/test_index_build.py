@@ -1,6 +1,7 @@
 """build_index on Spark local[2] with the store on the S3 server: choice, distributed == single-process,
 atomic publish under a polling reader, kill mid-build, rollback and retention, the recall gate, bad input."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from lookalike.index_choice import IndexChoiceError, choose_index
 from lookalike.index_reader import load_index_version
 from lookalike.publish import VersionError, VersionLayout
 from lookalike.recall import RecallTooLow
-from lookalike.search import deserialize, set_nprobe
+from lookalike.search import SearchParams, deserialize, set_nprobe
 from lookalike.storage import Store
 from lookalike.synthetic import clustered_vectors, write_embeddings_version
 
@@ -256,3 +257,41 @@ def test_incremental_update_keeps_ids_drops_removed_adds_new_and_retrains_on_dri
     third = build(store, incremental=True, publish=True)
     assert third["build_mode"]["incremental"] is False
     assert "retrained" in third["build_mode"]["reason"] and "train_s" in third["timings"]
+
+
+def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(store, vectors, tmp_path):
+    in_memory = build(store, factory=IVF, queries=100)
+    on_disk = build(store, factory=IVF, queries=100, memory_budget=100_000)  # 12k × 24 B > 100 kB
+    assert (in_memory["on_disk"], on_disk["on_disk"]) == (False, True)
+    assert "index.ivfdata" in {f["key"].rsplit("/", 1)[-1] for f in on_disk["files"]}
+    a = load_index_version(store, "logos", in_memory["version"])
+    b = load_index_version(store, "logos", on_disk["version"], cache_dir=str(tmp_path))
+    params = SearchParams(nprobe=8, rerank=50)
+    _, ia = a.search(vectors[::211], 10, params)
+    _, ib = b.search(vectors[::211], 10, params)
+    np.testing.assert_array_equal(ia, ib)
+    with pytest.raises(VersionError, match="give a cache_dir"):
+        load_index_version(store, "logos", on_disk["version"])
+
+
+def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, capsys):
+    from lookalike.cli import main
+    o = s3_store.options
+    opts = ["--store", store.url, f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
+            f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",
+            "--store-option=client_kwargs.region_name=us-east-1"]
+    assert main(["build-index", *opts, "--name", "logos", "--factory", IVF, "--publish", "--queries", "50",
+                 "--master", "in-process"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("index logos/") and "10-R@10" in first and "target met" in first
+    assert main(["build-index", *opts, "--name", "logos", "--factory", IVF, "--publish", "--queries", "50",
+                 "--master", "in-process", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)["version"]
+    v1 = first.split()[1].split("/")[1].rstrip(":")
+    assert main(["indexes", "list", *opts, "--name", "logos"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].startswith(second) and "LATEST" in listing[1] and listing[2].startswith(v1)
+    assert main(["publish", *opts, "--name", "logos", "--rollback", v1]) == 0
+    assert publish.latest_version(store, "logos") == v1
+    assert main(["publish", *opts, "--name", "logos", "--rollback", "20990101T000000Z-000000"]) == 2
+    assert "no complete version" in capsys.readouterr().err

@@ -110,15 +110,16 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
 
     # 2-4. Either update LATEST in place of a rebuild (nightly), or train, add in parallel and merge.
     with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
+        t0 = time.perf_counter()
         update = _incremental(config, store, source, parts, offsets, n, d, tmp) if config.incremental else None
-        if update is not None and update[3]["incremental"]:
-            index, vectors, row_to_faiss, decision, training, trained_bytes = update
-            choice = IndexChoice(**publish.open_version(store, config.name)["choice"])
+        decision = update.decision if update else {"incremental": False, "reason": "full build"}
+        if update and update.index is not None:
+            index, vectors, row_to_faiss = update.index, update.vectors, update.row_to_faiss
+            training, trained_bytes, choice = update.training, update.trained_bytes, update.choice
             files = [write_file(store, layout.key("index.faiss"), serialize(index))]
             on_disk = False
-            timings["update_s"] = round(time.perf_counter() - started - timings["scan_s"], 3)
+            timings["update_s"] = round(time.perf_counter() - t0, 3)
         else:
-            decision = update[3] if update is not None else {"incremental": False, "reason": "full build"}
             training, index, files, on_disk = _full_build(config, store, layout, choice, parts, offsets, n, d,
                                                           timings, tmp)
             vectors = _gather_vectors(store, parts, d)
@@ -152,7 +153,8 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
         publish.KIND, name=config.name, version=layout.version, fingerprint=source.manifest["fingerprint"],
         fingerprint_id=source.layout.fingerprint_id, dim=d, metric="L2", ntotal=n, factory=choice.factory,
         factory_reason=choice.reason, choice=asdict(choice), on_disk=on_disk,
-        bytes_per_vector=round(sum(f["bytes"] for f in files if "index" in f["key"]) / n, 2),
+        bytes_per_vector=round(sum(f["bytes"] for f in files if f["key"].rsplit("/", 1)[-1].startswith("index."))
+                               / n, 2),
         training=training, build_mode=decision, recall_table=table, operating_point=point,
         trained_ntotal=n if not decision["incremental"] else publish.open_version(store, config.name).get(
             "trained_ntotal", n),
@@ -211,7 +213,7 @@ def _merge(store: Store, layout: VersionLayout, n_parts: int, choice: IndexChoic
     faiss.write_index(trained, index_path)
     files = [publish.upload_file(store, layout.key("index.faiss"), index_path),
              publish.upload_file(store, layout.key("index.ivfdata"), ivfdata)]
-    return faiss.read_index(index_path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
+    return faiss.read_index(index_path, faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
 
 
 def _gather_vectors(store: Store, parts: tuple[str, ...], d: int) -> np.ndarray:
@@ -250,10 +252,22 @@ def _full_build(config: BuildIndexConfig, store: Store, layout: VersionLayout, c
     return training, index, files, on_disk
 
 
+@dataclass
+class _Incremental:
+    """LATEST updated in place of a rebuild; index is None when the decision is to retrain (and why)."""
+
+    decision: dict[str, Any]
+    index: faiss.Index | None = None
+    vectors: np.ndarray | None = None
+    row_to_faiss: np.ndarray | None = None
+    training: dict[str, Any] | None = None
+    trained_bytes: bytes = b""
+    choice: IndexChoice | None = None
+
+
 def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersion, parts: tuple[str, ...],
-                 offsets: tuple[int, ...], n: int, d: int, tmp: str):
-    """(index, vectors, row_to_faiss, decision, training, trained bytes) updating LATEST, or None when there
-    is nothing to update incrementally; decision['incremental'] False means: retrain, for its reason."""
+                 offsets: tuple[int, ...], n: int, d: int, tmp: str) -> _Incremental | None:
+    """Update LATEST when that is possible and the drift checks pass; None when there is no LATEST."""
     if publish.latest_version(store, config.name) is None:
         return None
     previous = load_index_version(store, config.name, cache_dir=tmp)
@@ -268,11 +282,14 @@ def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersi
     elif m.get("on_disk"):
         why_not = "LATEST keeps its lists on disk; on-disk lists are rebuilt, not edited"
     if why_not:
-        return None, None, None, {"incremental": False, "reason": f"retrained: {why_not}"}, None, None
+        return _Incremental({"incremental": False, "reason": f"retrained: {why_not}"})
     trained_bytes = store.read_bytes(VersionLayout(store, config.name, m["version"]).key("trained.faiss"))
     keys = pa.concat_tables([source.read_part(p, ["image_id", "content_sha256"]) for p in parts])
     update = plan_update(previous, keys)
     added = read_rows(source, parts, offsets, update.added_rows, d)
     index, vectors, decision = apply_update(previous, deserialize(trained_bytes), update, added, n)
     decision["from_version"] = m["version"]
-    return index, vectors, update.row_to_faiss, decision, m["training"], trained_bytes
+    if not decision["incremental"]:
+        return _Incremental(decision)
+    return _Incremental(decision, index, vectors, update.row_to_faiss, m["training"], trained_bytes,
+                        IndexChoice(**m["choice"]))

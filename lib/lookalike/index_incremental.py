@@ -69,9 +69,9 @@ def read_rows(source: EmbeddingsVersion, parts: tuple[str, ...], offsets: tuple[
 
 
 def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, added: np.ndarray, n_new: int,
-                 ) -> tuple[faiss.Index, np.ndarray, dict[str, Any]]:
+                 ) -> tuple[faiss.Index | None, np.ndarray | None, dict[str, Any]]:
     """Run the drift checks, then update a copy of LATEST's index and vectors. Returns (index, vectors,
-    decision); decision['incremental'] is False (with the reason) when the index must be retrained."""
+    decision); (None, None, decision) with the reason when the index must be retrained."""
     training = previous.manifest["training"]
     trained_on = previous.manifest.get("trained_ntotal", previous.manifest["ntotal"])
     checks: dict[str, Any] = {"added": len(update.added_rows), "removed": len(update.removed),
@@ -86,8 +86,7 @@ def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, a
         reasons.append(f"new vectors sit {checks['error_ratio']}× farther from their centroids than the training "
                        f"data (limit {MAX_ERROR_RATIO}×)")
     if reasons:
-        return trained, previous.vectors, {"incremental": False, "reason": "retrained: " + "; ".join(reasons),
-                                           "checks": checks}
+        return None, None, {"incremental": False, "reason": "retrained: " + "; ".join(reasons), "checks": checks}
 
     index = faiss.clone_index(previous.index)
     before = list_imbalance(index)
@@ -97,7 +96,7 @@ def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, a
         index.add_with_ids(np.ascontiguousarray(added), update.added_ids)
     checks["imbalance_ratio"] = round(list_imbalance(index) / max(1e-9, before), 3)
     if checks["imbalance_ratio"] > MAX_IMBALANCE_RATIO:
-        return trained, previous.vectors, {
+        return None, None, {
             "incremental": False, "checks": checks,
             "reason": f"retrained: inverted lists became {checks['imbalance_ratio']}× more uneven (limit "
                       f"{MAX_IMBALANCE_RATIO}×)"}

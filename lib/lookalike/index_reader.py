@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lookalike.publish import VersionError, open_version, verify_file
-from lookalike.search import SearchParams, deserialize, search
+from lookalike.search import SearchParams, deserialize, exact_scorer, search
 from lookalike.storage import Store
 
 
@@ -23,6 +23,7 @@ class IndexVersion:
     index: faiss.Index
     vectors: np.ndarray      # float16, row = faiss id
     ids: pa.Table            # faiss_id, image_id, uri, content_sha256
+    exact: faiss.Index       # the same vectors, for re-scoring shortlists
 
     @property
     def default_params(self) -> SearchParams:
@@ -32,7 +33,7 @@ class IndexVersion:
         if queries.ndim != 2 or queries.shape[1] != self.manifest["dim"]:
             raise ValueError(f"queries have shape {queries.shape}; this index takes vectors of dimension "
                              f"{self.manifest['dim']}")
-        return search(self.index, queries, k, params or self.default_params, self.vectors)
+        return search(self.index, queries, k, params or self.default_params, self.exact)
 
 
 def load_index_version(store: Store, name: str, version: str | None = None, cache_dir: str | None = None
@@ -54,8 +55,8 @@ def load_index_version(store: Store, name: str, version: str | None = None, cach
         for filename in ("index.faiss", "index.ivfdata"):
             with open(os.path.join(target, filename), "wb") as f:
                 f.write(blobs[filename])
-        index = faiss.read_index(os.path.join(target, "index.faiss"),
-                                 faiss.IO_FLAG_MMAP | faiss.IO_FLAG_ONDISK_SAME_DIR)
+        # OnDiskInvertedLists maps the .ivfdata itself; adding IO_FLAG_MMAP segfaults the first search (faiss 1.15).
+        index = faiss.read_index(os.path.join(target, "index.faiss"), faiss.IO_FLAG_ONDISK_SAME_DIR)
     else:
         index = deserialize(blobs["index.faiss"])
     vectors = np.load(io.BytesIO(blobs["vectors.f16.npy"]), allow_pickle=False)
@@ -63,4 +64,4 @@ def load_index_version(store: Store, name: str, version: str | None = None, cach
     if index.ntotal != manifest["ntotal"] or ids.num_rows != manifest["ntotal"]:
         raise VersionError(f"{name}/{manifest['version']}: the index holds {index.ntotal} vectors, ids "
                            f"{ids.num_rows}, the manifest says {manifest['ntotal']}")
-    return IndexVersion(manifest, index, vectors, ids)
+    return IndexVersion(manifest, index, vectors, ids, exact_scorer(vectors))

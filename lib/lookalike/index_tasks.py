@@ -82,7 +82,8 @@ class TrainTask:
     seed: int
 
     def __call__(self, _: int) -> dict[str, Any]:
-        _use_task_cpus()
+        # The only task of its stage: it may use every core of its executor, not just spark.task.cpus.
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
         started = time.perf_counter()
         sample = np.concatenate([load_npy(self.store, f"{self.scratch}/sample-{i:05d}.npy")
                                  for i in range(self.n_parts)])

@@ -10,9 +10,9 @@ import faiss
 import numpy as np
 
 from lookalike.index_choice import IndexChoice
-from lookalike.search import SearchParams, search
+from lookalike.search import SearchParams, exact_scorer, search
 
-RERANKS = (0, 50, 200)
+RERANKS = (0, 50, 100, 200)
 
 
 class RecallTooLow(RuntimeError):
@@ -60,14 +60,15 @@ def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth:
     with the widest re-scoring stops improving."""
     table = []
     last_best = -1.0
+    exact = exact_scorer(vectors)
     reranks = (0,) if choice.is_flat else RERANKS
     for nprobe in nprobe_values(choice):
         best_here = 0.0
         for rerank in reranks:
             params = SearchParams(nprobe=nprobe, rerank=rerank)
-            search(index, queries[: min(50, len(queries))], k + 1, params, vectors)  # warm caches
+            search(index, queries[: min(50, len(queries))], k + 1, params, exact)  # warm caches
             t0 = time.perf_counter()
-            _, ids = search(index, queries, k + 1, params, vectors)
+            _, ids = search(index, queries, k + 1, params, exact)
             elapsed = time.perf_counter() - t0
             found = drop_self(ids, query_ids, k)
             row = {"nprobe": nprobe, "rerank": rerank, "recall_at_1": recall_at(found, truth, 1),

@@ -49,26 +49,29 @@ def cosine(l2_squared: np.ndarray) -> np.ndarray:
     return 1.0 - l2_squared / 2.0
 
 
+def exact_scorer(vectors: np.ndarray) -> faiss.Index:
+    """The stored float16 vectors (row = faiss id) as a faiss fp16 scalar-quantizer index: the same bytes,
+    so re-scoring a shortlist runs in C++ on every core instead of gathering rows in numpy."""
+    scorer = faiss.IndexScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
+    for start in range(0, len(vectors), 65_536):
+        scorer.add(np.ascontiguousarray(vectors[start:start + 65_536], dtype=np.float32))
+    return scorer
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
-           vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, faiss ids) per query; -1 ids pad rows with fewer than k hits."""
+           exact: faiss.Index | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (cosine scores, faiss ids) per query; -1 ids pad rows with fewer than k hits. With `exact` and
+    params.rerank > k, the index proposes rerank candidates and `exact` re-scores them."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     set_nprobe(index, params.nprobe)
-    shortlist = max(k, params.rerank) if vectors is not None else k
-    distances, ids = index.search(queries, shortlist)
-    if vectors is None or params.rerank <= 0:
-        return cosine(distances[:, :k]), ids[:, :k]
-    return rescore(queries, ids, vectors, k)
-
-
-def rescore(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int):
-    """Exact L2 between each query and its candidates (vectors row = faiss id), best k kept."""
-    valid = candidates >= 0
-    safe = np.where(valid, candidates, 0)
-    cand = vectors[safe.reshape(-1)].astype(np.float32).reshape(*safe.shape, -1)
-    d2 = ((cand - queries[:, None, :]) ** 2).sum(-1)
-    d2 = np.where(valid, d2, np.inf)
-    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-    best = np.take_along_axis(d2, order, axis=1)
-    ids = np.where(np.isfinite(best), np.take_along_axis(candidates, order, axis=1), -1)
-    return cosine(np.where(np.isfinite(best), best, 4.0)), ids
+    if exact is None or params.rerank <= k:
+        distances, ids = index.search(queries, k)
+        return cosine(distances), ids
+    # IndexRefine insists on equal sizes when built; the scorer may hold more rows (ids freed by incremental
+    # updates stay as zero rows), so it is built over the index itself and then pointed at the scorer.
+    refine = faiss.IndexRefine(index, index)
+    refine.refine_index = exact
+    refine.ntotal = exact.ntotal  # labels are checked against this: the scorer's rows, not the live count
+    refine.k_factor = params.rerank / k
+    distances, ids = refine.search(queries, k)
+    return cosine(np.where(ids >= 0, distances, 4.0)), ids
