@@ -56,7 +56,7 @@ def run(config: EmbedConfig) -> dict[str, Any]:
     n_tasks = plan_info["tasks"]
     task = EmbedTask(config, fingerprint_id, run_id, plan_info["previous_run"] is not None,
                      show_progress=config.progress and config.master == IN_PROCESS)
-    bar = _task_bar(n_tasks, plan_info["images"]) if config.progress and config.master != IN_PROCESS else None
+    bar = _TaskBar(n_tasks, plan_info["images"]) if config.progress and config.master != IN_PROCESS else None
     try:
         markers = run_tasks(task, list(range(n_tasks)), config.master, "lookalike-embed", config.spark_conf,
                             on_progress=bar.set_done if bar else None)
@@ -155,7 +155,7 @@ def _engine_totals(markers: list[dict[str, Any]]) -> dict[str, float]:
     return totals
 
 
-class _task_bar:
+class _TaskBar:
     """Progress over Spark tasks, reported in images (tasks hold about the same number each)."""
 
     def __init__(self, tasks: int, images: int):

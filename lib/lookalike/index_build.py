@@ -20,7 +20,7 @@ from lookalike.embeddings import EmbeddingsVersion, fingerprints, open_version
 from lookalike.index_choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index_incremental import apply_update, plan_update, read_rows
 from lookalike.index_reader import load_index_version
-from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
+from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, read_vectors, save_npy
 from lookalike.manifest import new_manifest
 from lookalike.publish import VersionLayout, write_file
 from lookalike.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
@@ -217,7 +217,6 @@ def _merge(store: Store, layout: VersionLayout, n_parts: int, choice: IndexChoic
 
 
 def _gather_vectors(store: Store, parts: tuple[str, ...], d: int) -> np.ndarray:
-    from lookalike.index_tasks import read_vectors
     out = [read_vectors(store, p).astype(np.float16) for p in parts]
     return np.concatenate(out) if out else np.zeros((0, d), np.float16)
 

@@ -124,9 +124,6 @@ class Store:
     def child_url(self, *parts: str) -> str:
         return "/".join([self.url, *parts])
 
-    def sub(self, *parts: str) -> Store:
-        return Store(self.child_url(*parts), self.options)
-
     @retried("exists")
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
@@ -187,10 +184,6 @@ class Store:
     def delete(self, key: str, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=recursive)
-
-    def invalidate(self) -> None:
-        """Forget cached listings: another process may have written since we looked."""
-        self.fs.invalidate_cache()
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
