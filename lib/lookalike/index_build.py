@@ -113,9 +113,11 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         update = _incremental(config, store, source, parts, offsets, n, d, tmp) if config.incremental else None
         decision = update.decision if update else {"incremental": False, "reason": "full build"}
+        trained_ntotal = n  # how many vectors the trained quantizer was sized for (the drift check's reference)
         if update and update.index is not None:
             index, vectors, row_to_faiss = update.index, update.vectors, update.row_to_faiss
             training, trained_bytes, choice = update.training, update.trained_bytes, update.choice
+            trained_ntotal = update.trained_ntotal
             files = [write_file(store, layout.key("index.faiss"), serialize(index))]
             on_disk = False
             timings["update_s"] = round(time.perf_counter() - t0, 3)
@@ -156,8 +158,7 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
         bytes_per_vector=round(sum(f["bytes"] for f in files if f["key"].rsplit("/", 1)[-1].startswith("index."))
                                / n, 2),
         training=training, build_mode=decision, recall_table=table, operating_point=point,
-        trained_ntotal=n if not decision["incremental"] else publish.open_version(store, config.name).get(
-            "trained_ntotal", n),
+        trained_ntotal=trained_ntotal,
         default_search=point["params"], files=files, timings=timings,
         source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
                 "counts": source.manifest["counts"]},
@@ -262,6 +263,7 @@ class _Incremental:
     training: dict[str, Any] | None = None
     trained_bytes: bytes = b""
     choice: IndexChoice | None = None
+    trained_ntotal: int = 0
 
 
 def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersion, parts: tuple[str, ...],
@@ -291,4 +293,4 @@ def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersi
     if not decision["incremental"]:
         return _Incremental(decision)
     return _Incremental(decision, index, vectors, update.row_to_faiss, m["training"], trained_bytes,
-                        IndexChoice(**m["choice"]))
+                        IndexChoice(**m["choice"]), m.get("trained_ntotal", m["ntotal"]))
