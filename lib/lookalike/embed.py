@@ -106,12 +106,13 @@ def _write_plan(config: EmbedConfig, store: Store, layout: RunLayout, catalogue:
         except ManifestError as e:
             log.warning("not carrying over from %s: %s", prev_run_id, e)
         else:
-            carry = _carry_table(previous)
+            rows = _previous_rows(previous)
+            carry = rows.group_by("content_sha256", use_threads=False).aggregate(
+                [("part", "first"), ("row", "first")]).rename_columns(["content_sha256", "part", "row"])
             carry_rows = carry.num_rows
             store.write_parquet(layout.carry, carry)
             previous_run = prev_run_id
-            prev_ids = pa.concat_tables(previous.iter_tables(["image_id"]))["image_id"]
-            removed = int(pc.sum(pc.invert(pc.is_in(prev_ids, catalogue["image_id"]))).as_py() or 0)
+            removed = int(pc.sum(pc.invert(pc.is_in(rows["image_id"], catalogue["image_id"]))).as_py() or 0)
 
     sink = pa.BufferOutputStream()
     pq.write_table(plan, sink, row_group_size=per_task)  # one row group per task
@@ -122,18 +123,16 @@ def _write_plan(config: EmbedConfig, store: Store, layout: RunLayout, catalogue:
     return info
 
 
-def _carry_table(previous) -> pa.Table:
-    """content_sha256 → (part, row) of one row holding that content in the previous version."""
+def _previous_rows(previous) -> pa.Table:
+    """image_id, content_sha256, and where each row sits (part, row) in the previous version: one read."""
     tables = []
     for key in previous.parts:
-        sha = previous.read_part(key, ["content_sha256"])["content_sha256"]
-        tables.append(pa.table({"content_sha256": sha, "part": pa.array([key] * len(sha), pa.string()),
-                                "row": pa.array(range(len(sha)), pa.int64())}))
-    table = pa.concat_tables(tables) if tables else pa.table(
-        {"content_sha256": pa.array([], pa.string()), "part": pa.array([], pa.string()),
-         "row": pa.array([], pa.int64())})
-    return table.group_by("content_sha256", use_threads=False).aggregate(
-        [("part", "first"), ("row", "first")]).rename_columns(["content_sha256", "part", "row"])
+        t = previous.read_part(key, ["image_id", "content_sha256"])
+        tables.append(t.append_column("part", pa.array([key] * t.num_rows, pa.string()))
+                       .append_column("row", pa.array(range(t.num_rows), pa.int64())))
+    return pa.concat_tables(tables) if tables else pa.table(
+        {"image_id": pa.array([], pa.string()), "content_sha256": pa.array([], pa.string()),
+         "part": pa.array([], pa.string()), "row": pa.array([], pa.int64())})
 
 
 def _counts(markers: list[dict[str, Any]], plan_info: dict[str, Any]) -> dict[str, int]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -101,15 +102,17 @@ def _vectors_for(ok: list, carry: pa.Table | None, store: Store, dim: int):
     widths = np.empty(len(ok), dtype=np.int32)
     heights = np.empty(len(ok), dtype=np.int32)
     wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)  # previous part -> (row there, row here)
-    where = {}
-    if carry is not None and any(isinstance(r, Known) for r in ok):
-        where = dict(zip(carry["content_sha256"].to_pylist(),
-                         zip(carry["part"].to_pylist(), carry["row"].to_pylist(), strict=True), strict=True))
+    known = [i for i, r in enumerate(ok) if isinstance(r, Known)]
     for i, r in enumerate(ok):
         if isinstance(r, Embedded):
             vectors[i], widths[i], heights[i] = r.vector, r.width, r.height
-        else:
-            part, row = where[r.content_sha256]
+    if known:
+        # Only this task's hashes are looked up (vectorised): the carry table spans the whole catalogue.
+        hashes = pa.array([ok[i].content_sha256 for i in known], pa.string())
+        at = pc.index_in(hashes, value_set=carry["content_sha256"]).to_numpy(zero_copy_only=False)
+        parts = carry["part"].take(pa.array(at, pa.int64())).to_pylist()
+        rows = carry["row"].take(pa.array(at, pa.int64())).to_pylist()
+        for i, part, row in zip(known, parts, rows, strict=True):
             wanted[part].append((row, i))
     for part, pairs in wanted.items():
         prev = store.read_parquet(part, ["embedding", "width", "height"])

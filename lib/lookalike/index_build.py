@@ -122,11 +122,10 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
             on_disk = False
             timings["update_s"] = round(time.perf_counter() - t0, 3)
         else:
-            training, index, files, on_disk = _full_build(config, store, layout, choice, parts, offsets, n, d,
-                                                          timings, tmp)
+            training, trained_bytes, index, files, on_disk = _full_build(config, store, layout, choice, parts,
+                                                                         offsets, n, d, timings, tmp)
             vectors = _gather_vectors(store, parts, d)
             row_to_faiss = np.arange(n, dtype=np.int64)
-            trained_bytes = store.read_bytes(layout.scratch("trained.faiss"))
 
         # 5. Exact ground truth (distributed brute force), then the recall/QPS sweep and the gate.
         t0 = time.perf_counter()
@@ -190,15 +189,13 @@ def _check_scan(scan: list[dict[str, Any]], d: int, source: EmbeddingsVersion) -
                               "the L2 index assumes unit vectors")
 
 
-def _merge(store: Store, layout: VersionLayout, n_parts: int, choice: IndexChoice, n: int, budget: int,
-           tmp: str) -> tuple[faiss.Index, list[dict[str, Any]], bool]:
-    trained = faiss.deserialize_index(np.frombuffer(store.read_bytes(layout.scratch("trained.faiss")), np.uint8))
+def _merge(store: Store, layout: VersionLayout, trained_bytes: bytes, n_parts: int, choice: IndexChoice, n: int,
+           budget: int, tmp: str) -> tuple[faiss.Index, list[dict[str, Any]], bool]:
+    trained = deserialize(trained_bytes)
     estimated = n * choice.bytes_per_vector
     if choice.is_flat or estimated <= budget:
         for i in range(n_parts):
-            partial = faiss.deserialize_index(
-                np.frombuffer(store.read_bytes(layout.scratch(f"partial-{i:05d}.faiss")), np.uint8))
-            trained.merge_from(partial, 0)
+            trained.merge_from(deserialize(store.read_bytes(layout.scratch(f"partial-{i:05d}.faiss"))), 0)
         files = [write_file(store, layout.key("index.faiss"), serialize(trained))]
         return trained, files, False
     # Larger than the budget: merge the lists into one mmap-able .ivfdata file (faiss.contrib.ondisk).
@@ -233,7 +230,7 @@ def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...], row_to_faiss
 
 def _full_build(config: BuildIndexConfig, store: Store, layout: VersionLayout, choice: IndexChoice,
                 parts: tuple[str, ...], offsets: tuple[int, ...], n: int, d: int, timings: dict[str, float],
-                tmp: str) -> tuple[dict[str, Any], faiss.Index, list[dict[str, Any]], bool]:
+                tmp: str) -> tuple[dict[str, Any], bytes, faiss.Index, list[dict[str, Any]], bool]:
     """Train on one task, add every part on its own task, merge the inverted lists."""
     t0 = time.perf_counter()
     [training] = run_tasks(TrainTask(store, choice.factory, d, len(parts), max(1, choice.train_size),
@@ -247,9 +244,10 @@ def _full_build(config: BuildIndexConfig, store: Store, layout: VersionLayout, c
     if sum(a["added"] for a in added) != n:
         raise RuntimeError(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {n}")
     t0 = time.perf_counter()
-    index, files, on_disk = _merge(store, layout, len(parts), choice, n, config.memory_budget, tmp)
+    trained_bytes = store.read_bytes(layout.scratch("trained.faiss"))
+    index, files, on_disk = _merge(store, layout, trained_bytes, len(parts), choice, n, config.memory_budget, tmp)
     timings["merge_s"] = round(time.perf_counter() - t0, 3)
-    return training, index, files, on_disk
+    return training, trained_bytes, index, files, on_disk
 
 
 @dataclass
