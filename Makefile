@@ -5,9 +5,18 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PIP     := $(BIN)/pip install --disable-pip-version-check -q -c deploy/constraints.txt
 
-.PHONY: venv demo test lint bench clean
+APT     := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+BROWSER := chromium chromium-driver
+
+.PHONY: venv browser demo test lint bench clean
 
 venv: $(STAMP)
+
+# The page test drives Debian's Chromium through chromedriver; installed once where missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  $(APT) install -y -q $(BROWSER) >/dev/null || \
+	  { $(APT) update -q >/dev/null && $(APT) install -y -q $(BROWSER) >/dev/null; }
 
 # The stamp depends on what decides the environment, so an edit reinstalls and a complete venv is reused.
 $(STAMP): pyproject.toml deploy/constraints.txt
@@ -18,7 +27,7 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 demo: venv
 	$(BIN)/python -m lookalike.demo
 
-test: venv
+test: venv browser
 	$(BIN)/ruff check lib jobs tests bench
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

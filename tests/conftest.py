@@ -86,6 +86,14 @@ class S3Server:
         return name
 
 
+@pytest.fixture(scope="session", autouse=True)
+def index_cache_dir(tmp_path_factory) -> Path:
+    """Index versions are cached in the test session's folder, never in the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("index-cache")
+    os.environ["LOOKALIKE_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     server = S3Server(tmp_path_factory.mktemp("s3-root"), free_port())

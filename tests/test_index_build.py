@@ -191,7 +191,7 @@ def test_corrupt_file_is_caught_on_load(store, s3_store):
     data = bytearray(store.read_bytes(key))
     data[len(data) // 2] ^= 0xFF
     store.write_bytes(key, bytes(data))
-    with pytest.raises(VersionError, match="index.faiss is damaged"):
+    with pytest.raises(VersionError, match="index.faiss is damaged in the store"):
         load_index_version(store, "logos")
 
 
@@ -271,8 +271,6 @@ def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(st
     _, ia = a.search(vectors[::211], 10, params)
     _, ib = b.search(vectors[::211], 10, params)
     np.testing.assert_array_equal(ia, ib)
-    with pytest.raises(VersionError, match="give a cache_dir"):
-        load_index_version(store, "logos", on_disk["version"])
 
 
 def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, capsys):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lookalike.config import ConfigError, EmbedConfig
+from lookalike.decode import ImageError
 from lookalike.models import DEFAULT_MODEL, ModelSpec
 from lookalike.pooling import POOLINGS
 
@@ -184,6 +185,9 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     pub.add_argument("--name", required=True)
     pub.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
     pub.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+    from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
+    serve_parser(sub.add_parser("serve", help="query worker: HTTP API and a search page over LATEST of an index"))
+    search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
     indexes = sub.add_parser("indexes", help="list the versions of an index")
     indexes.add_argument("action", choices=["list"])
     add_store_args(indexes)
@@ -205,7 +209,11 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
             print(run_publish(args))
         elif args.command == "indexes":
             print(run_list(args))
-    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as e:
+        elif args.command == "serve":
+            run_serve(args)
+        elif args.command == "search":
+            print(run_search(args))
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError, ImageError) as e:
         print(f"lookalike {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

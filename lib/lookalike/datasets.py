@@ -86,3 +86,13 @@ def simple_icons_catalogue(data_dir: Path, limit: int | None = 1000, size: int =
     table_path = data_dir / f"simple-icons-{len(icons)}.parquet"
     pq.write_table(pa.table(rows), table_path)
     return table_path
+
+
+def logo_variant(data_dir: Path, slug: str, colour: str = "1D2330", size: int = 200, margin: float = 0.3) -> Path:
+    """A look-alike of a simple-icons logo for queries: another colour, size and margin, saved as JPEG, so it
+    is not byte-identical to anything in the catalogue."""
+    package = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
+    out = data_dir / "queries" / f"{slug}-{colour.lower()}.jpg"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_svg((package / "icons" / f"{slug}.svg").read_text(), size, colour, margin).save(out, "JPEG", quality=80)
+    return out

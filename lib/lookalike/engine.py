@@ -181,24 +181,7 @@ class EmbeddingEngine:
         return item, t1 - t0, time.perf_counter() - t1, len(data)
 
     def _read(self, uri: str) -> bytes:
-        try:
-            fs, path = filesystem(uri, self.storage_options)
-
-            def read() -> bytes:
-                with fs.open(path, "rb") as f:
-                    return f.read(self.max_bytes + 1)
-            data = with_retries(read, f"read {uri}")
-        except FileNotFoundError as e:
-            raise ImageError("read", "not_found", f"no object at {uri}") from e
-        except PermissionError as e:
-            raise ImageError("read", "permission_denied", f"access denied to {uri}: {e}") from e
-        except IsADirectoryError as e:
-            raise ImageError("read", "not_a_file", f"{uri} is a directory") from e
-        except Exception as e:
-            raise ImageError("read", "read_error", f"cannot read {uri}: {type(e).__name__}: {e}") from e
-        if len(data) > self.max_bytes:
-            raise ImageError("read", "too_large", f"larger than the limit of {self.max_bytes:,} bytes")
-        return data
+        return read_image_bytes(uri, self.storage_options, self.max_bytes)
 
     def forward(self, images: torch.Tensor) -> np.ndarray:
         """(B, 3, S, S) uint8 batch → (B, dim) float32 unit vectors, on the engine's device."""
@@ -214,6 +197,28 @@ class EmbeddingEngine:
         vectors = self.forward(torch.stack([p.tensor for p in batch]))
         self.stats.model_s += time.perf_counter() - t0
         return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i]) for i, p in enumerate(batch)]
+
+
+def read_image_bytes(uri: str, storage_options: dict[str, Any], max_bytes: int) -> bytes:
+    """The bytes of one image, transient errors retried; every failure an ImageError with a stable kind."""
+    try:
+        fs, path = filesystem(uri, storage_options)
+
+        def read() -> bytes:
+            with fs.open(path, "rb") as f:
+                return f.read(max_bytes + 1)
+        data = with_retries(read, f"read {uri}")
+    except FileNotFoundError as e:
+        raise ImageError("read", "not_found", f"no object at {uri}") from e
+    except PermissionError as e:
+        raise ImageError("read", "permission_denied", f"access denied to {uri}: {e}") from e
+    except IsADirectoryError as e:
+        raise ImageError("read", "not_a_file", f"{uri} is a directory") from e
+    except Exception as e:
+        raise ImageError("read", "read_error", f"cannot read {uri}: {type(e).__name__}: {e}") from e
+    if len(data) > max_bytes:
+        raise ImageError("read", "too_large", f"larger than the limit of {max_bytes:,} bytes")
+    return data
 
 
 def pick_device(gpu_address: str | None = None) -> torch.device:

@@ -161,6 +161,7 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
         default_search=point["params"], files=files, timings=timings,
         source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
                 "counts": source.manifest["counts"]},
+        model=source.manifest.get("config", {}).get("model"),  # how query workers rebuild the model
         config={**asdict(config), "storage_options": redact(config.storage_options)},
     )
     store.write_json(layout.manifest, manifest)
@@ -220,8 +221,11 @@ def _gather_vectors(store: Store, parts: tuple[str, ...], d: int) -> np.ndarray:
 
 
 def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...], row_to_faiss: np.ndarray) -> bytes:
-    """faiss_id → image_id, uri, content_sha256, sorted by faiss id."""
-    ids = pa.concat_tables([source.read_part(p, ["image_id", "uri", "content_sha256"]) for p in parts])
+    """faiss_id → image_id, uri, content_sha256, width, height and the metadata columns, sorted by faiss id:
+    what a query worker returns with each hit and filters on."""
+    columns = [c for c in source.layout.store.read_parquet_schema(parts[0]).names if c != "embedding"] \
+        if parts else ["image_id", "uri", "content_sha256"]
+    ids = pa.concat_tables([source.read_part(p, columns) for p in parts])
     ids = ids.add_column(0, "faiss_id", pa.array(row_to_faiss, pa.int64())).sort_by("faiss_id")
     sink = pa.BufferOutputStream()
     pq.write_table(ids, sink, compression="zstd")
@@ -269,7 +273,7 @@ def _incremental(config: BuildIndexConfig, store: Store, source: EmbeddingsVersi
     """Update LATEST when that is possible and the drift checks pass; None when there is no LATEST."""
     if publish.latest_version(store, config.name) is None:
         return None
-    previous = load_index_version(store, config.name, cache_dir=tmp)
+    previous = load_index_version(store, config.name, cache_dir=tmp, mmap=False)  # edited below
     m = previous.manifest
     why_not = None
     if m["fingerprint_id"] != source.layout.fingerprint_id:

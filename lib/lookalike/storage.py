@@ -171,6 +171,11 @@ class Store:
         with self.fs.open(self.path(key), "rb") as f:
             return pq.read_table(f, columns=columns)
 
+    @retried("read parquet schema")
+    def read_parquet_schema(self, key: str) -> pa.Schema:
+        with self.fs.open(self.path(key), "rb") as f:
+            return pq.read_schema(f)
+
     @retried("list")
     def list(self, prefix: str = "") -> list[str]:
         """Keys (relative to the root) of the objects directly under prefix; [] when there are none."""

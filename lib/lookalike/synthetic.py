@@ -29,8 +29,10 @@ def clustered_vectors(n: int, d: int, clusters: int = 256, seed: int = 0, spread
 
 def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "synthetic", parts: int = 4,
                              fingerprint_id: str | None = None, id_prefix: str = "img",
-                             image_ids: list[str] | None = None, content_hashes: list[str] | None = None) -> dict:
-    """Write vectors as a committed embeddings version (shards, empty errors, manifest, LATEST)."""
+                             image_ids: list[str] | None = None, content_hashes: list[str] | None = None,
+                             metadata: dict[str, list] | None = None) -> dict:
+    """Write vectors as a committed embeddings version (shards, empty errors, manifest, LATEST); metadata
+    columns, one value per vector, are carried like an images table's."""
     n, d = vectors.shape
     fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {},
                    "pooling": "none", "gem_p": None, "whitening": None, "normalisation": "l2", "dim": d}
@@ -42,12 +44,14 @@ def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "s
     files = []
     for p in range(parts):
         lo, hi = bounds[p], bounds[p + 1]
+        extra = pa.table({k: v[lo:hi] for k, v in (metadata or {}).items()})
         table = pa.Table.from_pydict({
             "image_id": ids[lo:hi], "uri": [f"mem://{i}" for i in ids[lo:hi]],
             "content_sha256": hashes[lo:hi],
             "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors[lo:hi].reshape(-1)), d),
-        }, schema=embeddings_schema(d))
+            **{name: extra[name] for name in extra.column_names},
+        }, schema=embeddings_schema(d, extra.schema if metadata else None))
         files.append({"key": layout.part(p), "rows": int(hi - lo), "bytes": store.write_parquet(layout.part(p), table)})
     manifest = new_manifest(KIND, run_id=run_id, fingerprint_id=fingerprint_id, fingerprint=fingerprint, dim=d,
                             counts={"images": n, "rows": n, "new": n, "carried": 0, "failed": 0, "removed": 0,

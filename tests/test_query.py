@@ -1,0 +1,112 @@
+"""Queries against a published IVF-PQ version on the S3 server: filters (exact subset and enlarged shortlist)
+against brute force, search by id, hits with metadata, and every way a query can be wrong."""
+
+import numpy as np
+import pytest
+
+from lookalike import index_build
+from lookalike.config import IN_PROCESS
+from lookalike.index_build import BuildIndexConfig
+from lookalike.index_reader import fetch_version, load_index_version, version_dir
+from lookalike.query import QueryError, UnknownImageIds, as_queries, search_vectors, vectors_of_ids
+from lookalike.search import SearchParams
+from lookalike.storage import Store
+from lookalike.synthetic import clustered_vectors, write_embeddings_version
+
+N, D = 12_000, 64
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return clustered_vectors(N, D, clusters=300, spread=0.6, seed=11)
+
+
+@pytest.fixture(scope="module")
+def store(s3_server, vectors):
+    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
+    metadata = {"group": [f"g{i % 10}" for i in range(N)], "year": list(range(1990, 1990 + N))}
+    write_embeddings_version(store, vectors, parts=3, metadata=metadata)
+    index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="marks", factory="IVF64,PQ16",
+                                     master=IN_PROCESS, publish=True, queries=100))
+    return store
+
+
+@pytest.fixture(scope="module")
+def version(store):
+    return load_index_version(store, "marks")
+
+
+def brute_force(vectors, queries, allowed, k):
+    scores = queries @ vectors[allowed].T
+    return allowed[np.argsort(-scores, axis=1)[:, :k]]
+
+
+def test_hits_carry_ids_uris_scores_ranks_and_metadata(version, vectors):
+    [hits] = search_vectors(version, vectors[[42]], 5, SearchParams(nprobe=16, rerank=100))
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0].image_id == "img-00000042" and hits[0].uri == "mem://img-00000042"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert hits[0].metadata["group"] == "g2" and hits[0].metadata["year"] == 1990 + 42
+    assert set(hits[0].metadata) >= {"content_sha256", "width", "height", "group", "year"}
+
+
+@pytest.mark.parametrize("exact_filter_limit", [0, 1_000_000], ids=["enlarged-shortlist", "exact-subset"])
+def test_filtered_hits_all_pass_and_match_brute_force(version, vectors, exact_filter_limit):
+    queries = vectors[::997]
+    allowed = np.arange(N)[np.arange(N) % 10 == 3]
+    truth = brute_force(vectors, queries, allowed, 10)
+    results = search_vectors(version, queries, 10, SearchParams(nprobe=16, rerank=100), {"group": ["g3"]},
+                             exact_filter_limit=exact_filter_limit)
+    assert all(len(hits) == 10 and all(h.metadata["group"] == "g3" for h in hits) for hits in results)
+    found = [[int(h.image_id.split("-")[1]) for h in hits] for hits in results]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    # The exact subset is exact up to the fp16 storage; the shortlist loses little at nprobe 16 of 64.
+    assert recall >= (0.99 if exact_filter_limit else 0.9), recall
+
+
+def test_filters_on_several_columns_and_values_combine(version, vectors):
+    [hits] = search_vectors(version, vectors[[7]], 50, filters={"group": ["g1", "g2"], "year": [1990 + i for i in
+                                                                                                  range(0, N, 3)]})
+    assert hits and all(h.metadata["group"] in ("g1", "g2") and (h.metadata["year"] - 1990) % 3 == 0 for h in hits)
+    [none] = search_vectors(version, vectors[[7]], 5, filters={"group": "no-such-group"})
+    assert none == []
+
+
+def test_search_by_id_leaves_the_image_itself_out(version, vectors):
+    queries, faiss_ids = vectors_of_ids(version, ["img-00000042", "img-00000043"])
+    np.testing.assert_allclose(queries[0], vectors[42], atol=2e-3)  # the stored fp16 vector
+    results = search_vectors(version, queries, 5, SearchParams(nprobe=16, rerank=100), exclude=faiss_ids)
+    assert all(len(hits) == 5 for hits in results)
+    assert "img-00000042" not in [h.image_id for h in results[0]]
+    with pytest.raises(UnknownImageIds, match="1 image id.*'nope'") as e:
+        vectors_of_ids(version, ["img-00000042", "nope"])
+    assert e.value.missing == ["nope"]
+
+
+def test_bad_queries_say_what_is_wrong(version):
+    with pytest.raises(QueryError, match="length 64"):
+        as_queries(version, [[1.0, 2.0]])
+    with pytest.raises(QueryError, match="all zeros"):
+        as_queries(version, np.zeros((1, D)))
+    with pytest.raises(QueryError, match="NaN"):
+        as_queries(version, np.full((1, D), np.nan))
+    np.testing.assert_allclose(np.linalg.norm(as_queries(version, np.ones(D) * 3), axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(QueryError, match="cannot filter on 'colour'.*'group'"):
+        search_vectors(version, np.ones((1, D), np.float32) / 8, 5, filters={"colour": ["red"]})
+    with pytest.raises(QueryError, match="not values of type int64"):
+        search_vectors(version, np.ones((1, D), np.float32) / 8, 5, filters={"year": ["last year"]})
+    with pytest.raises(QueryError, match="k must be between 1 and 1000"):
+        search_vectors(version, np.ones((1, D), np.float32) / 8, 0)
+
+
+def test_damaged_cached_file_is_downloaded_again(store, version, tmp_path, caplog):
+    fetch_version(store, version.manifest, str(tmp_path))
+    path = f"{version_dir(str(tmp_path), version.manifest)}/ids.parquet"
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0" * 16)
+    again = load_index_version(store, "marks", version.version, cache_dir=str(tmp_path))
+    assert "ids.parquet is damaged" in caplog.text and "downloading it again" in caplog.text
+    assert again.ids.equals(version.ids)
+
