@@ -21,17 +21,16 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel, Field
 
 from lookalike import __version__
+from lookalike.api_middleware import BodyLimit, IndexCollector, Measured
+from lookalike.api_models import IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
 from lookalike.decode import ImageError, decode
 from lookalike.engine import read_image_bytes
 from lookalike.index_reader import IndexVersion
 from lookalike.query import MAX_K, QueryError, UnknownImageIds, as_queries, params_for, search_vectors, vectors_of_ids
 from lookalike.serving import ServedIndex
 
-FilterValue = str | int | float | bool
 TOO_LARGE_KINDS = {"too_large", "too_many_pixels"}
 
 
@@ -44,66 +43,6 @@ class ApiSettings:
     allow_uri_prefixes: tuple[str, ...] = ()  # URI search reads only under these; none: URI search is off
 
 
-class SearchOptions(BaseModel):
-    k: int = Field(10, ge=1, le=MAX_K, description="hits per query")
-    nprobe: int | None = Field(None, ge=1, description="inverted lists probed (default: the manifest's)")
-    rerank: int | None = Field(None, ge=0, description="shortlist re-scored exactly (default: the manifest's)")
-    filters: dict[str, list[FilterValue] | FilterValue] | None = Field(
-        None, description="metadata column → accepted value(s); hits must match every column")
-
-
-class VectorQuery(SearchOptions):
-    vectors: list[list[float]] = Field(..., min_length=1)
-
-
-class IdQuery(SearchOptions):
-    image_ids: list[str] = Field(..., min_length=1)
-    include_self: bool = Field(False, description="keep the query image itself among its hits")
-
-
-class UriQuery(SearchOptions):
-    uris: list[str] = Field(..., min_length=1)
-
-
-class BodyLimit:
-    """Rejects request bodies above the limit with 413 before the app parses them (multipart included)."""
-
-    def __init__(self, app: Callable, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._reject(send)
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                return await self._reject(send)
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
-        return await self.app(scope, replay, send)
-
-    async def _reject(self, send) -> None:
-        detail = json.dumps({"detail": f"request body above the limit of {self.limit:,} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": detail})
-
-
 def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> FastAPI:
     app = FastAPI(title="lookalike query worker", version=__version__,
                   description="Similar-image search over a published lookalike index.")
@@ -112,18 +51,9 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
     latency = Histogram("lookalike_request_duration_seconds", "request latency", ["endpoint"], registry=registry,
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
     queries = Counter("lookalike_queries", "query rows searched", ["kind"], registry=registry)
-    registry.register(_IndexCollector(served))
+    registry.register(IndexCollector(served))
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        requests.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(Measured, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.exception_handler(QueryError)
@@ -135,7 +65,7 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
         return JSONResponse({"detail": e.message, "error_kind": e.kind},
                             status_code=413 if e.kind in TOO_LARGE_KINDS else 400)
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:  # async: no thread hop for a header check
         if settings.token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -143,6 +73,7 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     Auth = Depends(authorised)
+    search_route = functools.partial(app.post, dependencies=[Auth], response_model=SearchAnswer)
 
     def version() -> IndexVersion:
         current = served.current
@@ -161,14 +92,17 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
         if n > settings.max_batch:
             raise QueryError(f"{n} queries in one request; the limit is {settings.max_batch}")
 
-    def answer(v: IndexVersion, options: SearchOptions, labels: list[Any], hits, started: float) -> dict:
-        return {"name": v.manifest["name"], "version": v.version, "k": options.k,
+    def answer(v: IndexVersion, options: SearchOptions, labels: list[Any], hits, started: float) -> Response:
+        body = {"name": v.manifest["name"], "version": v.version, "k": options.k,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2),
                 "results": [{"query": label, "hits": [h.as_dict() for h in row]}
                             for label, row in zip(labels, hits, strict=True)]}
+        # Serialised here, not by FastAPI's encoder (a third of a vector query's time); metadata of types JSON
+        # lacks (dates, decimals) is written as text.
+        return Response(json.dumps(body, default=str), media_type="application/json")
 
     def run_vectors(v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
-                    exclude=None, started: float | None = None) -> dict:
+                    exclude=None, started: float | None = None) -> Response:
         started = started or time.perf_counter()  # image queries count their embedding too
         params = params_for(v, options.nprobe, options.rerank)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude)
@@ -196,40 +130,40 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
                 "columns": [c for c in v.ids.column_names if c != "faiss_id"],
                 "image_search": served.embedder is not None, "max_k": MAX_K, "max_batch": settings.max_batch}
 
-    @app.post("/search/vectors", dependencies=[Auth], summary="top-k for raw vectors (normalised here)")
-    async def by_vectors(body: VectorQuery) -> dict:
+    @search_route("/search/vectors", summary="top-k for raw vectors (normalised here)")
+    async def by_vectors(body: VectorQuery) -> Response:
         v = version()
         check_batch(len(body.vectors))
         return await in_thread(lambda: run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
 
-    @app.post("/search/ids", dependencies=[Auth], summary="top-k for catalogue images, by their stored vectors")
-    async def by_ids(body: IdQuery) -> dict:
+    @search_route("/search/ids", summary="top-k for catalogue images, by their stored vectors")
+    async def by_ids(body: IdQuery) -> Response:
         v = version()
         check_batch(len(body.image_ids))
 
-        def work() -> dict:
+        def work() -> Response:
             vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
             return run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids)
         return await in_thread(work)
 
-    @app.post("/search/images", dependencies=[Auth], summary="top-k for uploaded images (multipart)")
+    @search_route("/search/images", summary="top-k for uploaded images (multipart)")
     async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
                         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                         nprobe: Annotated[int | None, Form(ge=1)] = None,
                         rerank: Annotated[int | None, Form(ge=0)] = None,
-                        filters: Annotated[str | None, Form(description="JSON object")] = None) -> dict:
+                        filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
         v = version()
         check_batch(len(images))
         options = SearchOptions(k=k, nprobe=nprobe, rerank=rerank, filters=_parse_filters(filters))
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
-        def work() -> dict:
+        def work() -> Response:
             started = time.perf_counter()
             return run_vectors(v, embedder().embed(data), options, "image", names, started=started)
         return await in_thread(work)
 
-    @app.post("/search/uris", dependencies=[Auth], summary="top-k for images the worker reads from URIs")
-    async def by_uris(body: UriQuery) -> dict:
+    @search_route("/search/uris", summary="top-k for images the worker reads from URIs")
+    async def by_uris(body: UriQuery) -> Response:
         v = version()
         check_batch(len(body.uris))
         refused = [u for u in body.uris if not any(u.startswith(p) for p in settings.allow_uri_prefixes)]
@@ -237,7 +171,7 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
             raise HTTPException(403, f"this worker reads no URI outside {list(settings.allow_uri_prefixes)}: "
                                      f"{refused[0]!r} (start it with --allow-uri PREFIX)")
 
-        def work() -> dict:
+        def work() -> Response:
             e, started = embedder(), time.perf_counter()
             return run_vectors(v, e.embed([e.read(u) for u in body.uris]), body, "uri", body.uris, started=started)
         return await in_thread(work)
@@ -309,28 +243,3 @@ def make_thumbnail(data: bytes, size: int) -> bytes:
 @functools.cache
 def _page() -> str:
     return resources.files("lookalike").joinpath("static/search.html").read_text()
-
-
-class _IndexCollector:
-    """Index gauges read from the ServedIndex at scrape time."""
-
-    def __init__(self, served: ServedIndex):
-        self.served = served
-
-    def collect(self):
-        s = self.served.status()
-        info = GaugeMetricFamily("lookalike_index_info", "the served index version", labels=["name", "version",
-                                                                                             "fingerprint_id"])
-        if s["version"]:
-            info.add_metric([s["name"], s["version"], s["fingerprint_id"]], 1)
-        yield info
-        yield GaugeMetricFamily("lookalike_index_vectors", "vectors in the served version", value=s["ntotal"])
-        yield GaugeMetricFamily("lookalike_index_loaded_timestamp_seconds", "when the served version was loaded",
-                                value=s["loaded_at"] or 0)
-        yield _counter("lookalike_index_swaps", "versions swapped in after the first", s["swaps"])
-        yield _counter("lookalike_index_load_failures", "versions (or LATEST reads) that failed", s["load_failures"])
-
-
-def _counter(name: str, doc: str, value: float):
-    from prometheus_client.core import CounterMetricFamily
-    return CounterMetricFamily(name, doc, value=value)

@@ -19,7 +19,7 @@ from lookalike.decode import DEFAULT_MAX_PIXELS, ImageError, decode, to_tensor
 from lookalike.engine import DEFAULT_MAX_BYTES, read_image_bytes
 from lookalike.index_reader import IndexVersion
 from lookalike.models import LoadedModel
-from lookalike.search import SearchParams, cosine, search
+from lookalike.search import SearchParams, cosine, search, use_threads_for
 
 MAX_K = 1000
 # A filter that leaves at most this many vectors is answered by scoring exactly those vectors (fast and
@@ -137,6 +137,7 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     if len(allowed) == 0:
         return np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1, np.int64)
     if len(allowed) <= exact_filter_limit:
+        use_threads_for(len(queries))
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         distances, ids = version.exact.search(np.ascontiguousarray(queries, np.float32), k,
                                               params=faiss.SearchParameters(sel=selector))
