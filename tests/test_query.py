@@ -110,3 +110,23 @@ def test_damaged_cached_file_is_downloaded_again(store, version, tmp_path, caplo
     assert "ids.parquet is damaged" in caplog.text and "downloading it again" in caplog.text
     assert again.ids.equals(version.ids)
 
+
+
+def test_worker_without_a_model_answers_vectors_and_times_out_slow_searches(store, vectors, tmp_path):
+    """A version made outside lookalike names no model: vector and id search work, image search says why not;
+    a search slower than the request timeout is a 504, not a hung client."""
+    import httpx
+
+    from lookalike.http_api import ApiSettings, create_app, running
+    from lookalike.serving import ServedIndex, WorkerSettings
+    served = ServedIndex(store, WorkerSettings("marks", str(tmp_path)))
+    served.start(watch=False)
+    assert served.embedder is None and served.status()["image_search"] is False
+    with running(create_app(served)) as url:
+        r = httpx.post(f"{url}/search/vectors", json={"vectors": [vectors[5].tolist()], "k": 3})
+        assert r.status_code == 200 and r.json()["results"][0]["hits"][0]["image_id"] == "img-00000005"
+        r = httpx.post(f"{url}/search/images", files={"images": ("a.png", b"\x89PNG")})
+        assert r.status_code == 409 and "--model" in r.json()["detail"]
+    with running(create_app(served, ApiSettings(request_timeout_s=1e-6))) as url:
+        r = httpx.post(f"{url}/search/vectors", json={"vectors": [vectors[5].tolist()], "k": 3})
+        assert r.status_code == 504 and "took longer than" in r.json()["detail"]
