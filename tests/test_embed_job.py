@@ -1,10 +1,6 @@
 """The embed job on Spark local[2] with the store on the S3 server: outputs, errors, incremental, resume."""
 
 import hashlib
-import signal
-import subprocess
-import sys
-import time
 
 import fsspec
 import numpy as np
@@ -18,6 +14,7 @@ from lookalike.embeddings import RunLayout, latest_run_id, open_version
 from lookalike.models import ModelSpec
 from lookalike.storage import Store
 
+from conftest import run_cli_until_committed, store_option_args
 from imagefactory import jpeg_bytes, photo
 
 
@@ -129,22 +126,10 @@ def test_killed_run_resumes_with_only_unfinished_tasks_and_identical_output(spar
     images = upload(root, s3_store)
     store = Store(s3_store.url, s3_store.options)
     layout = RunLayout(store, model.fingerprint_id, "crashy")
-    opts = [f"--store-option={k}={v}" for k, v in
-            {"key": s3_store.options["key"], "secret": s3_store.options["secret"],
-             "client_kwargs.endpoint_url": s3_store.options["client_kwargs"]["endpoint_url"],
-             "client_kwargs.region_name": "us-east-1"}.items()]
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "embed", "--images", images, "--store",
-                             s3_store.url, *opts, "--master", "in-process", "--run-id", "crashy",
-                             "--images-per-task", "2", "--max-error-rate", "0.5"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(store.list(f"{layout.prefix}/_tasks")) >= 3:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    committed = store.list(f"{layout.prefix}/_tasks")
+    committed = run_cli_until_committed(
+        ["embed", "--images", images, "--store", s3_store.url, *store_option_args(s3_store.options), "--master",
+         "in-process", "--run-id", "crashy", "--images-per-task", "2", "--max-error-rate", "0.5"],
+        store, f"{layout.prefix}/_tasks", 3)
     assert 3 <= len(committed) < 11, "the kill should land mid-run"
     assert not store.exists(layout.manifest)
     before = {k: store.read_bytes(k) for k in committed}

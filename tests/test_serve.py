@@ -27,24 +27,13 @@ from lookalike.serving import ServedIndex, WorkerSettings
 from lookalike.storage import Store
 
 import imagefactory
-from conftest import free_port
+from conftest import free_port, store_option_args
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NAME = "marks"
 V1_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "colorwheel", "horse", "camera")
 NEWCOMER = "logo"  # only in version 2
-
-
-def store_option_args(options: dict, prefix: str = "") -> list[str]:
-    """A nested fsspec options dict as repeated --store-option KEY=VALUE arguments."""
-    args = []
-    for key, value in options.items():
-        if isinstance(value, dict):
-            args += store_option_args(value, f"{prefix}{key}.")
-        else:
-            args += ["--store-option", f"{prefix}{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    return args
 
 
 def write_catalogue(root: Path, photos: tuple[str, ...]) -> Path:

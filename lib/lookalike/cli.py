@@ -185,7 +185,9 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     pub.add_argument("--name", required=True)
     pub.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
     pub.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+    from lookalike.cli_join import join_config, join_parser, summarise_join
     from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
+    join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
     serve_parser(sub.add_parser("serve", help="query worker: HTTP API and a search page over LATEST of an index"))
     search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
     indexes = sub.add_parser("indexes", help="list the versions of an index")
@@ -209,6 +211,10 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
             print(run_publish(args))
         elif args.command == "indexes":
             print(run_list(args))
+        elif args.command == "join":
+            from lookalike import join
+            manifest = join.run(join_config(args))
+            print(json.dumps(manifest, indent=2) if args.json else summarise_join(manifest))
         elif args.command == "serve":
             run_serve(args)
         elif args.command == "search":

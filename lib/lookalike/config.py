@@ -9,9 +9,9 @@ from typing import Any
 from lookalike.decode import DEFAULT_MAX_PIXELS
 from lookalike.engine import DEFAULT_MAX_BYTES
 from lookalike.models import ModelSpec
+from lookalike.spark import IN_PROCESS  # noqa: F401  (re-exported: part of the config vocabulary)
 from lookalike.storage import redact
 
-IN_PROCESS = "in-process"  # run the tasks in this process, one after another, with no Spark at all
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from lookalike.manifest import ManifestError, read_manifest
@@ -51,6 +52,13 @@ class RunLayout:
 
     def marker(self, task: int) -> str:
         return self.key(f"_tasks/task-{task:05d}.json")
+
+
+def read_vectors(store: Store, part_key: str) -> np.ndarray:
+    """The embedding column of one shard as a (rows, dim) float32 array."""
+    table = store.read_parquet(part_key, ["embedding"])
+    column = table["embedding"].combine_chunks()
+    return column.values.to_numpy().reshape(len(column), -1).astype(np.float32, copy=False)
 
 
 def latest_key(fingerprint_id: str) -> str:

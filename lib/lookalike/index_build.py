@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 
 from lookalike import publish
 from lookalike.config import ConfigError
-from lookalike.embeddings import EmbeddingsVersion, fingerprints, open_version
+from lookalike.embeddings import EmbeddingsVersion, fingerprints, open_version, read_vectors
 from lookalike.index_choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index_incremental import apply_update, plan_update, read_rows
 from lookalike.index_reader import load_index_version
-from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, read_vectors, save_npy
+from lookalike.index_tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
 from lookalike.manifest import new_manifest
 from lookalike.publish import VersionLayout, write_file
 from lookalike.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lookalike.embeddings import EmbeddingsVersion
+from lookalike.embeddings import EmbeddingsVersion, read_vectors
 from lookalike.index_reader import IndexVersion
-from lookalike.index_tasks import read_vectors, training_fit
+from lookalike.index_tasks import training_fit
 
 MAX_ERROR_RATIO = 1.25      # new vectors' mean distance to their centroid vs the training sample's
 MAX_IMBALANCE_RATIO = 1.5   # inverted-list imbalance after the update vs at training

@@ -3,6 +3,7 @@ arrival and again whenever the version is opened, then memory-mapped so worker p
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -96,17 +97,21 @@ def fetch_version(store: Store, manifest: dict[str, Any], cache_dir: str) -> str
     that does not match (a damaged disk, an interrupted copy) is downloaded again; returns the folder."""
     target = version_dir(cache_dir, manifest)
     os.makedirs(target, exist_ok=True)
-    for entry in manifest["files"]:
-        path = os.path.join(target, entry["key"].rsplit("/", 1)[-1])
-        if os.path.exists(path):
-            problem = file_problem(path, entry)
-            if problem is None:
-                continue
-            log.warning("cached %s is damaged (%s); downloading it again", path, problem)
-        _download(store, entry, path)
-    with open(os.path.join(target, LOCAL_MANIFEST + ".tmp"), "w") as f:
-        json.dump(manifest, f)
-    os.replace(os.path.join(target, LOCAL_MANIFEST + ".tmp"), os.path.join(target, LOCAL_MANIFEST))
+    # Executors on one host share the cache: one process fetches, the others wait and then find it verified.
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for entry in manifest["files"]:
+            path = os.path.join(target, entry["key"].rsplit("/", 1)[-1])
+            if os.path.exists(path):
+                problem = file_problem(path, entry)
+                if problem is None:
+                    continue
+                log.warning("cached %s is damaged (%s); downloading it again", path, problem)
+            _download(store, entry, path)
+        tmp = os.path.join(target, f"{LOCAL_MANIFEST}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f)
+        os.replace(tmp, os.path.join(target, LOCAL_MANIFEST))
     return target
 
 
@@ -161,15 +166,17 @@ def _exact(local: str, vectors: np.ndarray, mmap: bool) -> faiss.Index:
     if not mmap:
         return exact_scorer(vectors)
     path = os.path.join(local, EXACT_FILE)
-    if not os.path.exists(path):
-        fd, tmp = tempfile.mkstemp(dir=local, suffix=".part")
-        os.close(fd)
-        try:
-            faiss.write_index(exact_scorer(vectors), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    with open(f"{local}.lock", "w") as lock:  # built once per host, however many processes open the version
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(dir=local, suffix=".part")
+            os.close(fd)
+            try:
+                faiss.write_index(exact_scorer(vectors), tmp)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
     return faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)
 
 

@@ -12,15 +12,10 @@ from typing import Any
 import faiss
 import numpy as np
 
+from lookalike.embeddings import read_vectors
 from lookalike.search import deserialize, serialize
 from lookalike.spark import task_resources
 from lookalike.storage import Store
-
-
-def read_vectors(store: Store, part_key: str) -> np.ndarray:
-    table = store.read_parquet(part_key, ["embedding"])
-    column = table["embedding"].combine_chunks()
-    return column.values.to_numpy().reshape(len(column), -1).astype(np.float32, copy=False)
 
 
 def save_npy(store: Store, key: str, array: np.ndarray) -> None:

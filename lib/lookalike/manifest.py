@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import subprocess
+import uuid
 from typing import Any
 
 from lookalike import __version__
@@ -24,7 +25,9 @@ def utc_now() -> str:
 
 
 def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """A new run or version id: sortable by time, and unique even for two runs started in the same second
+    (a bare timestamp made the second one 'resume' the first and return its manifest)."""
+    return f"{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
 
 
 @functools.lru_cache(maxsize=1)

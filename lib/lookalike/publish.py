@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -53,7 +52,7 @@ class VersionLayout:
 
 def new_version_id() -> str:
     """Sortable by time, unique even for two builds in the same second."""
-    return f"{new_run_id()}-{uuid.uuid4().hex[:6]}"
+    return new_run_id()
 
 
 def latest_key(name: str) -> str:

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from lookalike.config import IN_PROCESS
-
 T = TypeVar("T")
+
+# A master value that runs the tasks in this process, one after another, with no Spark at all. Defined here,
+# not in config: executors import this module, and config pulls in torch (3 s per Python worker).
+IN_PROCESS = "in-process"
 
 # Small JVMs and no UI: on 2 cores the defaults spend more time in the JIT than in our tasks.
 DEFAULT_CONF = {
