@@ -52,3 +52,7 @@ class SearchAnswer(BaseModel):
     k: int
     took_ms: float
     results: list[ResultOut]
+
+
+class IdList(BaseModel):
+    image_ids: list[str] = Field(..., min_length=1)

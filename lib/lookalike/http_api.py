@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import anyio
+import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -24,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from lookalike import __version__
 from lookalike.api_middleware import BodyLimit, IndexCollector, Measured
-from lookalike.api_models import IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
+from lookalike.api_models import IdList, IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
 from lookalike.decode import ImageError, decode
 from lookalike.engine import read_image_bytes
 from lookalike.index_reader import IndexVersion
@@ -175,6 +176,22 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
             e, started = embedder(), time.perf_counter()
             return run_vectors(v, e.embed([e.read(u) for u in body.uris]), body, "uri", body.uris, started=started)
         return await in_thread(work)
+
+    @app.post("/vectors", dependencies=[Auth], summary="stored vectors of catalogue ids (null where unknown)")
+    async def stored_vectors(body: IdList) -> Response:
+        v = version()
+        check_batch(len(body.image_ids))
+        ids = [v.faiss_id_of(i) for i in body.image_ids]
+        rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
+        return Response(json.dumps({"version": v.version, "vectors": rows}), media_type="application/json")
+
+    @app.post("/embed", dependencies=[Auth], summary="vectors of uploaded images, with the index's model")
+    async def embed_images(images: Annotated[list[UploadFile], File()]) -> Response:
+        check_batch(len(images))
+        data = [await f.read() for f in images]
+        vectors = await in_thread(lambda: embedder().embed(data))
+        return Response(json.dumps({"fingerprint_id": embedder().fingerprint_id, "vectors": vectors.tolist()}),
+                        media_type="application/json")
 
     @app.get("/images/{image_id:path}/thumbnail", dependencies=[Auth], summary="a JPEG thumbnail of a hit")
     async def thumbnail(image_id: str, size: int = 192) -> Response:

@@ -26,7 +26,7 @@ MAX_K = 1000
 # exact); a broader filter asks the index for a shortlist enlarged by 1 / (the fraction that passes).
 EXACT_FILTER_LIMIT = 100_000
 SHORTLIST_ROUNDS = 5
-HIT_COLUMNS = ("faiss_id", "image_id", "uri")
+HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id")  # source_: in exported shards
 
 
 class QueryError(ValueError):
