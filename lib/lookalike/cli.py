@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     pub.add_argument("--name", required=True)
     pub.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
     pub.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+    from lookalike.cli_evaluate import evaluate_parser, run_evaluate
     from lookalike.cli_export import export_parser, route_parser, run_export, run_route, run_verify, verify_parser
     from lookalike.cli_join import join_config, join_parser, summarise_join
     from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
@@ -192,6 +193,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     export_parser(sub.add_parser("export", help="split a published version into shard bundles for serving hosts"),
                   submitted)
     verify_parser(sub.add_parser("verify", help="check an exported bundle: READY and every file's sha256"))
+    evaluate_parser(sub.add_parser("evaluate", help="retrieval metrics and a visual report for labelled images"))
     route_parser(sub.add_parser("route", help="one search API over shard workers, merging their top-k"))
     serve_parser(sub.add_parser("serve", help="query worker: HTTP API and a search page over LATEST of an index"))
     search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
@@ -220,6 +222,8 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
             from lookalike import join
             manifest = join.run(join_config(args))
             print(json.dumps(manifest, indent=2) if args.json else summarise_join(manifest))
+        elif args.command == "evaluate":
+            print(run_evaluate(args))
         elif args.command == "export":
             print(run_export(args))
         elif args.command == "verify":

@@ -128,3 +128,12 @@ def open_version(store: Store, fingerprint_id: str, run_id: str | None = None) -
         raise ManifestError(f"embeddings run {run_id} of {fingerprint_id} is not complete (no manifest): "
                             "rerun `lookalike embed` with this --run-id to finish it") from e
     return EmbeddingsVersion(layout, manifest)
+
+
+def open_spec(store: Store, spec: str) -> EmbeddingsVersion:
+    """'FINGERPRINT' (its LATEST) or 'FINGERPRINT/RUN_ID', as users write it on the command line."""
+    fingerprint_id, _, run_id = spec.partition("/")
+    try:
+        return open_version(store, fingerprint_id, run_id or None)
+    except ManifestError as e:
+        raise ManifestError(f"{e} (models in this store: {', '.join(fingerprints(store)) or 'none'})") from e

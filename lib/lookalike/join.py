@@ -12,7 +12,7 @@ from typing import Any
 from lookalike import embed
 from lookalike.clusters import connected_clusters
 from lookalike.config import RUN_ID_PATTERN, ConfigError, EmbedConfig
-from lookalike.embeddings import EmbeddingsVersion, fingerprints
+from lookalike.embeddings import EmbeddingsVersion, open_spec
 from lookalike.embeddings import open_version as open_embeddings
 from lookalike.join_task import JoinLayout, JoinTask
 from lookalike.manifest import ManifestError, new_manifest, new_run_id, read_manifest
@@ -163,12 +163,10 @@ def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> 
 
 
 def _embeddings(store: Store, spec: str, flag: str) -> EmbeddingsVersion:
-    fingerprint_id, _, run_id = spec.partition("/")
     try:
-        return open_embeddings(store, fingerprint_id, run_id or None)
+        return open_spec(store, spec)
     except ManifestError as e:
-        raise ConfigError(f"{flag} {spec}: {e} (models in this store: {', '.join(fingerprints(store)) or 'none'})"
-                          ) from e
+        raise ConfigError(f"{flag} {spec}: {e}") from e
 
 
 def _check_compatible(base: dict[str, Any], queries: EmbeddingsVersion) -> None:
