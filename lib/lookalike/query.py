@@ -139,8 +139,7 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     if len(allowed) <= exact_filter_limit:
         use_threads_for(len(queries))
         selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        distances, ids = version.exact.search(np.ascontiguousarray(queries, np.float32), k,
-                                              params=faiss.SearchParameters(sel=selector))
+        distances, ids = search_selected(version.exact, queries, k, faiss.SearchParameters(sel=selector))
         return cosine(np.where(ids >= 0, distances, 4.0)), ids
     passes = np.zeros(len(version.row_of_faiss), dtype=bool)
     passes[allowed] = True
@@ -163,6 +162,17 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     scores = np.take_along_axis(scores, order, axis=1)
     ids = np.where(np.take_along_axis(keep, order, axis=1), np.take_along_axis(ids, order, axis=1), -1)
     return scores, ids
+
+
+def search_selected(index: faiss.Index, queries: np.ndarray, k: int, params: faiss.SearchParameters
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """index.search with search parameters, through the SWIG call itself: faiss.contrib.torch_utils (imported
+    by pytorch-metric-learning, for one) replaces Index.search with a version that takes no params."""
+    x = np.ascontiguousarray(queries, dtype=np.float32)
+    distances = np.empty((len(x), k), dtype=np.float32)
+    ids = np.empty((len(x), k), dtype=np.int64)
+    index.search_c(len(x), faiss.swig_ptr(x), k, faiss.swig_ptr(distances), faiss.swig_ptr(ids), params)
+    return distances, ids
 
 
 def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
