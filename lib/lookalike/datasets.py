@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 SIMPLE_ICONS = ("simple-icons", "16.37.0")  # CC0 brand logos, ~3,500 SVGs
+ICONIFY_LOGOS = ("@iconify-json/logos", "1.2.19")  # Gil Barbara's "logos" set (CC0), full-colour, ~2,300
 
 
 class DatasetError(RuntimeError):
@@ -96,3 +97,43 @@ def logo_variant(data_dir: Path, slug: str, colour: str = "1D2330", size: int = 
     out.parent.mkdir(parents=True, exist_ok=True)
     render_svg((package / "icons" / f"{slug}.svg").read_text(), size, colour, margin).save(out, "JPEG", quality=80)
     return out
+
+
+def brand_key(name: str) -> str:
+    """'adobe-photoshop', 'Adobe Photoshop' and 'adobephotoshop' all become 'adobephotoshop'."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def cross_collection_queries(data_dir: Path, size: int = 256) -> Path:
+    """The same brands drawn by another collection: every @iconify-json/logos icon whose brand is a
+    simple-icons slug (the `-icon` glyph variant preferred over the wordmark), rasterised in its own colours.
+    Writes and returns an images table (image_id, uri, brand) where `brand` is the simple-icons slug that is the
+    one relevant answer in a simple-icons catalogue."""
+    simple = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
+    slugs = {m["slug"] for m in json.loads((simple / "data" / "simple-icons.json").read_text())}
+    package = fetch_npm_package(*ICONIFY_LOGOS, data_dir / "npm")
+    collection = json.loads((package / "icons.json").read_text())
+    chosen: dict[str, str] = {}
+    for name in sorted(collection["icons"]):
+        glyph = name.endswith("-icon")
+        key = brand_key(name[: -len("-icon")] if glyph else name)
+        if key in slugs and (key not in chosen or glyph):
+            chosen[key] = name
+    out_dir = data_dir / f"iconify-logos-{size}px"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "brand": []}
+    for slug, name in sorted(chosen.items()):
+        icon = collection["icons"][name]
+        width, height = icon.get("width", collection.get("width", 256)), icon.get("height", collection.get("height",
+                                                                                                           256))
+        path = out_dir / f"{name}.png"
+        if not path.exists():
+            svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                   f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
+            render_svg(svg, size).save(path, "PNG")
+        rows["image_id"].append(f"iconify/{name}")
+        rows["uri"].append(str(path.resolve()))
+        rows["brand"].append(slug)
+    table_path = data_dir / f"iconify-logos-queries-{len(chosen)}.parquet"
+    pq.write_table(pa.table(rows), table_path)
+    return table_path
