@@ -46,10 +46,24 @@ def embed_all(spec: ModelSpec, uris: list[str]) -> np.ndarray:
     return out
 
 
+def _whitened(x: np.ndarray, q: np.ndarray, dim: int, db_ids: list[str], relevant: list[set]) -> dict:
+    """PCA-whitening (faiss PCAMatrix, eigenvalues^-1/2) learned on the catalogue, applied to both sides,
+    then L2-normalised again: the classic post-processing of CNN retrieval descriptors."""
+    pca = faiss.PCAMatrix(x.shape[1], dim, -0.5)
+    pca.train(x)
+    xw, qw = (faiss.normalize_L2(a) or a for a in (pca.apply(x), pca.apply(q)))
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(xw)
+    _, nb = flat.search(qw, DEPTH)
+    return summary(judge_queries([[db_ids[i] for i in row] for row in nb], relevant))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="POOLING:SIZE")
+    p.add_argument("--whiten-dims", nargs="*", type=int, default=[1280, 512, 256],
+                   help="PCA-whitening output sizes tried on the first recipe's vectors")
     args = p.parse_args()
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
@@ -70,8 +84,14 @@ def main() -> int:
         _, nb = flat.search(q, DEPTH)
         m = summary(judge_queries([[db_ids[i] for i in row] for row in nb], relevant))
         rows.append((recipe, m))
+        if recipe == args.recipes[0]:
+            whitened = [(f"{recipe}+pcaw{d}", _whitened(x, q, d, db_ids, relevant)) for d in args.whiten_dims]
         print(f"{recipe:9s} P@1 {m['precision@1']:.3f}  R@10 {m['recall@10']:.3f}  mAP {m['map']:.3f}  "
               f"nDCG@10 {m['ndcg@10']:.3f}  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    for name, m in whitened:
+        rows.append((name, m))
+        print(f"{name:9s} P@1 {m['precision@1']:.3f}  R@10 {m['recall@10']:.3f}  mAP {m['map']:.3f}  "
+              f"nDCG@10 {m['ndcg@10']:.3f}  (PCA-whitening learned on the database vectors)")
     base_name, base = rows[0]
     print(f"\ndifferences from {base_name} (positive = better):")
     for recipe, m in rows[1:]:
