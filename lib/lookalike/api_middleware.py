@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -10,6 +11,14 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from lookalike.serving import ServedIndex
+
+
+def bearer_ok(authorization: str, token: str | None) -> bool:
+    """Whether an Authorization header carries the token (always, when no token is configured); constant time."""
+    if token is None:
+        return True
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
 class BodyLimit:

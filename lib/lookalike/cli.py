@@ -145,6 +145,18 @@ def summarise_index(m: dict[str, Any]) -> str:
             f"(target {'met' if p['target_met'] else 'NOT met'}); built in {m['timings']['total_s']:.1f}s")
 
 
+def run_embed(args: argparse.Namespace) -> str:
+    from lookalike import embed
+    manifest = embed.run(embed_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_embed(manifest)
+
+
+def run_build_index(args: argparse.Namespace) -> str:
+    from lookalike import index_build
+    manifest = index_build.run(build_index_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_index(manifest)
+
+
 def run_publish(args: argparse.Namespace) -> str:
     from lookalike import publish
     from lookalike.storage import Store
@@ -187,7 +199,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     pub.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
     from lookalike.cli_evaluate import evaluate_parser, run_evaluate
     from lookalike.cli_export import export_parser, route_parser, run_export, run_route, run_verify, verify_parser
-    from lookalike.cli_join import join_config, join_parser, summarise_join
+    from lookalike.cli_join import join_parser, run_join
     from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
     join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
     export_parser(sub.add_parser("export", help="split a published version into shard bundles for serving hosts"),
@@ -205,35 +217,16 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Each command returns what it prints (None for the servers, which run until stopped).
+    commands = {
+        "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
+        "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
+        "route": run_route, "serve": run_serve, "search": run_search,
+    }
     try:
-        if args.command == "embed":
-            from lookalike import embed
-            manifest = embed.run(embed_config(args))
-            print(json.dumps(manifest, indent=2) if args.json else summarise_embed(manifest))
-        elif args.command == "build-index":
-            from lookalike import index_build
-            manifest = index_build.run(build_index_config(args))
-            print(json.dumps(manifest, indent=2) if args.json else summarise_index(manifest))
-        elif args.command == "publish":
-            print(run_publish(args))
-        elif args.command == "indexes":
-            print(run_list(args))
-        elif args.command == "join":
-            from lookalike import join
-            manifest = join.run(join_config(args))
-            print(json.dumps(manifest, indent=2) if args.json else summarise_join(manifest))
-        elif args.command == "evaluate":
-            print(run_evaluate(args))
-        elif args.command == "export":
-            print(run_export(args))
-        elif args.command == "verify":
-            print(run_verify(args))
-        elif args.command == "route":
-            run_route(args)
-        elif args.command == "serve":
-            run_serve(args)
-        elif args.command == "search":
-            print(run_search(args))
+        output = commands[args.command](args)
+        if output is not None:
+            print(output)
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError, ImageError) as e:
         print(f"lookalike {args.command}: error: {e}", file=sys.stderr)
         return 2

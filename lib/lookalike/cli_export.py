@@ -66,10 +66,10 @@ def route_parser(p: argparse.ArgumentParser) -> None:
 def run_route(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from lookalike.cli_query import _token
+    from lookalike.cli_query import read_token
     from lookalike.router import RouterSettings, create_router
     settings = RouterSettings(shards=tuple(s.strip().rstrip("/") for s in args.shards.split(",") if s.strip()),
                               on_missing=args.on_missing, shard_timeout_s=args.shard_timeout,
-                              token=_token(args.token_file))
+                              token=read_token(args.token_file))
     print(f"routing over {len(settings.shards)} shards on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(create_router(settings), host=args.host, port=args.port, log_level="warning")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from lookalike.cli import add_master_arg, add_store_args, key_values
@@ -52,3 +53,9 @@ def summarise_join(m: dict[str, Any]) -> str:
         line += (f"\n  {c['clusters']:,} near-duplicate clusters over {c['clustered_images']:,} images (largest "
                  f"{c['largest_cluster']}) in joins/{m['run_id']}/clusters.parquet")
     return line
+
+
+def run_join(args: argparse.Namespace) -> str:
+    from lookalike import join
+    manifest = join.run(join_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_join(manifest)

@@ -75,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> None:
                          _settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
                                    max_pixels=args.max_pixels))
     served.start()
-    token = _token(args.token_file)
+    token = read_token(args.token_file)
     api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
                       request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri))
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -90,7 +90,8 @@ def run_serve(args: argparse.Namespace) -> None:
         served.stop()
 
 
-def _token(path: str | None) -> str | None:
+def read_token(path: str | None) -> str | None:
+    """The bearer token from --token-file, else $LOOKALIKE_API_TOKEN; None means no auth."""
     if path:
         with open(path) as f:
             token = f.read().strip()

@@ -69,10 +69,10 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
 
     os.makedirs(config.report, exist_ok=True)
     _write_metrics(config.report, metrics)
-    per_label = _per_label(runs["exact"][1], labels)
+    per_label = _per_label(judged["exact"], labels)
     _write_per_label(config.report, per_label)
     _pr_curve(config.report, judged)
-    shown = _grids(config.report, store, table, labels, *runs["exact"])
+    shown = _grids(config.report, store, table, labels, judged["exact"].rows, *runs["exact"])
     _html(config.report, version.layout.prefix, metrics, per_label, shown)
     return {"embeddings": version.layout.prefix, "index": config.index, "metrics": metrics,
             "report": os.path.abspath(config.report)}
@@ -92,10 +92,9 @@ def _index_neighbours(store: Store, name: str, table: pa.Table, x: np.ndarray, d
     return scores, rows
 
 
-def _per_label(neighbours: np.ndarray, labels: list) -> list[dict[str, Any]]:
+def _per_label(judged: Judged, labels: list) -> list[dict[str, Any]]:
     """Metrics of each label's queries, hardest first."""
-    judged = judge_leave_one_out(neighbours, labels)
-    query_labels = np.asarray(labels, dtype=object)[_query_rows(labels)]  # judged rows, in order
+    query_labels = np.asarray(labels, dtype=object)[judged.rows]
     out = []
     for label in sorted(set(query_labels.tolist())):
         mask = query_labels == label
@@ -103,11 +102,6 @@ def _per_label(neighbours: np.ndarray, labels: list) -> list[dict[str, Any]]:
         out.append({"label": label, "images": int(mask.sum()), "precision@1": precision_at(sub, 1),
                     "recall@10": recall_at(sub, 10), "map@r": mean_average_precision(sub, at_r=True)})
     return sorted(out, key=lambda r: (r["map@r"], str(r["label"])))
-
-
-def _query_rows(labels: list) -> np.ndarray:
-    _, inverse, sizes = np.unique(np.asarray(labels, dtype=str), return_inverse=True, return_counts=True)
-    return np.flatnonzero(sizes[inverse] > 1)
 
 
 def _write_metrics(report: str, metrics: dict[str, dict[str, float]]) -> None:
@@ -145,14 +139,14 @@ def _pr_curve(report: str, judged: dict[str, Judged]) -> None:
     plt.close(fig)
 
 
-def _grids(report: str, store: Store, table: pa.Table, labels: list, scores: np.ndarray, neighbours: np.ndarray
-           ) -> list[str]:
+def _grids(report: str, store: Store, table: pa.Table, labels: list, query_rows: np.ndarray, scores: np.ndarray,
+           neighbours: np.ndarray) -> list[str]:
     """The first image of a few labels and its top hits: green border = same label, red = not."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     queries, seen = [], set()
-    for row in _query_rows(labels):
+    for row in query_rows:
         if labels[row] not in seen:
             seen.add(labels[row])
             queries.append(int(row))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import hmac
 import io
 import json
 import threading
@@ -24,7 +23,7 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from lookalike import __version__
-from lookalike.api_middleware import BodyLimit, IndexCollector, Measured
+from lookalike.api_middleware import BodyLimit, IndexCollector, Measured, bearer_ok
 from lookalike.api_models import IdList, IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
 from lookalike.decode import ImageError, decode
 from lookalike.engine import read_image_bytes
@@ -67,10 +66,7 @@ def create_app(served: ServedIndex, settings: ApiSettings = ApiSettings()) -> Fa
                             status_code=413 if e.kind in TOO_LARGE_KINDS else 400)
 
     async def authorised(request: Request) -> None:  # async: no thread hop for a header check
-        if settings.token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), settings.token.encode()):
+        if not bearer_ok(request.headers.get("authorization", ""), settings.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     Auth = Depends(authorised)

@@ -25,6 +25,7 @@ class Judged:
     relevant: np.ndarray    # (queries, depth) bool
     n_relevant: np.ndarray  # (queries,) int: relevant items that exist for the query
     skipped: int = 0        # queries with nothing relevant to find, left out
+    rows: np.ndarray | None = None  # which input queries the rows are (the ones not skipped)
 
 
 def judge_queries(rankings: Sequence[Sequence[Hashable]], relevant: Sequence[set], junk: Sequence[set] | None = None
@@ -33,15 +34,15 @@ def judge_queries(rankings: Sequence[Sequence[Hashable]], relevant: Sequence[set
     before judging, as in Revisited Oxford/Paris). Queries without relevant ids are skipped."""
     if len(rankings) != len(relevant) or (junk is not None and len(junk) != len(rankings)):
         raise ValueError("rankings, relevant and junk need one entry per query")
-    rows, counts, skipped = [], [], 0
+    rows, counts, kept = [], [], []
     for q, ranking in enumerate(rankings):
         if not relevant[q]:
-            skipped += 1
             continue
         ignore = junk[q] if junk is not None else ()
         rows.append([i in relevant[q] for i in ranking if i not in ignore])
         counts.append(len(relevant[q]))
-    return Judged(_pad(rows), np.asarray(counts, dtype=np.int64), skipped)
+        kept.append(q)
+    return Judged(_pad(rows), np.asarray(counts, dtype=np.int64), len(rankings) - len(kept), np.asarray(kept))
 
 
 def judge_leave_one_out(neighbours: np.ndarray, labels: Sequence[Hashable]) -> Judged:
@@ -57,7 +58,7 @@ def judge_leave_one_out(neighbours: np.ndarray, labels: Sequence[Hashable]) -> J
     order = np.argsort(~valid, axis=1, kind="stable")
     relevant = np.take_along_axis(same, order, axis=1)
     keep = n_relevant > 0
-    return Judged(relevant[keep], n_relevant[keep], int((~keep).sum()))
+    return Judged(relevant[keep], n_relevant[keep], int((~keep).sum()), np.flatnonzero(keep))
 
 
 def precision_at(j: Judged, k: int) -> float:

@@ -5,7 +5,6 @@ too slow is named in the answer (`partial`, `missing_shards`) or, with on_missin
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from lookalike import __version__
+from lookalike.api_middleware import bearer_ok
 from lookalike.api_models import IdQuery, SearchAnswer, VectorQuery
 from lookalike.query import MAX_K
 
@@ -72,10 +72,7 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return JSONResponse({"detail": e.detail}, status_code=e.status)
 
     def authorise(request: Request) -> None:
-        if settings.token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), settings.token.encode()):
+        if not bearer_ok(request.headers.get("authorization", ""), settings.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     async def call(shard: str, path: str, **kw) -> dict[str, Any]:
