@@ -179,7 +179,7 @@ def verify_url(url: str, options: dict[str, Any] | None = None) -> dict[str, Any
     store = Store(url, options)
     names = [k.rsplit("/", 1)[-1] for k in store.list("indexes")]
     if len(names) != 1:
-        raise ConfigError(f"{url} holds indexes {names or 'none'}: give the bundle's folder "
-                          "URL/indexes/<name>/<version>")
+        held = f"indexes {', '.join(names)}" if names else "no index"
+        raise ConfigError(f"{url} holds {held}: give the bundle's folder URL/indexes/<name>/<version>")
     return verify_bundle(store, names[0])
 
