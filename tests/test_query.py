@@ -130,3 +130,15 @@ def test_worker_without_a_model_answers_vectors_and_times_out_slow_searches(stor
     with running(create_app(served, ApiSettings(request_timeout_s=1e-6))) as url:
         r = httpx.post(f"{url}/search/vectors", json={"vectors": [vectors[5].tolist()], "k": 3})
         assert r.status_code == 504 and "took longer than" in r.json()["detail"]
+
+
+def test_worker_takes_the_index_s_model_unless_any_model_option_is_given():
+    import argparse
+
+    from lookalike.cli_query import search_parser, worker_settings
+    parser = argparse.ArgumentParser()
+    search_parser(parser)
+    base = ["--store", "/tmp/s", "--name", "marks"]
+    assert worker_settings(parser.parse_args(base), {}).model is None
+    chosen = worker_settings(parser.parse_args([*base, "--pooling", "avg"]), {}).model
+    assert chosen is not None and chosen.pooling == "avg"

@@ -11,7 +11,6 @@ from typing import Any
 from lookalike.cli import add_model_args, add_store_args, key_values, model_spec
 from lookalike.config import ConfigError
 from lookalike.index_reader import default_cache_dir
-from lookalike.models import DEFAULT_MODEL
 from lookalike.storage import Store
 
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
@@ -57,12 +56,14 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _settings(args: argparse.Namespace, options: dict[str, Any], **extra):
+def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
+    from lookalike.models import ModelSpec
     from lookalike.serving import WorkerSettings
-    # The model comes from the index unless the user names one: the fingerprint check then guards the choice.
-    explicit = args.model != DEFAULT_MODEL or args.weights is not None or args.image_size is not None
+    # The model comes from the index unless a model option is given (--pooling alone counts): the fingerprint
+    # check then guards the choice.
+    spec = model_spec(args, options)
     return WorkerSettings(name=args.name, cache_dir=args.cache_dir or default_cache_dir(),
-                          model=model_spec(args, options) if explicit else None, **extra)
+                          model=spec if spec != ModelSpec() else None, **extra)
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -72,7 +73,7 @@ def run_serve(args: argparse.Namespace) -> None:
     from lookalike.serving import ServedIndex
     options = key_values(args.store_option, "--store-option")
     served = ServedIndex(Store(args.store, options),
-                         _settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
+                         worker_settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
                                    max_pixels=args.max_pixels))
     served.start()
     token = read_token(args.token_file)
@@ -108,7 +109,7 @@ def run_search(args: argparse.Namespace) -> str:
     if not args.images and not args.ids:
         raise ConfigError("give query images (paths or URIs) and/or --id IMAGE_ID")
     options = key_values(args.store_option, "--store-option")
-    served = ServedIndex(Store(args.store, options), _settings(args, options))
+    served = ServedIndex(Store(args.store, options), worker_settings(args, options))
     served.start(watch=False, version=args.version)
     version = served.current
     params = params_for(version, args.nprobe, args.rerank)

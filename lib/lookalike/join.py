@@ -152,10 +152,10 @@ def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> 
                              "yourself and give --query-embeddings")
     if spec is None:
         from lookalike.models import ModelSpec
-        known = base["manifest"].get("config", {}).get("model")
-        if known is None:
+        recorded = base["manifest"].get("config", {}).get("model")
+        if recorded is None:
             raise JoinInputError("the base embeddings do not name their model: give --query-embeddings")
-        spec = ModelSpec(**known, weights_options=config.storage_options)
+        spec = ModelSpec.from_recorded(recorded, config.storage_options)
     log.info("embedding the query images with %s before joining", spec.name)
     m = embed.run(EmbedConfig(images=config.query_images, store=config.store, model=spec, master=config.master,
                               storage_options=config.storage_options, spark_conf=config.spark_conf))

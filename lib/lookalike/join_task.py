@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from lookalike.embeddings import open_version as open_embeddings
 from lookalike.embeddings import read_vectors
 from lookalike.index_reader import load_index_version
-from lookalike.search import SearchParams, search
+from lookalike.search import SearchParams, search, use_threads_for
 from lookalike.storage import Store
 
 PAIR_COLUMNS = ("query_id", "rank", "neighbor_id", "score")
@@ -84,7 +84,7 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
         flat.add(read_vectors(store, p))
 
     def search_exact(queries: np.ndarray, k: int, params: SearchParams):
-        faiss.omp_set_num_threads(faiss.omp_get_max_threads())
+        use_threads_for(len(queries))
         return flat.search(np.ascontiguousarray(queries, np.float32), k)
     return Base(table["image_id"], table.drop_columns(["image_id"]), search_exact)
 

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -49,6 +49,13 @@ class ModelSpec:
     image_size: int | None = None        # None: the backbone's default
     resize: str = "pad"
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def from_recorded(cls, recorded: dict[str, Any], weights_options: dict[str, Any]) -> ModelSpec:
+        """The spec a manifest recorded (`config.model` of embeddings, `model` of an index), with the options
+        its weights URI is read with; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)} - {"weights_options"}
+        return cls(**{k: v for k, v in recorded.items() if k in known}, weights_options=weights_options)
 
     def __post_init__(self):
         if self.name not in BACKBONES and not self.name.startswith("timm:"):

@@ -149,10 +149,11 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     # point was tuned for: probe more lists too. 1/√fraction took 10-R@10 from 0.88 to 0.99 at a 10% filter on
     # clustered vectors (tests/test_query.py), where probing the same lists did not.
     nprobe = math.ceil(params.nprobe / math.sqrt(fraction))
+    # Keep the operating point's shortlist-to-k proportion for the enlarged k.
+    ratio = max(1.0, params.rerank / k) if params.rerank else 0.0
     for _ in range(SHORTLIST_ROUNDS):
-        ratio = max(1.0, params.rerank / k) if params.rerank else 1.0
         scores, ids = search(version.index, queries, shortlist,
-                             SearchParams(nprobe, math.ceil(shortlist * ratio) if params.rerank else 0),
+                             SearchParams(nprobe, math.ceil(shortlist * ratio)),
                              version.exact)
         keep = (ids >= 0) & passes[np.maximum(ids, 0)]
         if keep.sum(axis=1).min() >= k or shortlist >= version.index.ntotal:

@@ -3,7 +3,6 @@ embeds query images, and a watcher that swaps to a new version without disturbin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -39,10 +38,7 @@ def model_spec_of(store: Store, manifest: dict[str, Any]) -> ModelSpec | None:
             spec = source.manifest.get("config", {}).get("model")
         except (ManifestError, FileNotFoundError, KeyError):
             spec = None
-    if spec is None:
-        return None
-    known = {f.name for f in dataclasses.fields(ModelSpec)} - {"weights_options"}
-    return ModelSpec(**{k: v for k, v in spec.items() if k in known}, weights_options=store.options)
+    return None if spec is None else ModelSpec.from_recorded(spec, store.options)
 
 
 @dataclass(frozen=True)
