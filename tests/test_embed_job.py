@@ -89,6 +89,7 @@ def test_incremental_run_embeds_only_new_or_changed_content(spark, s3_store, tmp
     images = upload(folder, s3_store)
     first = embed.run(config(images, s3_store, run_id="night1"))
     assert (first["counts"]["new"], first["counts"]["carried"]) == (7, 0)
+    assert (first["counts"]["ids_added"], first["counts"]["ids_changed"]) == (7, 0)
 
     fs = fsspec.filesystem("s3", **s3_store.options)
     base = images.removeprefix("s3://")
@@ -100,6 +101,8 @@ def test_incremental_run_embeds_only_new_or_changed_content(spark, s3_store, tmp
     c = second["counts"]
     # new: changed coffee + hubble; carried: 4 unchanged + the copy of rocket + chelsea_again (known content)
     assert (c["new"], c["carried"], c["removed"], c["failed"], c["rows"]) == (2, 6, 1, 0, 8)
+    # By id: hubble and chelsea_again are new ids, coffee changed, the other five are unchanged.
+    assert (c["ids_added"], c["ids_changed"], c["ids_unchanged"]) == (2, 1, 5)
     assert second["previous_run"] == "night1"
 
     store = Store(s3_store.url, s3_store.options)

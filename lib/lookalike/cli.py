@@ -14,6 +14,10 @@ from lookalike.decode import ImageError
 from lookalike.models import DEFAULT_MODEL, ModelSpec
 from lookalike.pooling import POOLINGS
 
+# Another run holds the lease: nothing was done, try later (sysexits EX_TEMPFAIL), so schedulers can tell
+# "skipped" from "failed".
+EXIT_BUSY = 75
+
 
 def key_values(pairs: Sequence[str], what: str) -> dict[str, Any]:
     """['a=1', 'b.c=x'] → {'a': 1, 'b': {'c': 'x'}}; values parse as JSON when they can."""
@@ -93,7 +97,8 @@ def summarise_embed(manifest: dict[str, Any]) -> str:
     c, t = manifest["counts"], manifest["timings"]
     rate = c["images"] / t["tasks_s"] if t.get("tasks_s") else 0.0
     return (f"embeddings {manifest['fingerprint_id']}/{manifest['run_id']}: {c['rows']} rows "
-            f"({c['new']} new, {c['carried']} carried over, {c['removed']} removed, {c['failed']} failed) "
+            f"({c['new']} embedded, {c['carried']} carried over; images: {c.get('ids_added', 0)} new, "
+            f"{c.get('ids_changed', 0)} changed, {c['removed']} removed, {c['failed']} failed) "
             f"in {t['total_s']:.1f}s ({rate:.1f} img/s)")
 
 
@@ -201,6 +206,9 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     from lookalike.cli_export import export_parser, route_parser, run_export, run_route, run_verify, verify_parser
     from lookalike.cli_join import join_parser, run_join
     from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
+    from lookalike.cli_reindex import reindex_parser, run_reindex
+    reindex_parser(sub.add_parser("reindex", help="the nightly run: embed what changed, update the index, "
+                                                  "publish, report; one run per index at a time"), submitted)
     join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
     export_parser(sub.add_parser("export", help="split a published version into shard bundles for serving hosts"),
                   submitted)
@@ -221,7 +229,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     commands = {
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
         "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
-        "route": run_route, "serve": run_serve, "search": run_search,
+        "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
     }
     try:
         output = commands[args.command](args)
@@ -229,7 +237,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
             print(output)
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError, ImageError) as e:
         print(f"lookalike {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BUSY if type(e).__name__ == "LeaseHeld" else 2
     return 0
 
 

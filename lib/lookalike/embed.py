@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from lookalike.catalogue import load_catalogue
 from lookalike.config import IN_PROCESS, EmbedConfig
-from lookalike.embed_task import EmbedTask, cached_model
+from lookalike.embed_task import PREVIOUS_SHA, EmbedTask, cached_model
 from lookalike.embeddings import KIND, RunLayout, latest_key, latest_run_id, open_version
 from lookalike.manifest import ManifestError, new_manifest, new_run_id, read_manifest
 from lookalike.spark import run_tasks
@@ -113,6 +113,12 @@ def _write_plan(config: EmbedConfig, store: Store, layout: RunLayout, catalogue:
             store.write_parquet(layout.carry, carry)
             previous_run = prev_run_id
             removed = int(pc.sum(pc.invert(pc.is_in(rows["image_id"], catalogue["image_id"]))).as_py() or 0)
+            # Each image's content hash in the previous version (null for a new id): tasks compare it with
+            # the hash they compute, so a run reports which ids were added, changed or left unchanged.
+            at = pc.index_in(catalogue["image_id"], value_set=rows["image_id"])
+            plan = plan.append_column(PREVIOUS_SHA, rows["content_sha256"].take(at))
+    if PREVIOUS_SHA not in plan.column_names:
+        plan = plan.append_column(PREVIOUS_SHA, pa.nulls(plan.num_rows, pa.string()))
 
     sink = pa.BufferOutputStream()
     pq.write_table(plan, sink, row_group_size=per_task)  # one row group per task
@@ -143,6 +149,8 @@ def _counts(markers: list[dict[str, Any]], plan_info: dict[str, Any]) -> dict[st
         "carried": sum(m["carried"] for m in markers),
         "failed": sum(m["errors"] for m in markers),
         "removed": plan_info["removed"],
+        # By image id against the previous version (a resumed run planned before these existed has none).
+        **{key: sum(m.get(key, 0) for m in markers) for key in ("ids_added", "ids_changed", "ids_unchanged")},
         "tasks": len(markers),
     }
 

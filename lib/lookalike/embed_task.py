@@ -22,7 +22,8 @@ from lookalike.schemas import embedding_type, embeddings_schema, errors_schema
 from lookalike.spark import task_resources
 from lookalike.storage import Store
 
-PLAN_COLUMNS = ("image_id", "uri", "task")
+PREVIOUS_SHA = "previous_content_sha256"
+PLAN_COLUMNS = ("image_id", "uri", "task", PREVIOUS_SHA)
 
 
 @functools.lru_cache(maxsize=2)
@@ -69,14 +70,14 @@ class EmbedTask:
         ok = sorted((r for r in results if not isinstance(r, Failed)), key=lambda r: r.index)
         failed = sorted((r for r in results if isinstance(r, Failed)), key=lambda r: r.index)
         vectors, widths, heights = _vectors_for(ok, carry, store, model.dim)
-        metadata = plan.drop_columns(list(PLAN_COLUMNS))
+        metadata = plan.drop_columns([c for c in PLAN_COLUMNS if c in plan.column_names])
         shard = _embeddings_table(plan, ok, vectors, widths, heights, metadata, model.dim)
         errors = _errors_table(plan, failed, metadata)
         shard_bytes = store.write_parquet(layout.part(task), shard)
         errors_bytes = store.write_parquet(layout.errors_part(task), errors)
         marker = {
             "task": task, "images": plan.num_rows, "rows": shard.num_rows, "errors": errors.num_rows,
-            "embedded": engine.stats.embedded, "carried": engine.stats.known,
+            "embedded": engine.stats.embedded, "carried": engine.stats.known, **_id_changes(plan, ok),
             "part": {"key": layout.part(task), "rows": shard.num_rows, "bytes": shard_bytes},
             "errors_part": {"key": layout.errors_part(task), "rows": errors.num_rows, "bytes": errors_bytes},
             "device": str(device), "cpus": cpus,
@@ -84,6 +85,17 @@ class EmbedTask:
         }
         store.write_json(layout.marker(task), marker)  # the commit: a rerun skips this task from now on
         return marker
+
+
+def _id_changes(plan: pa.Table, ok: list) -> dict[str, int]:
+    """How many of this task's embedded images are new ids, ids with changed content, or unchanged."""
+    if PREVIOUS_SHA not in plan.column_names:
+        return {}
+    previous = plan[PREVIOUS_SHA].to_pylist()
+    before = [previous[r.index] for r in ok]
+    return {"ids_added": sum(b is None for b in before),
+            "ids_changed": sum(b is not None and b != r.content_sha256 for b, r in zip(before, ok, strict=True)),
+            "ids_unchanged": sum(b == r.content_sha256 for b, r in zip(before, ok, strict=True))}
 
 
 def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:

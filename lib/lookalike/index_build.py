@@ -112,7 +112,8 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
         t0 = time.perf_counter()
         update = _incremental(config, store, source, parts, offsets, n, d, tmp) if config.incremental else None
-        decision = update.decision if update else {"incremental": False, "reason": "full build"}
+        decision = update.decision if update else {
+            "incremental": False, "reason": "first build: no LATEST to update" if config.incremental else "full build"}
         trained_ntotal = n  # how many vectors the trained quantizer was sized for (the drift check's reference)
         if update and update.index is not None:
             index, vectors, row_to_faiss = update.index, update.vectors, update.row_to_faiss

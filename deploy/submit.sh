@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# deploy/submit.sh JOB [ARGS...] — spark-submit one lookalike job.
+#
+# JOB is one of: embed, build_index, reindex, similarity_join, export_shards (jobs/JOB.py); ARGS are the
+# job's own arguments (`lookalike JOB --help`). Everything about the cluster comes from the environment:
+#
+#   LOOKALIKE_MASTER       Spark master URL (default local[*]): spark://host:7077, k8s://https://..., yarn
+#   LOOKALIKE_DEPLOY_MODE  client (default) or cluster
+#   LOOKALIKE_PROPERTIES   a spark-defaults style file (deploy/conf/*.conf): executors, memory, GPUs
+#   LOOKALIKE_ENV_ARCHIVE  a packed environment (deploy/pack-env.sh): shipped with --archives and unpacked as
+#                          ./env on every executor, so the cluster needs no Python packages of its own
+#   LOOKALIKE_PYTHON       without an archive: the Python that driver and executors run (default: this
+#                          checkout's .venv, which must exist at the same path on every node)
+#   SPARK_HOME             where bin/spark-submit is (default: spark-submit on PATH, else the pyspark package's)
+#   LOOKALIKE_SUBMIT_ARGS  extra spark-submit arguments, word-split (e.g. "--conf spark.executor.instances=8")
+#
+# S3 credentials are never passed on the command line: executors take them from the standard AWS
+# environment, profile or instance role (forward AWS_* with spark.executorEnv.* in the properties file).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+job="${1//-/_}"
+shift
+script="$repo/jobs/$job.py"
+if [ ! -f "$script" ]; then
+    echo "submit.sh: no job '$job'; one of: $(cd "$repo/jobs" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2
+    exit 2
+fi
+
+venv_python="$repo/.venv/bin/python"
+if [ -n "${SPARK_HOME:-}" ]; then
+    submit="$SPARK_HOME/bin/spark-submit"
+elif command -v spark-submit >/dev/null; then
+    submit="$(command -v spark-submit)"
+else
+    py="${LOOKALIKE_PYTHON:-$venv_python}"
+    SPARK_HOME="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+    export SPARK_HOME
+    submit="$SPARK_HOME/bin/spark-submit"
+fi
+
+args=(--master "${LOOKALIKE_MASTER:-local[*]}" --deploy-mode "${LOOKALIKE_DEPLOY_MODE:-client}"
+      --name "lookalike-$job" --conf spark.ui.showConsoleProgress=false)
+if [ -n "${LOOKALIKE_PROPERTIES:-}" ]; then
+    args+=(--properties-file "$LOOKALIKE_PROPERTIES")
+fi
+if [ -n "${LOOKALIKE_ENV_ARCHIVE:-}" ]; then
+    # Executors unpack the archive as ./env; a client-mode driver runs the same environment unpacked locally
+    # (LOOKALIKE_PYTHON), a cluster-mode driver the shipped one.
+    args+=(--archives "$LOOKALIKE_ENV_ARCHIVE#env" --conf spark.pyspark.python=./env/bin/python)
+    if [ "${LOOKALIKE_DEPLOY_MODE:-client}" = "cluster" ]; then
+        args+=(--conf spark.pyspark.driver.python=./env/bin/python)
+    else
+        args+=(--conf "spark.pyspark.driver.python=${LOOKALIKE_PYTHON:-$venv_python}")
+    fi
+else
+    py="${LOOKALIKE_PYTHON:-$venv_python}"
+    args+=(--conf "spark.pyspark.python=$py" --conf "spark.pyspark.driver.python=$py")
+fi
+# shellcheck disable=SC2206  # word splitting of the extra arguments is the point
+extra=(${LOOKALIKE_SUBMIT_ARGS:-})
+exec "$submit" "${args[@]}" "${extra[@]}" "$script" "$@"

@@ -1,0 +1,88 @@
+"""The reindex lease on a server that enforces conditional writes (moto) and on local disk (a lock file)."""
+
+import threading
+import time
+
+import pytest
+
+from lookalike.lease import Lease, LeaseHeld, LeaseLost
+from lookalike.storage import Store
+
+KEY = "indexes/t/_lease.json"
+
+
+@pytest.fixture(params=["moto", "local"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return Store(str(tmp_path / "store"))
+    url, options = request.getfixturevalue("moto_server").new_store()
+    return Store(url, options)
+
+
+def test_of_many_runs_racing_for_the_lease_exactly_one_gets_it(store):
+    start = threading.Barrier(8)
+    won, refused = [], []
+
+    def contend(i):
+        lease = Lease(store, KEY, ttl_s=60, what="index 't'")
+        start.wait()
+        try:
+            lease.acquire(f"run-{i}")
+            won.append(i)
+        except LeaseHeld as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 7
+    holder = Lease(store, KEY, 60, "index 't'").read_holder()
+    assert holder["run_id"] == f"run-{won[0]}"
+
+
+def test_a_live_lease_is_refused_with_who_holds_it(store):
+    first = Lease(store, KEY, ttl_s=60, what="index 't'")
+    assert first.acquire("night-1") is None
+    with pytest.raises(LeaseHeld, match=r"another reindex of index 't' is running: run night-1 .* expires in"):
+        Lease(store, KEY, ttl_s=60, what="index 't'").acquire("night-2")
+    first.release()
+    assert not store.exists(KEY)
+    assert Lease(store, KEY, ttl_s=60, what="index 't'").acquire("night-3") is None
+
+
+def test_heartbeat_keeps_a_lease_alive_past_its_ttl(store):
+    holder = Lease(store, KEY, ttl_s=1.0, what="index 't'")
+    holder.acquire("long-run")
+    holder.start_heartbeat()
+    try:
+        time.sleep(2.5)  # more than two TTLs: only renewals keep it
+        with pytest.raises(LeaseHeld):
+            Lease(store, KEY, ttl_s=1.0, what="index 't'").acquire("impatient")
+        holder.ensure_held()
+    finally:
+        holder.release()
+
+
+def test_an_expired_lease_is_taken_over_and_its_stalled_holder_cannot_commit(store):
+    stalled = Lease(store, KEY, ttl_s=0.5, what="index 't'")
+    stalled.acquire("crashed-run")          # no heartbeat: as if the process stopped
+    time.sleep(0.8)
+    successor = Lease(store, KEY, ttl_s=60, what="index 't'")
+    previous = successor.acquire("next-night")
+    assert previous.run_id == "crashed-run" and previous.state == "running"
+    with pytest.raises(LeaseLost, match="taken over by another run"):
+        stalled.ensure_held()
+    stalled.release(failed=True)           # must not clobber the successor's lease
+    assert Lease(store, KEY, 60, "index 't'").read_holder()["run_id"] == "next-night"
+    successor.ensure_held()
+
+
+def test_a_failed_run_leaves_its_run_id_for_the_next_one_to_resume(store):
+    lease = Lease(store, KEY, ttl_s=600, what="index 't'")
+    with pytest.raises(RuntimeError, match="boom"), lease.held("night-1"):
+        raise RuntimeError("boom")
+    # Released as failed: expired at once, so the next run need not wait for the TTL.
+    previous = Lease(store, KEY, ttl_s=600, what="index 't'").acquire("night-2")
+    assert (previous.run_id, previous.state) == ("night-1", "failed")
