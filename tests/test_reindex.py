@@ -1,0 +1,235 @@
+"""The nightly reindex on Spark local mode against real S3 servers: a night's changes, the report, the lease
+between two runs, and the faults an operator meets (driver killed mid-build, S3 restarted, read-only store)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from lookalike import publish
+from lookalike.cli import EXIT_BUSY, main
+from lookalike.storage import Store
+
+from conftest import S3Server, free_port, store_option_args
+from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
+
+NAME = "marks"
+FACTORY = "IVF4,Flat"  # a trained index, so that a night's update can be incremental
+
+
+def write_catalogue(root: Path) -> Path:
+    """8 photos × 5 crops, plus two files that are not usable images."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_photo_crops(root, PHOTOS, per_photo=5)
+    for name in ("truncated.jpg", "empty.jpg"):
+        (root / name).write_bytes(broken_images()[name][0])
+    return root
+
+
+def upload(folder: Path, url: str, options: dict) -> str:
+    fs, path = fsspec.core.url_to_fs(url, **options)
+    fs.put(str(folder) + "/", path + "/", recursive=True)
+    return url
+
+
+def reindex_args(images: str, store: str, options: dict, *extra: str) -> list[str]:
+    return ["reindex", "--images", images, "--store", store, *store_option_args(options), "--name", NAME,
+            "--master", "local[2]", "--factory", FACTORY, "--images-per-task", "6", "--queries", "10",
+            "--max-error-rate", "0.1", "--json", *extra]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, dict | str]:
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, (json.loads(out) if rc == 0 and out.strip().startswith("{") else err)
+
+
+def start_cli(args: list[str], log: Path) -> subprocess.Popen:
+    # Its own session, so that a kill takes the Spark JVM and the Python workers with it, as a dead driver.
+    return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before the moment to act:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(log.read_text()[-3000:])
+        time.sleep(0.05)
+
+
+def top_hit(store: Store, image: Path, capsys) -> tuple[str, float]:
+    rc, out = run_cli(["search", "--store", store.url, *store_option_args(store.options), "--name", NAME,
+                       str(image), "--k", "1", "--json"], capsys)
+    assert rc == 0, out
+    hit = out["results"][0]["hits"][0]
+    return hit["image_id"], hit["score"]
+
+
+def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_server, spark, tmp_path, capsys):
+    url, options = moto_server.new_store()
+    store = Store(url, options)
+    folder = write_catalogue(tmp_path / "catalogue")
+    images = upload(folder, f"{url.rsplit('/', 1)[0]}/images", options)
+
+    rc, first = run_cli(reindex_args(images, url, options), capsys)
+    assert rc == 0, first
+    assert first["status"] == "published" and first["index"]["build_mode"] == "full"
+    assert first["images"] == {"listed": 42, "new": 40, "changed": 0, "unchanged": 0, "removed": 0, "failed": 2,
+                               "embedded": 40, "carried_over": 0, "indexed": 40}
+    assert first["errors_table"].endswith("/errors") and first["latest"]["before"] is None
+    v1 = first["latest"]["after"]
+    assert publish.latest_version(store, NAME) == v1
+    assert store.read_json(f"reindex/{NAME}/LAST.json")["run_id"] == first["run_id"]
+    assert "PUBLISHED" in store.read_text(f"reindex/{NAME}/{first['run_id']}/summary.txt")
+    assert not store.exists(f"indexes/{NAME}/_lease.json")  # released
+
+    rc, same = run_cli(reindex_args(images, url, options), capsys)
+    assert rc == 0, same
+    assert same["status"] == "unchanged" and same["images"]["embedded"] == 0
+    assert publish.latest_version(store, NAME) == v1
+
+    # The night's changes: two new images, one changed (now a crop of another photo), one removed.
+    fs, base = fsspec.core.url_to_fs(images, **options)
+    rng = __import__("numpy").random.default_rng(7)
+    new_crops = {f"coffee-new-{i}.jpg": jpeg_bytes(random_crop(photo("coffee", 256), rng)) for i in range(2)}
+    for name, data in new_crops.items():
+        fs.pipe_file(f"{base}/{name}", data)
+    changed = jpeg_bytes(random_crop(photo("astronaut", 256), rng))
+    fs.pipe_file(f"{base}/rocket-0.jpg", changed)
+    fs.rm(f"{base}/coins-4.jpg")
+    rc, night = run_cli(reindex_args(images, url, options), capsys)
+    assert rc == 0, night
+    assert (night["images"]["new"], night["images"]["changed"], night["images"]["removed"],
+            night["images"]["embedded"], night["images"]["indexed"]) == (2, 1, 1, 3, 41)
+    assert night["index"]["build_mode"] == "incremental", night["index"]["reason"]
+    assert night["latest"] == {"before": v1, "after": publish.latest_version(store, NAME)}
+    assert night["latest"]["after"] != v1
+
+    # Searches see the night: the new image is found as itself, the changed id under its new content.
+    (tmp_path / "q").mkdir()
+    query = tmp_path / "q" / "new.jpg"
+    query.write_bytes(new_crops["coffee-new-0.jpg"])
+    assert top_hit(store, query, capsys) == ("coffee-new-0.jpg", pytest.approx(1.0, abs=1e-3))
+    query.write_bytes(changed)
+    assert top_hit(store, query, capsys) == ("rocket-0.jpg", pytest.approx(1.0, abs=1e-3))
+    ids = store.read_parquet(f"indexes/{NAME}/{night['latest']['after']}/ids.parquet", ["image_id"])
+    assert "coins-4.jpg" not in set(ids["image_id"].to_pylist())
+
+
+def test_a_second_reindex_is_refused_while_one_runs(moto_server, tmp_path):
+    url, options = moto_server.new_store()
+    store = Store(url, options)
+    images = upload(write_catalogue(tmp_path / "catalogue"), f"{url.rsplit('/', 1)[0]}/images", options)
+    log = tmp_path / "first.log"
+    first = start_cli(reindex_args(images, url, options), log)
+    try:
+        wait_for(lambda: store.exists(f"indexes/{NAME}/_lease.json"), first, log)
+        second = subprocess.run([sys.executable, "-m", "lookalike.cli", *reindex_args(images, url, options)],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == EXIT_BUSY, second.stderr
+        assert "another reindex of index 'marks' is running" in second.stderr
+        assert "This run did nothing" in second.stderr
+        assert first.wait(300) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    report = store.read_json(f"reindex/{NAME}/LAST.json")
+    assert report["status"] == "published" and report["images"]["indexed"] == 40
+
+
+def test_driver_killed_mid_build_leaves_latest_and_the_rerun_resumes(s3_store, tmp_path, capsys):
+    store = Store(s3_store.url, s3_store.options)
+    folder = write_catalogue(tmp_path / "catalogue")
+    images = upload(folder, s3_store.url.replace("/store", "/images"), s3_store.options)
+    args = reindex_args(images, s3_store.url, s3_store.options, "--lease-ttl", "4")
+    rc, first = run_cli(args, capsys)
+    assert rc == 0, first
+    v1 = first["latest"]["after"]
+
+    fs, base = fsspec.core.url_to_fs(images, **s3_store.options)
+    fs.pipe_file(f"{base}/clock-0.jpg", jpeg_bytes(photo("clock")))
+    log = tmp_path / "killed.log"
+    proc = start_cli([*args, "--run-id", "night-2"], log)
+    wait_for(lambda: store.list(f"indexes/{NAME}/_build"), proc, log)  # the index build has begun
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert publish.latest_version(store, NAME) == v1  # readers never saw anything of the killed run
+
+    # Its lease is still live: a rerun right away is refused; once it expires, the rerun resumes night-2.
+    rc, err = run_cli(args, capsys)
+    assert rc == EXIT_BUSY and "run night-2" in err
+    time.sleep(4.5)
+    rc, resumed = run_cli(args, capsys)
+    assert rc == 0, resumed
+    assert resumed["run_id"] == "night-2" and resumed["resumed"] is True
+    assert "night-2" in resumed["took_over_lease"]
+    assert resumed["images"]["new"] == 1 and resumed["images"]["embedded"] == 1  # the embed ran once, in night-2
+    assert resumed["latest"]["before"] == v1 and publish.latest_version(store, NAME) == resumed["latest"]["after"]
+    assert resumed["index"]["ntotal"] == 41
+
+
+def test_s3_restarted_mid_embed_is_retried_and_the_run_completes(tmp_path_factory, tmp_path):
+    server = S3Server(tmp_path_factory.mktemp("s3-restart"), free_port())
+    server.start()
+    try:
+        bucket = server.new_bucket()
+        url = f"s3://{bucket}/store"
+        store = Store(url, server.options)
+        images = upload(write_catalogue(tmp_path / "catalogue"), f"s3://{bucket}/images", server.options)
+        log = tmp_path / "run.log"
+        proc = start_cli(reindex_args(images, url, server.options, "--run-id", "outage"), log)
+        try:
+            def embedding_underway():
+                fps = store.list("embeddings")
+                return bool(fps) and len(store.list(f"{fps[0]}/outage/_tasks")) >= 1
+            wait_for(embedding_underway, proc, log)
+            server.stop()
+            time.sleep(3.0)
+            assert proc.poll() is None  # the job was still at work when the server came back
+            server.start()
+            assert proc.wait(300) == 0, log.read_text()[-4000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        report = store.read_json(f"reindex/{NAME}/LAST.json")
+        assert report["status"] == "published"
+        # Exactly the two broken files failed: no image became an error because the server was away.
+        assert (report["images"]["failed"], report["images"]["indexed"]) == (2, 40)
+        assert "transient error" in log.read_text()
+    finally:
+        server.stop()
+
+
+def test_a_store_that_cannot_be_written_fails_fast_and_publishes_nothing(s3_server, s3_store, tmp_path, capsys):
+    images = upload(write_catalogue(tmp_path / "catalogue"), s3_store.url.replace("/store", "/images"),
+                    s3_store.options)
+    read_only = S3Server(s3_server.root, free_port(), read_only=True)
+    read_only.start()
+    try:
+        options = {**s3_store.options, "client_kwargs": {**s3_store.options["client_kwargs"],
+                                                         "endpoint_url": read_only.endpoint}}
+        started = time.monotonic()
+        rc, err = run_cli(reindex_args(images, s3_store.url, options), capsys)
+    finally:
+        read_only.stop()
+    assert rc == 2
+    assert "cannot write to the store" in err and "nothing was done" in err
+    assert time.monotonic() - started < 30  # before any Spark or model work
+    assert s3_store.options["secret"] not in err
+    store = Store(s3_store.url, s3_store.options)
+    assert store.list("") == []  # no lease, no embeddings, no index, no report
+
+
+def test_help_of_submit_script_lists_the_jobs():
+    out = subprocess.run([str(Path(__file__).resolve().parents[1] / "deploy" / "submit.sh"), "no-such-job"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "reindex" in out.stderr and "similarity_join" in out.stderr
