@@ -28,11 +28,11 @@ demo: venv
 	$(BIN)/python -m lookalike.demo
 
 test: venv browser
-	$(BIN)/ruff check lib jobs tests bench
+	$(BIN)/ruff check lib jobs tests bench deploy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check lib jobs tests bench
+	$(BIN)/ruff check lib jobs tests bench deploy
 
 bench: venv
 	$(BIN)/python bench/embed_throughput.py
