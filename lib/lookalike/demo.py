@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from lookalike import embed, index_build
-from lookalike.cli import summarise_embed, summarise_index
+from lookalike import reindex
 from lookalike.config import EmbedConfig
 from lookalike.datasets import logo_variant, simple_icons_catalogue
 from lookalike.http_api import create_app, running
 from lookalike.index_build import BuildIndexConfig
+from lookalike.reindex import ReindexConfig
 from lookalike.serving import ServedIndex, WorkerSettings
 from lookalike.storage import Store
 
@@ -30,26 +30,23 @@ def main() -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     full = os.environ.get("DEMO_FULL") == "1"
     started = time.perf_counter()
-    print("1/4 fetching and rasterising the simple-icons logo set (npm, CC0) ...", flush=True)
+    print("1/3 fetching and rasterising the simple-icons logo set (npm, CC0) ...", flush=True)
     table = simple_icons_catalogue(ROOT / "data", limit=None if full else 1000)
     store = (ROOT / "demo-store").resolve()
-    print(f"2/4 embedding {table.name} with Spark local[2] into {store} ...", flush=True)
-    manifest = embed.run(EmbedConfig(images=str(table), store=str(store), master="local[2]",
-                                     images_per_task=250, progress=sys.stderr.isatty()))
-    print(summarise_embed(manifest))
-    t = manifest["timings"]
-    print(f"  engine time: read {t['engine_read_s']:.1f}s, decode {t['engine_decode_s']:.1f}s, "
-          f"model {t['engine_model_s']:.1f}s (summed over tasks)")
-    print(f"  manifest: {store}/embeddings/{manifest['fingerprint_id']}/{manifest['run_id']}/_MANIFEST.json")
-    print("3/4 building, measuring and publishing the index 'logos' ...", flush=True)
-    index = index_build.run(BuildIndexConfig(store=str(store), name="logos", master="local[2]", publish=True,
-                                             incremental=True, queries=200))
-    print(summarise_index(index))
-    print("4/4 starting a query worker on the published index and searching it with altered logos ...", flush=True)
+    print(f"2/3 nightly reindex of {table.name} with Spark local[2] into {store}: embed (only new or changed "
+          "logos), build or update the index 'logos', measure its recall, publish ...", flush=True)
+    report = reindex.run(ReindexConfig(
+        embed=EmbedConfig(images=str(table), store=str(store), master="local[2]", images_per_task=250,
+                          progress=sys.stderr.isatty()),
+        index=BuildIndexConfig(store=str(store), name="logos", master="local[2]", incremental=True, queries=200),
+        keep=3))
+    print(reindex.summarise(report))
+    print(f"  report: {store}/reindex/logos/{report['run_id']}/report.json")
+    print("3/3 starting a query worker on the published index and searching it with altered logos ...", flush=True)
     query_worker(store, ROOT / "data")
-    print(f"demo finished in {time.perf_counter() - started:.0f}s; run it again to see an incremental run "
-          "carry every vector over.\nBrowse it: .venv/bin/lookalike serve --store demo-store --name logos, then "
-          "open http://127.0.0.1:8000/")
+    print(f"demo finished in {time.perf_counter() - started:.0f}s; run it again: the next night finds nothing "
+          "changed and leaves LATEST as it is.\nBrowse it: .venv/bin/lookalike serve --store demo-store --name "
+          "logos, then open http://127.0.0.1:8000/")
     return 0
 
 
