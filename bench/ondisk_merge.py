@@ -1,0 +1,155 @@
+"""The index build at 10M vectors with the inverted lists merged on disk, side by side with exact search.
+
+Writes N clustered unit vectors as a real embeddings version (part by part: the bench never holds them all),
+runs lookalike build_index with a factory larger than the memory budget, so that the partial indexes of the
+add tasks are merged into one mmap-able `index.ivfdata` (faiss.contrib.ondisk) instead of in memory, and
+reports build stages, the driver's peak memory, sizes on disk, and search on the memory-mapped index
+(recall from the build's own held-out queries) against exact brute force over the same vectors.
+
+  python bench/ondisk_merge.py                      # 10M × 128, OPQ32_128,IVF4096,PQ32, 256 MiB budget
+  python bench/ondisk_merge.py --n 1000000          # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+import faiss  # noqa: E402
+
+from lookalike import index_build  # noqa: E402
+from lookalike.embeddings import KIND, RunLayout, latest_key  # noqa: E402
+from lookalike.index_build import BuildIndexConfig  # noqa: E402
+from lookalike.index_reader import load_index_version  # noqa: E402
+from lookalike.manifest import new_manifest  # noqa: E402
+from lookalike.schemas import embeddings_schema  # noqa: E402
+from lookalike.storage import Store  # noqa: E402
+
+FINGERPRINT = "synthetic-ondisk"
+
+
+def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int) -> np.ndarray:
+    """One part at a time (each its own seeded slice of one mixture); returns 1,000 query vectors."""
+    layout = RunLayout(store, FINGERPRINT, "bench")
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    files, queries = [], []
+    for p in range(parts):
+        lo, hi = int(bounds[p]), int(bounds[p + 1])
+        x = mixture_part(hi - lo, d, max(64, n // 2000), seed, p)
+        queries.append(x[:: max(1, (hi - lo) // (1000 // parts + 1))][: 1000 // parts + 1])
+        ids = [f"img-{i:09d}" for i in range(lo, hi)]
+        table = pa.Table.from_pydict({
+            "image_id": ids, "uri": [f"mem://{i}" for i in ids], "content_sha256": [f"{i:064x}" for i in range(lo, hi)],
+            "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)},
+            schema=embeddings_schema(d, None))
+        files.append({"key": layout.part(p), "rows": hi - lo, "bytes": store.write_parquet(layout.part(p), table)})
+    fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {}, "pooling": "none",
+                   "gem_p": None, "whitening": None, "normalisation": "l2", "dim": d}
+    store.write_json(layout.manifest, new_manifest(
+        KIND, run_id="bench", fingerprint_id=FINGERPRINT, fingerprint=fingerprint, dim=d,
+        counts={"images": n, "rows": n, "new": n, "carried": 0, "failed": 0, "removed": 0, "tasks": parts},
+        timings={}, files={"embeddings": files, "errors": []}, previous_run=None))
+    store.write_text(latest_key(FINGERPRINT), "bench\n")
+    return np.concatenate(queries)[:1000]
+
+
+def mixture_part(n: int, d: int, clusters: int, seed: int, part: int) -> np.ndarray:
+    """One part of a clustered mixture (like lookalike.synthetic.clustered_vectors): the same centres and shapes
+    for every part, each part's members drawn from its own stream."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    scales = rng.gamma(2.0, 0.5, size=(clusters, d)).astype(np.float32)
+    draw = np.random.default_rng([seed, part])
+    out = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 65_536):
+        stop = min(n, start + 65_536)
+        which = draw.integers(0, clusters, stop - start)
+        noise = draw.standard_normal((stop - start, d)).astype(np.float32) * scales[which]
+        out[start:stop] = centres[which] / np.sqrt(d) + 0.35 * noise / np.sqrt(d)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) -> float:
+    """Brute force over every part (IndexFlatL2, all cores), the vectors read outside the timing."""
+    from lookalike.embeddings import read_vectors
+    spent = 0.0
+    for key in parts:
+        flat = faiss.IndexFlatL2(queries.shape[1])
+        flat.add(read_vectors(store, key))
+        t0 = time.perf_counter()
+        flat.search(queries, k)
+        spent += time.perf_counter() - t0
+    return len(queries) / spent
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10_000_000)
+    p.add_argument("--d", type=int, default=128)
+    p.add_argument("--parts", type=int, default=20)
+    p.add_argument("--factory", default="OPQ32_128,IVF4096,PQ32")
+    p.add_argument("--budget-mib", type=int, default=256, help="below the index size: forces the on-disk merge")
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--json-out")
+    args = p.parse_args()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    work = Path(tempfile.mkdtemp(prefix="lookalike-ondisk-bench-"))
+    store = Store(str(work / "store"))
+    t0 = time.perf_counter()
+    queries = write_version_streaming(store, args.n, args.d, args.parts, seed=1)
+    print(f"data: {args.n:,} × {args.d} clustered unit vectors in {args.parts} parts "
+          f"({time.perf_counter() - t0:.0f}s to make); machine: {os.cpu_count()} cores; peak RSS so far "
+          f"{peak_rss_gib():.2f} GiB", flush=True)
+
+    manifest = index_build.run(BuildIndexConfig(
+        store=store.url, name="bench", embeddings=f"{FINGERPRINT}/bench", factory=args.factory,
+        memory_budget=args.budget_mib << 20, queries=1000, master=args.master, publish=True))
+    driver_peak = peak_rss_gib()
+    t = manifest["timings"]
+    sizes = {f["key"].rsplit("/", 1)[-1]: f["bytes"] for f in manifest["files"]}
+    point = manifest["operating_point"]
+    print(f"build     {manifest['factory']} on_disk={manifest['on_disk']}  total {t['total_s']:.0f}s (scan "
+          f"{t['scan_s']:.0f}, train {t['train_s']:.0f}, add {t['add_s']:.0f}, merge {t['merge_s']:.0f}, recall "
+          f"{t['recall_s']:.0f})  driver peak RSS {driver_peak:.2f} GiB")
+    print("files     " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(sizes.items())))
+
+    version = load_index_version(store, "bench", cache_dir=str(work / "cache"))
+    version.search(queries[:50], 11)
+    t0 = time.perf_counter()
+    version.search(queries, 11)
+    ours = len(queries) / (time.perf_counter() - t0)
+    exact = exact_qps(store, version_parts(store), queries)
+    print(f"search    mmap'd lists, {point['params']}: 10-R@10 {point['recall_at_10']:.3f} (build's held-out "
+          f"queries)  {ours:,.0f} QPS   exact {exact:,.1f} QPS   ours/exact {ours / exact:,.0f}×")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "n": args.n, "d": args.d, "factory": manifest["factory"], "on_disk": manifest["on_disk"],
+            "timings": t, "driver_peak_rss_gib": driver_peak, "files": sizes, "operating_point": point,
+            "qps": ours, "exact_qps": exact}, indent=2))
+    return 0
+
+
+def version_parts(store: Store) -> list[str]:
+    from lookalike.embeddings import open_version
+    return open_version(store, FINGERPRINT, "bench").parts
+
+
+if __name__ == "__main__":
+    sys.exit(main())
