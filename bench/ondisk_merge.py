@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -95,8 +95,35 @@ def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) 
     return len(queries) / spent
 
 
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+class RssSampler:
+    """Peak resident memory of this process (the Spark driver) while a block runs, sampled every 50 ms:
+    ru_maxrss would also count the data generation before it."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, current_rss())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak / 2**30
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> int:
@@ -115,13 +142,14 @@ def main() -> int:
     t0 = time.perf_counter()
     queries = write_version_streaming(store, args.n, args.d, args.parts, seed=1)
     print(f"data: {args.n:,} × {args.d} clustered unit vectors in {args.parts} parts "
-          f"({time.perf_counter() - t0:.0f}s to make); machine: {os.cpu_count()} cores; peak RSS so far "
-          f"{peak_rss_gib():.2f} GiB", flush=True)
+          f"({time.perf_counter() - t0:.0f}s to make); machine: {os.cpu_count()} cores; RSS before the build "
+          f"{current_rss() / 2**30:.2f} GiB", flush=True)
 
-    manifest = index_build.run(BuildIndexConfig(
-        store=store.url, name="bench", embeddings=f"{FINGERPRINT}/bench", factory=args.factory,
-        memory_budget=args.budget_mib << 20, queries=1000, master=args.master, publish=True))
-    driver_peak = peak_rss_gib()
+    with RssSampler() as rss:
+        manifest = index_build.run(BuildIndexConfig(
+            store=store.url, name="bench", embeddings=f"{FINGERPRINT}/bench", factory=args.factory,
+            memory_budget=args.budget_mib << 20, queries=1000, master=args.master, publish=True))
+    driver_peak = rss.peak_gib
     t = manifest["timings"]
     sizes = {f["key"].rsplit("/", 1)[-1]: f["bytes"] for f in manifest["files"]}
     point = manifest["operating_point"]

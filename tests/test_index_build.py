@@ -260,13 +260,24 @@ def test_incremental_update_keeps_ids_drops_removed_adds_new_and_retrains_on_dri
     assert "retrained" in third["build_mode"]["reason"] and "train_s" in third["timings"]
 
 
-def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(store, vectors, tmp_path):
+@pytest.fixture(params=["s3", "local"])
+def any_store(request, vectors, tmp_path):
+    """The S3 store, or a local folder (whose version folders do not exist until something is written)."""
+    if request.param == "s3":
+        return request.getfixturevalue("store")
+    local = Store(str(tmp_path / "local-store"))
+    write_embeddings_version(local, vectors, parts=4)
+    return local
+
+
+def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(any_store, vectors, tmp_path):
+    store = any_store
     in_memory = build(store, factory=IVF, queries=100)
     on_disk = build(store, factory=IVF, queries=100, memory_budget=100_000)  # 12k × 24 B > 100 kB
     assert (in_memory["on_disk"], on_disk["on_disk"]) == (False, True)
     assert "index.ivfdata" in {f["key"].rsplit("/", 1)[-1] for f in on_disk["files"]}
     a = load_index_version(store, "logos", in_memory["version"])
-    b = load_index_version(store, "logos", on_disk["version"], cache_dir=str(tmp_path))
+    b = load_index_version(store, "logos", on_disk["version"], cache_dir=str(tmp_path / "cache"))
     params = SearchParams(nprobe=8, rerank=50)
     _, ia = a.search(vectors[::211], 10, params)
     _, ib = b.search(vectors[::211], 10, params)

@@ -73,7 +73,7 @@ def upload_file(store: Store, key: str, local_path: str) -> dict[str, Any]:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
             size += len(block)
-    store.fs.put_file(local_path, store.path(key))
+    store.upload(local_path, key)
     return {"key": key, "bytes": size, "sha256": digest.hexdigest()}
 
 

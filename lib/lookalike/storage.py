@@ -152,6 +152,18 @@ class Store:
         else:
             self.fs.pipe_file(target, data)
 
+    @retried("upload")
+    def upload(self, local_path: str, key: str) -> None:
+        """Copy a large local file to key, streamed (multipart on S3), as atomically as write_bytes."""
+        target = self.path(key)
+        if self.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            self.fs.put_file(local_path, tmp)
+            os.replace(tmp, target)
+        else:
+            self.fs.put_file(local_path, target)
+
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))
 
