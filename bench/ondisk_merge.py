@@ -159,18 +159,21 @@ def main() -> int:
     print("files     " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(sizes.items())))
 
     version = load_index_version(store, "bench", cache_dir=str(work / "cache"))
-    version.search(queries[:50], 11)
+    t0 = time.perf_counter()
+    version.search(queries, 11)  # the first pass faults the mapped lists and vectors in from disk
+    cold = len(queries) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     version.search(queries, 11)
     ours = len(queries) / (time.perf_counter() - t0)
     exact = exact_qps(store, version_parts(store), queries)
     print(f"search    mmap'd lists, {point['params']}: 10-R@10 {point['recall_at_10']:.3f} (build's held-out "
-          f"queries)  {ours:,.0f} QPS   exact {exact:,.1f} QPS   ours/exact {ours / exact:,.0f}×")
+          f"queries)  {ours:,.0f} QPS ({cold:,.0f} on the first, cold pass)   exact {exact:,.1f} QPS   "
+          f"ours/exact {ours / exact:,.0f}×")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "n": args.n, "d": args.d, "factory": manifest["factory"], "on_disk": manifest["on_disk"],
             "timings": t, "driver_peak_rss_gib": driver_peak, "files": sizes, "operating_point": point,
-            "qps": ours, "exact_qps": exact}, indent=2))
+            "qps": ours, "cold_qps": cold, "exact_qps": exact}, indent=2))
     return 0
 
 

@@ -127,6 +127,14 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
                                                                          offsets, n, d, timings, tmp)
             vectors = _gather_vectors(store, parts, offsets, n, d)
             row_to_faiss = np.arange(n, dtype=np.int64)
+        # The re-scoring vectors go to local disk now and are mapped back: from here the driver holds them
+        # once (inside the sweep's exact scorer) instead of also as an array and as the .npy being written
+        # (driver peak at 10M × 128: 11.7 GiB before, see bench/ondisk_merge.py).
+        vectors_path = os.path.join(tmp, "vectors.f16.npy")
+        np.save(vectors_path, vectors.astype(np.float16, copy=False), allow_pickle=False)
+        if update:
+            update.vectors = None
+        vectors = np.load(vectors_path, mmap_mode="r")
 
         # 5. Exact ground truth (distributed brute force), then the recall/QPS sweep and the gate.
         t0 = time.perf_counter()
@@ -147,10 +155,7 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
                                "better --factory, or --force to publish anyway")
 
         # 6. Write the version: files first, manifest last; then (with --publish) LATEST.
-        # Saved to local disk and streamed up: building the .npy in memory held three more copies of the
-        # vectors (the driver's peak at 10M × 128 was 11.7 GiB, most of it these copies).
-        vectors_path = os.path.join(tmp, "vectors.f16.npy")
-        np.save(vectors_path, vectors.astype(np.float16, copy=False), allow_pickle=False)
+        del vectors  # the mapping, before the folder holding its file goes
         files.append(publish.upload_file(store, layout.key("vectors.f16.npy"), vectors_path))
         files.append(write_file(store, layout.key("trained.faiss"), trained_bytes))
         files.append(write_file(store, layout.key("ids.parquet"), _ids_parquet(source, parts, row_to_faiss)))
