@@ -101,12 +101,14 @@ class RssSampler:
 
     def __init__(self):
         self.peak = 0
+        self.peak_anon = 0  # without mapped files, which the page cache can drop: what must fit in memory
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, current_rss())
+            self.peak_anon = max(self.peak_anon, anonymous_rss())
 
     def __enter__(self):
         self._thread.start()
@@ -119,6 +121,14 @@ class RssSampler:
     @property
     def peak_gib(self) -> float:
         return self.peak / 2**30
+
+
+def anonymous_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def current_rss() -> int:
@@ -155,7 +165,8 @@ def main() -> int:
     point = manifest["operating_point"]
     print(f"build     {manifest['factory']} on_disk={manifest['on_disk']}  total {t['total_s']:.0f}s (scan "
           f"{t['scan_s']:.0f}, train {t['train_s']:.0f}, add {t['add_s']:.0f}, merge {t['merge_s']:.0f}, recall "
-          f"{t['recall_s']:.0f})  driver peak RSS {driver_peak:.2f} GiB")
+          f"{t['recall_s']:.0f})  driver peak RSS {driver_peak:.2f} GiB ({rss.peak_anon / 2**30:.2f} GiB "
+          "anonymous, the rest mapped files)")
     print("files     " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(sizes.items())))
 
     version = load_index_version(store, "bench", cache_dir=str(work / "cache"))
@@ -172,7 +183,8 @@ def main() -> int:
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "n": args.n, "d": args.d, "factory": manifest["factory"], "on_disk": manifest["on_disk"],
-            "timings": t, "driver_peak_rss_gib": driver_peak, "files": sizes, "operating_point": point,
+            "timings": t, "driver_peak_rss_gib": driver_peak,
+            "driver_peak_anon_gib": rss.peak_anon / 2**30, "files": sizes, "operating_point": point,
             "qps": ours, "cold_qps": cold, "exact_qps": exact}, indent=2))
     return 0
 

@@ -53,11 +53,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gem-p", type=float, default=3.0)
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"))
+    p.add_argument("--whitening", default=None, metavar="URI",
+                   help="apply a PCA-whitening learned with `lookalike whiten` (part of the model fingerprint)")
 
 
 def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
     return ModelSpec(name=args.model, weights_uri=args.weights, pooling=args.pooling, gem_p=args.gem_p,
-                     image_size=args.image_size, resize=args.resize, weights_options=options)
+                     image_size=args.image_size, resize=args.resize, whitening_uri=args.whitening,
+                     weights_options=options)
 
 
 def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
@@ -207,6 +210,8 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     from lookalike.cli_join import join_parser, run_join
     from lookalike.cli_query import run_search, run_serve, search_parser, serve_parser
     from lookalike.cli_reindex import reindex_parser, run_reindex
+    from lookalike.cli_whiten import run_whiten, whiten_parser
+    whiten_parser(sub.add_parser("whiten", help="learn a PCA-whitening from an embeddings version"))
     reindex_parser(sub.add_parser("reindex", help="the nightly run: embed what changed, update the index, "
                                                   "publish, report; one run per index at a time"), submitted)
     join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
@@ -230,6 +235,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
         "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
         "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
+        "whiten": run_whiten,
     }
     try:
         output = commands[args.command](args)

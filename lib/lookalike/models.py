@@ -48,6 +48,7 @@ class ModelSpec:
     gem_p: float = 3.0
     image_size: int | None = None        # None: the backbone's default
     resize: str = "pad"
+    whitening_uri: str | None = None     # a PCA-whitening learned by `lookalike whiten` (None: none)
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -146,11 +147,13 @@ def backbone_of(spec: ModelSpec) -> Backbone:
 class EmbeddingModel(nn.Module):
     """uint8 images → normalised input → backbone features → pooling → L2: one unit float32 vector each."""
 
-    def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing):
+    def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing,
+                 whitening: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
         self._features = features
         self.pooling = pooling
+        self.whitening = whitening
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
@@ -160,7 +163,8 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.pooling(self._features(self.backbone, self.normalise(images))).float()
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        unit = torch.nn.functional.normalize(pooled, dim=-1)
+        return self.whitening(unit) if self.whitening is not None else unit
 
 
 @dataclass
@@ -171,6 +175,7 @@ class LoadedModel:
     dim: int
     weights_sha256: str
     channels_last: bool
+    whitening: dict[str, Any] | None = None  # {"sha256", "dim"} of the whitening applied, if any
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -181,7 +186,7 @@ class LoadedModel:
             "preprocessing": asdict(self.preprocessing),
             "pooling": self.spec.pooling,
             "gem_p": self.spec.gem_p if self.spec.pooling == "gem" else None,
-            "whitening": None,
+            "whitening": self.whitening,
             "normalisation": "l2",
             "dim": self.dim,
         }
@@ -216,12 +221,31 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
     pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
                         interpolation=base.interpolation, mean=base.mean, std=base.std)
     module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre).eval()
+    probe = torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)
     with torch.inference_mode():
-        dim = module(torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)).shape[-1]
+        dim = module(probe).shape[-1]
+    whitening = None
+    if spec.whitening_uri:
+        module.whitening, whitening = _whitening_head(spec, int(dim))
+        dim = whitening["dim"]
     module = module.to(device)
     if backbone_def.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last)
+    return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last, whitening)
+
+
+def _whitening_head(spec: ModelSpec, pooled_dim: int) -> tuple[nn.Module, dict[str, Any]]:
+    from lookalike.whitening import Whitening, WhiteningError, WhiteningHead
+    raw, sha = _read_weights(spec.whitening_uri, json.dumps(spec.weights_options, sort_keys=True))
+    try:
+        whitening = Whitening.from_bytes(raw, spec.whitening_uri)
+    except WhiteningError as e:
+        raise ModelError(str(e)) from e
+    if whitening.dim_in != pooled_dim:
+        raise ModelError(f"whitening {spec.whitening_uri} was learned on {whitening.dim_in}-d embeddings; "
+                         f"{spec.name} with {spec.pooling} pooling makes {pooled_dim}-d ones: learn one for this "
+                         "model with `lookalike whiten`")
+    return WhiteningHead(whitening).eval(), {"sha256": sha, "dim": whitening.dim_out}
 
 
 @functools.lru_cache(maxsize=4)
@@ -231,7 +255,7 @@ def _read_weights(uri: str, options_json: str) -> tuple[bytes, str]:
     try:
         raw = with_retries(lambda: fs.cat_file(path), f"read weights {uri}")
     except FileNotFoundError as e:
-        raise ModelError(f"weights not found at {uri}") from e
+        raise ModelError(f"nothing at {uri} (a weights or whitening URI)") from e
     return raw, hashlib.sha256(raw).hexdigest()
 
 

@@ -1,0 +1,96 @@
+"""PCA-whitening as a model option: learned from an embeddings version, stored, applied by the model, and part
+of the fingerprint, so whitened and raw vectors never mix."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lookalike import embed
+from lookalike.cli import main
+from lookalike.config import EmbedConfig
+from lookalike.embeddings import open_version
+from lookalike.models import ModelError, ModelSpec, load_model
+from lookalike.storage import Store
+from lookalike.synthetic import clustered_vectors
+from lookalike.whitening import Whitening, WhiteningError, learn
+
+
+def test_learned_whitening_decorrelates_and_equalises_the_kept_directions():
+    x = clustered_vectors(5000, 64, clusters=40, seed=5)
+    w = learn(x, 16)
+    assert (w.dim_in, w.dim_out) == (64, 16)
+    y = x @ w.projection.T + w.bias
+    np.testing.assert_allclose(y.mean(axis=0), 0, atol=1e-4)
+    # Decorrelated, every kept direction with the same variance (faiss scales it by 1/n, which the L2 after
+    # the whitening makes irrelevant).
+    cov = np.cov(y, rowvar=False, bias=True)
+    np.testing.assert_allclose(cov / cov.diagonal().mean(), np.eye(16), atol=2e-3)
+    assert np.allclose(np.linalg.norm(w.apply(x), axis=1), 1, atol=1e-5)
+    assert Whitening.from_bytes(w.to_bytes(), "mem").projection.tobytes() == w.projection.tobytes()
+    with pytest.raises(WhiteningError, match="more images than dimensions"):
+        learn(x[:10], 16)
+    with pytest.raises(WhiteningError, match="give 1..64"):
+        learn(x, 65)
+
+
+def run_embed(images, store: Store, spec: ModelSpec, run_id: str) -> dict:
+    return embed.run(EmbedConfig(images=str(images), store=store.url, model=spec, master="in-process",
+                                 run_id=run_id, max_error_rate=0.5))
+
+
+def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_set, tmp_path, capsys):
+    root, expected = image_set
+    store = Store(str(tmp_path / "store"))
+    raw = run_embed(root, store, ModelSpec(), "raw")
+
+    assert main(["whiten", "--store", store.url, "--dim", "8", "--json"]) == 0
+    learned = json.loads(capsys.readouterr().out)
+    assert (learned["dim_in"], learned["dim_out"]) == (1280, 8)
+    assert learned["uri"].startswith(store.url + "/whitening/")
+
+    spec = ModelSpec(whitening_uri=learned["uri"])
+    whitened = run_embed(root, store, spec, "whitened")
+    assert whitened["fingerprint_id"] != raw["fingerprint_id"]
+    assert whitened["fingerprint"]["whitening"]["dim"] == 8 and whitened["dim"] == 8
+    assert whitened["counts"]["carried"] == 0  # another embedding space: nothing carried across
+    assert whitened["config"]["model"]["whitening_uri"] == learned["uri"]  # how workers rebuild the model
+
+    def vectors(manifest, run_id):
+        table = open_version(store, manifest["fingerprint_id"], run_id).read_all()
+        d = manifest["dim"]
+        return dict(zip(table["image_id"].to_pylist(),
+                        table["embedding"].combine_chunks().values.to_numpy().reshape(-1, d), strict=True))
+    before, after = vectors(raw, "raw"), vectors(whitened, "whitened")
+    assert before.keys() == after.keys() and len(after) == sum(e == "ok" for e in expected.values())
+    with open(learned["uri"], "rb") as f:
+        w = Whitening.from_bytes(f.read(), learned["uri"])
+    ids = sorted(before)
+    np.testing.assert_allclose(np.stack([after[i] for i in ids]), w.apply(np.stack([before[i] for i in ids])),
+                               atol=2e-4)
+
+    # Learning from whitened vectors is refused; a whitening of another dimension does not load.
+    assert main(["whiten", "--store", store.url, "--embeddings", whitened["fingerprint_id"], "--dim", "4"]) == 2
+    assert "already whitened" in capsys.readouterr().err
+    other = learn(clustered_vectors(500, 16, seed=1), 4)
+    (tmp_path / "other.npz").write_bytes(other.to_bytes())
+    with pytest.raises(ModelError, match="learned on 16-d embeddings; efficientnet_lite0 with gem pooling makes "
+                                         "1280-d"):
+        load_model(ModelSpec(whitening_uri=str(tmp_path / "other.npz")))
+
+
+def test_an_index_of_whitened_vectors_is_searched_by_image_with_the_whitening(image_set, tmp_path, capsys):
+    root, _ = image_set
+    store = Store(str(tmp_path / "store"))
+    run_embed(root, store, ModelSpec(), "raw")
+    assert main(["whiten", "--store", store.url, "--dim", "8", "--json"]) == 0
+    uri = json.loads(capsys.readouterr().out)["uri"]
+    whitened = run_embed(root, store, ModelSpec(whitening_uri=uri), "whitened")
+    assert main(["build-index", "--store", store.url, "--name", "w", "--embeddings", whitened["fingerprint_id"],
+                 "--publish", "--queries", "5", "--master", "in-process"]) == 0
+    capsys.readouterr()
+    # The worker rebuilds the model from the manifest (whitening included) and embeds the query with it.
+    query = root / "photos" / "astronaut.jpg"
+    assert main(["search", "--store", store.url, "--name", "w", str(query), "--k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
+    assert hit["image_id"] == "photos/astronaut.jpg" and hit["score"] == pytest.approx(1.0, abs=1e-3)
