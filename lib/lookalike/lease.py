@@ -85,13 +85,7 @@ class ConditionalObject:
 
     def create(self, data: bytes) -> str:
         if self.kind == "s3":
-            try:
-                out = self.store.fs.pipe_file(self.path, data, mode="create")
-            except FileExistsError as e:
-                raise PreconditionFailed(f"{self.key} exists") from e
-            except OSError as e:
-                raise _precondition_or(e) from e
-            return out.get("ETag", "") if isinstance(out, dict) else ""
+            return self._put_s3(data, mode="create")  # If-None-Match: *
         with self._local_lock():
             if self._read_plain() is not None:
                 raise PreconditionFailed(f"{self.key} exists")
@@ -100,13 +94,7 @@ class ConditionalObject:
 
     def replace(self, data: bytes, tag: str) -> str:
         if self.kind == "s3":
-            try:
-                out = self.store.fs.pipe_file(self.path, data, IfMatch=tag)
-            except FileNotFoundError as e:
-                raise PreconditionFailed(f"{self.key} is gone") from e
-            except OSError as e:
-                raise _precondition_or(e) from e
-            return out.get("ETag", "") if isinstance(out, dict) else ""
+            return self._put_s3(data, IfMatch=tag)
         with self._local_lock():
             current = self._read_plain()
             if current is None or current[1] != tag:
@@ -117,6 +105,16 @@ class ConditionalObject:
     def delete(self) -> None:
         with self._local_lock():
             self.store.delete(self.key)
+
+    def _put_s3(self, data: bytes, **condition) -> str:
+        """A conditional PUT; returns the new ETag. s3fs reports a failed If-None-Match as FileExistsError."""
+        try:
+            out = self.store.fs.pipe_file(self.path, data, **condition)
+        except (FileExistsError, FileNotFoundError) as e:
+            raise PreconditionFailed(f"{self.key}: {e}") from e
+        except OSError as e:
+            raise _precondition_or(e) from e
+        return out.get("ETag", "") if isinstance(out, dict) else ""
 
     def _read_s3(self) -> tuple[bytes, str] | None:
         # HEAD, GET, HEAD: the content belongs to the tag only if the tag did not move in between.

@@ -236,7 +236,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
 
 def _whitening_head(spec: ModelSpec, pooled_dim: int) -> tuple[nn.Module, dict[str, Any]]:
     from lookalike.whitening import Whitening, WhiteningError, WhiteningHead
-    raw, sha = _read_weights(spec.whitening_uri, json.dumps(spec.weights_options, sort_keys=True))
+    raw, sha = _read_weights(spec.whitening_uri, json.dumps(spec.weights_options, sort_keys=True), "whitening")
     try:
         whitening = Whitening.from_bytes(raw, spec.whitening_uri)
     except WhiteningError as e:
@@ -249,13 +249,13 @@ def _whitening_head(spec: ModelSpec, pooled_dim: int) -> tuple[nn.Module, dict[s
 
 
 @functools.lru_cache(maxsize=4)
-def _read_weights(uri: str, options_json: str) -> tuple[bytes, str]:
+def _read_weights(uri: str, options_json: str, what: str = "weights") -> tuple[bytes, str]:
     from lookalike.storage import filesystem, with_retries
     fs, path = filesystem(uri, json.loads(options_json))
     try:
-        raw = with_retries(lambda: fs.cat_file(path), f"read weights {uri}")
+        raw = with_retries(lambda: fs.cat_file(path), f"read {what} {uri}")
     except FileNotFoundError as e:
-        raise ModelError(f"nothing at {uri} (a weights or whitening URI)") from e
+        raise ModelError(f"{what} not found at {uri}") from e
     return raw, hashlib.sha256(raw).hexdigest()
 
 

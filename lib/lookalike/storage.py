@@ -140,29 +140,26 @@ class Store:
 
     @retried("write")
     def write_bytes(self, key: str, data: bytes) -> None:
-        target = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            self._replace_local(key, lambda tmp: _write_synced(tmp, data))
         else:
-            self.fs.pipe_file(target, data)
+            self.fs.pipe_file(self.path(key), data)
 
     @retried("upload")
     def upload(self, local_path: str, key: str) -> None:
         """Copy a large local file to key, streamed (multipart on S3), as atomically as write_bytes."""
-        target = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-            self.fs.put_file(local_path, tmp)
-            os.replace(tmp, target)
+            self._replace_local(key, lambda tmp: self.fs.put_file(local_path, tmp))
         else:
-            self.fs.put_file(local_path, target)
+            self.fs.put_file(local_path, self.path(key))
+
+    def _replace_local(self, key: str, write: Callable[[str], Any]) -> None:
+        # Written beside the target under a temporary name, then renamed over it: readers see old or new.
+        target = self.path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        write(tmp)
+        os.replace(tmp, target)
 
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))
@@ -201,6 +198,13 @@ class Store:
     def delete(self, key: str, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=recursive)
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
