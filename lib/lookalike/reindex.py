@@ -103,7 +103,7 @@ def run(config: ReindexConfig) -> dict[str, Any]:
         else:
             if built is None:
                 index_config = dataclasses.replace(config.index, embeddings=source, publish=False, keep=None)
-                from lookalike import index_build  # faiss and Spark only when there is something to build
+                from lookalike import index_build  # faiss is imported only when there is something to build
                 built = index_build.run(index_config)
             report["timings"]["build_s"] = round(time.perf_counter() - stage_started, 3)
             report["index"] = _index_part(built)
