@@ -35,6 +35,7 @@ from lookalike.index_reader import load_index_version  # noqa: E402
 from lookalike.manifest import new_manifest  # noqa: E402
 from lookalike.schemas import embeddings_schema  # noqa: E402
 from lookalike.storage import Store  # noqa: E402
+from lookalike.synthetic import clustered_vectors  # noqa: E402
 
 FINGERPRINT = "synthetic-ondisk"
 
@@ -46,7 +47,7 @@ def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int)
     files, queries = [], []
     for p in range(parts):
         lo, hi = int(bounds[p]), int(bounds[p + 1])
-        x = mixture_part(hi - lo, d, max(64, n // 2000), seed, p)
+        x = clustered_vectors(hi - lo, d, clusters=max(64, n // 2000), seed=seed, part=p)
         queries.append(x[:: max(1, (hi - lo) // (1000 // parts + 1))][: 1000 // parts + 1])
         ids = [f"img-{i:09d}" for i in range(lo, hi)]
         table = pa.Table.from_pydict({
@@ -63,23 +64,6 @@ def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int)
         timings={}, files={"embeddings": files, "errors": []}, previous_run=None))
     store.write_text(latest_key(FINGERPRINT), "bench\n")
     return np.concatenate(queries)[:1000]
-
-
-def mixture_part(n: int, d: int, clusters: int, seed: int, part: int) -> np.ndarray:
-    """One part of a clustered mixture (like lookalike.synthetic.clustered_vectors): the same centres and shapes
-    for every part, each part's members drawn from its own stream."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, d)).astype(np.float32)
-    scales = rng.gamma(2.0, 0.5, size=(clusters, d)).astype(np.float32)
-    draw = np.random.default_rng([seed, part])
-    out = np.empty((n, d), dtype=np.float32)
-    for start in range(0, n, 65_536):
-        stop = min(n, start + 65_536)
-        which = draw.integers(0, clusters, stop - start)
-        noise = draw.standard_normal((stop - start, d)).astype(np.float32) * scales[which]
-        out[start:stop] = centres[which] / np.sqrt(d) + 0.35 * noise / np.sqrt(d)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
 
 
 def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) -> float:

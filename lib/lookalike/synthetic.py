@@ -12,11 +12,16 @@ from lookalike.schemas import embeddings_schema
 from lookalike.storage import Store
 
 
-def clustered_vectors(n: int, d: int, clusters: int = 256, seed: int = 0, spread: float = 0.35) -> np.ndarray:
-    """Unit vectors around `clusters` centres, each cluster stretched along its own random directions."""
+def clustered_vectors(n: int, d: int, clusters: int = 256, seed: int = 0, spread: float = 0.35,
+                      part: int | None = None) -> np.ndarray:
+    """Unit vectors around `clusters` centres, each cluster stretched along its own random directions.
+    With `part`, the members come from that part's own stream around the same centres: a large set can be
+    made part by part without holding it whole."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, d)).astype(np.float32)
     scales = rng.gamma(2.0, 0.5, size=(clusters, d)).astype(np.float32)  # anisotropic per cluster and axis
+    if part is not None:
+        rng = np.random.default_rng([seed, part])
     out = np.empty((n, d), dtype=np.float32)
     for start in range(0, n, 65_536):
         stop = min(n, start + 65_536)
