@@ -22,47 +22,31 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import faiss  # noqa: E402
 
 from lookalike import index_build  # noqa: E402
-from lookalike.embeddings import KIND, RunLayout, latest_key  # noqa: E402
 from lookalike.index_build import BuildIndexConfig  # noqa: E402
 from lookalike.index_reader import load_index_version  # noqa: E402
-from lookalike.manifest import new_manifest  # noqa: E402
-from lookalike.schemas import embeddings_schema  # noqa: E402
 from lookalike.storage import Store  # noqa: E402
-from lookalike.synthetic import clustered_vectors  # noqa: E402
+from lookalike.synthetic import clustered_vectors, write_embeddings_parts  # noqa: E402
 
 FINGERPRINT = "synthetic-ondisk"
 
 
 def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int) -> np.ndarray:
     """One part at a time (each its own seeded slice of one mixture); returns 1,000 query vectors."""
-    layout = RunLayout(store, FINGERPRINT, "bench")
     bounds = np.linspace(0, n, parts + 1).astype(int)
-    files, queries = [], []
-    for p in range(parts):
-        lo, hi = int(bounds[p]), int(bounds[p + 1])
-        x = clustered_vectors(hi - lo, d, clusters=max(64, n // 2000), seed=seed, part=p)
-        queries.append(x[:: max(1, (hi - lo) // (1000 // parts + 1))][: 1000 // parts + 1])
-        ids = [f"img-{i:09d}" for i in range(lo, hi)]
-        table = pa.Table.from_pydict({
-            "image_id": ids, "uri": [f"mem://{i}" for i in ids], "content_sha256": [f"{i:064x}" for i in range(lo, hi)],
-            "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), d)},
-            schema=embeddings_schema(d, None))
-        files.append({"key": layout.part(p), "rows": hi - lo, "bytes": store.write_parquet(layout.part(p), table)})
-    fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {}, "pooling": "none",
-                   "gem_p": None, "whitening": None, "normalisation": "l2", "dim": d}
-    store.write_json(layout.manifest, new_manifest(
-        KIND, run_id="bench", fingerprint_id=FINGERPRINT, fingerprint=fingerprint, dim=d,
-        counts={"images": n, "rows": n, "new": n, "carried": 0, "failed": 0, "removed": 0, "tasks": parts},
-        timings={}, files={"embeddings": files, "errors": []}, previous_run=None))
-    store.write_text(latest_key(FINGERPRINT), "bench\n")
+    queries = []
+
+    def generate():
+        for p in range(parts):
+            x = clustered_vectors(int(bounds[p + 1] - bounds[p]), d, clusters=max(64, n // 2000), seed=seed, part=p)
+            queries.append(x[:: max(1, len(x) // (1000 // parts + 1))][: 1000 // parts + 1])
+            yield x
+    write_embeddings_parts(store, generate(), d, run_id="bench", fingerprint_id=FINGERPRINT)
     return np.concatenate(queries)[:1000]
 
 

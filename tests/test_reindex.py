@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pytest
 
 from lookalike import publish
@@ -99,7 +100,7 @@ def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_
 
     # The night's changes: two new images, one changed (now a crop of another photo), one removed.
     fs, base = fsspec.core.url_to_fs(images, **options)
-    rng = __import__("numpy").random.default_rng(7)
+    rng = np.random.default_rng(7)
     new_crops = {f"coffee-new-{i}.jpg": jpeg_bytes(random_crop(photo("coffee", 256), rng)) for i in range(2)}
     for name, data in new_crops.items():
         fs.pipe_file(f"{base}/{name}", data)

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from lookalike import publish
 from lookalike.config import ConfigError, EmbedConfig
+from lookalike.embeddings import RunLayout, open_version
 from lookalike.lease import Lease
 from lookalike.manifest import new_run_id, utc_now
 from lookalike.storage import Store
@@ -157,13 +158,13 @@ def _embed(config: ReindexConfig, run_id: str) -> dict[str, Any]:
 
 def _embed_part(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
     c = manifest["counts"]
-    prefix = f"embeddings/{manifest['fingerprint_id']}/{manifest['run_id']}"
+    errors = RunLayout(store, manifest["fingerprint_id"], manifest["run_id"]).key("errors")
     return {
         "embeddings": f"{manifest['fingerprint_id']}/{manifest['run_id']}",
         "images": {"listed": c["images"], "new": c.get("ids_added", 0), "changed": c.get("ids_changed", 0),
                    "unchanged": c.get("ids_unchanged", 0), "removed": c["removed"], "failed": c["failed"],
                    "embedded": c["new"], "carried_over": c["carried"], "indexed": c["rows"]},
-        "errors_table": store.child_url(prefix, "errors") if c["failed"] else None,
+        "errors_table": store.child_url(errors) if c["failed"] else None,
     }
 
 
@@ -189,7 +190,6 @@ def _same_content(store: Store, name: str, embedded: dict[str, Any]) -> bool:
     c = embedded["counts"]
     if c.get("ids_added", 1) or c.get("ids_changed", 1) or c["removed"]:
         return False
-    from lookalike.embeddings import open_version
     keys = ["image_id", "content_sha256"]
     indexed = store.read_parquet(publish.VersionLayout(store, name, version).key("ids.parquet"), keys)
     current = open_version(store, embedded["fingerprint_id"], embedded["run_id"]).read_all(keys)

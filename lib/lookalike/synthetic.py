@@ -3,6 +3,8 @@ the unit sphere (uniform noise has no neighbours worth finding), written as a re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pyarrow as pa
 
@@ -38,29 +40,40 @@ def write_embeddings_version(store: Store, vectors: np.ndarray, run_id: str = "s
                              metadata: dict[str, list] | None = None) -> dict:
     """Write vectors as a committed embeddings version (shards, empty errors, manifest, LATEST); metadata
     columns, one value per vector, are carried like an images table's."""
-    n, d = vectors.shape
+    bounds = np.linspace(0, len(vectors), parts + 1).astype(int)
+    return write_embeddings_parts(store, (vectors[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)),
+                                  vectors.shape[1], run_id, fingerprint_id, id_prefix, image_ids, content_hashes,
+                                  metadata)
+
+
+def write_embeddings_parts(store: Store, parts: Iterable[np.ndarray], d: int, run_id: str = "synthetic",
+                           fingerprint_id: str | None = None, id_prefix: str = "img",
+                           image_ids: list[str] | None = None, content_hashes: list[str] | None = None,
+                           metadata: dict[str, list] | None = None) -> dict:
+    """The same, one part at a time from an iterable (a large version need never be held whole); ids, hashes
+    and metadata are indexed by the row's position in the whole version."""
     fingerprint = {"architecture": "synthetic", "weights_sha256": "0" * 64, "preprocessing": {},
                    "pooling": "none", "gem_p": None, "whitening": None, "normalisation": "l2", "dim": d}
     fingerprint_id = fingerprint_id or f"synthetic-d{d}"
     layout = RunLayout(store, fingerprint_id, run_id)
-    ids = image_ids or [f"{id_prefix}-{i:08d}" for i in range(n)]
-    hashes = content_hashes or [f"{i:064x}" for i in range(n)]
-    bounds = np.linspace(0, n, parts + 1).astype(int)
     files = []
-    for p in range(parts):
-        lo, hi = bounds[p], bounds[p + 1]
+    lo = 0
+    for p, part in enumerate(parts):
+        hi = lo + len(part)
+        ids = image_ids[lo:hi] if image_ids else [f"{id_prefix}-{i:08d}" for i in range(lo, hi)]
+        hashes = content_hashes[lo:hi] if content_hashes else [f"{i:064x}" for i in range(lo, hi)]
         extra = pa.table({k: v[lo:hi] for k, v in (metadata or {}).items()})
         table = pa.Table.from_pydict({
-            "image_id": ids[lo:hi], "uri": [f"mem://{i}" for i in ids[lo:hi]],
-            "content_sha256": hashes[lo:hi],
+            "image_id": ids, "uri": [f"mem://{i}" for i in ids], "content_sha256": hashes,
             "width": pa.array(np.full(hi - lo, 256), pa.int32()), "height": pa.array(np.full(hi - lo, 256), pa.int32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors[lo:hi].reshape(-1)), d),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(part).reshape(-1)), d),
             **{name: extra[name] for name in extra.column_names},
         }, schema=embeddings_schema(d, extra.schema if metadata else None))
         files.append({"key": layout.part(p), "rows": int(hi - lo), "bytes": store.write_parquet(layout.part(p), table)})
+        lo = hi
     manifest = new_manifest(KIND, run_id=run_id, fingerprint_id=fingerprint_id, fingerprint=fingerprint, dim=d,
-                            counts={"images": n, "rows": n, "new": n, "carried": 0, "failed": 0, "removed": 0,
-                                    "tasks": parts},
+                            counts={"images": lo, "rows": lo, "new": lo, "carried": 0, "failed": 0, "removed": 0,
+                                    "tasks": len(files)},
                             timings={}, files={"embeddings": files, "errors": []}, previous_run=None)
     store.write_json(layout.manifest, manifest)
     store.write_text(latest_key(fingerprint_id), run_id + "\n")
