@@ -38,4 +38,4 @@ bench: venv
 	$(BIN)/python bench/embed_throughput.py
 
 clean:
-	rm -rf $(VENV) demo-store data
+	rm -rf $(VENV) demo-store demo-report data

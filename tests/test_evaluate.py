@@ -60,3 +60,80 @@ def test_evaluate_writes_the_report_for_exact_and_index_search(s3_store, model, 
     assert main(["evaluate", "--store", store.url, *store_option_args(store.options), "--embeddings",
                  m["fingerprint_id"], "--report", str(tmp_path / "r2"), "--label-column", "class"]) == 2
     assert "no 'class' column" in capsys.readouterr().err
+
+
+def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_path, model, capsys):
+    """Protocol (a) on real photos: query images outside the catalogue, relevant and junk ids per query; a bad
+    query image is left out with its reason, a relevant id the catalogue lacks counts as missed."""
+    catalogue, queries = tmp_path / "catalogue", tmp_path / "queries"
+    catalogue.mkdir()
+    queries.mkdir()
+    photos = {name: imagefactory.photo(name, 256) for name in ("chelsea", "astronaut", "rocket", "coffee", "horse",
+                                                               "camera", "coins", "colorwheel", "brick")}
+    for name, img in photos.items():
+        (catalogue / f"{name}.jpg").write_bytes(imagefactory.jpeg_bytes(img))
+    w, h = photos["coffee"].size
+    (catalogue / "coffee-small.jpg").write_bytes(imagefactory.jpeg_bytes(photos["coffee"].resize((w // 2, h // 2))))
+
+    def crop(name: str) -> str:
+        img = photos[name]
+        w, h = img.size
+        path = queries / f"{name}-crop.jpg"
+        path.write_bytes(imagefactory.jpeg_bytes(img.crop((w // 8, h // 8, w - w // 8, h - h // 8)), quality=40))
+        return str(path)
+
+    (queries / "broken.jpg").write_bytes(imagefactory.jpeg_bytes(photos["coins"])[:400])
+    rows = [("q-chelsea", crop("chelsea"), "chelsea.jpg", ""),
+            ("q-astronaut", crop("astronaut"), "astronaut.jpg", ""),
+            ("q-rocket", crop("rocket"), "rocket.jpg", ""),
+            ("q-coffee", crop("coffee"), "coffee-small.jpg", "coffee.jpg"),   # the closer copy is junk here
+            ("q-horse", crop("horse"), "horse.jpg|camera.jpg", ""),           # two relevant ids
+            ("q-gone", crop("colorwheel"), "not-in-catalogue.jpg", ""),       # the catalogue lost it
+            ("q-unjudged", crop("brick"), "", ""),                            # nothing relevant: skipped
+            ("q-broken", str(queries / "broken.jpg"), "coins.jpg", "")]
+    (tmp_path / "queries.csv").write_text("image_id,uri,relevant,junk\n" + "".join(",".join(r) + "\n" for r in rows))
+    store = str(tmp_path / "store")
+    m = embed.run(EmbedConfig(images=str(catalogue), store=store, master=IN_PROCESS))
+    index_build.run(BuildIndexConfig(store=store, name="photos", master=IN_PROCESS, publish=True, queries=5))
+
+    report = tmp_path / "report"
+    # No --embeddings: the version the index was built from.
+    assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "queries.csv"),
+                 "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "query q-broken left out: corrupt: cannot open image" in out, out
+    assert "1 relevant id(s) are not in the catalogue" in out
+    metrics = json.loads((report / "metrics.json").read_text())
+    exact = metrics["exact"]
+    assert exact["queries"] == 6 and exact["skipped"] == 1            # q-broken is out before judging
+    assert exact["precision@1"] == pytest.approx(5 / 6)                 # all but q-gone find their photo first
+    # 10 catalogue images, q-coffee's junk removed: recall@10 is complete except for the lost image, and
+    # precision@10 counts each query's relevant ids over 10.
+    assert exact["recall@10"] == pytest.approx(5 / 6)
+    assert exact["precision@10"] == pytest.approx((1 + 1 + 1 + 1 + 2 + 0) / 60)
+    assert metrics["index"] == pytest.approx(exact)
+    per_label = {r["label"]: r for r in csv.DictReader((report / "per_label.csv").open())}
+    assert set(per_label) == {"chelsea.jpg", "astronaut.jpg", "rocket.jpg", "coffee-small.jpg", "horse.jpg|camera.jpg",
+                              "not-in-catalogue.jpg"}
+    assert float(per_label["horse.jpg|camera.jpg"]["recall@10"]) == 1.0
+    assert float(per_label["not-in-catalogue.jpg"]["map@r"]) == 0.0
+    page = (report / "index.html").read_text()
+    assert "Query set:" in page and "q-broken" in page and (report / "grids.png").stat().st_size > 1000
+
+    # Without the junk column coffee.jpg (closer to the crop than the half-size copy) takes rank 1 and the
+    # relevant coffee-small.jpg comes second: junk is what made q-coffee a hit at 1.
+    (tmp_path / "nojunk.csv").write_text(f"image_id,uri,relevant\nq-coffee,{crop('coffee')},coffee-small.jpg\n")
+    assert main(["evaluate", "--store", store, "--embeddings", m["fingerprint_id"], "--queries",
+                 str(tmp_path / "nojunk.csv"), "--report", str(tmp_path / "r2"), "--json"]) == 0
+    nojunk = json.loads(capsys.readouterr().out)["exact"]
+    assert nojunk["precision@1"] == 0.0 and nojunk["map"] == pytest.approx(1 / 2) and nojunk["recall@5"] == 1.0
+
+    # Wrong inputs fail fast and say what to do.
+    (tmp_path / "bad.csv").write_text("image_id,uri,answer\nq,{},x\n".format(crop("rocket")))
+    assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "bad.csv"),
+                 "--report", str(tmp_path / "r3")]) == 2
+    assert "no 'relevant' column" in capsys.readouterr().err
+    (tmp_path / "strangers.csv").write_text("image_id,uri,relevant\nq,{},someone-else.jpg\n".format(crop("rocket")))
+    assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "strangers.csv"),
+                 "--report", str(tmp_path / "r4")]) == 2
+    assert "must name catalogue image ids" in capsys.readouterr().err

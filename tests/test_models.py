@@ -108,6 +108,35 @@ def test_fingerprint_changes_with_anything_that_changes_the_vectors(model):
         assert fingerprint_id({**base, key: value}) != model.fingerprint_id
 
 
+def test_multi_scale_sums_the_unit_descriptors_of_each_scale(model):
+    """scales=(1, 0.5): the photo's descriptor at 224 px plus its descriptor at 112 px, each L2-normalised,
+    normalised again; recorded in the fingerprint (single-scale fingerprints do not name scales at all, so
+    stores made before multi-scale keep their ids)."""
+    multi = load_model(ModelSpec(scales=[1, 0.5]))  # as a manifest records it: a JSON list
+    assert multi.spec.scales == (1.0, 0.5) and "scales" not in model.fingerprint
+    assert multi.fingerprint["scales"] == [1.0, 0.5] and multi.fingerprint_id != model.fingerprint_id
+    images = torch.stack([to_tensor(photo(n, 300), model.preprocessing) for n in ("chelsea", "rocket")])
+    half = torch.nn.functional.interpolate(images.float(), scale_factor=0.5, mode="bilinear", antialias=True)
+    module = model.module
+    with torch.inference_mode():
+        full = module(images)
+        small = torch.nn.functional.normalize(module.pooling(module._features(
+            module.backbone, (half - module.mean) / module.std)).float(), dim=-1)
+        expected = torch.nn.functional.normalize(full + small, dim=-1)
+        got = multi.module(images)
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert 0.8 < float((got * full).sum(dim=1).min()) < 0.9999  # near the single-scale vector, not equal
+
+
+def test_multi_scale_needs_a_backbone_that_takes_other_sizes(tmp_path):
+    path = tmp_path / "vit.pth"
+    torch.save(torchvision.models.vit_b_16(weights=None).state_dict(), path)
+    with pytest.raises(ModelError, match="needs one input size, drop --scales"):
+        load_model(ModelSpec(name="vit_b_16", weights_uri=str(path), scales=(1.0, 0.5)))
+    with pytest.raises(ModelError, match="distinct factors"):
+        ModelSpec(scales=(1.0, 1.0))
+
+
 def test_rgba_is_composited_on_white():
     from lookalike.decode import to_rgb
     clear = Image.new("RGBA", (4, 4), (0, 0, 0, 0))

@@ -55,12 +55,21 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"))
     p.add_argument("--whitening", default=None, metavar="URI",
                    help="apply a PCA-whitening learned with `lookalike whiten` (part of the model fingerprint)")
+    p.add_argument("--scales", default=(1.0,), type=scale_factors, metavar="S1,S2,...",
+                   help="multi-scale descriptor: the input resized by each factor, e.g. 1,0.707 (default 1)")
+
+
+def scale_factors(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales are comma-separated numbers, e.g. 1,0.707; got {text!r}") from None
 
 
 def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
     return ModelSpec(name=args.model, weights_uri=args.weights, pooling=args.pooling, gem_p=args.gem_p,
                      image_size=args.image_size, resize=args.resize, whitening_uri=args.whitening,
-                     weights_options=options)
+                     scales=args.scales, weights_options=options)
 
 
 def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -104,13 +105,17 @@ def brand_key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def cross_collection_queries(data_dir: Path, size: int = 256) -> Path:
+def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection[str] | None = None) -> Path:
     """The same brands drawn by another collection: every @iconify-json/logos icon whose brand is a
     simple-icons slug (the `-icon` glyph variant preferred over the wordmark), rasterised in its own colours.
-    Writes and returns an images table (image_id, uri, brand) where `brand` is the simple-icons slug that is the
-    one relevant answer in a simple-icons catalogue."""
+
+    Writes and returns a query table for `lookalike evaluate --queries`: image_id, uri and `relevant`, the
+    simple-icons slug (= image_id in a simple-icons catalogue) that is the query's one relevant answer.
+    `within` keeps only the brands of a given catalogue (e.g. the demo's 1,000-logo subset)."""
     simple = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
     slugs = {m["slug"] for m in json.loads((simple / "data" / "simple-icons.json").read_text())}
+    if within is not None:
+        slugs &= set(within)
     package = fetch_npm_package(*ICONIFY_LOGOS, data_dir / "npm")
     collection = json.loads((package / "icons.json").read_text())
     chosen: dict[str, str] = {}
@@ -121,19 +126,21 @@ def cross_collection_queries(data_dir: Path, size: int = 256) -> Path:
             chosen[key] = name
     out_dir = data_dir / f"iconify-logos-{size}px"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "brand": []}
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "relevant": []}
     for slug, name in sorted(chosen.items()):
         icon = collection["icons"][name]
-        width, height = icon.get("width", collection.get("width", 256)), icon.get("height", collection.get("height",
-                                                                                                           256))
+        width = icon.get("width", collection.get("width", 256))
+        height = icon.get("height", collection.get("height", 256))
         path = out_dir / f"{name}.png"
         if not path.exists():
             svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
                    f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
-            render_svg(svg, size).save(path, "PNG")
+            tmp = path.with_suffix(".tmp")
+            render_svg(svg, size).save(tmp, "PNG")
+            tmp.replace(path)
         rows["image_id"].append(f"iconify/{name}")
         rows["uri"].append(str(path.resolve()))
-        rows["brand"].append(slug)
+        rows["relevant"].append(slug)
     table_path = data_dir / f"iconify-logos-queries-{len(chosen)}.parquet"
     pq.write_table(pa.table(rows), table_path)
     return table_path

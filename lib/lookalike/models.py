@@ -49,6 +49,7 @@ class ModelSpec:
     image_size: int | None = None        # None: the backbone's default
     resize: str = "pad"
     whitening_uri: str | None = None     # a PCA-whitening learned by `lookalike whiten` (None: none)
+    scales: tuple[float, ...] = (1.0,)   # multi-scale: input resized by each factor, descriptors summed
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -68,6 +69,11 @@ class ModelSpec:
             raise ModelError(f"unknown resize mode {self.resize!r}: choose one of {', '.join(RESIZE_MODES)}")
         if self.gem_p <= 0:
             raise ModelError(f"GeM p must be > 0, got {self.gem_p}")
+        # Manifests record scales as a JSON list; the spec stays hashable (models are cached by spec).
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if not self.scales or min(self.scales) <= 0 or max(self.scales) > 4 or len(set(self.scales)) < len(
+                self.scales):
+            raise ModelError(f"scales must be distinct factors in (0, 4], e.g. 1,0.707,0.5; got {self.scales}")
 
 
 @dataclass(frozen=True)
@@ -145,15 +151,20 @@ def backbone_of(spec: ModelSpec) -> Backbone:
 
 
 class EmbeddingModel(nn.Module):
-    """uint8 images → normalised input → backbone features → pooling → L2: one unit float32 vector each."""
+    """uint8 images → normalised input → backbone features → pooling → L2: one unit float32 vector each.
+
+    Multi-scale (scales other than (1,)): the normalised input is resized by each factor, each scale's pooled
+    descriptor is L2-normalised and they are summed, then normalised again (the multi-scale descriptor of
+    Radenović et al.); resizing the tensor keeps decoding and preprocessing single-scale and runs on the GPU."""
 
     def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing,
-                 whitening: nn.Module | None = None):
+                 whitening: nn.Module | None = None, scales: tuple[float, ...] = (1.0,)):
         super().__init__()
         self.backbone = backbone
         self._features = features
         self.pooling = pooling
         self.whitening = whitening
+        self.scales = scales
         self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
@@ -162,8 +173,15 @@ class EmbeddingModel(nn.Module):
         return (images.float() - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.pooling(self._features(self.backbone, self.normalise(images))).float()
-        unit = torch.nn.functional.normalize(pooled, dim=-1)
+        x = self.normalise(images)
+        unit = None
+        for scale in self.scales:
+            scaled = x if scale == 1.0 else nn.functional.interpolate(
+                x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+            pooled = nn.functional.normalize(self.pooling(self._features(self.backbone, scaled)).float(), dim=-1)
+            unit = pooled if unit is None else unit + pooled
+        if len(self.scales) > 1:
+            unit = nn.functional.normalize(unit, dim=-1)
         return self.whitening(unit) if self.whitening is not None else unit
 
 
@@ -180,7 +198,9 @@ class LoadedModel:
     @property
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the embedding space; two runs share vectors only if this is equal."""
-        return {
+        # `scales` appears only when multi-scale, so single-scale fingerprints (and their stores) stay as they were.
+        multi_scale = {"scales": list(self.spec.scales)} if self.spec.scales != (1.0,) else {}
+        return multi_scale | {
             "architecture": self.spec.name,
             "weights_sha256": self.weights_sha256,
             "preprocessing": asdict(self.preprocessing),
@@ -220,10 +240,17 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
     base = backbone_def.preprocessing
     pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
                         interpolation=base.interpolation, mean=base.mean, std=base.std)
-    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre).eval()
+    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre,
+                            scales=spec.scales).eval()
     probe = torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)
     with torch.inference_mode():
-        dim = module(probe).shape[-1]
+        try:
+            dim = module(probe).shape[-1]
+        except (AssertionError, RuntimeError) as e:
+            if spec.scales == (1.0,):
+                raise
+            raise ModelError(f"{spec.name} cannot take inputs resized by {spec.scales} from {pre.image_size} px "
+                             f"({type(e).__name__}: {e}): it needs one input size, drop --scales") from e
     whitening = None
     if spec.whitening_uri:
         module.whitening, whitening = _whitening_head(spec, int(dim))
