@@ -227,3 +227,46 @@ def test_help_of_submit_script_lists_the_jobs():
     out = subprocess.run([str(Path(__file__).resolve().parents[1] / "deploy" / "submit.sh"), "no-such-job"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "reindex" in out.stderr and "similarity_join" in out.stderr
+
+
+def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark, tmp_path, capsys):
+    """--whiten 32 needs 48 images: night 1 (40) indexes unwhitened vectors and says it waits; night 2 (50)
+    learns the whitening from the night's unwhitened embeddings, embeds everything once more under it and
+    indexes 32-d vectors that query workers search by image; night 3 embeds only its one change, whitened."""
+    store = Store(str(tmp_path / "store"))
+    folder = write_catalogue(tmp_path / "catalogue")
+    args = reindex_args(str(folder), store.url, {}, "--whiten", "32")
+
+    rc, first = run_cli(args, capsys)
+    assert rc == 0, first
+    assert first["whitening"] == {"status": "waiting", "dim": 32, "images": 40, "needed": 48}
+    raw_fingerprint = first["embeddings"].split("/")[0]
+    assert publish.open_version(store, NAME, first["latest"]["after"])["dim"] == 1280
+
+    extra = write_photo_crops(folder, ("chelsea", "rocket"), per_photo=5, seed=11, prefix="more-")
+    rc, second = run_cli(args, capsys)
+    assert rc == 0, second
+    w = second["whitening"]
+    assert w["status"] == "learned" and w["dim"] == 32 and w["learned_from"] == (
+        f"embeddings/{raw_fingerprint}/{second['run_id']}")
+    assert w["uri"].startswith(store.child_url(f"whitening/{raw_fingerprint}-32d-"))
+    whitened_fingerprint = second["embeddings"].split("/")[0]
+    assert whitened_fingerprint != raw_fingerprint
+    assert second["images"]["embedded"] == 50 and second["images"]["indexed"] == 50  # once more, whitened
+    manifest = publish.open_version(store, NAME, second["latest"]["after"])
+    assert manifest["dim"] == 32 and manifest["model"]["whitening_uri"] == w["uri"]
+    assert "learned from" in store.read_text(f"reindex/{NAME}/{second['run_id']}/summary.txt")
+    assert top_hit(store, folder / extra[0], capsys) == (extra[0], pytest.approx(1.0, abs=1e-3))
+
+    (folder / "coffee-0.jpg").write_bytes(jpeg_bytes(photo("clock")))
+    rc, third = run_cli(args, capsys)
+    assert rc == 0, third
+    assert third["whitening"] == {"status": "in use", "uri": w["uri"], "dim": 32}
+    assert third["embeddings"].split("/")[0] == whitened_fingerprint and third["images"]["embedded"] == 1
+    assert store.read_text(f"embeddings/{raw_fingerprint}/LATEST").strip() == second["run_id"]  # not embedded
+    assert top_hit(store, folder / "coffee-0.jpg", capsys) == ("coffee-0.jpg", pytest.approx(1.0, abs=1e-3))
+
+    rc, off = run_cli([*args, "--no-whiten"], capsys)
+    assert rc == 0, off
+    assert off["whitening"] == {"status": "off"} and off["embeddings"].split("/")[0] == raw_fingerprint
+    assert publish.open_version(store, NAME, off["latest"]["after"])["dim"] == 1280

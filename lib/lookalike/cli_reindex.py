@@ -13,6 +13,8 @@ from lookalike.cli import (
     embed_config,
     parse_bytes,
 )
+from lookalike.reindex import DEFAULT_WHITEN_DIM
+from lookalike.reindex_whitening import MIN_IMAGES_PER_DIM
 
 
 def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -28,6 +30,12 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                    help="a crashed run's lease expires after this long (renewed every quarter of it)")
     p.add_argument("--retrain", action="store_true", help="train a new index instead of updating LATEST")
     p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    p.add_argument("--whiten", type=int, default=DEFAULT_WHITEN_DIM, metavar="DIM",
+                   help=f"PCA-whitening to DIM dimensions (default {DEFAULT_WHITEN_DIM}), learned from the "
+                        f"catalogue once it has {MIN_IMAGES_PER_DIM}×DIM images, then fixed; --whitening URI "
+                        "gives one instead")
+    p.add_argument("--no-whiten", dest="whiten", action="store_const", const=None,
+                   help="index unwhitened vectors")
     embed = p.add_argument_group("embedding")
     embed.add_argument("--images-per-task", type=int, default=500)
     embed.add_argument("--batch-size", type=int, default=32)
@@ -51,7 +59,7 @@ def reindex_config(args: argparse.Namespace):
     args.incremental = not args.retrain
     keep, args.keep = args.keep, None
     return ReindexConfig(embed=embed_config(args), index=build_index_config(args), keep=keep,
-                         lease_ttl_s=args.lease_ttl, fresh=args.fresh)
+                         lease_ttl_s=args.lease_ttl, fresh=args.fresh, whiten=args.whiten)
 
 
 def run_reindex(args: argparse.Namespace) -> str:
