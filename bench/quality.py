@@ -1,15 +1,19 @@
 """Retrieval quality of embedding recipes on a real cross-collection logo set, side by side in one run:
 
   database  every simple-icons logo (~3,470, monochrome glyphs in their brand colour)
-  queries   the same brands as drawn by @iconify-json/logos (~700, full colour, often with a wordmark);
-            each query's one relevant answer is its brand's simple-icons logo, all others are distractors
+  queries   the same brands as drawn by @iconify-json/logos (~700, full colour, often with a wordmark) and by
+            devicon (~380, developer tools); each query's one relevant answer is its brand's simple-icons
+            logo, all others are distractors
 
-For each recipe (pooling × input size × scales) it embeds both sides with the bundled EfficientNet-Lite0, searches
-exactly, and prints P@1, R@10, mAP (= MRR here, one relevant item) and nDCG@10 — the default recipe first, the
-others as differences from it. Quality figures are deterministic: no rounds needed.
+For each recipe (pooling × input size × scales) it embeds both sides with the bundled EfficientNet-Lite0,
+searches exactly, and prints P@1, R@10, mAP (= MRR here, one relevant item) and nDCG@10, raw and after a
+PCA-whitening learned on the database vectors (what the nightly reindex does), then a sweep of whitening
+sizes on the first recipe and the differences from the first recipe. Quality figures are deterministic: no
+rounds needed.
 
   python bench/quality.py
-  python bench/quality.py --recipes gem:224 avg:224 gem:224:1,0.707
+  python bench/quality.py --recipes gem:224 avg:224 gem:224:1.414,1,0.707 --collections iconify
+  python bench/quality.py --recipes gem:224 gem:320 --whiten-dims --base gem:224+pcaw512
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,15 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import faiss  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from lookalike.datasets import cross_collection_queries, simple_icons_catalogue  # noqa: E402
+from lookalike.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.embed_task import cached_model  # noqa: E402
 from lookalike.engine import Embedded, EmbeddingEngine  # noqa: E402
 from lookalike.metrics import judge_queries, summary  # noqa: E402
 from lookalike.models import ModelSpec  # noqa: E402
+from lookalike.whitening import learn  # noqa: E402
 
-RECIPES = ("gem:224", "avg:224", "max:224", "rmac:224", "gem:320", "gem:224:1,0.707", "gem:320:1,0.707,0.5",
-           "gem:224:1.414,1,0.707")
+RECIPES = ("gem:224", "avg:224", "max:224", "rmac:224", "gem:320", "gem:224:1,0.707", "gem:224:1.414,1,0.707")
+WHITEN_DIM = 512
 DEPTH = 100
+SHOWN = ("precision@1", "recall@10", "map", "ndcg@10")
+
+
+def spec_of(recipe: str) -> ModelSpec:
+    pooling, size, *scales = recipe.split(":")
+    return ModelSpec(pooling=pooling, image_size=int(size),
+                     scales=tuple(float(s) for s in scales[0].split(",")) if scales else (1.0,))
 
 
 def embed_all(spec: ModelSpec, uris: list[str]) -> np.ndarray:
@@ -47,59 +60,79 @@ def embed_all(spec: ModelSpec, uris: list[str]) -> np.ndarray:
     return out
 
 
-def _whitened(x: np.ndarray, q: np.ndarray, dim: int, db_ids: list[str], relevant: list[set]) -> dict:
-    """PCA-whitening (faiss PCAMatrix, eigenvalues^-1/2) learned on the catalogue, applied to both sides,
-    then L2-normalised again: the classic post-processing of CNN retrieval descriptors."""
-    pca = faiss.PCAMatrix(x.shape[1], dim, -0.5)
-    pca.train(x)
-    xw, qw = (faiss.normalize_L2(a) or a for a in (pca.apply(x), pca.apply(q)))
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(xw)
-    _, nb = flat.search(qw, DEPTH)
-    return summary(judge_queries([[db_ids[i] for i in row] for row in nb], relevant))
+class Judge:
+    def __init__(self, db_ids: list[str], relevant: list[set]):
+        self.db_ids, self.relevant = db_ids, relevant
+
+    def __call__(self, x: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+        flat = faiss.IndexFlatIP(x.shape[1])
+        flat.add(x)
+        _, nb = flat.search(q, DEPTH)
+        judged = judge_queries([[self.db_ids[i] for i in row] for row in nb], self.relevant)
+        # Per-query hits at rank 1, for paired comparisons between recipes (every query has its answer).
+        return {**summary(judged), "hit@1": judged.relevant[:, 0].copy()}
+
+    def whitened(self, x: np.ndarray, q: np.ndarray, dim: int) -> dict[str, Any]:
+        """PCA-whitening (eigenvalues^-1/2) learned on the database vectors, applied to both sides, then L2."""
+        w = learn(x, dim)
+        return self(w.apply(x), w.apply(q))
+
+
+def line(name: str, m: dict[str, Any], note: str = "") -> str:
+    return (f"{name:30s} P@1 {m['precision@1']:.3f}  R@10 {m['recall@10']:.3f}  mAP {m['map']:.3f}  "
+            f"nDCG@10 {m['ndcg@10']:.3f}{note}")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="POOLING:SIZE[:SCALES]",
-                   help="e.g. gem:224 or, multi-scale, gem:320:1,0.707,0.5")
-    p.add_argument("--whiten-dims", nargs="*", type=int, default=[1280, 512, 256],
-                   help="PCA-whitening output sizes tried on the first recipe's vectors")
+                   help="e.g. gem:224 or, multi-scale, gem:224:1.414,1,0.707")
+    p.add_argument("--collections", nargs="+", default=list(COLLECTIONS), choices=COLLECTIONS)
+    p.add_argument("--base", default=None, help="the row the others are compared with (default: the first)")
+    p.add_argument("--whiten-dims", nargs="*", type=int, default=[1280, 256],
+                   help=f"other PCA-whitening sizes tried on the first recipe (every recipe gets {WHITEN_DIM})")
     args = p.parse_args()
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
-    queries = pq.read_table(cross_collection_queries(data))
-    db_ids = database["image_id"].to_pylist()
-    relevant = [{b} for b in queries["relevant"].to_pylist()]
-    print(f"{len(queries):,} iconify queries against {len(database):,} simple-icons logos, exact search, "
-          f"top {DEPTH}", flush=True)
+    queries = pq.read_table(cross_collection_queries(data, collections=args.collections))
+    judge = Judge(database["image_id"].to_pylist(), [{b} for b in queries["relevant"].to_pylist()])
+    counts = {c: queries["collection"].to_pylist().count(c) for c in args.collections}
+    print(f"{len(queries):,} queries ({', '.join(f'{n} {c}' for c, n in counts.items())}) against "
+          f"{len(database):,} simple-icons logos, exact search, top {DEPTH}", flush=True)
     rows = []
     for recipe in args.recipes:
-        pooling, size, *scales = recipe.split(":")
-        spec = ModelSpec(pooling=pooling, image_size=int(size),
-                         scales=tuple(float(s) for s in scales[0].split(",")) if scales else (1.0,))
         t0 = time.perf_counter()
+        spec = spec_of(recipe)
         x = embed_all(spec, database["uri"].to_pylist())
         q = embed_all(spec, queries["uri"].to_pylist())
-        flat = faiss.IndexFlatIP(x.shape[1])
-        flat.add(x)
-        _, nb = flat.search(q, DEPTH)
-        m = summary(judge_queries([[db_ids[i] for i in row] for row in nb], relevant))
-        rows.append((recipe, m))
+        took = time.perf_counter() - t0
+        for name, m in ((recipe, judge(x, q)), (f"{recipe}+pcaw{WHITEN_DIM}", judge.whitened(x, q, WHITEN_DIM))):
+            rows.append((name, m))
+            print(line(name, m, f"  ({took:.0f}s embedding)" if name == recipe else ""), flush=True)
         if recipe == args.recipes[0]:
-            whitened = [(f"{recipe}+pcaw{d}", _whitened(x, q, d, db_ids, relevant)) for d in args.whiten_dims]
-        print(f"{recipe:21s} P@1 {m['precision@1']:.3f}  R@10 {m['recall@10']:.3f}  mAP {m['map']:.3f}  "
-              f"nDCG@10 {m['ndcg@10']:.3f}  ({time.perf_counter() - t0:.0f}s)", flush=True)
-    for name, m in whitened:
-        rows.append((name, m))
-        print(f"{name:21s} P@1 {m['precision@1']:.3f}  R@10 {m['recall@10']:.3f}  mAP {m['map']:.3f}  "
-              f"nDCG@10 {m['ndcg@10']:.3f}  (PCA-whitening learned on the database vectors)")
-    base_name, base = rows[0]
-    print(f"\ndifferences from {base_name} (positive = better):")
-    for recipe, m in rows[1:]:
-        print(f"{recipe:21s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in
-                                          ("precision@1", "recall@10", "map", "ndcg@10")))
+            for dim in args.whiten_dims:
+                rows.append((f"{recipe}+pcaw{dim}", judge.whitened(x, q, dim)))
+                print(line(*rows[-1]), flush=True)
+    base_name, base = next((r for r in rows if r[0] == args.base), rows[0])
+    print(f"\ndifferences from {base_name} (positive = better); P@1 paired per query: queries only this recipe "
+          "gets right at rank 1 / only the base does, and the exact two-sided sign-test p-value:")
+    for name, m in rows:
+        if name == base_name:
+            continue
+        wins, losses = int((m["hit@1"] & ~base["hit@1"]).sum()), int((~m["hit@1"] & base["hit@1"]).sum())
+        print(f"{name:30s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in SHOWN)
+              + f"  (+{wins}/-{losses}, p={sign_test(wins, losses):.3f})")
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial test of wins vs losses at p = 1/2 (McNemar's exact test on discordant pairs)."""
+    from math import comb
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
     return 0
 
 

@@ -28,7 +28,7 @@ def test_engine_vectors_match_a_direct_forward_pass(model, image_set):
             assert isinstance(r, Embedded), (image_id, r)
             data = (root / image_id).read_bytes()
             assert r.content_sha256 == hashlib.sha256(data).hexdigest()
-            x = to_tensor(decode(data, 224).image, model.preprocessing)[None]
+            x = to_tensor(decode(data, model.preprocessing.image_size).image, model.preprocessing)[None]
             with torch.inference_mode():
                 direct = model.module(x.contiguous(memory_format=torch.channels_last))[0].numpy()
             np.testing.assert_allclose(r.vector, direct, atol=2e-5)

@@ -109,7 +109,7 @@ def test_fingerprint_changes_with_anything_that_changes_the_vectors(model):
 
 
 def test_multi_scale_sums_the_unit_descriptors_of_each_scale(model):
-    """scales=(1, 0.5): the photo's descriptor at 224 px plus its descriptor at 112 px, each L2-normalised,
+    """scales=(1, 0.5): the descriptor at the model's input size plus the one at half of it, each L2-normalised,
     normalised again; recorded in the fingerprint (single-scale fingerprints do not name scales at all, so
     stores made before multi-scale keep their ids)."""
     multi = load_model(ModelSpec(scales=[1, 0.5]))  # as a manifest records it: a JSON list

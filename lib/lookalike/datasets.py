@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,8 @@ from PIL import Image
 
 SIMPLE_ICONS = ("simple-icons", "16.37.0")  # CC0 brand logos, ~3,500 SVGs
 ICONIFY_LOGOS = ("@iconify-json/logos", "1.2.19")  # Gil Barbara's "logos" set (CC0), full-colour, ~2,300
+DEVICON = ("devicon", "2.17.0")  # developer-tool icons (MIT), ~580, drawn by another set of hands again
+COLLECTIONS = ("iconify", "devicon")
 
 
 class DatasetError(RuntimeError):
@@ -46,10 +49,12 @@ def fetch_npm_package(name: str, version: str, dest: Path) -> Path:
 
 
 def render_svg(svg: str, size: int, colour: str | None = None, margin: float = 0.12) -> Image.Image:
-    """An SVG drawn in colour, centred on a white square with a margin, as RGB."""
+    """An SVG drawn in colour (where its root element sets no fill of its own), centred on a white square with a
+    margin, as RGB."""
     import resvg_py
-    if colour:
-        svg = svg.replace("<svg ", f'<svg fill="#{colour}" ', 1)
+    root = re.search(r"<svg\b[^>]*>", svg)
+    if colour and root and not re.search(r"\sfill=", root.group(0)):
+        svg = svg[: root.start()] + f'<svg fill="#{colour}"' + svg[root.start() + 4:]
     inner = max(8, round(size * (1 - 2 * margin)))
     png = resvg_py.svg_to_bytes(svg_string=svg, width=inner, height=inner)
     logo = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
@@ -105,17 +110,38 @@ def brand_key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection[str] | None = None) -> Path:
-    """The same brands drawn by another collection: every @iconify-json/logos icon whose brand is a
-    simple-icons slug (the `-icon` glyph variant preferred over the wordmark), rasterised in its own colours.
+def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection[str] | None = None,
+                             collections: Sequence[str] = COLLECTIONS) -> Path:
+    """The same brands drawn by other collections — @iconify-json/logos (`iconify`) and devicon — matched to
+    simple-icons slugs by name, rasterised in their own colours.
 
-    Writes and returns a query table for `lookalike evaluate --queries`: image_id, uri and `relevant`, the
-    simple-icons slug (= image_id in a simple-icons catalogue) that is the query's one relevant answer.
-    `within` keeps only the brands of a given catalogue (e.g. the demo's 1,000-logo subset)."""
+    Writes and returns a query table for `lookalike evaluate --queries`: image_id (`<collection>/<icon>`), uri,
+    `relevant`, the simple-icons slug (= image_id in a simple-icons catalogue) that is the query's one
+    relevant answer, and `collection`. `within` keeps only the brands of a given catalogue (e.g. the demo's
+    1,000-logo subset)."""
     simple = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
     slugs = {m["slug"] for m in json.loads((simple / "data" / "simple-icons.json").read_text())}
     if within is not None:
         slugs &= set(within)
+    makers = {"iconify": _iconify_queries, "devicon": _devicon_queries}
+    unknown = set(collections) - set(makers)
+    if unknown:
+        raise DatasetError(f"unknown collection(s) {sorted(unknown)}: choose from {sorted(makers)}")
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "relevant": [], "collection": []}
+    for collection in collections:
+        for image_id, path, slug in makers[collection](data_dir, slugs, size):
+            rows["image_id"].append(image_id)
+            rows["uri"].append(str(path.resolve()))
+            rows["relevant"].append(slug)
+            rows["collection"].append(collection)
+    table_path = data_dir / f"cross-collection-queries-{'+'.join(collections)}-{len(rows['image_id'])}.parquet"
+    pq.write_table(pa.table(rows), table_path)
+    return table_path
+
+
+def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:
+    """Every @iconify-json/logos icon whose brand is a slug, the `-icon` glyph variant preferred over the
+    wordmark."""
     package = fetch_npm_package(*ICONIFY_LOGOS, data_dir / "npm")
     collection = json.loads((package / "icons.json").read_text())
     chosen: dict[str, str] = {}
@@ -126,21 +152,39 @@ def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection
             chosen[key] = name
     out_dir = data_dir / f"iconify-logos-{size}px"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "relevant": []}
     for slug, name in sorted(chosen.items()):
         icon = collection["icons"][name]
         width = icon.get("width", collection.get("width", 256))
         height = icon.get("height", collection.get("height", 256))
-        path = out_dir / f"{name}.png"
-        if not path.exists():
-            svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-                   f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
-            tmp = path.with_suffix(".tmp")
-            render_svg(svg, size).save(tmp, "PNG")
-            tmp.replace(path)
-        rows["image_id"].append(f"iconify/{name}")
-        rows["uri"].append(str(path.resolve()))
-        rows["relevant"].append(slug)
-    table_path = data_dir / f"iconify-logos-queries-{len(chosen)}.parquet"
-    pq.write_table(pa.table(rows), table_path)
-    return table_path
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+               f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
+        yield f"iconify/{name}", _rendered(out_dir / f"{name}.png", svg, size), slug
+
+
+def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:
+    """Every devicon whose name or alternative name is a slug: its `original` (full-colour) drawing, else
+    `plain` in the icon's colour."""
+    package = fetch_npm_package(*DEVICON, data_dir / "npm")
+    out_dir = data_dir / f"devicon-{size}px"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    for icon in sorted(json.loads((package / "devicon.json").read_text()), key=lambda i: i["name"]):
+        slug = next((brand_key(n) for n in [icon["name"], *icon.get("altnames", [])]
+                     if brand_key(n) in slugs and brand_key(n) not in taken), None)
+        svgs = icon.get("versions", {}).get("svg", [])
+        variant = "original" if "original" in svgs else "plain" if "plain" in svgs else None
+        source = package / "icons" / icon["name"] / f"{icon['name']}-{variant}.svg"
+        if slug is None or variant is None or not source.exists():
+            continue
+        taken.add(slug)
+        colour = icon.get("color", "").lstrip("#") if variant == "plain" else None
+        path = _rendered(out_dir / f"{icon['name']}.png", source.read_text(), size, colour or None)
+        yield f"devicon/{icon['name']}", path, slug
+
+
+def _rendered(path: Path, svg: str, size: int, colour: str | None = None) -> Path:
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        render_svg(svg, size, colour).save(tmp, "PNG")
+        tmp.replace(path)
+    return path

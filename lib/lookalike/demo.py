@@ -48,9 +48,9 @@ def main() -> int:
     print("3/4 starting a query worker on the published index and searching it with altered logos ...", flush=True)
     query_worker(store, ROOT / "data")
     report_dir = ROOT / "demo-report"
-    print("4/4 evaluating the index: the same brands as drawn by @iconify-json/logos are the queries, each one's "
-          f"simple-icons logo its one relevant answer, every other logo a distractor → {report_dir}/ ...",
-          flush=True)
+    print("4/4 evaluating the index: the same brands as drawn by @iconify-json/logos and devicon are the "
+          "queries, each one's simple-icons logo its one relevant answer, every other logo a distractor → "
+          f"{report_dir}/ ...", flush=True)
     evaluation(store, table, ROOT / "data", report_dir)
     print(f"demo finished in {time.perf_counter() - started:.0f}s; run it again: the next night finds nothing "
           "changed and leaves LATEST as it is.\nBrowse it: .venv/bin/lookalike serve --store demo-store --name "
