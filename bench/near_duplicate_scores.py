@@ -28,19 +28,16 @@ from PIL import Image  # noqa: E402
 
 from lookalike.datasets import simple_icons_catalogue  # noqa: E402
 from lookalike.embed_task import cached_model  # noqa: E402
-from lookalike.engine import Embedded, EmbeddingEngine  # noqa: E402
+from lookalike.engine import EmbeddingEngine  # noqa: E402
 from lookalike.models import ModelSpec  # noqa: E402
 from lookalike.whitening import learn  # noqa: E402
 
 
 def embed(uris: list[str]) -> np.ndarray:
-    engine = EmbeddingEngine(cached_model(ModelSpec(), "cpu"), batch_size=32, io_threads=2)
-    out = np.zeros((len(uris), engine.model.dim), np.float32)
-    for r in engine.run(uris):
-        if not isinstance(r, Embedded):
-            raise RuntimeError(f"{uris[r.index]} could not be embedded: {r}")
-        out[r.index] = r.vector
-    return out
+    vectors, failed = EmbeddingEngine(cached_model(ModelSpec(), "cpu"), batch_size=32, io_threads=2).embed_all(uris)
+    if failed:
+        raise RuntimeError(f"{len(failed)} image(s) could not be embedded, e.g. {next(iter(failed.values()))}")
+    return vectors
 
 
 def near_copy(src: str, dest: Path, size: int, quality: int) -> str:

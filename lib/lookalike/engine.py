@@ -148,6 +148,19 @@ class EmbeddingEngine:
                 yield from self._emit(self._forward(batch), on_result)
         stats.wall_s = time.perf_counter() - start
 
+    def embed_all(self, uris: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
+        """The uris' vectors as one matrix, for callers that want no shards (evaluation, benches): rows in input
+        order for the uris that could be used, and for each that could not, its index and the reason."""
+        vectors: dict[int, np.ndarray] = {}
+        failed: dict[int, str] = {}
+        for r in self.run(uris):
+            if isinstance(r, Embedded):
+                vectors[r.index] = r.vector
+            else:
+                failed[r.index] = f"{r.kind}: {r.message}"
+        rows = [vectors[i] for i in sorted(vectors)]
+        return (np.stack(rows) if rows else np.zeros((0, self.model.dim), np.float32)), failed
+
     def _emit(self, results: list[Result], on_result) -> Iterator[Result]:
         for r in results:
             if isinstance(r, Embedded):

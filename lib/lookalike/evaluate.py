@@ -22,12 +22,13 @@ from typing import Any
 import faiss
 import numpy as np
 import pyarrow as pa
+import torch
 
 from lookalike.catalogue import load_catalogue
 from lookalike.config import ConfigError
 from lookalike.decode import ImageError, decode
 from lookalike.embeddings import EmbeddingsVersion, open_spec, open_version, read_vectors
-from lookalike.engine import DEFAULT_MAX_BYTES, Embedded, EmbeddingEngine, read_image_bytes
+from lookalike.engine import DEFAULT_MAX_BYTES, EmbeddingEngine, read_image_bytes
 from lookalike.metrics import (
     DEFAULT_KS,
     Judged,
@@ -220,20 +221,15 @@ def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVers
     if model.fingerprint_id != version.layout.fingerprint_id:
         raise ConfigError(f"the recorded model now makes {model.fingerprint_id}, the catalogue holds "
                           f"{version.layout.fingerprint_id} (its weights changed?): evaluate with the same weights")
-    engine = EmbeddingEngine(model, storage_options=store.options)
-    vectors, failed = {}, {}
-    for result in engine.run(uris):
-        if isinstance(result, Embedded):
-            vectors[result.index] = result.vector
-        else:
-            failed[result.index] = f"{result.kind}: {result.message}"
+    engine = EmbeddingEngine(model, device=torch.device(config.device), storage_options=store.options)
+    vectors, failed = engine.embed_all(uris)
     if failed:
         log.warning("%d query image(s) could not be embedded and are left out: %s", len(failed),
                     [uris[i] for i in sorted(failed)][:5])
-    if not vectors:
+    if not len(vectors):
         example = next(iter(failed.values()))
         raise ConfigError(f"none of the {len(uris)} query images could be embedded (e.g. {example})")
-    return np.stack([vectors[i] for i in sorted(vectors)]).astype(np.float32), failed
+    return vectors, failed
 
 
 def _index_neighbours(store: Store, name: str, database: pa.Table, queries: np.ndarray, depth: int,
