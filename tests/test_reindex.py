@@ -230,16 +230,16 @@ def test_help_of_submit_script_lists_the_jobs():
 
 
 def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark, tmp_path, capsys):
-    """--whiten 32 needs 48 images: night 1 (40) indexes unwhitened vectors and says it waits; night 2 (50)
-    learns the whitening from the night's unwhitened embeddings, embeds everything once more under it and
-    indexes 32-d vectors that query workers search by image; night 3 embeds only its one change, whitened."""
+    """--whiten 32 needs 48 listed images: night 1 (42) indexes unwhitened vectors and says it waits; night 2
+    (52) embeds a random sample of 48 unwhitened, learns the whitening from it, embeds the catalogue under it
+    and indexes 32-d vectors that query workers search by image; night 3 embeds only its one change, whitened."""
     store = Store(str(tmp_path / "store"))
     folder = write_catalogue(tmp_path / "catalogue")
-    args = reindex_args(str(folder), store.url, {}, "--whiten", "32")
+    args = reindex_args(str(folder), store.url, {}, "--whiten", "32", "--whiten-sample", "20")
 
     rc, first = run_cli(args, capsys)
     assert rc == 0, first
-    assert first["whitening"] == {"status": "waiting", "dim": 32, "images": 40, "needed": 48}
+    assert first["whitening"] == {"status": "waiting", "dim": 32, "images": 42, "needed": 48}
     raw_fingerprint = first["embeddings"].split("/")[0]
     assert publish.open_version(store, NAME, first["latest"]["after"])["dim"] == 1280
 
@@ -249,6 +249,9 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     w = second["whitening"]
     assert w["status"] == "learned" and w["dim"] == 32 and w["learned_from"] == (
         f"embeddings/{raw_fingerprint}/{second['run_id']}")
+    # The sample (48 = max(needed, --whiten-sample 20) of 52 rows, the broken files possibly among them).
+    sample = store.read_json(f"embeddings/{raw_fingerprint}/{second['run_id']}/_MANIFEST.json")["counts"]
+    assert sample["images"] == 48 and 46 <= sample["rows"] == w["learned_from_images"] <= 48
     assert w["uri"].startswith(store.child_url(f"whitening/{raw_fingerprint}-32d-"))
     whitened_fingerprint = second["embeddings"].split("/")[0]
     assert whitened_fingerprint != raw_fingerprint

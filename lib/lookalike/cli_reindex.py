@@ -14,7 +14,7 @@ from lookalike.cli import (
     parse_bytes,
 )
 from lookalike.reindex import DEFAULT_WHITEN_DIM
-from lookalike.reindex_whitening import MIN_IMAGES_PER_DIM
+from lookalike.reindex_whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
 
 
 def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -36,6 +36,8 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                         "gives one instead")
     p.add_argument("--no-whiten", dest="whiten", action="store_const", const=None,
                    help="index unwhitened vectors")
+    p.add_argument("--whiten-sample", type=int, default=SAMPLE_IMAGES, metavar="IMAGES",
+                   help=f"images embedded unwhitened to learn the whitening from (default {SAMPLE_IMAGES:,})")
     embed = p.add_argument_group("embedding")
     embed.add_argument("--images-per-task", type=int, default=500)
     embed.add_argument("--batch-size", type=int, default=32)
@@ -59,7 +61,8 @@ def reindex_config(args: argparse.Namespace):
     args.incremental = not args.retrain
     keep, args.keep = args.keep, None
     return ReindexConfig(embed=embed_config(args), index=build_index_config(args), keep=keep,
-                         lease_ttl_s=args.lease_ttl, fresh=args.fresh, whiten=args.whiten)
+                         lease_ttl_s=args.lease_ttl, fresh=args.fresh, whiten=args.whiten,
+                         whiten_sample=args.whiten_sample)
 
 
 def run_reindex(args: argparse.Namespace) -> str:

@@ -36,6 +36,7 @@ class ReindexConfig:
     lease_ttl_s: float = 900.0           # a crashed run's lease blocks the next run at most this long
     fresh: bool = False                  # never resume the unfinished run a crashed or failed run left
     whiten: int | None = DEFAULT_WHITEN_DIM  # PCA-whitening to this many dimensions, learned once; None: off
+    whiten_sample: int = reindex_whitening.SAMPLE_IMAGES  # images embedded unwhitened to learn it from
 
     def __post_init__(self):
         if (self.embed.store, self.embed.storage_options) != (self.index.store, self.index.storage_options):
@@ -46,6 +47,8 @@ class ReindexConfig:
             raise ConfigError("--keep must be >= 1")
         if self.whiten is not None and self.whiten < 1:
             raise ConfigError(f"--whiten must be >= 1 dimension (or off), got {self.whiten}")
+        if self.whiten_sample < 1:
+            raise ConfigError(f"--whiten-sample must be >= 1, got {self.whiten_sample}")
 
     @property
     def name(self) -> str:
@@ -94,8 +97,9 @@ def run(config: ReindexConfig) -> dict[str, Any]:
             lease.renew(run_id)  # the lease names the run it protects, for whoever takes it over after a crash
         lease.start_heartbeat()
         stage_started = time.perf_counter()
-        whitening = reindex_whitening.plan(store, config.name, config.embed, config.whiten,
-                                           lambda embed_config: _embed(embed_config, run_id))
+        whitening = reindex_whitening.plan(store, config.name, run_id, config.embed, config.whiten,
+                                           lambda embed_config: _embed(embed_config, run_id),
+                                           config.whiten_sample)
         report["whitening"] = whitening.report
         embedded = whitening.embedded or _embed(whitening.embed, run_id)
         report["timings"]["embed_s"] = round(time.perf_counter() - stage_started, 3)
@@ -244,8 +248,8 @@ def summarise(r: dict[str, Any]) -> str:
         lines.append(f"  whitening to {w['dim']} d waits for {w['needed']:,} images (the catalogue has "
                      f"{w['images']:,}): unwhitened vectors indexed")
     elif w.get("status") == "learned":
-        lines.append(f"  whitening to {w['dim']} d learned from {w['learned_from']} (this run embedded the "
-                     f"catalogue twice; later runs reuse it): {w['uri']}")
+        lines.append(f"  whitening to {w['dim']} d learned from {w['learned_from_images']:,} images "
+                     f"({w['learned_from']}; later runs reuse it): {w['uri']}")
     elif w.get("uri"):
         lines.append(f"  whitening: {w['uri']}")
     if "index" in r:
