@@ -1,0 +1,58 @@
+"""What an input size or multi-scale recipe costs in forward passes, side by side in one run: EfficientNet-Lite0
+forward-only img/s on batches of 32 through the engine's own forward (channels-last, the engine's allocator
+setting), recipes interleaved round by round, and each recipe's cost as a multiple of the first's.
+
+  python bench/forward_cost.py                                   # 224 px, 320 px, 224 px at 3 scales
+  python bench/forward_cost.py --recipes 224 288 320 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+from lookalike.engine import EmbeddingEngine  # noqa: E402
+from lookalike.models import ModelSpec, load_model  # noqa: E402
+
+
+def spec_of(recipe: str) -> ModelSpec:
+    """'320' or '224:1.414,1,0.707' (size, then scales)."""
+    size, _, scales = recipe.partition(":")
+    return ModelSpec(image_size=int(size), scales=tuple(float(s) for s in scales.split(",")) if scales else (1.0,))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", default=["224", "320", "224:1.414,1,0.707"])
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--batches", type=int, default=3, help="timed batches of 32 per recipe and round")
+    args = p.parse_args()
+    engines = {r: EmbeddingEngine(load_model(spec_of(r))) for r in args.recipes}
+    rates: dict[str, list[float]] = {r: [] for r in args.recipes}
+    print(f"forward only, batch 32, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds", flush=True)
+    for _ in range(args.rounds):
+        for recipe, engine in engines.items():
+            size = engine.model.preprocessing.image_size
+            batch = torch.randint(0, 256, (32, 3, size, size), dtype=torch.uint8)
+            engine.forward(batch[:8])  # warm-up: allocator, kernels
+            start = time.perf_counter()
+            for _ in range(args.batches):
+                engine.forward(batch)
+            rates[recipe].append(32 * args.batches / (time.perf_counter() - start))
+    base = statistics.median(rates[args.recipes[0]])
+    for recipe, r in rates.items():
+        median = statistics.median(r)
+        print(f"{recipe:22s} {median:7.1f} img/s (rounds: {', '.join(f'{x:.0f}' for x in r)})  "
+              f"cost {base / median:.2f}× of {args.recipes[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
