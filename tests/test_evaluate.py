@@ -137,3 +137,33 @@ def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_pa
     assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "strangers.csv"),
                  "--report", str(tmp_path / "r4")]) == 2
     assert "must name catalogue image ids" in capsys.readouterr().err
+
+
+def test_evaluate_embeds_a_labelled_images_table_first_and_reuses_it(tmp_path, model, capsys):
+    root = tmp_path / "images"
+    root.mkdir()
+    rows = ["image_id,uri,label"]
+    for name in ("rocket", "coffee", "chelsea", "coins", "brick"):
+        img = imagefactory.photo(name, 256)
+        w, h = img.size
+        copies = {f"{name}.jpg": imagefactory.jpeg_bytes(img),
+                  f"{name}-half.jpg": imagefactory.jpeg_bytes(img.resize((w // 2, h // 2)), quality=50)}
+        for file, data in copies.items():
+            (root / file).write_bytes(data)
+            rows.append(f"{file},{root / file},{name if name in ('rocket', 'coffee', 'chelsea') else ''}")
+    (tmp_path / "labelled.csv").write_text("\n".join(rows) + "\n")
+    store = Store(str(tmp_path / "store"))
+    args = ["evaluate", "--store", store.url, "--images", str(tmp_path / "labelled.csv"), "--master", "in-process",
+            "--json"]
+    assert main([*args, "--report", str(tmp_path / "r1")]) == 0
+    first = json.loads(capsys.readouterr().out)["exact"]
+    assert first["queries"] == 6 and first["precision@1"] == 1.0 and first["r_precision"] == 1.0
+    (fingerprint,) = [k.rsplit("/", 1)[-1] for k in store.list("embeddings")]
+    run_1 = store.read_text(f"embeddings/{fingerprint}/LATEST").strip()
+    assert main([*args, "--report", str(tmp_path / "r2")]) == 0
+    assert json.loads(capsys.readouterr().out)["exact"] == first
+    run_2 = store.read_text(f"embeddings/{fingerprint}/LATEST").strip()
+    counts = store.read_json(f"embeddings/{fingerprint}/{run_2}/_MANIFEST.json")["counts"]
+    assert run_2 != run_1 and counts["new"] == 0 and counts["carried"] == 10  # reused, nothing embedded again
+    assert main([*args, "--embeddings", fingerprint, "--report", str(tmp_path / "r3")]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli import add_store_args, key_values
+from lookalike.cli import add_master_arg, add_model_args, add_store_args, key_values, model_spec
 
 
 def evaluate_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
     p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN]",
                    help="the catalogue's embeddings version (default: the one --index was built from)")
+    p.add_argument("--images", default=None, metavar="URL_OR_TABLE",
+                   help="embed this images table first (incremental: what is embedded is reused), with the "
+                        "model options below, and evaluate it")
+    add_model_args(p)
+    add_master_arg(p, submitted=False)
     p.add_argument("--index", default=None, help="also search through this published index (ANN vs exact)")
     p.add_argument("--queries", default=None, metavar="TABLE",
                    help="a query set (.parquet/.csv: image_id, uri, relevant[, junk]; several ids as a list or "
@@ -28,11 +33,17 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> str:
+    from lookalike.config import EmbedConfig
     from lookalike.evaluate import EvaluateConfig, metrics_table, run
-    out = run(EvaluateConfig(store=args.store, embeddings=args.embeddings, report=args.report, index=args.index,
+    options = key_values(args.store_option, "--store-option")
+    images = None if args.images is None else EmbedConfig(
+        images=args.images, store=args.store, model=model_spec(args, options), master=args.master,
+        storage_options=options)
+    out = run(EvaluateConfig(store=args.store, embeddings=args.embeddings, images=images, report=args.report,
+                             index=args.index,
                              queries=args.queries, label_column=args.label_column,
                              relevant_column=args.relevant_column, junk_column=args.junk_column, depth=args.depth,
-                             device=args.device, storage_options=key_values(args.store_option, "--store-option")))
+                             device=args.device, storage_options=options))
     if args.json:
         return json.dumps(out["metrics"], indent=2)
     return "\n".join(metrics_table(out))

@@ -25,7 +25,7 @@ import pyarrow as pa
 import torch
 
 from lookalike.catalogue import load_catalogue
-from lookalike.config import ConfigError
+from lookalike.config import ConfigError, EmbedConfig
 from lookalike.decode import ImageError, decode
 from lookalike.embeddings import EmbeddingsVersion, open_spec, open_version, read_vectors
 from lookalike.engine import DEFAULT_MAX_BYTES, EmbeddingEngine, read_image_bytes
@@ -52,6 +52,7 @@ class EvaluateConfig:
     store: str
     report: str                           # local folder for the report
     embeddings: str | None = None         # FINGERPRINT[/RUN]; None: the version `index` was built from
+    images: EmbedConfig | None = None     # embed this images table first (incremental) and evaluate that
     index: str | None = None              # also search through this published index (its LATEST)
     queries: str | None = None            # query set table (image_id, uri, relevant[, junk]); None: leave-one-out
     label_column: str = "label"
@@ -124,6 +125,12 @@ def metrics_table(out: dict) -> list[str]:
 
 
 def _database_version(store: Store, config: EvaluateConfig) -> EmbeddingsVersion:
+    if config.images is not None:
+        if config.embeddings:
+            raise ConfigError("give --images (embed, then evaluate) or --embeddings (evaluate a version), not both")
+        from lookalike import embed
+        manifest = embed.run(config.images)
+        return open_version(store, manifest["fingerprint_id"], manifest["run_id"])
     if config.embeddings:
         return open_spec(store, config.embeddings)
     if not config.index:
