@@ -1,6 +1,6 @@
 """Brand names from different logo collections meet on one key (the quality bench's matching)."""
 
-from lookalike.datasets import brand_key, render_svg
+from lookalike.datasets import brand_key, drawing_colour, render_svg
 
 
 def test_brand_key_matches_collections_naming_styles():
@@ -17,3 +17,9 @@ def test_render_svg_colours_only_drawings_without_a_fill_of_their_own():
     assert plain.getpixel((32, 32)) == (255, 0, 0)   # simple-icons style: the brand colour is applied
     assert own.getpixel((32, 32)) == (0, 0, 255)     # devicon 'plain' style: its own fill is kept
     assert plain.getpixel((2, 2)) == (255, 255, 255)  # centred on white with a margin
+
+
+def test_near_white_brand_colours_are_drawn_black():
+    assert drawing_colour("FFFFFF") == drawing_colour("E8E8E8") == "000000"   # Sony, Apache Cordova
+    assert drawing_colour("FFFF66") == "FFFF66" and drawing_colour("3776AB") == "3776AB"  # yellow stays
+    assert drawing_colour(None) is None

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -81,11 +82,7 @@ def simple_icons_catalogue(data_dir: Path, limit: int | None = 1000, size: int =
     rows = {"image_id": [], "uri": [], "title": [], "brand_hex": []}
     for m in icons:
         path = out_dir / f"{m['slug']}.png"
-        if not path.exists():
-            svg = (package / "icons" / f"{m['slug']}.svg").read_text()
-            tmp = path.with_suffix(".tmp")
-            render_svg(svg, size, m.get("hex")).save(tmp, "PNG")
-            tmp.replace(path)
+        _rendered(path, (package / "icons" / f"{m['slug']}.svg").read_text(), size, drawing_colour(m.get("hex")))
         rows["image_id"].append(m["slug"])
         rows["uri"].append(str(path.resolve()))
         rows["title"].append(m["title"])
@@ -93,6 +90,14 @@ def simple_icons_catalogue(data_dir: Path, limit: int | None = 1000, size: int =
     table_path = data_dir / f"simple-icons-{len(icons)}.parquet"
     pq.write_table(pa.table(rows), table_path)
     return table_path
+
+
+def drawing_colour(brand_hex: str | None) -> str | None:
+    """The brand colour, except near-white and light-grey ones (Sony, Unity, ...: 27 in simple-icons 16.37),
+    which would vanish on the white canvas: those are drawn black, as simple-icons' own site inverts them."""
+    if brand_hex and min(int(brand_hex[i:i + 2], 16) for i in (0, 2, 4)) > 200:
+        return "000000"
+    return brand_hex
 
 
 def logo_variant(data_dir: Path, slug: str, colour: str = "1D2330", size: int = 200, margin: float = 0.3) -> Path:
@@ -158,7 +163,9 @@ def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tup
         height = icon.get("height", collection.get("height", 256))
         svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
                f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
-        yield f"iconify/{name}", _rendered(out_dir / f"{name}.png", svg, size), slug
+        path = _rendered(out_dir / f"{name}.png", svg, size)
+        if _visible(path):
+            yield f"iconify/{name}", path, slug
 
 
 def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:
@@ -179,7 +186,8 @@ def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tup
         taken.add(slug)
         colour = icon.get("color", "").lstrip("#") if variant == "plain" else None
         path = _rendered(out_dir / f"{icon['name']}.png", source.read_text(), size, colour or None)
-        yield f"devicon/{icon['name']}", path, slug
+        if _visible(path):
+            yield f"devicon/{icon['name']}", path, slug
 
 
 def _rendered(path: Path, svg: str, size: int, colour: str | None = None) -> Path:
@@ -188,3 +196,10 @@ def _rendered(path: Path, svg: str, size: int, colour: str | None = None) -> Pat
         render_svg(svg, size, colour).save(tmp, "PNG")
         tmp.replace(path)
     return path
+
+
+def _visible(path: Path) -> bool:
+    """False for a drawing resvg renders (almost) blank, e.g. white shapes meant for a dark background: such a
+    query could match nothing."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    return float((np.abs(pixels - 255).max(axis=2) > 30).mean()) >= 0.005

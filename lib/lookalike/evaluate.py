@@ -303,17 +303,18 @@ def _pr_curve(report: str, judged: dict[str, Judged], leave_one_out: bool) -> No
 
 def _grids(report: str, store: Store, protocol: Protocol, database: pa.Table, query_rows: np.ndarray,
            scores: np.ndarray, neighbours: np.ndarray) -> list[str]:
-    """One query of each of the first few groups and its top hits: green border = relevant, red = not."""
+    """One query of each of a few groups spread over the query set, and its top hits: green border = relevant,
+    red = not."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    queries, seen = [], set()
+    firsts, seen = [], set()
     for q in query_rows:
         if protocol.groups[q] not in seen:
             seen.add(protocol.groups[q])
-            queries.append(int(q))
-        if len(queries) == GRID_QUERIES:
-            break
+            firsts.append(int(q))
+    picks = np.unique(np.linspace(0, len(firsts) - 1, min(GRID_QUERIES, len(firsts))).round().astype(int))
+    queries = [firsts[i] for i in picks]
     uris = database["uri"].to_pylist()
     fig, axes = plt.subplots(max(1, len(queries)), GRID_HITS + 1, figsize=(1.6 * (GRID_HITS + 1),
                                                                            1.8 * max(1, len(queries))), dpi=100,
