@@ -13,7 +13,7 @@ rounds needed.
 
   python bench/quality.py
   python bench/quality.py --recipes gem:224 avg:224 gem:224:1.414,1,0.707 --collections iconify
-  python bench/quality.py --recipes gem:224 gem:320 --whiten-dims --base gem:224+pcaw512
+  python bench/quality.py --recipes gem:224 gem:320 --whiten-dims --whiten-samples --base gem:224+pcaw512
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from lookalike.metrics import judge_queries, summary  # noqa: E402
 from lookalike.models import ModelSpec  # noqa: E402
 from lookalike.whitening import learn  # noqa: E402
 
-RECIPES = ("gem:224", "avg:224", "max:224", "rmac:224", "gem:320", "gem:224:1,0.707", "gem:224:1.414,1,0.707")
+# The default recipe (320 px, GeM) first: the whitening sweeps run on it.
+RECIPES = ("gem:320", "gem:224", "avg:224", "max:224", "rmac:224", "gem:224:1,0.707", "gem:224:1.414,1,0.707")
 WHITEN_DIM = 512
 DEPTH = 100
 SHOWN = ("precision@1", "recall@10", "map", "ndcg@10")
@@ -69,9 +70,11 @@ class Judge:
         # Per-query hits at rank 1, for paired comparisons between recipes (every query has its answer).
         return {**summary(judged), "hit@1": judged.relevant[:, 0].copy()}
 
-    def whitened(self, x: np.ndarray, q: np.ndarray, dim: int) -> dict[str, Any]:
-        """PCA-whitening (eigenvalues^-1/2) learned on the database vectors, applied to both sides, then L2."""
-        w = learn(x, dim)
+    def whitened(self, x: np.ndarray, q: np.ndarray, dim: int, sample: int | None = None) -> dict[str, Any]:
+        """PCA-whitening (eigenvalues^-1/2) learned on the database vectors (or a random sample of them, as
+        a young catalogue would have), applied to both sides, then L2."""
+        rows = np.random.default_rng(0).choice(len(x), sample, replace=False) if sample else slice(None)
+        w = learn(x[rows], dim)
         return self(w.apply(x), w.apply(q))
 
 
@@ -86,7 +89,12 @@ def main() -> int:
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="POOLING:SIZE[:SCALES]",
                    help="e.g. gem:224 or, multi-scale, gem:224:1.414,1,0.707")
     p.add_argument("--collections", nargs="+", default=list(COLLECTIONS), choices=COLLECTIONS)
-    p.add_argument("--base", default=None, help="the row the others are compared with (default: the first)")
+    p.add_argument("--whiten-samples", nargs="*", type=int, default=[600, 768, 1000, 1536, 2500],
+                   help=f"on the first recipe, the {WHITEN_DIM}-d whitening learned from only this many random "
+                        "database vectors (how soon the reindex may learn it)")
+    p.add_argument("--base", nargs="*", default=None,
+                   help="rows the others are compared with, each in turn (default: the first and its whitened "
+                        f"{WHITEN_DIM}-d version)")
     p.add_argument("--whiten-dims", nargs="*", type=int, default=[1280, 256],
                    help=f"other PCA-whitening sizes tried on the first recipe (every recipe gets {WHITEN_DIM})")
     args = p.parse_args()
@@ -111,15 +119,23 @@ def main() -> int:
             for dim in args.whiten_dims:
                 rows.append((f"{recipe}+pcaw{dim}", judge.whitened(x, q, dim)))
                 print(line(*rows[-1]), flush=True)
-    base_name, base = next((r for r in rows if r[0] == args.base), rows[0])
-    print(f"\ndifferences from {base_name} (positive = better); P@1 paired per query: queries only this recipe "
-          "gets right at rank 1 / only the base does, and the exact two-sided sign-test p-value:")
-    for name, m in rows:
-        if name == base_name:
-            continue
-        wins, losses = int((m["hit@1"] & ~base["hit@1"]).sum()), int((~m["hit@1"] & base["hit@1"]).sum())
-        print(f"{name:30s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in SHOWN)
-              + f"  (+{wins}/-{losses}, p={sign_test(wins, losses):.3f})")
+            for sample in args.whiten_samples:
+                rows.append((f"{recipe}+pcaw{WHITEN_DIM}-from{sample}", judge.whitened(x, q, WHITEN_DIM, sample)))
+                print(line(*rows[-1]), flush=True)
+    p1 = rows[0][1]["precision@1"]
+    print(f"\none standard error of P@1: ±{np.sqrt(p1 * (1 - p1) / len(queries)):.3f}")
+    by_name = dict(rows)
+    for base_name in args.base or [rows[0][0], f"{rows[0][0]}+pcaw{WHITEN_DIM}"]:
+        base = by_name[base_name]
+        print(f"\ndifferences from {base_name} (positive = better); P@1 paired per query: queries only this "
+              "recipe gets right at rank 1 / only the base does, and the exact two-sided sign-test p-value:")
+        for name, m in rows:
+            if name == base_name:
+                continue
+            wins, losses = int((m["hit@1"] & ~base["hit@1"]).sum()), int((~m["hit@1"] & base["hit@1"]).sum())
+            print(f"{name:30s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in SHOWN)
+                  + f"  (+{wins}/-{losses}, p={sign_test(wins, losses):.3f})")
+    return 0
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -130,7 +146,6 @@ def sign_test(wins: int, losses: int) -> float:
         return 1.0
     tail = sum(comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
     return min(1.0, 2 * tail)
-    return 0
 
 
 if __name__ == "__main__":
