@@ -183,10 +183,10 @@ def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tup
         source = package / "icons" / icon["name"] / f"{icon['name']}-{variant}.svg"
         if slug is None or variant is None or not source.exists():
             continue
-        taken.add(slug)
         colour = icon.get("color", "").lstrip("#") if variant == "plain" else None
         path = _rendered(out_dir / f"{icon['name']}.png", source.read_text(), size, colour or None)
         if _visible(path):
+            taken.add(slug)
             yield f"devicon/{icon['name']}", path, slug
 
 

@@ -86,7 +86,7 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     database = pa.concat_tables([version.read_part(p, _columns(store, version, config)) for p in version.parts])
     x = np.concatenate([read_vectors(store, p) for p in version.parts])
     protocol = (_query_set(store, config, version, database) if config.queries
-                else _leave_one_out(config, version, database, x))
+                else _leave_one_out(config, database, x))
     depth = int(min(len(x), max(config.depth, protocol.min_depth, max(DEFAULT_KS) + 1)))
 
     flat = faiss.IndexFlatIP(x.shape[1])
@@ -151,8 +151,7 @@ def _columns(store: Store, version: EmbeddingsVersion, config: EvaluateConfig) -
     return ["image_id", "uri", config.label_column]
 
 
-def _leave_one_out(config: EvaluateConfig, version: EmbeddingsVersion, database: pa.Table, x: np.ndarray
-                   ) -> Protocol:
+def _leave_one_out(config: EvaluateConfig, database: pa.Table, x: np.ndarray) -> Protocol:
     labels = [lab if lab not in (None, "") else f"\0unlabelled-{i}"  # distractors: relevant to nothing
               for i, lab in enumerate(database[config.label_column].to_pylist())]
     _, counts = np.unique(labels, return_counts=True)

@@ -32,7 +32,6 @@ MIN_IMAGES_PER_DIM = 1.5
 # Unwhitened images embedded to learn from: 100 per kept dimension, far past where the gain saturates on the
 # quality set (1,000 vectors for 512 d), and a small fraction of a catalogue large enough for it to matter.
 SAMPLE_IMAGES = 50_000
-PREFIX = "whitening"
 
 
 @dataclass
@@ -57,6 +56,7 @@ def plan(store: Store, name: str, run_id: str, embed: EmbedConfig, dim: int | No
     if uri:
         return WhiteningPlan(_with(embed, uri), {"status": "in use", "uri": uri, "dim": dim})
     needed = math.ceil(MIN_IMAGES_PER_DIM * dim)
+    # Read here and again by the embed job: only on nights before the whitening exists.
     catalogue = load_catalogue(embed.images, embed.storage_options)
     if catalogue.num_rows < needed:
         log.info("whitening to %d d waits for %d images (the catalogue has %d)", dim, needed, catalogue.num_rows)
@@ -95,7 +95,8 @@ def _with(embed: EmbedConfig, uri: str) -> EmbedConfig:
 def _existing(store: Store, name: str, fingerprint_id: str, dim: int) -> str | None:
     """The whitening LATEST of this index was embedded with, if it is one for this model and dimension (so a
     run never switches whitening behind the index's back); else the only one the store holds for them."""
-    stem = f"{fingerprint_id}-{dim}d-"
+    from lookalike.whitening import PREFIX, key_stem
+    stem = key_stem(fingerprint_id, dim)
     latest = publish.latest_version(store, name)
     if latest is not None:
         used = (publish.open_version(store, name, latest).get("model") or {}).get("whitening_uri")

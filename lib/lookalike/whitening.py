@@ -90,6 +90,14 @@ def sample_vectors(version: EmbeddingsVersion, size: int, seed: int = 0) -> np.n
     return np.concatenate(out) if out else np.zeros((0, version.dim), np.float32)
 
 
+PREFIX = "whitening"  # STORE/whitening/<fingerprint>-<dim>d-<sha12>.npz
+
+
+def key_stem(fingerprint_id: str, dim: int) -> str:
+    """How the whitenings learned for one model and output size start their names (several may exist)."""
+    return f"{fingerprint_id}-{dim}d-"
+
+
 def learn_from_version(store: Store, version: EmbeddingsVersion, dim: int, sample: int = 200_000,
                        seed: int = 0) -> tuple[str, Whitening]:
     """Learn from a version and store the result under whitening/, named by its content; returns its URI."""
@@ -97,7 +105,7 @@ def learn_from_version(store: Store, version: EmbeddingsVersion, dim: int, sampl
         raise WhiteningError(f"{version.layout.prefix} is already whitened: learn from the unwhitened embeddings")
     whitening = learn(sample_vectors(version, sample, seed), dim)
     data = whitening.to_bytes()
-    key = f"whitening/{version.layout.fingerprint_id}-{dim}d-{hashlib.sha256(data).hexdigest()[:12]}.npz"
+    key = f"{PREFIX}/{key_stem(version.layout.fingerprint_id, dim)}{hashlib.sha256(data).hexdigest()[:12]}.npz"
     store.write_bytes(key, data)
     return store.child_url(key), whitening
 
