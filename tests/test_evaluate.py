@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lookalike import embed, index_build
+from lookalike import embed, index_build, publish
 from lookalike.cli import main
 from lookalike.config import IN_PROCESS, EmbedConfig
 from lookalike.index_build import BuildIndexConfig
@@ -119,6 +119,7 @@ def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_pa
     assert float(per_label["not-in-catalogue.jpg"]["map@r"]) == 0.0
     page = (report / "index.html").read_text()
     assert "Query set:" in page and "q-broken" in page and (report / "grids.png").stat().st_size > 1000
+    assert f"Index search: photos version {publish.latest_version(Store(store), 'photos')}, Flat" in page
 
     # Without the junk column coffee.jpg (closer to the crop than the half-size copy) takes rank 1 and the
     # relevant coffee-small.jpg comes second: junk is what made q-coffee a hit at 1.

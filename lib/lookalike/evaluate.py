@@ -82,7 +82,9 @@ class Protocol:
 
 def run(config: EvaluateConfig) -> dict[str, Any]:
     store = Store(config.store, config.storage_options)
-    version = _database_version(store, config)
+    # One index version for the whole evaluation, even if LATEST moves meanwhile.
+    index = _open_index(store, config.index) if config.index else None
+    version = _database_version(store, config, index)
     database = pa.concat_tables([version.read_part(p, _columns(store, version, config)) for p in version.parts])
     x = np.concatenate([read_vectors(store, p) for p in version.parts])
     protocol = (_query_set(store, config, version, database) if config.queries
@@ -92,8 +94,8 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     flat = faiss.IndexFlatIP(x.shape[1])
     flat.add(x)
     runs = {"exact": flat.search(protocol.queries, depth)}
-    if config.index:
-        runs["index"] = _index_neighbours(store, config.index, database, protocol.queries, depth,
+    if index:
+        runs["index"] = _index_neighbours(store, index, database, protocol.queries, depth,
                                           version.layout.fingerprint_id)
     judged = {name: protocol.judge(rows) for name, (_, rows) in runs.items()}
     metrics = {name: summary(j) for name, j in judged.items()}
@@ -104,8 +106,8 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
     _write_per_label(config.report, per_label)
     _pr_curve(config.report, judged, protocol.leave_one_out)
     shown = _grids(config.report, store, protocol, database, judged["exact"].rows, *runs["exact"])
-    _html(config.report, version.layout.prefix, protocol, metrics, per_label, shown)
-    return {"embeddings": version.layout.prefix, "index": config.index, "protocol": protocol.description,
+    _html(config.report, version.layout.prefix, index, protocol, metrics, per_label, shown)
+    return {"embeddings": version.layout.prefix, "index": index, "protocol": protocol.description,
             **protocol.extra, "metrics": metrics, "report": os.path.abspath(config.report)}
 
 
@@ -124,7 +126,15 @@ def metrics_table(out: dict) -> list[str]:
     return lines
 
 
-def _database_version(store: Store, config: EvaluateConfig) -> EmbeddingsVersion:
+def _open_index(store: Store, name: str) -> dict[str, Any]:
+    """LATEST of the index: its name, version, factory and default search parameters."""
+    from lookalike.publish import open_version as open_index_version
+    m = open_index_version(store, name, None)
+    return {"name": name, "version": m["version"], "factory": m["factory"], "search": m["default_search"],
+            "fingerprint_id": m["fingerprint_id"], "source_run_id": m["source"]["run_id"]}
+
+
+def _database_version(store: Store, config: EvaluateConfig, index: dict[str, Any] | None) -> EmbeddingsVersion:
     if config.images is not None:
         if config.embeddings:
             raise ConfigError("give --images (embed, then evaluate) or --embeddings (evaluate a version), not both")
@@ -133,11 +143,9 @@ def _database_version(store: Store, config: EvaluateConfig) -> EmbeddingsVersion
         return open_version(store, manifest["fingerprint_id"], manifest["run_id"])
     if config.embeddings:
         return open_spec(store, config.embeddings)
-    if not config.index:
+    if index is None:
         raise ConfigError("give --embeddings FINGERPRINT[/RUN] or --index NAME (its source embeddings are used)")
-    from lookalike.publish import open_version as open_index_version
-    manifest = open_index_version(store, config.index, None)
-    return open_version(store, manifest["fingerprint_id"], manifest["source"]["run_id"])
+    return open_version(store, index["fingerprint_id"], index["source_run_id"])
 
 
 def _columns(store: Store, version: EmbeddingsVersion, config: EvaluateConfig) -> list[str]:
@@ -238,14 +246,14 @@ def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVers
     return vectors, failed
 
 
-def _index_neighbours(store: Store, name: str, database: pa.Table, queries: np.ndarray, depth: int,
+def _index_neighbours(store: Store, index: dict[str, Any], database: pa.Table, queries: np.ndarray, depth: int,
                       fingerprint_id: str) -> tuple[np.ndarray, np.ndarray]:
     from lookalike.index_reader import load_index_version
     from lookalike.search import search
-    v = load_index_version(store, name)
-    if v.manifest["fingerprint_id"] != fingerprint_id:
-        raise ConfigError(f"index {name} holds vectors of {v.manifest['fingerprint_id']}, the embeddings are "
+    if index["fingerprint_id"] != fingerprint_id:
+        raise ConfigError(f"index {index['name']} holds vectors of {index['fingerprint_id']}, the embeddings are "
                           f"{fingerprint_id}: evaluate an index built from these embeddings")
+    v = load_index_version(store, index["name"], index["version"])
     row_of_image = {image_id: row for row, image_id in enumerate(database["image_id"].to_pylist())}
     index_row = np.array([row_of_image.get(i, -1) for i in v.ids["image_id"].to_pylist()], dtype=np.int64)
     scores, ids = search(v.index, queries, depth, v.default_params, v.exact)
@@ -349,8 +357,8 @@ def _thumbnail(store: Store, uri: str) -> np.ndarray:
         return np.full((8, 8, 3), 200, np.uint8)
 
 
-def _html(report: str, source: str, protocol: Protocol, metrics: dict, per_label: list[dict], shown: list[str]
-          ) -> None:
+def _html(report: str, source: str, index: dict[str, Any] | None, protocol: Protocol, metrics: dict,
+          per_label: list[dict], shown: list[str]) -> None:
     names = list(next(iter(metrics.values())))
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = "".join(f"<tr><th>{html.escape(r)}</th>" + "".join(f"<td>{m[n]:.4g}</td>" for n in names) + "</tr>"
@@ -361,10 +369,13 @@ def _html(report: str, source: str, protocol: Protocol, metrics: dict, per_label
     failed_html = "" if not failed else (
         f"<h2>Query images that could not be embedded ({len(failed)}, left out)</h2><ul>"
         + "".join(f"<li>{html.escape(f['image_id'])}: {html.escape(f['reason'])}</li>" for f in failed) + "</ul>")
+    index_html = "" if index is None else (
+        f"<p>Index search: {html.escape(index['name'])} version {html.escape(index['version'])}, "
+        f"{html.escape(index['factory'])}, {html.escape(json.dumps(index['search']))}.</p>")
     page = f"""<!doctype html><meta charset="utf-8"><title>lookalike evaluation</title>
 <style>body{{font:14px system-ui;margin:24px}} table{{border-collapse:collapse}} td,th{{padding:3px 8px;
 border-bottom:1px solid #ddd;text-align:right}}</style>
-<h1>Retrieval quality of {html.escape(source)}</h1>
+<h1>Retrieval quality of {html.escape(source)}</h1>{index_html}
 <p>{html.escape(protocol.description[0].upper() + protocol.description[1:])}.</p>
 <h2>Metrics</h2><table><tr><th></th>{head}</tr>{body}</table>
 <h2>Precision-recall</h2><img src="pr_curve.png" alt="precision-recall curve">
