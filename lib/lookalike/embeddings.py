@@ -110,6 +110,15 @@ class EmbeddingsVersion:
         tables = list(self.iter_tables(columns))
         return pa.concat_tables(tables) if tables else pa.table({})
 
+    def model_spec(self) -> Any:
+        """The ModelSpec the embed run recorded (its weights read with the store's options); None for vectors
+        made outside lookalike. Imports torch only when called: executors reading vectors never do."""
+        recorded = self.manifest.get("config", {}).get("model")
+        if recorded is None:
+            return None
+        from lookalike.models import ModelSpec
+        return ModelSpec.from_recorded(recorded, self.layout.store.options)
+
     def read_errors(self) -> pa.Table:
         tables = [self.layout.store.read_parquet(k) for k in self.error_parts]
         return pa.concat_tables(tables, promote_options="permissive")

@@ -226,12 +226,11 @@ def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVers
     """The query images as vectors with the catalogue's model; images that cannot be used are left out with
     their reason (a bad query must not stop the evaluation)."""
     from lookalike.embed_task import cached_model
-    from lookalike.models import ModelSpec
-    recorded = version.manifest.get("config", {}).get("model")
-    if recorded is None:
+    spec = version.model_spec()
+    if spec is None:
         raise ConfigError(f"embeddings {version.layout.prefix} do not record their model: query images cannot "
                           "be embedded the same way")
-    model = cached_model(ModelSpec.from_recorded(recorded, store.options), config.device)
+    model = cached_model(spec, config.device)
     if model.fingerprint_id != version.layout.fingerprint_id:
         raise ConfigError(f"the recorded model now makes {model.fingerprint_id}, the catalogue holds "
                           f"{version.layout.fingerprint_id} (its weights changed?): evaluate with the same weights")

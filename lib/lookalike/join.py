@@ -151,11 +151,9 @@ def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> 
         raise JoinInputError(f"index {config.index} does not name the model of its vectors: embed the queries "
                              "yourself and give --query-embeddings")
     if spec is None:
-        from lookalike.models import ModelSpec
-        recorded = base["manifest"].get("config", {}).get("model")
-        if recorded is None:
+        spec = open_embeddings(store, base["name"], base["version"]).model_spec()
+        if spec is None:
             raise JoinInputError("the base embeddings do not name their model: give --query-embeddings")
-        spec = ModelSpec.from_recorded(recorded, config.storage_options)
     log.info("embedding the query images with %s before joining", spec.name)
     m = embed.run(EmbedConfig(images=config.query_images, store=config.store, model=spec, master=config.master,
                               storage_options=config.storage_options, spark_conf=config.spark_conf))

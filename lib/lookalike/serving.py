@@ -30,15 +30,13 @@ class ServeError(RuntimeError):
 def model_spec_of(store: Store, manifest: dict[str, Any]) -> ModelSpec | None:
     """The model that made a version's vectors: from its manifest, or (older versions) from the manifest of
     the embeddings it was built from. None when neither says (e.g. vectors made outside lookalike)."""
-    spec = manifest.get("model")
-    if spec is None:
-        from lookalike.embeddings import open_version as open_embeddings
-        try:
-            source = open_embeddings(store, manifest["fingerprint_id"], manifest["source"]["run_id"])
-            spec = source.manifest.get("config", {}).get("model")
-        except (ManifestError, FileNotFoundError, KeyError):
-            spec = None
-    return None if spec is None else ModelSpec.from_recorded(spec, store.options)
+    if manifest.get("model") is not None:
+        return ModelSpec.from_recorded(manifest["model"], store.options)
+    from lookalike.embeddings import open_version as open_embeddings
+    try:
+        return open_embeddings(store, manifest["fingerprint_id"], manifest["source"]["run_id"]).model_spec()
+    except (ManifestError, FileNotFoundError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)
