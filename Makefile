@@ -25,14 +25,16 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m lookalike.demo
+	$(BIN)/python -m lookalike.dev.demo
 
 test: venv browser
 	$(BIN)/ruff check lib jobs tests bench deploy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check lib jobs tests bench deploy
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python bench/embed_throughput.py

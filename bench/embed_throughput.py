@@ -25,17 +25,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from lookalike.catalogue import load_catalogue  # noqa: E402
-from lookalike.decode import decode, to_tensor  # noqa: E402
-from lookalike.engine import EmbeddingEngine, pick_device  # noqa: E402
-from lookalike.models import BACKBONES, ModelSpec, load_model  # noqa: E402
+from lookalike.embed.catalogue import load_catalogue  # noqa: E402
+from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
+from lookalike.image.decode import decode, to_tensor  # noqa: E402
+from lookalike.model.backbones import BACKBONES  # noqa: E402
+from lookalike.model.loading import load_model, pick_device
+from lookalike.model.spec import ModelSpec
 
 
 def image_uris(args) -> list[str]:
     if args.images:
         table = load_catalogue(args.images)
     else:
-        from lookalike.datasets import simple_icons_catalogue
+        from lookalike.dev.datasets import simple_icons_catalogue
         table = load_catalogue(str(simple_icons_catalogue(Path(args.data_dir), limit=None)))
     uris = table["uri"].to_pylist()
     if len(uris) < args.limit:
@@ -85,9 +87,9 @@ def spark_job(spec: ModelSpec, uris: list[str], batch_size: int, io_threads: int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lookalike import embed
-    from lookalike.config import EmbedConfig
-    from lookalike.spark import session
+    from lookalike.core.spark import session
+    from lookalike.embed import job as embed
+    from lookalike.embed.config import EmbedConfig
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session(master, "lookalike-bench").sparkContext.setLogLevel("ERROR")

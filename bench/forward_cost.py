@@ -18,8 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from lookalike.engine import EmbeddingEngine  # noqa: E402
-from lookalike.models import ModelSpec, load_model  # noqa: E402
+from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
+from lookalike.model.loading import load_model
+from lookalike.model.spec import ModelSpec  # noqa: E402
 
 
 def spec_of(recipe: str) -> ModelSpec:

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import faiss  # noqa: E402
 
-from lookalike import index_build  # noqa: E402
-from lookalike.index_build import BuildIndexConfig  # noqa: E402
-from lookalike.index_reader import load_index_version  # noqa: E402
-from lookalike.recall import drop_self, recall_at  # noqa: E402
-from lookalike.storage import Store  # noqa: E402
-from lookalike.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.core.store import Store  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.index import build as index_build  # noqa: E402
+from lookalike.index.build import BuildIndexConfig  # noqa: E402
+from lookalike.index.reader import load_index_version  # noqa: E402
+from lookalike.index.recall import drop_self, recall_at  # noqa: E402
 
 AUTOFAISS_VENV = Path(__file__).resolve().parent / ".autofaiss-venv"
 AUTOFAISS_REQUIREMENTS = ["numpy<2", "faiss-cpu==1.8.0", "pyarrow<17", "autofaiss", "packaging"]

@@ -27,14 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import faiss  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from lookalike import index_build, join  # noqa: E402
-from lookalike.config import IN_PROCESS  # noqa: E402
-from lookalike.index_build import BuildIndexConfig  # noqa: E402
-from lookalike.index_reader import load_index_version  # noqa: E402
-from lookalike.join import JoinConfig  # noqa: E402
-from lookalike.search import search  # noqa: E402
-from lookalike.storage import Store  # noqa: E402
-from lookalike.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.batch import join  # noqa: E402
+from lookalike.batch.join import JoinConfig  # noqa: E402
+from lookalike.core.spark import IN_PROCESS  # noqa: E402
+from lookalike.core.store import Store  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig  # noqa: E402
+from lookalike.index.reader import load_index_version  # noqa: E402
+from lookalike.index.search import search  # noqa: E402
 
 K = 10
 
@@ -74,7 +75,7 @@ def main() -> int:
 
     # A nightly or ad-hoc job pays Spark's start-up once (~10 s here) whatever its size: start the session
     # first, so the figure is the join's own throughput. Spark first is also the fair order for the page cache.
-    from lookalike.spark import session
+    from lookalike.core.spark import session
     t0 = time.perf_counter()
     session("local[2]", "lookalike-join")
     startup_s = time.perf_counter() - t0

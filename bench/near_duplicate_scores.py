@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lookalike.datasets import simple_icons_catalogue  # noqa: E402
-from lookalike.embed_task import cached_model  # noqa: E402
-from lookalike.engine import EmbeddingEngine  # noqa: E402
-from lookalike.models import ModelSpec  # noqa: E402
-from lookalike.whitening import learn  # noqa: E402
+from lookalike.dev.datasets import simple_icons_catalogue  # noqa: E402
+from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
+from lookalike.model.loading import cached_model  # noqa: E402
+from lookalike.model.spec import ModelSpec  # noqa: E402
+from lookalike.model.whitening import learn  # noqa: E402
 
 
 def embed(uris: list[str]) -> np.ndarray:

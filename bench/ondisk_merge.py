@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import faiss  # noqa: E402
 
-from lookalike import index_build  # noqa: E402
-from lookalike.index_build import BuildIndexConfig  # noqa: E402
-from lookalike.index_reader import load_index_version  # noqa: E402
-from lookalike.storage import Store  # noqa: E402
-from lookalike.synthetic import clustered_vectors, write_embeddings_parts  # noqa: E402
+from lookalike.core.store import Store  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_parts  # noqa: E402
+from lookalike.index import build as index_build  # noqa: E402
+from lookalike.index.build import BuildIndexConfig  # noqa: E402
+from lookalike.index.reader import load_index_version  # noqa: E402
 
 FINGERPRINT = "synthetic-ondisk"
 
@@ -52,7 +52,7 @@ def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int)
 
 def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) -> float:
     """Brute force over every part (IndexFlatL2, all cores), the vectors read outside the timing."""
-    from lookalike.embeddings import read_vectors
+    from lookalike.embed.versions import read_vectors
     spent = 0.0
     for key in parts:
         flat = faiss.IndexFlatL2(queries.shape[1])
@@ -158,7 +158,7 @@ def main() -> int:
 
 
 def version_parts(store: Store) -> list[str]:
-    from lookalike.embeddings import open_version
+    from lookalike.embed.versions import open_version
     return open_version(store, FINGERPRINT, "bench").parts
 
 

@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 import faiss  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from lookalike.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
-from lookalike.embed_task import cached_model  # noqa: E402
-from lookalike.engine import EmbeddingEngine  # noqa: E402
-from lookalike.metrics import judge_queries, summary  # noqa: E402
-from lookalike.models import ModelSpec  # noqa: E402
-from lookalike.whitening import learn  # noqa: E402
+from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
+from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
+from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
+from lookalike.model.loading import cached_model  # noqa: E402
+from lookalike.model.spec import ModelSpec  # noqa: E402
+from lookalike.model.whitening import learn  # noqa: E402
 
 # The default recipe (320 px, GeM) first: the whitening sweeps run on it.
 RECIPES = ("gem:320", "gem:224", "avg:224", "max:224", "rmac:224", "gem:224:1,0.707", "gem:224:1.414,1,0.707")

@@ -1,7 +1,7 @@
 """Query worker throughput and latency, side by side with in-process search on the same index and queries:
 
   http        `lookalike serve` in its own process, loopback HTTP, N client threads (one connection each)
-  in-process  the same lookalike.query calls from N threads of this process, no HTTP, no JSON
+  in-process  the same lookalike.retrieval.query calls from N threads of this process, no HTTP, no JSON
 
 Two workloads: search by vector (synthetic clustered vectors, an IVF-PQ index chosen by build_index under a
 memory budget, the manifest's operating point with exact re-scoring) and search by image (simple-icons logos
@@ -30,14 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import httpx  # noqa: E402
 
-from lookalike import embed, index_build  # noqa: E402
-from lookalike.config import IN_PROCESS, EmbedConfig  # noqa: E402
-from lookalike.datasets import logo_variant, simple_icons_catalogue  # noqa: E402
-from lookalike.index_build import BuildIndexConfig  # noqa: E402
-from lookalike.query import params_for, search_vectors  # noqa: E402
-from lookalike.serving import ServedIndex, WorkerSettings  # noqa: E402
-from lookalike.storage import Store  # noqa: E402
-from lookalike.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.core.spark import IN_PROCESS  # noqa: E402
+from lookalike.core.store import Store  # noqa: E402
+from lookalike.dev.datasets import logo_variant, simple_icons_catalogue  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.index import build as index_build  # noqa: E402
+from lookalike.index.build import BuildIndexConfig  # noqa: E402
+from lookalike.retrieval.query import params_for, search_vectors  # noqa: E402
+from lookalike.serve.worker import ServedIndex, WorkerSettings  # noqa: E402
 
 CONCURRENCY = (1, 4, 16)
 K = 10
@@ -83,7 +85,7 @@ def http_client(url: str, path: str, body: Callable[[int], dict]) -> Callable[[i
 
 def start_worker(store: Path, name: str, cache: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--store", str(store), "--name", name,
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", "serve", "--store", str(store), "--name", name,
                              "--port", str(port), "--cache-dir", str(cache), "--max-batch", "256"],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

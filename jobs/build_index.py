@@ -5,7 +5,7 @@ Arguments are those of `lookalike build-index`; the master and resources come fr
 
 import sys
 
-from lookalike.cli import main
+from lookalike.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["build-index", *sys.argv[1:]], submitted=True))

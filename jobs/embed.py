@@ -6,7 +6,7 @@ manifest summary (or the manifest with --json).
 
 import sys
 
-from lookalike.cli import main
+from lookalike.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["embed", *sys.argv[1:]], submitted=True))

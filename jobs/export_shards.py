@@ -6,7 +6,7 @@ Arguments are those of `lookalike export`; the master and resources come from sp
 
 import sys
 
-from lookalike.cli import main
+from lookalike.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["export", *sys.argv[1:]], submitted=True))

@@ -7,7 +7,7 @@ summary (or the report with --json); exits 2 with a message when another run hol
 
 import sys
 
-from lookalike.cli import main
+from lookalike.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["reindex", *sys.argv[1:]], submitted=True))

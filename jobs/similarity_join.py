@@ -6,7 +6,7 @@ Arguments are those of `lookalike join`; the master and resources come from spar
 
 import sys
 
-from lookalike.cli import main
+from lookalike.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["join", *sys.argv[1:]], submitted=True))

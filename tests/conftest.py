@@ -60,7 +60,7 @@ def run_cli_until_committed(args: list[str], store, tasks_prefix: str, count: in
     """Run `lookalike ARGS` in a subprocess, SIGKILL it once `count` task markers are committed under
     tasks_prefix, and return the committed marker keys."""
     import signal
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -180,7 +180,7 @@ def s3_store(s3_server) -> S3Store:
 
 @pytest.fixture(scope="session")
 def spark():
-    from lookalike.spark import session
+    from lookalike.core.spark import session
     s = session("local[2]", "lookalike-tests", {"spark.driver.host": "127.0.0.1"})
     s.sparkContext.setLogLevel("ERROR")
     yield s
@@ -196,8 +196,8 @@ def image_set(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def model():
-    from lookalike.embed_task import cached_model
-    from lookalike.models import ModelSpec
+    from lookalike.model.loading import cached_model
+    from lookalike.model.spec import ModelSpec
     return cached_model(ModelSpec(), "cpu")
 
 

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lookalike.catalogue import CatalogueError, load_catalogue
+from lookalike.embed.catalogue import CatalogueError, load_catalogue
 
 
 def test_folder_listing_is_recursive_with_relative_ids(image_set):

@@ -8,8 +8,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from lookalike.embeddings import open_version
-from lookalike.storage import Store
+from lookalike.core.store import Store
+from lookalike.embed.versions import open_version
 
 from conftest import spark_env
 

@@ -1,6 +1,6 @@
 """Brand names from different logo collections meet on one key (the quality bench's matching)."""
 
-from lookalike.datasets import brand_key, drawing_colour, render_svg
+from lookalike.dev.datasets import brand_key, drawing_colour, render_svg
 
 
 def test_brand_key_matches_collections_naming_styles():

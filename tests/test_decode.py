@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.decode import ImageError, decode
+from lookalike.image.decode import ImageError, decode
 
 from imagefactory import broken_images, jpeg_bytes, photo, unusual_images
 

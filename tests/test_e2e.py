@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from lookalike import publish
-from lookalike.embeddings import open_version
-from lookalike.storage import Store
+from lookalike.core.store import Store
+from lookalike.embed.versions import open_version
+from lookalike.index import publish
 
 from conftest import free_port, spark_env, store_option_args
 from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
@@ -111,7 +111,7 @@ def test_nightly_reindex_on_a_cluster_served_and_updated(spark_cluster, s3_store
     # A query worker on LATEST.
     port, worker_log = free_port(), tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", "--store", store.url, *store_option_args(store.options),
+        [sys.executable, "-m", "lookalike.cli.main", "serve", "--store", store.url, *store_option_args(store.options),
          "--name", NAME, "--port", str(port), "--cache-dir", str(tmp_path / "cache"), "--poll-interval", "0.5"],
         stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -8,11 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lookalike import embed
-from lookalike.config import EmbedConfig
-from lookalike.embeddings import RunLayout, latest_run_id, open_version
-from lookalike.models import ModelSpec
-from lookalike.storage import Store
+from lookalike.core.layout import EmbeddingsLayout
+from lookalike.core.store import Store
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.versions import latest_run_id, open_version
+from lookalike.model.spec import ModelSpec
 
 from conftest import run_cli_until_committed, store_option_args
 from imagefactory import jpeg_bytes, photo
@@ -69,12 +70,14 @@ def test_embed_job_on_s3_embeds_every_good_image_and_records_every_bad_one(spark
 
 
 def test_spark_and_in_process_give_the_same_vectors(spark, tmp_path, image_set):
-    root, _ = image_set
+    root, expected = image_set
     a = embed.run(config(str(root), str(tmp_path / "a"), run_id="x"))
     b = embed.run(config(str(root), str(tmp_path / "b"), run_id="x", master="in-process"))
     va = rows_by_id(open_version(Store(str(tmp_path / "a")), a["fingerprint_id"]))
     vb = rows_by_id(open_version(Store(str(tmp_path / "b")), b["fingerprint_id"]))
-    assert va.keys() == vb.keys()
+    usable = sum(1 for kind in expected.values() if kind == "ok")
+    assert a["counts"]["new"] == b["counts"]["new"] == usable > 0
+    assert va.keys() == vb.keys() and len(va) == usable
     for k in va:
         np.testing.assert_allclose(va[k][1], vb[k][1], atol=1e-5)
 
@@ -128,7 +131,7 @@ def test_killed_run_resumes_with_only_unfinished_tasks_and_identical_output(spar
     root, _ = image_set
     images = upload(root, s3_store)
     store = Store(s3_store.url, s3_store.options)
-    layout = RunLayout(store, model.fingerprint_id, "crashy")
+    layout = EmbeddingsLayout(store, model.fingerprint_id, "crashy")
     committed = run_cli_until_committed(
         ["embed", "--images", images, "--store", s3_store.url, *store_option_args(s3_store.options), "--master",
          "in-process", "--run-id", "crashy", "--images-per-task", "2", "--max-error-rate", "0.5"],
@@ -156,7 +159,7 @@ def test_too_many_errors_fail_the_job_but_keep_the_errors_table(spark, tmp_path,
     store = Store(str(tmp_path / "store"))
     with pytest.raises(embed.ErrorRateExceeded, match=r"failed \(\d+\.\d%\), above max_error_rate 5.0%"):
         embed.run(config(str(root), store.url, run_id="strict", max_error_rate=0.05))
-    layout = RunLayout(store, model.fingerprint_id, "strict")
+    layout = EmbeddingsLayout(store, model.fingerprint_id, "strict")
     assert not store.exists(layout.manifest)
     assert latest_run_id(store, model.fingerprint_id) is None
     errors = pa.concat_tables(pq.read_table(store.path(k)) for k in store.list(layout.key("errors")))

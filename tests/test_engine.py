@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lookalike.decode import decode, to_tensor
-from lookalike.engine import Embedded, EmbeddingEngine, Failed, Known
+from lookalike.embed.engine import Embedded, EmbeddingEngine, Failed, Known
+from lookalike.image.decode import decode, to_tensor
 
 
 def test_engine_vectors_match_a_direct_forward_pass(model, image_set):
@@ -68,9 +69,9 @@ def test_permission_denied_object_is_an_error_row(tmp_path, image_set):
     secret.chmod(0)
     tmp_path.chmod(0o755)
     script = textwrap.dedent(f"""
-        from lookalike.engine import EmbeddingEngine
-        from lookalike.embed_task import cached_model
-        from lookalike.models import ModelSpec
+        from lookalike.embed.engine import EmbeddingEngine
+        from lookalike.model.loading import cached_model
+        from lookalike.model.spec import ModelSpec
         [r] = EmbeddingEngine(cached_model(ModelSpec(), "cpu")).run([{str(secret)!r}])
         print(r.stage, r.kind)
     """)
@@ -87,5 +88,30 @@ def test_batch_size_does_not_change_vectors(model, image_set, batch_size):
     root, expected = image_set
     ok = [str(root / i) for i in sorted(expected) if expected[i] == "ok"][:5]
     reference = {r.index: r.vector for r in EmbeddingEngine(model, batch_size=5).run(ok)}
-    for r in EmbeddingEngine(model, batch_size=batch_size).run(ok):
+    results = list(EmbeddingEngine(model, batch_size=batch_size).run(ok))
+    assert len(ok) == 5 and sorted(r.index for r in results) == list(range(5)) == sorted(reference)
+    for r in results:
+        assert isinstance(r, Embedded)
         np.testing.assert_allclose(r.vector, reference[r.index], atol=1e-5)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU on this machine"))])
+def test_query_images_are_embedded_by_the_catalogue_forward_pass(image_set, device):
+    """A query worker embeds an uploaded image exactly as the embed job embedded the same file (the same decode,
+    preprocessing and forward pass: fp16 autocast on a GPU for both, so one fingerprint means one precision)."""
+    from lookalike.model.loading import cached_model
+    from lookalike.model.spec import ModelSpec
+    from lookalike.retrieval.query import QueryEmbedder
+    root, expected = image_set
+    ok = [str(root / i) for i in sorted(expected) if expected[i] == "ok"][:6]
+    model = cached_model(ModelSpec(), device)
+    catalogue = {r.index: r.vector for r in EmbeddingEngine(model, device=torch.device(device)).run(ok)}
+    images = [Path(p).read_bytes() for p in ok]
+    queries = QueryEmbedder(model).embed(images)
+    assert len(catalogue) == len(queries) == 6
+    for i, vector in enumerate(queries):
+        np.testing.assert_allclose(vector, catalogue[i], atol=1e-5 if device == "cpu" else 2e-3)
+    if device == "cuda":  # autocast changes the digits, not the direction
+        on_cpu = QueryEmbedder(cached_model(ModelSpec(), "cpu")).embed(images)
+        assert (np.sum(on_cpu * queries, axis=1) > 0.999).all()

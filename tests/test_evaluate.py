@@ -6,11 +6,14 @@ import json
 
 import pytest
 
-from lookalike import embed, index_build, publish
-from lookalike.cli import main
-from lookalike.config import IN_PROCESS, EmbedConfig
-from lookalike.index_build import BuildIndexConfig
-from lookalike.storage import Store
+from lookalike.cli.main import main
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.index import build as index_build
+from lookalike.index import publish
+from lookalike.index.build import BuildIndexConfig
 
 import imagefactory
 from conftest import store_option_args

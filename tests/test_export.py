@@ -10,17 +10,17 @@ import httpx
 import numpy as np
 import pytest
 
-from lookalike import index_build
-from lookalike.cli import main
-from lookalike.config import IN_PROCESS
-from lookalike.export import ExportConfig, run, verify_url
-from lookalike.http_api import create_app, running
-from lookalike.index_build import BuildIndexConfig
-from lookalike.publish import VersionError
-from lookalike.router import RouterSettings, create_router
-from lookalike.serving import ServedIndex, WorkerSettings
-from lookalike.storage import Store
-from lookalike.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.cli.main import main
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.export import ExportConfig, run, verify_url
+from lookalike.index.publish import VersionError
+from lookalike.serve.http_api import create_app, running
+from lookalike.serve.router import RouterSettings, create_router
+from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 N, D = 12_000, 64
 

@@ -11,16 +11,18 @@ import time
 import numpy as np
 import pytest
 
-from lookalike import index_build, publish
-from lookalike.config import ConfigError
-from lookalike.index_build import BuildIndexConfig, IndexInputError
-from lookalike.index_choice import IndexChoiceError, choose_index
-from lookalike.index_reader import load_index_version
-from lookalike.publish import VersionError, VersionLayout
-from lookalike.recall import RecallTooLow
-from lookalike.search import SearchParams, deserialize, set_nprobe
-from lookalike.storage import Store
-from lookalike.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import IndexLayout
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.index import build as index_build
+from lookalike.index import publish
+from lookalike.index.build import BuildIndexConfig, IndexInputError
+from lookalike.index.choice import IndexChoiceError, choose_index
+from lookalike.index.publish import VersionError
+from lookalike.index.reader import load_index_version
+from lookalike.index.recall import RecallTooLow
+from lookalike.index.search import SearchParams, deserialize, search_parameters, search_with
 
 N, D = 12_000, 64
 IVF = "IVF64,PQ16"
@@ -60,16 +62,15 @@ def test_distributed_build_equals_single_process_build(store, vectors):
     """Parts added by Spark tasks and merged == every vector added in one process to the same trained index."""
     built = build(store, factory=IVF, publish=True)
     version = load_index_version(store, "logos", built["version"])
-    layout = VersionLayout(store, "logos", built["version"])
+    layout = IndexLayout(store, "logos", built["version"])
     single = deserialize(store.read_bytes(layout.key("trained.faiss")))
     single.add_with_ids(vectors, np.arange(N, dtype=np.int64))
     assert version.index.ntotal == single.ntotal == N
     queries = vectors[::97]
     for nprobe in (1, 4, 16):
-        set_nprobe(version.index, nprobe)
-        set_nprobe(single, nprobe)
-        da, ia = version.index.search(queries, 10)
-        db, ib = single.search(queries, 10)
+        params = SearchParams(nprobe=nprobe)
+        da, ia = search_with(version.index, queries, 10, search_parameters(version.index, params))
+        db, ib = search_with(single, queries, 10, search_parameters(single, params))
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(da, db)
     # Training is seeded on a seeded sample: building again in one process gives the same recall table.
@@ -146,7 +147,7 @@ def test_polling_reader_never_sees_an_incomplete_version(store):
 def test_build_killed_mid_way_leaves_latest_untouched_and_rerun_completes(store, s3_store):
     first = build(store, factory=IVF, publish=True, queries=50)
     o = s3_store.options
-    cmd = [sys.executable, "-m", "lookalike.cli", "build-index", "--store", store.url, "--name", "logos",
+    cmd = [sys.executable, "-m", "lookalike.cli.main", "build-index", "--store", store.url, "--name", "logos",
            f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
            f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",
            "--store-option=client_kwargs.region_name=us-east-1", "--factory", IVF, "--master", "in-process",
@@ -187,7 +188,7 @@ def test_rollback_and_retention(store):
 
 def test_corrupt_file_is_caught_on_load(store, s3_store):
     m = build(store, factory=IVF, publish=True, queries=50)
-    key = VersionLayout(store, "logos", m["version"]).key("index.faiss")
+    key = IndexLayout(store, "logos", m["version"]).key("index.faiss")
     data = bytearray(store.read_bytes(key))
     data[len(data) // 2] ^= 0xFF
     store.write_bytes(key, bytes(data))
@@ -285,7 +286,7 @@ def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(an
 
 
 def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, capsys):
-    from lookalike.cli import main
+    from lookalike.cli.main import main
     o = s3_store.options
     opts = ["--store", store.url, f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
             f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",

@@ -6,14 +6,18 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lookalike import index_build, join
-from lookalike.config import IN_PROCESS, ConfigError, EmbedConfig
-from lookalike.index_build import BuildIndexConfig
-from lookalike.join import JoinConfig, JoinInputError
-from lookalike.join_task import JoinLayout
-from lookalike.publish import VersionError
-from lookalike.storage import Store
-from lookalike.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.batch import join
+from lookalike.batch.join import JoinConfig
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import JoinLayout
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.provenance import ModelMismatch
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.publish import VersionError
 
 import imagefactory
 from conftest import run_cli_until_committed, store_option_args
@@ -97,7 +101,7 @@ def test_self_join_groups_planted_near_duplicates_into_clusters(s3_store, model,
             crop = img.crop((int(w * .08), int(h * .08), int(w * .92), int(h * .92)))
             (root / f"{name}-crop.png").write_bytes(imagefactory.png_bytes(crop))
     store = Store(s3_store.url, s3_store.options)
-    from lookalike import embed
+    from lookalike.embed import job as embed
     embedded = embed.run(EmbedConfig(images=str(root), store=store.url, storage_options=store.options,
                                      master=IN_PROCESS))
     index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="photos",
@@ -142,8 +146,8 @@ def test_killed_join_resumes_with_only_unfinished_tasks(store, tmp_path):
 def test_bad_input_fails_before_any_work(store):
     other = clustered_vectors(100, 32, seed=1)
     write_embeddings_version(store, other, run_id="other", parts=1, fingerprint_id="synthetic-d32")
-    with pytest.raises(JoinInputError, match="embedded by synthetic-d32 .dim 32. but the base holds vectors of "
-                                             f"{FP} .dim {D}."):
+    with pytest.raises(ModelMismatch, match="embedded by synthetic-d32 .dim 32. but index marks/.* holds vectors "
+                                            f"of {FP} .dim {D}."):
         run_join(store, index="marks", query_embeddings="synthetic-d32/other")
     with pytest.raises(VersionError, match="no complete version 'nope'"):
         run_join(store, index="marks", index_version="nope", query_embeddings=f"{FP}/queries")
@@ -161,7 +165,7 @@ def test_bad_input_fails_before_any_work(store):
 
 
 def test_cli_prints_a_summary(store, capsys):
-    from lookalike.cli import main
+    from lookalike.cli.main import main
     assert main(["join", "--store", store.url, *store_option_args(store.options), "--index", "marks",
                  "--query-embeddings", f"{FP}/queries", "--k", "3", "--master", "in-process"]) == 0
     assert f"{Q:,} queries → {Q * 3:,} pairs" in capsys.readouterr().out

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from lookalike.lease import Lease, LeaseHeld, LeaseLost
-from lookalike.storage import Store
+from lookalike.core.lease import Lease, LeaseHeld, LeaseLost
+from lookalike.core.store import Store
 
 KEY = "indexes/t/_lease.json"
 
@@ -57,7 +57,12 @@ def test_heartbeat_keeps_a_lease_alive_past_its_ttl(store):
     holder.acquire("long-run")
     holder.start_heartbeat()
     try:
-        time.sleep(2.5)  # more than two TTLs: only renewals keep it
+        # Wait (however slowly this machine runs) until the store shows a renewal more than two TTLs after the
+        # lease was taken: only the heartbeat can have written it.
+        acquired, deadline = holder.record.acquired_at, time.monotonic() + 30
+        while Lease(store, KEY, 1.0, "index 't'").read_holder()["renewed_at"] <= acquired + 2.0:
+            assert time.monotonic() < deadline, "the heartbeat did not renew the lease"
+            time.sleep(0.05)
         with pytest.raises(LeaseHeld):
             Lease(store, KEY, ttl_s=1.0, what="index 't'").acquire("impatient")
         holder.ensure_held()

@@ -7,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from lookalike.metrics import (
+from lookalike.batch.metrics import (
     judge_leave_one_out,
     judge_queries,
     mean_average_precision,

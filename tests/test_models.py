@@ -7,9 +7,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from lookalike.decode import to_tensor
-from lookalike.models import ModelError, ModelSpec, Preprocessing, fingerprint_id, load_model
-from lookalike.pooling import RMAC, GeM, _rmac_regions, make_pooling
+from lookalike.image.decode import to_tensor
+from lookalike.model.loading import load_model
+from lookalike.model.pooling import RMAC, GeM, _rmac_regions, make_pooling
+from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
 
 from imagefactory import photo
 
@@ -138,6 +139,6 @@ def test_multi_scale_needs_a_backbone_that_takes_other_sizes(tmp_path):
 
 
 def test_rgba_is_composited_on_white():
-    from lookalike.decode import to_rgb
+    from lookalike.image.decode import to_rgb
     clear = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
     assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)

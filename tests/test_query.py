@@ -1,17 +1,19 @@
 """Queries against a published IVF-PQ version on the S3 server: filters (exact subset and enlarged shortlist)
 against brute force, search by id, hits with metadata, and every way a query can be wrong."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
-from lookalike import index_build
-from lookalike.config import IN_PROCESS
-from lookalike.index_build import BuildIndexConfig
-from lookalike.index_reader import fetch_version, load_index_version, version_dir
-from lookalike.query import QueryError, UnknownImageIds, as_queries, search_vectors, vectors_of_ids
-from lookalike.search import SearchParams
-from lookalike.storage import Store
-from lookalike.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.reader import fetch_version, load_index_version, version_dir
+from lookalike.index.search import SearchParams
+from lookalike.retrieval.query import QueryError, UnknownImageIds, as_queries, search_vectors, vectors_of_ids
 
 N, D = 12_000, 64
 
@@ -117,8 +119,9 @@ def test_worker_without_a_model_answers_vectors_and_times_out_slow_searches(stor
     a search slower than the request timeout is a 504, not a hung client."""
     import httpx
 
-    from lookalike.http_api import ApiSettings, create_app, running
-    from lookalike.serving import ServedIndex, WorkerSettings
+    from lookalike.serve.context import ApiSettings
+    from lookalike.serve.http_api import create_app, running
+    from lookalike.serve.worker import ServedIndex, WorkerSettings
     served = ServedIndex(store, WorkerSettings("marks", str(tmp_path)))
     served.start(watch=False)
     assert served.embedder is None and served.status()["image_search"] is False
@@ -135,10 +138,28 @@ def test_worker_without_a_model_answers_vectors_and_times_out_slow_searches(stor
 def test_worker_takes_the_index_s_model_unless_any_model_option_is_given():
     import argparse
 
-    from lookalike.cli_query import search_parser, worker_settings
+    from lookalike.cli.query import search_parser, worker_settings
     parser = argparse.ArgumentParser()
     search_parser(parser)
     base = ["--store", "/tmp/s", "--name", "marks"]
     assert worker_settings(parser.parse_args(base), {}).model is None
     chosen = worker_settings(parser.parse_args([*base, "--pooling", "avg"]), {}).model
     assert chosen is not None and chosen.pooling == "avg"
+
+
+def test_concurrent_searches_with_different_parameters_get_their_serial_answers(version, vectors):
+    """Query workers search one shared index from a thread pool: each request's nprobe and re-scoring travel
+    with its call, so concurrent requests get exactly the answers each gets alone."""
+    queries = vectors[::1009][:8]
+    settings = [SearchParams(nprobe=1, rerank=0), SearchParams(nprobe=64, rerank=0),
+                SearchParams(nprobe=2, rerank=200), SearchParams(nprobe=32, rerank=50)]
+
+    def answer(params):
+        return [[h.as_dict() for h in hits] for hits in search_vectors(version, queries, 10, params)]
+
+    serial = {params: answer(params) for params in settings}
+    assert len({str(a) for a in serial.values()}) == len(settings)  # the settings find different hits
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda p: (p, answer(p)), [settings[i % len(settings)] for i in range(400)]))
+    wrong = [p for p, got in concurrent if got != serial[p]]
+    assert not wrong, f"{len(wrong)} of {len(concurrent)} concurrent searches got another request's parameters"

@@ -13,9 +13,10 @@ import fsspec
 import numpy as np
 import pytest
 
-from lookalike import publish
-from lookalike.cli import EXIT_BUSY, main
-from lookalike.storage import Store
+from lookalike.cli.main import main
+from lookalike.core.errors import EXIT_BUSY
+from lookalike.core.store import Store
+from lookalike.index import publish
 
 from conftest import S3Server, free_port, store_option_args
 from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
@@ -53,7 +54,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, dict | str]:
 
 def start_cli(args: list[str], log: Path) -> subprocess.Popen:
     # Its own session, so that a kill takes the Spark JVM and the Python workers with it, as a dead driver.
-    return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=log.open("wb"),
+    return subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", *args], stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -134,7 +135,7 @@ def test_a_second_reindex_is_refused_while_one_runs(moto_server, tmp_path):
     first = start_cli(reindex_args(images, url, options), log)
     try:
         wait_for(lambda: store.exists(f"indexes/{NAME}/_lease.json"), first, log)
-        second = subprocess.run([sys.executable, "-m", "lookalike.cli", *reindex_args(images, url, options)],
+        second = subprocess.run([sys.executable, "-m", "lookalike.cli.main", *reindex_args(images, url, options)],
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == EXIT_BUSY, second.stderr
         assert "another reindex of index 'marks' is running" in second.stderr

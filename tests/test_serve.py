@@ -15,16 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lookalike import embed, index_build, publish
-from lookalike.cli import main
-from lookalike.config import IN_PROCESS, EmbedConfig
-from lookalike.index_build import BuildIndexConfig
-from lookalike.index_reader import version_dir
-from lookalike.models import ModelSpec
-from lookalike.publish import VersionError
-from lookalike.query import QueryEmbedder
-from lookalike.serving import ServedIndex, WorkerSettings
-from lookalike.storage import Store
+from lookalike.cli.main import main
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.provenance import ModelMismatch
+from lookalike.index import build as index_build
+from lookalike.index import publish
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.reader import version_dir
+from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.query import QueryEmbedder
+from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 import imagefactory
 from conftest import free_port, store_option_args
@@ -101,7 +104,7 @@ def worker(s3_server, model, tmp_path_factory):
     write_catalogue(root, V1_PHOTOS + (NEWCOMER,))
     port, log, cache_dir = free_port(), root / "worker.log", root / "cache"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", "serve", "--store", store.url, *store_option_args(store.options),
+        [sys.executable, "-m", "lookalike.cli.main", "serve", "--store", store.url, *store_option_args(store.options),
          "--name", NAME, "--port", str(port), "--cache-dir", str(cache_dir), "--poll-interval", "0.3",
          "--retry-after", "1", "--max-body-bytes", "1000000", "--allow-uri", str(root / "images")],
         env={**os.environ, "LOOKALIKE_API_TOKEN": TOKEN}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -316,7 +319,7 @@ def test_rollback_reuses_the_cache_and_replaces_a_damaged_cached_file(worker):
 
 def test_a_version_of_another_model_is_refused(worker, tmp_path):
     served = worker.health()["version"]
-    with pytest.raises(VersionError, match="embeds queries with efficientnet_lite0-"):
+    with pytest.raises(ModelMismatch, match="the query model of this worker makes efficientnet_lite0-"):
         ServedIndex(worker.store, WorkerSettings(NAME, str(tmp_path), model=ModelSpec(pooling="avg"))).start(False)
     other = publish_version(worker.store, worker.root / f"catalogue-{len(V1_PHOTOS)}.csv", ModelSpec(pooling="avg"))
     try:

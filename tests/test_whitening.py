@@ -6,14 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from lookalike import embed
-from lookalike.cli import main
-from lookalike.config import EmbedConfig
-from lookalike.embeddings import open_version
-from lookalike.models import ModelError, ModelSpec, load_model
-from lookalike.storage import Store
-from lookalike.synthetic import clustered_vectors
-from lookalike.whitening import Whitening, WhiteningError, learn
+from lookalike.cli.main import main
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.versions import open_version
+from lookalike.model.loading import load_model
+from lookalike.model.spec import ModelError, ModelSpec
+from lookalike.model.whitening import Whitening, WhiteningError, learn
 
 
 def test_learned_whitening_decorrelates_and_equalises_the_kept_directions():

@@ -1,0 +1,172 @@
+"""The similarity-join job: top-k neighbours (or all pairs above a threshold) for many queries against a
+published index or, exactly, another embeddings version; self-joins group near-duplicates into clusters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lookalike.batch.clusters import connected_clusters
+from lookalike.batch.join_task import JoinTask
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import RUN_ID_PATTERN, JoinLayout
+from lookalike.core.manifest import ManifestError, new_manifest, new_run_id, read_manifest
+from lookalike.core.spark import run_tasks
+from lookalike.core.store import Store, redact
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.provenance import Provenance, of_embeddings, of_index
+from lookalike.embed.versions import EmbeddingsVersion, open_ref
+from lookalike.embed.versions import open_version as open_embeddings
+from lookalike.index.publish import open_version as open_index
+from lookalike.index.search import SearchParams
+from lookalike.retrieval.query import MAX_K
+
+log = logging.getLogger(__name__)
+KIND = "join"
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    store: str
+    index: str | None = None              # base: a published index name ...
+    index_version: str | None = None      # ... at this version (default LATEST)
+    base_embeddings: str | None = None    # ... or FINGERPRINT[/RUN], searched exactly
+    query_embeddings: str | None = None   # queries: FINGERPRINT[/RUN] ...
+    query_images: str | None = None       # ... or an images folder/table, embedded first with the base's model
+    self_join: bool = False               # queries = the base's own images; each image's own hit is left out
+    k: int = 10
+    threshold: float | None = None        # keep pairs with cosine score >= threshold
+    nprobe: int | None = None             # default: the index's operating point
+    rerank: int | None = None
+    with_metadata: bool = False
+    run_id: str | None = None
+    master: str | None = "local[*]"
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 4096
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.index is None) == (self.base_embeddings is None):
+            raise ConfigError("give exactly one base: --index NAME (a published index) or --base-embeddings "
+                              "FINGERPRINT[/RUN] (exact search)")
+        given = sum(x is not None for x in (self.query_embeddings, self.query_images))
+        if self.self_join and given:
+            raise ConfigError("--self-join searches the base's own images: give no --query-* option with it")
+        if not self.self_join and given != 1:
+            raise ConfigError("give the queries: --query-embeddings FINGERPRINT[/RUN] or --query-images URL "
+                              "(or --self-join)")
+        if self.self_join and self.threshold is None:
+            raise ConfigError("--self-join needs --threshold: clusters are made of the pairs scoring above it")
+        if not 1 <= self.k <= MAX_K:
+            raise ConfigError(f"k must be between 1 and {MAX_K}, got {self.k}")
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        if self.run_id is not None and not RUN_ID_PATTERN.match(self.run_id):
+            raise ConfigError(f"run_id {self.run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+
+
+def run(config: JoinConfig) -> dict[str, Any]:
+    """Join and return the manifest; rerunning a run id redoes only the tasks without a commit marker."""
+    started = time.perf_counter()
+    store = Store(config.store, config.storage_options)
+    run_id = config.run_id or new_run_id()
+    layout = JoinLayout(store, run_id)
+    if store.exists(layout.manifest):
+        return read_manifest(store, layout.manifest, KIND)
+    plan_key = layout.plan
+    if store.exists(plan_key):  # resuming: the same base version and query embeddings, whatever LATEST is now
+        plan = store.read_json(plan_key)
+        base = _resolve_base(config, store, plan["base_version"])
+        queries = open_embeddings(store, plan["query_fingerprint"], plan["query_run"])
+        log.info("resuming join %s: %d tasks", run_id, plan["tasks"])
+    else:
+        base = _resolve_base(config, store, config.index_version)
+        queries = _resolve_queries(config, store, base)
+    _check_compatible(base, queries)  # before any Spark work
+    params = _params(config, base)
+    store.write_json(plan_key, {"base_version": base["version"], "query_fingerprint": queries.layout.fingerprint_id,
+                                "query_run": queries.layout.run_id, "tasks": len(queries.parts)})
+
+    task = JoinTask(store.url, json.dumps(config.storage_options, sort_keys=True), run_id,
+                    queries.layout.fingerprint_id, queries.layout.run_id, tuple(queries.parts), base["kind"],
+                    base["name"], base["version"], config.k, params, config.threshold, config.self_join,
+                    config.with_metadata, config.batch_size)
+    t0 = time.perf_counter()
+    markers = sorted(run_tasks(task, list(range(len(queries.parts))), config.master, "lookalike-join",
+                               config.spark_conf), key=lambda m: m["task"])
+    timings = {"tasks_s": round(time.perf_counter() - t0, 3),
+               "search_s": round(sum(m["timings"]["search_s"] for m in markers), 3)}
+    n_queries = sum(m["queries"] for m in markers)
+    counts = {"queries": n_queries, "pairs": sum(m["pairs"] for m in markers), "tasks": len(markers)}
+    files = {"pairs": [m["part"] for m in markers]}
+    if config.self_join:
+        t0 = time.perf_counter()
+        clusters, stats = connected_clusters(store, [m["part"]["key"] for m in markers])
+        files["clusters"] = {"key": layout.clusters,
+                             "bytes": store.write_parquet(layout.clusters, clusters),
+                             "rows": clusters.num_rows}
+        counts.update(stats)
+        timings["clusters_s"] = round(time.perf_counter() - t0, 3)
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    timings["queries_per_s"] = round(n_queries / max(timings["tasks_s"], 1e-9), 1)
+    manifest = new_manifest(
+        KIND, run_id=run_id, base=base["describe"], queries={"embeddings": queries.layout.prefix,
+                                                             "fingerprint_id": queries.layout.fingerprint_id},
+        params={"k": config.k, "threshold": config.threshold, **params.as_dict()}, counts=counts, timings=timings,
+        files=files, config={**asdict(config), "storage_options": redact(config.storage_options)})
+    store.write_json(layout.manifest, manifest)  # the commit of the whole join
+    return manifest
+
+
+def _resolve_base(config: JoinConfig, store: Store, version: str | None) -> dict[str, Any]:
+    if config.index is not None:
+        m = open_index(store, config.index, version)  # fails with what to do when missing
+        return {"kind": "index", "name": config.index, "version": m["version"], "manifest": m,
+                "provenance": of_index(store, m),
+                "describe": {"index": config.index, "version": m["version"], "factory": m["factory"]}}
+    fingerprint_id = config.base_embeddings.partition("/")[0]
+    version = _embeddings(store, f"{fingerprint_id}/{version}" if version else config.base_embeddings,
+                          "--base-embeddings")
+    return {"kind": "embeddings", "name": version.layout.fingerprint_id, "version": version.layout.run_id,
+            "manifest": version.manifest, "provenance": of_embeddings(version),
+            "describe": {"embeddings": version.layout.prefix, "exact": True}}
+
+
+def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> EmbeddingsVersion:
+    if config.self_join:
+        if base["kind"] == "embeddings":
+            return open_embeddings(store, base["name"], base["version"])
+        source = base["manifest"]["source"]
+        return open_embeddings(store, base["provenance"].fingerprint_id, source["run_id"])
+    if config.query_embeddings is not None:
+        return _embeddings(store, config.query_embeddings, "--query-embeddings")
+    spec = base["provenance"].require_spec("embed the queries yourself and give --query-embeddings")
+    log.info("embedding the query images with %s before joining", spec.name)
+    m = embed.run(EmbedConfig(images=config.query_images, store=config.store, model=spec, master=config.master,
+                              storage_options=config.storage_options, spark_conf=config.spark_conf))
+    return open_embeddings(store, m["fingerprint_id"], m["run_id"])
+
+
+def _embeddings(store: Store, spec: str, flag: str) -> EmbeddingsVersion:
+    try:
+        return open_ref(store, spec)
+    except ManifestError as e:
+        raise ConfigError(f"{flag} {spec}: {e}") from e
+
+
+def _check_compatible(base: dict[str, Any], queries: EmbeddingsVersion) -> None:
+    base_space: Provenance = base["provenance"]
+    base_space.check_vectors(of_embeddings(queries), "Embed the queries with the base's model (give --query-images "
+                                                     "to have the join do it)")
+
+
+def _params(config: JoinConfig, base: dict[str, Any]) -> SearchParams:
+    if base["kind"] != "index":
+        return SearchParams()
+    default = SearchParams(**base["manifest"]["default_search"])
+    return SearchParams(nprobe=config.nprobe or default.nprobe,
+                        rerank=default.rerank if config.rerank is None else config.rerank)

@@ -1,0 +1,159 @@
+"""One similarity-join task: its part of the query embeddings → top-k neighbours from the base (a published
+index, or an embeddings version searched exactly) → one Parquet shard and a commit marker."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lookalike.core.layout import JoinLayout
+from lookalike.core.store import Store
+from lookalike.embed.versions import open_version as open_embeddings
+from lookalike.embed.versions import read_vectors
+from lookalike.index.reader import load_index_version
+from lookalike.index.search import SearchParams, search, use_threads_for
+
+PAIR_COLUMNS = ("query_id", "rank", "neighbor_id", "score")
+
+
+@dataclass
+class Base:
+    """What queries are searched against: faiss ids → image ids, and a search function."""
+
+    image_ids: pa.Array
+    metadata: pa.Table | None  # rows aligned with image_ids
+    search: Any                # (queries, k) -> (cosine scores, rows of image_ids; -1 = none)
+
+
+@functools.lru_cache(maxsize=2)
+def open_base(store_url: str, options_json: str, kind: str, name: str, version: str) -> Base:
+    """Loaded once per executor process (Spark reuses Python workers): the index version through the local
+    cache, or an embeddings version's vectors as an exact inner-product index."""
+    store = Store(store_url, json.loads(options_json))
+    if kind == "index":
+        cache = os.path.join(os.environ.get("SPARK_LOCAL_DIRS", tempfile.gettempdir()).split(",")[0],
+                             "lookalike-index-cache")
+        v = load_index_version(store, name, version, cache_dir=cache)
+        rows = v.row_of_faiss
+
+        def search_index(queries: np.ndarray, k: int, params: SearchParams):
+            scores, ids = search(v.index, queries, k, params, v.exact)
+            return scores, np.where(ids >= 0, rows[np.maximum(ids, 0)], -1)
+        meta = v.ids.drop_columns(["faiss_id", "image_id"])
+        return Base(v.ids["image_id"], meta, search_index)
+    source = open_embeddings(store, name, version)
+    tables = [source.read_part(p, [c for c in store.read_parquet_schema(p).names if c != "embedding"])
+              for p in source.parts]
+    table = pa.concat_tables(tables).combine_chunks()
+    flat = faiss.IndexFlatIP(source.dim)
+    for p in source.parts:
+        flat.add(read_vectors(store, p))
+
+    def search_exact(queries: np.ndarray, k: int, params: SearchParams):
+        use_threads_for(len(queries))
+        return flat.search(np.ascontiguousarray(queries, np.float32), k)
+    return Base(table["image_id"], table.drop_columns(["image_id"]), search_exact)
+
+
+@dataclass(frozen=True)
+class JoinTask:
+    """Shipped to executors by value: a few hundred bytes; the base and the queries are read inside."""
+
+    store_url: str
+    options_json: str
+    run_id: str
+    query_fingerprint: str
+    query_run: str
+    query_parts: tuple[str, ...]
+    base_kind: str             # "index" or "embeddings"
+    base_name: str             # index name, or the base embeddings' fingerprint id
+    base_version: str
+    k: int
+    params: SearchParams
+    threshold: float | None
+    self_join: bool
+    with_metadata: bool
+    batch_size: int = 4096
+
+    def __call__(self, task: int) -> dict[str, Any]:
+        store = Store(self.store_url, json.loads(self.options_json))
+        layout = JoinLayout(store, self.run_id)
+        if store.exists(layout.marker(task)):
+            return store.read_json(layout.marker(task))
+        started = time.perf_counter()
+        base = open_base(self.store_url, self.options_json, self.base_kind, self.base_name, self.base_version)
+        queries = open_embeddings(store, self.query_fingerprint, self.query_run)
+        key = self.query_parts[task]
+        columns = [c for c in store.read_parquet_schema(key).names if c != "embedding"]
+        query_table = queries.read_part(key, columns if self.with_metadata else ["image_id"])
+        vectors = read_vectors(store, key)
+        load_s = time.perf_counter() - started
+
+        t0 = time.perf_counter()
+        extra = 1 if self.self_join else 0
+        pieces = []
+        for lo in range(0, len(vectors), self.batch_size):
+            scores, rows = base.search(vectors[lo:lo + self.batch_size], self.k + extra, self.params)
+            pieces.append(self._pairs(query_table["image_id"].slice(lo, len(rows)), base, scores, rows))
+        search_s = time.perf_counter() - t0
+        pairs = pa.concat_tables(pieces) if pieces else _empty_pairs()
+        if self.with_metadata:
+            pairs = _with_metadata(pairs, query_table, base)
+        nbytes = store.write_parquet(layout.part(task), pairs)
+        marker = {"task": task, "queries": len(vectors), "pairs": pairs.num_rows,
+                  "part": {"key": layout.part(task), "rows": pairs.num_rows, "bytes": nbytes},
+                  "timings": {"load_s": round(load_s, 3), "search_s": round(search_s, 3),
+                              "task_s": round(time.perf_counter() - started, 3)}}
+        store.write_json(layout.marker(task), marker)  # the commit of this task
+        return marker
+
+    def _pairs(self, query_ids: pa.Array, base: Base, scores: np.ndarray, rows: np.ndarray) -> pa.Table:
+        valid = rows >= 0
+        if self.self_join:
+            # The image itself is not its own near-duplicate; compared by id, not by position, so exact
+            # duplicates of it under other ids stay.
+            neighbor = base.image_ids.take(pa.array(np.maximum(rows, 0).ravel())).to_numpy(zero_copy_only=False)
+            query = np.repeat(query_ids.to_numpy(zero_copy_only=False), rows.shape[1])
+            valid &= (neighbor != query).reshape(rows.shape)
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :self.k]  # kept hits first, in rank order
+        keep = np.take_along_axis(valid, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        rows = np.take_along_axis(rows, order, axis=1)
+        ranks = np.broadcast_to(np.arange(1, self.k + 1, dtype=np.int32), keep.shape)
+        if self.threshold is not None:
+            keep &= scores >= self.threshold
+        q_index = np.broadcast_to(np.arange(len(rows))[:, None], keep.shape)[keep]
+        return pa.table({
+            "query_id": query_ids.take(pa.array(q_index)),
+            "rank": pa.array(ranks[keep], pa.int32()),
+            "neighbor_id": base.image_ids.take(pa.array(rows[keep])),
+            "score": pa.array(scores[keep].astype(np.float32)),
+        })
+
+
+def _empty_pairs() -> pa.Table:
+    return pa.table({"query_id": pa.array([], pa.string()), "rank": pa.array([], pa.int32()),
+                     "neighbor_id": pa.array([], pa.string()), "score": pa.array([], pa.float32())})
+
+
+def _with_metadata(pairs: pa.Table, queries: pa.Table, base: Base) -> pa.Table:
+    """Both sides' columns, prefixed query_ and neighbor_ (uri, content hash, size and the images table's)."""
+    q_rows = pc.index_in(pairs["query_id"], value_set=queries["image_id"])
+    for name in queries.column_names:
+        if name != "image_id":
+            pairs = pairs.append_column(f"query_{name}", queries[name].take(q_rows))
+    if base.metadata is not None:
+        n_rows = pc.index_in(pairs["neighbor_id"], value_set=base.image_ids)
+        for name in base.metadata.column_names:
+            pairs = pairs.append_column(f"neighbor_{name}", base.metadata[name].take(n_rows))
+    return pairs

@@ -1,0 +1,96 @@
+"""Arguments several commands share: the store, the model, the Spark master, KEY=VALUE options, sizes, the
+API token. A leaf: it imports no other command module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from lookalike.core.errors import ConfigError
+from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, ModelSpec
+
+TOKEN_ENV = "LOOKALIKE_API_TOKEN"
+
+
+def key_values(pairs: Sequence[str], what: str) -> dict[str, Any]:
+    """['a=1', 'b.c=x'] → {'a': 1, 'b': {'c': 'x'}}; values parse as JSON when they can."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {pair!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, help="store root URL: a folder, file://..., s3://bucket/prefix")
+    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for s3:// and other remote URLs, e.g. "
+                        "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable); credentials come "
+                        "from the standard AWS environment, profile or instance role")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"backbone (default {DEFAULT_MODEL}, weights bundled)")
+    p.add_argument("--weights", default=None, help="state dict URI for models without bundled weights")
+    p.add_argument("--pooling", default="gem", choices=POOLINGS)
+    p.add_argument("--gem-p", type=float, default=3.0)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"))
+    p.add_argument("--whitening", default=None, metavar="URI",
+                   help="apply a PCA-whitening learned with `lookalike whiten` (part of the model fingerprint)")
+    p.add_argument("--scales", default=(1.0,), type=scale_factors, metavar="S1,S2,...",
+                   help="multi-scale descriptor: the input resized by each factor, e.g. 1,0.707 (default 1)")
+
+
+def scale_factors(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales are comma-separated numbers, e.g. 1,0.707; got {text!r}") from None
+
+
+def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
+    return ModelSpec(name=args.model, weights_uri=args.weights, pooling=args.pooling, gem_p=args.gem_p,
+                     image_size=args.image_size, resize=args.resize, whitening_uri=args.whitening,
+                     scales=args.scales, weights_options=options)
+
+
+def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
+    # Under spark-submit the master comes from the submit command; a default here would override it.
+    p.add_argument("--master", default=None if submitted else "local[*]",
+                   help="Spark master URL, or 'in-process' to run without Spark "
+                        f"(default {'the one spark-submit was given' if submitted else 'local[*]'})")
+
+
+def parse_bytes(text: str) -> int:
+    units = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+    number = text.strip().rstrip("BbIiKkMmGg")
+    unit = text.strip()[len(number):].lower()
+    if unit not in units:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512MiB, 4GiB or 1000000")
+    return int(float(number) * units[unit])
+
+
+def read_token(path: str | None) -> str | None:
+    """The bearer token from --token-file, else $LOOKALIKE_API_TOKEN; None means no auth."""
+    if path:
+        with open(path) as f:
+            token = f.read().strip()
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if path and not token:
+        raise ConfigError(f"--token-file {path} is empty")
+    return token or None

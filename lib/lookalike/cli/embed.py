@@ -1,0 +1,54 @@
+"""`lookalike embed` (also `spark-submit jobs/embed.py`): images → an embeddings version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, key_values, model_spec
+from lookalike.embed.config import EmbedConfig
+
+
+def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+    add_store_args(p)
+    add_model_args(p)
+    add_master_arg(p, submitted)
+    p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
+    p.add_argument("--images-per-task", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--io-threads", type=int, default=2)
+    p.add_argument("--max-error-rate", type=float, default=0.05)
+    p.add_argument("--no-incremental", action="store_true", help="recompute every vector")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def embed_config(args: argparse.Namespace) -> EmbedConfig:
+    options = key_values(args.store_option, "--store-option")
+    return EmbedConfig(
+        images=args.images, store=args.store, model=model_spec(args, options), run_id=args.run_id,
+        master=args.master, storage_options=options, images_per_task=args.images_per_task,
+        batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
+        incremental=not args.no_incremental, progress=sys.stderr.isatty() and not args.json,
+        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()},
+    )
+
+
+def summarise_embed(manifest: dict[str, Any]) -> str:
+    c, t = manifest["counts"], manifest["timings"]
+    rate = c["images"] / t["tasks_s"] if t.get("tasks_s") else 0.0
+    return (f"embeddings {manifest['fingerprint_id']}/{manifest['run_id']}: {c['rows']} rows "
+            f"({c['new']} embedded, {c['carried']} carried over; images: {c.get('ids_added', 0)} new, "
+            f"{c.get('ids_changed', 0)} changed, {c['removed']} removed, {c['failed']} failed) "
+            f"in {t['total_s']:.1f}s ({rate:.1f} img/s)")
+
+
+def run_embed(args: argparse.Namespace) -> str:
+    from lookalike.embed import job as embed  # torch is imported only when a command embeds
+    manifest = embed.run(embed_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_embed(manifest)
+
+

@@ -1,0 +1,49 @@
+"""`lookalike evaluate`: retrieval metrics and a visual report for an embeddings version with labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, key_values, model_spec
+
+
+def evaluate_parser(p: argparse.ArgumentParser) -> None:
+    add_store_args(p)
+    p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN]",
+                   help="the catalogue's embeddings version (default: the one --index was built from)")
+    p.add_argument("--images", default=None, metavar="URL_OR_TABLE",
+                   help="embed this images table first (incremental: what is embedded is reused), with the "
+                        "model options below, and evaluate it")
+    add_model_args(p)
+    add_master_arg(p, submitted=False)
+    p.add_argument("--index", default=None, help="also search through this published index (ANN vs exact)")
+    p.add_argument("--queries", default=None, metavar="TABLE",
+                   help="a query set (.parquet/.csv: image_id, uri, relevant[, junk]; several ids as a list or "
+                        "'a|b'): its images are embedded with the catalogue's model and searched; without it, "
+                        "leave-one-out over the catalogue's label column")
+    p.add_argument("--label-column", default="label",
+                   help="leave-one-out: same label = relevant; with --queries: groups the per-label table")
+    p.add_argument("--relevant-column", default="relevant")
+    p.add_argument("--junk-column", default="junk")
+    p.add_argument("--depth", type=int, default=100, help="ranked results judged per query (default 100)")
+    p.add_argument("--device", default="cpu", help="where query images are embedded (cpu, cuda, cuda:1)")
+    p.add_argument("--report", required=True, help="folder for metrics.json/csv, per_label.csv, PNGs, index.html")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run_evaluate(args: argparse.Namespace) -> str:
+    from lookalike.batch.evaluate import EvaluateConfig, metrics_table, run
+    from lookalike.embed.config import EmbedConfig
+    options = key_values(args.store_option, "--store-option")
+    images = None if args.images is None else EmbedConfig(
+        images=args.images, store=args.store, model=model_spec(args, options), master=args.master,
+        storage_options=options)
+    out = run(EvaluateConfig(store=args.store, embeddings=args.embeddings, images=images, report=args.report,
+                             index=args.index,
+                             queries=args.queries, label_column=args.label_column,
+                             relevant_column=args.relevant_column, junk_column=args.junk_column, depth=args.depth,
+                             device=args.device, storage_options=options))
+    if args.json:
+        return json.dumps(out["metrics"], indent=2)
+    return "\n".join(metrics_table(out))

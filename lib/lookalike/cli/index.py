@@ -1,0 +1,99 @@
+"""`lookalike build-index` (also `spark-submit jobs/build_index.py`), `lookalike publish` (rollback, retention) and
+`lookalike indexes list`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from lookalike.cli.args import add_master_arg, add_store_args, key_values, parse_bytes
+
+
+def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    add_store_args(p)
+    p.add_argument("--name", required=True, help="index name, e.g. trademarks")
+    p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
+    p.add_argument("--memory-budget", type=parse_bytes, default="4GiB", help="bytes for the index, e.g. 48MiB")
+    p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32'")
+    p.add_argument("--target-recall", type=float, default=0.95, help="10-R@10 the default operating point reaches")
+    p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
+    p.add_argument("--force", action="store_true", help="publish even below --min-recall")
+    p.add_argument("--publish", action="store_true", help="move LATEST to the new version")
+    p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    p.add_argument("--incremental", action="store_true",
+                   help="update LATEST (drop removed ids, add new ones) instead of retraining, if drift allows")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
+    p.add_argument("--seed", type=int, default=0)
+    add_master_arg(p, submitted)
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def build_index_config(args: argparse.Namespace):
+    from lookalike.index.build import BuildIndexConfig
+    options = key_values(args.store_option, "--store-option")
+    return BuildIndexConfig(
+        store=args.store, name=args.name, embeddings=args.embeddings, memory_budget=args.memory_budget,
+        factory=args.factory, target_recall=args.target_recall, min_recall=args.min_recall, force=args.force,
+        publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries, seed=args.seed,
+        master=args.master, storage_options=options,
+        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
+
+
+def summarise_index(m: dict[str, Any]) -> str:
+    p = m["operating_point"]
+    return (f"index {m['name']}/{m['version']}: {m['factory']} over {m['ntotal']:,} vectors, "
+            f"{m['bytes_per_vector']} bytes/vector; default nprobe {p['nprobe']} rerank {p['rerank']}: "
+            f"10-R@10 {p['recall_at_10']:.3f}, R@1 {p['recall_at_1']:.3f}, {p['qps']:.0f} QPS "
+            f"(target {'met' if p['target_met'] else 'NOT met'}); built in {m['timings']['total_s']:.1f}s")
+
+
+def publish_parser(p: argparse.ArgumentParser) -> None:
+    add_store_args(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
+    p.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+
+
+def indexes_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list"])
+    add_store_args(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--json", action="store_true")
+
+
+def run_build_index(args: argparse.Namespace) -> str:
+    from lookalike.index import build as index_build
+    manifest = index_build.run(build_index_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_index(manifest)
+
+
+def run_publish(args: argparse.Namespace) -> str:
+    from lookalike.core.store import Store
+    from lookalike.index import publish
+    store = Store(args.store, key_values(args.store_option, "--store-option"))
+    lines = []
+    if args.rollback:
+        publish.set_latest(store, args.name, args.rollback)
+        lines.append(f"LATEST of {args.name} is now {args.rollback}")
+    if args.keep:
+        deleted = publish.retain(store, args.name, args.keep)
+        lines.append(f"deleted {len(deleted)} version(s): {', '.join(deleted) or '-'}")
+    return "\n".join(lines) or "nothing to do: give --rollback VERSION and/or --keep N"
+
+
+def run_list(args: argparse.Namespace) -> str:
+    from lookalike.core.store import Store
+    from lookalike.index import publish
+    rows = publish.list_versions(Store(args.store, key_values(args.store_option, "--store-option")), args.name)
+    if args.json:
+        return json.dumps(rows, indent=2)
+    out = [f"{'version':28} {'state':10} {'vectors':>10} {'10-R@10':>8}  factory"]
+    for r in rows:
+        state = "LATEST" if r["latest"] else ("complete" if r["complete"] else "incomplete")
+        out.append(f"{r['version']:28} {state:10} {r.get('ntotal', 0):>10,} {r.get('recall_at_10', 0):>8.3f}  "
+                   f"{r.get('factory', '')}")
+    return "\n".join(out)
+
+

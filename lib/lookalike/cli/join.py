@@ -1,0 +1,61 @@
+"""`lookalike join`: batch similarity joins and near-duplicate sweeps (also `spark-submit jobs/similarity_join.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from lookalike.cli.args import add_master_arg, add_store_args, key_values
+
+
+def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    add_store_args(p)
+    base = p.add_argument_group("base (one of)")
+    base.add_argument("--index", default=None, help="a published index name")
+    base.add_argument("--index-version", default=None, help="a version of it other than LATEST")
+    base.add_argument("--base-embeddings", default=None, metavar="FINGERPRINT[/RUN]",
+                      help="an embeddings version, searched exactly (small sets, or to check the index)")
+    queries = p.add_argument_group("queries (one of)")
+    queries.add_argument("--query-embeddings", default=None, metavar="FINGERPRINT[/RUN]")
+    queries.add_argument("--query-images", default=None, metavar="URL",
+                         help="an images folder/table: embedded first with the base's model")
+    queries.add_argument("--self-join", action="store_true",
+                         help="near-duplicate sweep of the base's own images: pairs above --threshold and clusters")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--threshold", type=float, default=None, help="keep pairs with cosine score >= this")
+    p.add_argument("--nprobe", type=int, default=None)
+    p.add_argument("--rerank", type=int, default=None)
+    p.add_argument("--with-metadata", action="store_true", help="add both sides' columns (query_*, neighbor_*)")
+    p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
+    p.add_argument("--batch-size", type=int, default=4096)
+    add_master_arg(p, submitted)
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def join_config(args: argparse.Namespace):
+    from lookalike.batch.join import JoinConfig
+    return JoinConfig(
+        store=args.store, index=args.index, index_version=args.index_version, base_embeddings=args.base_embeddings,
+        query_embeddings=args.query_embeddings, query_images=args.query_images, self_join=args.self_join,
+        k=args.k, threshold=args.threshold, nprobe=args.nprobe, rerank=args.rerank,
+        with_metadata=args.with_metadata, run_id=args.run_id, master=args.master,
+        storage_options=key_values(args.store_option, "--store-option"), batch_size=args.batch_size,
+        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
+
+
+def summarise_join(m: dict[str, Any]) -> str:
+    c, t = m["counts"], m["timings"]
+    line = (f"join {m['run_id']}: {c['queries']:,} queries → {c['pairs']:,} pairs against {m['base']} in "
+            f"{t['total_s']:.1f}s ({t['queries_per_s']:,.0f} queries/s); output joins/{m['run_id']}/")
+    if "clusters" in c:
+        line += (f"\n  {c['clusters']:,} near-duplicate clusters over {c['clustered_images']:,} images (largest "
+                 f"{c['largest_cluster']}) in joins/{m['run_id']}/clusters.parquet")
+    return line
+
+
+def run_join(args: argparse.Namespace) -> str:
+    from lookalike.batch import join
+    manifest = join.run(join_config(args))
+    return json.dumps(manifest, indent=2) if args.json else summarise_join(manifest)

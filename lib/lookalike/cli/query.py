@@ -1,0 +1,139 @@
+"""`lookalike serve` (the query worker) and `lookalike search` (the same answers without a server)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any
+
+from lookalike.cli.args import TOKEN_ENV, add_model_args, add_store_args, key_values, model_spec, read_token
+from lookalike.core.errors import ConfigError
+from lookalike.core.store import Store
+from lookalike.index.reader import default_cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    add_store_args(p)
+    p.add_argument("--name", required=True, help="index name")
+    p.add_argument("--cache-dir", default=None, help=f"local cache of index versions (default {default_cache_dir()}, "
+                                                     "or $LOOKALIKE_CACHE_DIR)")
+    add_model_args(p)
+
+
+def serve_parser(p: argparse.ArgumentParser) -> None:
+    add_worker_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this host only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between reads of LATEST")
+    p.add_argument("--retry-after", type=float, default=60.0, help="seconds before a version that failed to "
+                                                                   "load is tried again")
+    p.add_argument("--token-file", default=None, help=f"file holding the bearer token clients must send (or set "
+                                                      f"${TOKEN_ENV}); without either, no auth")
+    p.add_argument("--allow-uri", action="append", default=[], metavar="PREFIX",
+                   help="let /search/uris read images under this URI prefix (repeatable; default: none)")
+    p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
+    p.add_argument("--max-pixels", type=int, default=40_000_000)
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--request-timeout", type=float, default=30.0)
+
+
+def search_parser(p: argparse.ArgumentParser) -> None:
+    add_worker_args(p)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="query image paths or URIs")
+    p.add_argument("--id", action="append", default=[], dest="ids", metavar="IMAGE_ID",
+                   help="search with a catalogue image's stored vector (repeatable); its own hit is left out")
+    p.add_argument("--version", default=None, help="a version other than LATEST")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--nprobe", type=int, default=None)
+    p.add_argument("--rerank", type=int, default=None)
+    p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
+                   help="keep hits whose metadata column has one of the values (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+
+def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
+    from lookalike.model.spec import ModelSpec
+    from lookalike.serve.worker import WorkerSettings
+    # The model comes from the index unless a model option is given (--pooling alone counts): the fingerprint
+    # check then guards the choice.
+    spec = model_spec(args, options)
+    return WorkerSettings(name=args.name, cache_dir=args.cache_dir or default_cache_dir(),
+                          model=spec if spec != ModelSpec() else None, **extra)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from lookalike.serve.context import ApiSettings
+    from lookalike.serve.http_api import create_app
+    from lookalike.serve.worker import ServedIndex
+    options = key_values(args.store_option, "--store-option")
+    served = ServedIndex(Store(args.store, options),
+                         worker_settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
+                                   max_pixels=args.max_pixels))
+    served.start()
+    token = read_token(args.token_file)
+    api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
+                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri))
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s without a token: anyone who reaches the port can search", args.host)
+    status = served.status()
+    print(f"serving {status['name']}/{status['version']} ({status['ntotal']:,} vectors) on "
+          f"http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    try:
+        uvicorn.run(create_app(served, api), host=args.host, port=args.port, log_level="warning",
+                    timeout_keep_alive=5)
+    finally:
+        served.stop()
+
+
+def run_search(args: argparse.Namespace) -> str:
+    from lookalike.retrieval.query import params_for, search_vectors, vectors_of_ids
+    from lookalike.serve.worker import ServedIndex
+    if not args.images and not args.ids:
+        raise ConfigError("give query images (paths or URIs) and/or --id IMAGE_ID")
+    options = key_values(args.store_option, "--store-option")
+    served = ServedIndex(Store(args.store, options), worker_settings(args, options))
+    served.start(watch=False, version=args.version)
+    version = served.current
+    params = params_for(version, args.nprobe, args.rerank)
+    filters = _filters(args.filter)
+    labels, results = [], []
+    if args.images:
+        if served.embedder is None:
+            raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search "
+                              "by image")
+        vectors = served.embedder.embed([served.embedder.read(_as_uri(i)) for i in args.images])
+        labels += args.images
+        results += search_vectors(version, vectors, args.k, params, filters)
+    if args.ids:
+        vectors, faiss_ids = vectors_of_ids(version, args.ids)
+        labels += args.ids
+        results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids)
+    if args.json:
+        return json.dumps({"name": args.name, "version": version.version, "params": params.as_dict(),
+                           "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
+                                       for q, hits in zip(labels, results, strict=True)]}, indent=2)
+    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank})"]
+    for query, hits in zip(labels, results, strict=True):
+        lines.append(f"{query}:")
+        lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}" for h in hits] or ["  (no hits)"]
+    return "\n".join(lines)
+
+
+def _filters(pairs: list[str]) -> dict[str, list[str]] | None:
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        column, sep, values = pair.partition("=")
+        if not sep or not column:
+            raise ConfigError(f"--filter {pair!r}: expected COLUMN=VALUE[,VALUE...]")
+        out.setdefault(column, []).extend(values.split(","))
+    return out or None
+
+
+def _as_uri(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)

@@ -1,0 +1,66 @@
+"""`lookalike reindex`: the nightly run (also `spark-submit jobs/reindex.py`, `deploy/submit.sh reindex`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, parse_bytes
+from lookalike.cli.embed import embed_config
+from lookalike.cli.index import build_index_config
+from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
+from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
+
+
+def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+    add_store_args(p)
+    p.add_argument("--name", required=True, help="index name, e.g. trademarks")
+    add_model_args(p)
+    add_master_arg(p, submitted)
+    p.add_argument("--run-id", default=None,
+                   help="name of the run (default: new, or the unfinished run a crashed or failed run left)")
+    p.add_argument("--fresh", action="store_true", help="start a new run even if an unfinished one is left")
+    p.add_argument("--lease-ttl", type=float, default=900.0, metavar="SECONDS",
+                   help="a crashed run's lease expires after this long (renewed every quarter of it)")
+    p.add_argument("--retrain", action="store_true", help="train a new index instead of updating LATEST")
+    p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    p.add_argument("--whiten", type=int, default=DEFAULT_WHITEN_DIM, metavar="DIM",
+                   help=f"PCA-whitening to DIM dimensions (default {DEFAULT_WHITEN_DIM}), learned from the "
+                        f"catalogue once it has {MIN_IMAGES_PER_DIM}×DIM images, then fixed; --whitening URI "
+                        "gives one instead")
+    p.add_argument("--no-whiten", dest="whiten", action="store_const", const=None,
+                   help="index unwhitened vectors")
+    p.add_argument("--whiten-sample", type=int, default=SAMPLE_IMAGES, metavar="IMAGES",
+                   help=f"images embedded unwhitened to learn the whitening from (default {SAMPLE_IMAGES:,})")
+    embed = p.add_argument_group("embedding")
+    embed.add_argument("--images-per-task", type=int, default=500)
+    embed.add_argument("--batch-size", type=int, default=32)
+    embed.add_argument("--io-threads", type=int, default=2)
+    embed.add_argument("--max-error-rate", type=float, default=0.05)
+    index = p.add_argument_group("index")
+    index.add_argument("--memory-budget", type=parse_bytes, default="4GiB")
+    index.add_argument("--factory", default=None)
+    index.add_argument("--target-recall", type=float, default=0.95)
+    index.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this 10-R@10")
+    index.add_argument("--queries", type=int, default=1000)
+    index.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+
+
+def reindex_config(args: argparse.Namespace):
+    from lookalike.pipelines.reindex import ReindexConfig
+    # The two jobs' configs come from the same arguments; reindex decides publishing, resumption and mode.
+    args.no_incremental, args.embeddings, args.force, args.publish = False, None, False, False
+    args.incremental = not args.retrain
+    keep, args.keep = args.keep, None
+    return ReindexConfig(embed=embed_config(args), index=build_index_config(args), keep=keep,
+                         lease_ttl_s=args.lease_ttl, fresh=args.fresh, whiten=args.whiten,
+                         whiten_sample=args.whiten_sample)
+
+
+def run_reindex(args: argparse.Namespace) -> str:
+    from lookalike.pipelines import reindex
+    report = reindex.run(reindex_config(args))
+    return json.dumps(report, indent=2) if args.json else reindex.summarise(report)

@@ -1,0 +1,40 @@
+"""The one error tree: every error lookalike raises on purpose is a LookalikeError with the exit code its kind
+means to a scheduler. Anything else reaching the command line is a bug, and is shown with its traceback."""
+
+from __future__ import annotations
+
+# Exit codes, so a scheduler can tell a wrong call from a failed run from "try later".
+EXIT_BUG = 1          # an unexpected exception: a traceback follows
+EXIT_USAGE = 2        # the call or its inputs are wrong: fix them and run again
+EXIT_FAILED = 3       # the job ran and refused its result (too many bad images, recall below the floor)
+EXIT_BUSY = 75        # another run holds the lease: nothing was done, try later (sysexits EX_TEMPFAIL)
+
+
+class LookalikeError(Exception):
+    """Base of the errors lookalike raises on purpose; the message says what to do."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(LookalikeError, ValueError):
+    """A job config or command-line value is wrong; the message says which field and what would be right."""
+
+
+class InputError(LookalikeError, ValueError):
+    """The data given does not fit (a table's columns, a vector's dimension, a model's weights)."""
+
+
+class ArtefactError(LookalikeError, RuntimeError):
+    """An artefact in the store is missing, incomplete, damaged, or of another kind than expected."""
+
+
+class JobFailed(LookalikeError, RuntimeError):
+    """The job ran but its result does not meet the bar it was given; nothing was published."""
+
+    exit_code = EXIT_FAILED
+
+
+class Busy(LookalikeError, RuntimeError):
+    """Someone else holds what this run needs; nothing was done."""
+
+    exit_code = EXIT_BUSY

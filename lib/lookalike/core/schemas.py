@@ -1,0 +1,63 @@
+"""Arrow schemas of every artefact, with the schema version readers check."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lookalike.core.errors import InputError
+
+SCHEMA_VERSION = 1
+
+# Columns the pipeline owns; every other column of the images table is metadata, carried through.
+CORE_EMBEDDING_COLUMNS = ("image_id", "uri", "content_sha256", "width", "height", "embedding")
+RESERVED_COLUMNS = frozenset(CORE_EMBEDDING_COLUMNS) | {"stage", "error_kind", "message", "task"}
+
+
+class SchemaError(InputError):
+    """An artefact does not have the schema this version of lookalike reads."""
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def embeddings_schema(dim: int, metadata: pa.Schema | None = None) -> pa.Schema:
+    fields = [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("embedding", embedding_type(dim), nullable=False),
+    ]
+    fields += list(metadata or [])
+    return pa.schema(fields, metadata={b"lookalike.schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def errors_schema(metadata: pa.Schema | None = None) -> pa.Schema:
+    fields = [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),       # read / decode / embed
+        pa.field("error_kind", pa.string(), nullable=False),  # a short stable code, e.g. "truncated"
+        pa.field("message", pa.string(), nullable=False),     # readable reason
+    ]
+    fields += list(metadata or [])
+    return pa.schema(fields, metadata={b"lookalike.schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def check_embeddings(schema: pa.Schema, dim: int | None = None, where: str = "embeddings") -> int:
+    """Check a schema read back from the store; returns the embedding dimension."""
+    version = (schema.metadata or {}).get(b"lookalike.schema_version")
+    if version is not None and int(version) > SCHEMA_VERSION:
+        raise SchemaError(f"{where} has schema version {int(version)}; this lookalike reads up to "
+                          f"{SCHEMA_VERSION}: upgrade lookalike")
+    missing = [c for c in CORE_EMBEDDING_COLUMNS if c not in schema.names]
+    if missing:
+        raise SchemaError(f"{where} lacks columns {missing}: is it an embeddings version?")
+    emb = schema.field("embedding").type
+    if not pa.types.is_fixed_size_list(emb) or emb.value_type != pa.float32():
+        raise SchemaError(f"{where}: embedding must be fixed_size_list<float32>, found {emb}")
+    if dim is not None and emb.list_size != dim:
+        raise SchemaError(f"{where}: embedding dimension {emb.list_size} != expected {dim}")
+    return emb.list_size

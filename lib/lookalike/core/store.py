@@ -1,0 +1,237 @@
+"""URLs, atomic writes and retries of transient errors: the one place that knows about fsspec stores."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Transient errors are allow-listed by class name so that botocore/aiohttp need not be imported here;
+# anything else (missing key, access denied, bad request) is raised at once.
+TRANSIENT_ERROR_NAMES = frozenset({
+    "ConnectionError", "ConnectionResetError", "ConnectionRefusedError", "ConnectionAbortedError",
+    "TimeoutError", "BrokenPipeError", "EndpointConnectionError", "ConnectTimeoutError",
+    "ReadTimeoutError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
+    "ClientPayloadError", "IncompleteReadError", "ResponseStreamingError", "ServerTimeoutError",
+})
+TRANSIENT_MESSAGES = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500")
+
+
+CACHED_LISTING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors worth retrying: connection trouble, timeouts, throttling, 5xx."""
+    for err in _chain(error):
+        if type(err).__name__ in TRANSIENT_ERROR_NAMES:
+            return True
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+            return False
+        if isinstance(err, OSError) and any(m in str(err) for m in TRANSIENT_MESSAGES):
+            return True
+    return False
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: float = 0.5) -> T:
+    """Call fn, retrying transient errors with exponential backoff; other errors pass straight through."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as e:
+            if attempt == attempts or not is_transient(e):
+                raise
+            delay = base_delay * 2 ** (attempt - 1)
+            log.warning("transient error on %s (attempt %d/%d), retrying in %.1fs: %s",
+                        what, attempt, attempts, delay, e)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def retried(what: str):
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            return with_retries(lambda: method(self, *args, **kwargs), f"{what} {args[:1]}")
+        return wrapper
+    return decorate
+
+
+def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and in-filesystem path of a URL; options apply to non-local protocols."""
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    kwargs = dict(options or {}) if protocol not in ("file", "local") else {}
+    if protocol in CACHED_LISTING_PROTOCOLS:
+        # Other processes write to the store while we run (tasks commit markers, LATEST moves): a cached
+        # listing would hide their objects, so every exists/list asks the server.
+        kwargs.setdefault("use_listings_cache", False)
+    if protocol in ("s3", "s3a"):
+        # botocore >= 1.36 checks response checksums by default; S3-compatible servers (rclone, MinIO, Ceph)
+        # send the whole object's CRC with a ranged GET, which then never matches. Artefacts that matter
+        # carry their own sha256 in a manifest, checked on load.
+        config = dict(kwargs.get("config_kwargs") or {})
+        config.setdefault("response_checksum_validation", "when_required")
+        config.setdefault("request_checksum_calculation", "when_required")
+        kwargs["config_kwargs"] = config
+    fs, path = url_to_fs(url, **kwargs)
+    return fs, path
+
+
+class Store:
+    """A root URL in any fsspec filesystem, with atomic writes and retried reads.
+
+    Objects are written whole: on object stores a PUT is atomic; on local disk a temporary file is
+    renamed over the target. Either way a reader sees the old content or the new, never a part.
+    """
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None):
+        self.url = url.rstrip("/")
+        self.options = dict(options or {})
+        self.fs, self.root = filesystem(self.url, self.options)
+        self.root = self.root.rstrip("/") or "/"
+        self.is_local = "file" in _protocols(self.fs)
+
+    def __reduce__(self):
+        # Tasks rebuild the filesystem from the URL and options: never ship a live client to an executor.
+        return (Store, (self.url, self.options))
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def child_url(self, *parts: str) -> str:
+        return "/".join([self.url, *parts])
+
+    @retried("exists")
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    @retried("read")
+    def read_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(self.path(key))
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    @retried("write")
+    def write_bytes(self, key: str, data: bytes) -> None:
+        if self.is_local:
+            self._replace_local(key, lambda tmp: _write_synced(tmp, data))
+        else:
+            self.fs.pipe_file(self.path(key), data)
+
+    @retried("upload")
+    def upload(self, local_path: str, key: str) -> None:
+        """Copy a large local file to key, streamed (multipart on S3), as atomically as write_bytes."""
+        if self.is_local:
+            self._replace_local(key, lambda tmp: self.fs.put_file(local_path, tmp))
+        else:
+            self.fs.put_file(local_path, self.path(key))
+
+    def _replace_local(self, key: str, write: Callable[[str], Any]) -> None:
+        # Written beside the target under a temporary name, then renamed over it: readers see old or new.
+        target = self.path(key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        write(tmp)
+        os.replace(tmp, target)
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_text(key, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+    def write_parquet(self, key: str, table: pa.Table) -> int:
+        """Write a table as one Parquet object; returns its size in bytes."""
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        data = buf.getvalue()
+        self.write_bytes(key, data)
+        return len(data)
+
+    @retried("download")
+    def download(self, key: str, local_path: str) -> None:
+        """Copy an object to a local file, streamed (large index files never pass through memory)."""
+        self.fs.get_file(self.path(key), local_path)
+
+    @retried("read row group")
+    def read_row_group(self, key: str, group: int) -> pa.Table:
+        """One row group of a Parquet object: a task reads only its own rows of a plan."""
+        with self.fs.open(self.path(key), "rb") as f:
+            return pq.ParquetFile(f).read_row_group(group)
+
+    @retried("read parquet")
+    def read_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open(self.path(key), "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+    @retried("read parquet schema")
+    def read_parquet_schema(self, key: str) -> pa.Schema:
+        with self.fs.open(self.path(key), "rb") as f:
+            return pq.read_schema(f)
+
+    @retried("list")
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys (relative to the root) of the objects directly under prefix; [] when there are none."""
+        try:
+            entries = self.fs.ls(self.path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.relpath(e.rstrip("/"), self.root) for e in entries)
+
+    @retried("delete")
+    def delete(self, key: str, recursive: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(key), recursive=recursive)
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Store options safe to print or put in a manifest: credentials are replaced by '***'."""
+    secret_words = ("key", "secret", "token", "password", "credential")
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if isinstance(v, Mapping):
+            out[k] = redact(v)
+        elif any(w in k.lower() for w in secret_words) and k not in ("endpoint_url",):
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out

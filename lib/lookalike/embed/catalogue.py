@@ -1,0 +1,95 @@
+"""The images table: listed from a folder or prefix URL, or read from a Parquet/CSV table, then checked."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from lookalike.core.errors import InputError
+from lookalike.core.schemas import RESERVED_COLUMNS
+from lookalike.core.store import filesystem, with_retries
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+TABLE_EXTENSIONS = (".parquet", ".pq", ".csv")
+
+
+class CatalogueError(InputError):
+    """The images table cannot be used; says what to fix."""
+
+
+def load_catalogue(images: str, options: Mapping[str, Any] | None = None) -> pa.Table:
+    """An images table with `image_id`, `uri` and any metadata columns, sorted by image_id.
+
+    `images` is a folder or prefix URL (listed recursively for image extensions; image_id is the path
+    relative to it) or a .parquet/.csv table with `image_id` and `uri` columns (other columns are
+    metadata and are carried through to every output).
+    """
+    is_table = images.lower().endswith(TABLE_EXTENSIONS)
+    return validate(_read_table(images, options) if is_table else _list_folder(images, options), images)
+
+
+def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> pa.Table:
+    fs, root = filesystem(root_url, options)
+    root = root.rstrip("/")
+    try:
+        if not with_retries(lambda: fs.isdir(root), f"stat {root_url}"):
+            raise CatalogueError(f"images root {root_url} is not a folder or prefix (or is unreachable): "
+                                 "give a folder URL or a .parquet/.csv images table")
+        paths = with_retries(lambda: fs.find(root, withdirs=False), f"list {root_url}")
+    except CatalogueError:
+        raise
+    except Exception as e:
+        raise CatalogueError(f"cannot list images root {root_url}: {type(e).__name__}: {e}") from e
+    paths = sorted(p for p in paths if posixpath.splitext(p)[1].lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise CatalogueError(f"no images under {root_url} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    base = root_url.rstrip("/")
+    rel = [posixpath.relpath(p, root) for p in paths]
+    return pa.table({"image_id": rel, "uri": [f"{base}/{r}" for r in rel]})
+
+
+def _read_table(url: str, options: Mapping[str, Any] | None) -> pa.Table:
+    fs, path = filesystem(url, options)
+    try:
+        with fs.open(path, "rb") as f:
+            if url.lower().endswith(".csv"):
+                # Every CSV column is a string: an id column of digits must stay "007", not 7.
+                names = pacsv.open_csv(f).schema.names  # parses only the first block
+                f.seek(0)
+                return pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}))
+            return pq.read_table(f)
+    except FileNotFoundError as e:
+        raise CatalogueError(f"images table {url} does not exist") from e
+    except Exception as e:
+        raise CatalogueError(f"cannot read images table {url}: {type(e).__name__}: {e}") from e
+
+
+def validate(table: pa.Table, source: str) -> pa.Table:
+    missing = [c for c in ("image_id", "uri") if c not in table.column_names]
+    if missing:
+        raise CatalogueError(f"images table {source} lacks column(s) {missing}; it has {table.column_names}")
+    reserved = sorted(set(table.column_names) & (RESERVED_COLUMNS - {"image_id", "uri"}))
+    if reserved:
+        raise CatalogueError(f"images table {source} has column(s) {reserved} that lookalike writes itself: "
+                             "rename them")
+    if table.num_rows == 0:
+        raise CatalogueError(f"images table {source} is empty")
+    for col in ("image_id", "uri"):
+        table = table.set_column(table.column_names.index(col), col, pc.cast(table[col], pa.string()))
+        nulls = table[col].null_count
+        if nulls:
+            raise CatalogueError(f"images table {source}: {nulls} row(s) have no {col}")
+    ids = table["image_id"]
+    if pc.count_distinct(ids).as_py() != table.num_rows:
+        counts = pc.value_counts(ids)
+        dup = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1][:5]
+        raise CatalogueError(f"images table {source}: duplicate image_id values, e.g. {dup}; ids must be unique")
+    ordered = ["image_id", "uri"] + [c for c in table.column_names if c not in ("image_id", "uri")]
+    return table.select(ordered).sort_by("image_id")

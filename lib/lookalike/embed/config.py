@@ -1,0 +1,53 @@
+"""The embed job's config: typed, frozen, validated up front, copied whole into the manifest (no torch here)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import RUN_ID_PATTERN
+from lookalike.core.store import redact
+from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from lookalike.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    images: str                          # folder/prefix URL, or a .parquet/.csv images table
+    store: str                           # store root URL
+    model: ModelSpec = field(default_factory=ModelSpec)
+    run_id: str | None = None            # None: a new timestamped run; an existing id resumes that run
+    master: str | None = "local[*]"      # a Spark master URL, "in-process", or None: spark-submit's
+    storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options for s3:// etc.
+    images_per_task: int = 500
+    batch_size: int = 32
+    io_threads: int = 2
+    max_error_rate: float = 0.05
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    incremental: bool = True             # carry over vectors of content already embedded by this model
+    progress: bool = False
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.images:
+            raise ConfigError("images: give a folder/prefix URL or a .parquet/.csv images table")
+        if not self.store:
+            raise ConfigError("store: give the store root URL (a folder path, file://..., s3://bucket/prefix)")
+        if self.run_id is not None and not RUN_ID_PATTERN.match(self.run_id):
+            raise ConfigError(f"run_id {self.run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+        if self.images_per_task < 1:
+            raise ConfigError(f"images_per_task must be >= 1, got {self.images_per_task}")
+        if self.batch_size < 1 or self.io_threads < 1:
+            raise ConfigError("batch_size and io_threads must be >= 1")
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            raise ConfigError(f"max_error_rate is a fraction in [0, 1], got {self.max_error_rate}")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ConfigError("max_bytes and max_pixels must be >= 1")
+
+    def for_manifest(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["storage_options"] = redact(self.storage_options)
+        d["model"].pop("weights_options", None)
+        return d

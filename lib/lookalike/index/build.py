@@ -1,0 +1,326 @@
+"""The build_index job: embeddings version → trained, distributed-built, recall-gated, published index version."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lookalike.core.errors import ConfigError, InputError, JobFailed
+from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
+from lookalike.core.manifest import new_manifest
+from lookalike.core.spark import run_tasks
+from lookalike.core.store import Store, redact
+from lookalike.embed.versions import EmbeddingsVersion, open_ref
+from lookalike.index import publish
+from lookalike.index.choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index.incremental import try_update
+from lookalike.index.publish import write_file
+from lookalike.index.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
+from lookalike.index.search import deserialize, serialize
+from lookalike.index.tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
+
+log = logging.getLogger(__name__)
+GiB = 1 << 30
+
+
+class IndexInputError(InputError):
+    """The embeddings cannot be indexed as they are; says what is wrong and how many rows."""
+
+
+@dataclass(frozen=True)
+class BuildIndexConfig:
+    store: str
+    name: str
+    embeddings: str | None = None        # "FINGERPRINT" or "FINGERPRINT/RUN_ID"; None: the store's only one
+    memory_budget: int = 4 * GiB
+    factory: str | None = None           # forces a Faiss factory string
+    flat_threshold: int = FLAT_THRESHOLD
+    target_recall: float = 0.95          # 10-R@10 the default operating point must reach
+    min_recall: float = 0.0              # below this (best of the sweep), nothing is published
+    force: bool = False
+    publish: bool = False                # move LATEST to the new version
+    incremental: bool = False            # update LATEST (add new, drop removed) when the drift check passes
+    keep: int | None = None              # retention after publishing
+    queries: int = 1000                  # held-out queries for the recall table
+    k: int = 10
+    seed: int = 0
+    master: str | None = "local[*]"
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"index name {self.name!r}: give a name without '/'")
+        if self.memory_budget < 16 << 10:
+            raise ConfigError(f"memory_budget is in bytes; {self.memory_budget} is less than 16 KiB")
+        if not 0 <= self.min_recall <= 1 or not 0 < self.target_recall <= 1:
+            raise ConfigError("min_recall and target_recall are fractions in [0, 1]")
+        if self.queries < 1 or self.k < 1:
+            raise ConfigError("queries and k must be >= 1")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What one build works on: the source version's non-empty parts, where each starts, and the index type."""
+
+    store: Store
+    source: EmbeddingsVersion
+    layout: IndexLayout
+    parts: tuple[str, ...]
+    offsets: tuple[int, ...]    # global row of each part's first row
+    n: int
+    d: int
+    choice: IndexChoice
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out query vectors of the recall table and their global rows (never in the training sample)."""
+
+    queries: np.ndarray
+    rows: np.ndarray
+
+
+@dataclass
+class Built:
+    """The new version's index, from a full build or an in-place update of LATEST, and what its manifest says of
+    how it was made."""
+
+    index: faiss.Index
+    vectors: np.ndarray | None   # the re-scoring vectors (row = faiss id); dropped once spilled to disk
+    row_to_faiss: np.ndarray     # faiss id of every row of the source version
+    training: dict[str, Any]
+    trained_bytes: bytes
+    choice: IndexChoice
+    trained_ntotal: int          # how many vectors the trained quantizer was sized for (the drift check's reference)
+    files: list[dict[str, Any]]  # manifest entries of the index files written so far
+    on_disk: bool
+    decision: dict[str, Any]     # full build or incremental, and why
+
+
+@dataclass(frozen=True)
+class Measured:
+    table: list[dict[str, Any]]  # the recall/QPS sweep
+    point: dict[str, Any]        # the default operating point
+
+
+def run(config: BuildIndexConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    plan = plan_build(config)
+    log.info("building %s %s over %d×%d: %s", config.name, plan.layout.version, plan.n, plan.d, plan.choice.factory)
+    held_out = _timed(timings, "scan_s", scan, config, plan)
+    with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
+        built = build_or_update(config, plan, timings, tmp)
+        vectors_path = _spill_vectors(built, tmp)
+        measured = _timed(timings, "recall_s", measure, config, plan, built, held_out,
+                          np.load(vectors_path, mmap_mode="r"))
+        _gate(config, plan, built, measured)
+        files = _write_files(plan, built, vectors_path)
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    manifest = _manifest(config, plan, built, measured, files, timings)
+    plan.store.write_json(plan.layout.manifest, manifest)  # the commit: the version exists from here
+    plan.store.delete(plan.layout.scratch_prefix, recursive=True)
+    if config.publish:
+        publish.set_latest(plan.store, config.name, plan.layout.version)
+        if config.keep:
+            publish.retain(plan.store, config.name, config.keep)
+    return manifest
+
+
+def _timed(timings: dict[str, float], name: str, stage, *args):
+    t0 = time.perf_counter()
+    out = stage(*args)
+    timings[name] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def plan_build(config: BuildIndexConfig) -> BuildPlan:
+    store = Store(config.store, config.storage_options)
+    source = open_ref(store, config.embeddings)
+    rows = [f["rows"] for f in source.manifest["files"]["embeddings"]]
+    n, d = sum(rows), source.dim
+    if n == 0:
+        raise IndexInputError(f"embeddings {source.layout.prefix} hold no vectors: nothing to index")
+    choice = describe_factory(config.factory, n, d) if config.factory else \
+        choose_index(n, d, config.memory_budget, config.flat_threshold)
+    parts = tuple(k for k, r in zip(source.parts, rows, strict=True) if r > 0)
+    offsets = tuple(int(o) for o in np.cumsum([0] + [r for r in rows if r > 0])[:-1])
+    return BuildPlan(store, source, IndexLayout(store, config.name, publish.new_version_id()), parts, offsets, n, d,
+                     choice)
+
+
+def scan(config: BuildIndexConfig, plan: BuildPlan) -> HeldOut:
+    """Every part checked (NaN, zeros, dimension, norms), its share of a random training sample drawn and its
+    held-out queries handed back, one task per part."""
+    rng = np.random.default_rng(config.seed)
+    query_rows = tuple(sorted(rng.choice(plan.n, min(config.queries, plan.n), replace=False).tolist()))
+    train_size = plan.choice.train_size
+    fraction = min(1.0, 1.2 * train_size / max(1, plan.n - len(query_rows))) if train_size else 0.0
+    results = run_tasks(ScanTask(plan.store, plan.parts, plan.offsets, fraction, query_rows, plan.layout, config.seed),
+                        list(range(len(plan.parts))), config.master, "lookalike-index-scan", config.spark_conf)
+    _check_scan(results, plan.d, plan.source)
+    results = sorted(results, key=lambda s: s["part"])
+    queries = np.concatenate([s["queries"] for s in results]).astype(np.float32)
+    save_npy(plan.store, plan.layout.queries, queries)
+    return HeldOut(queries, np.concatenate([s["query_rows"] for s in results]).astype(np.int64))
+
+
+def build_or_update(config: BuildIndexConfig, plan: BuildPlan, timings: dict[str, float], tmp: str) -> Built:
+    """LATEST updated in place of a rebuild (nightly, when the drift checks pass), else train, add in parallel
+    and merge."""
+    t0 = time.perf_counter()
+    update = try_update(config.name, config.factory, plan.store, plan.source, plan.parts, plan.n, tmp) \
+        if config.incremental else None
+    if update is not None and update.index is not None:
+        timings["update_s"] = round(time.perf_counter() - t0, 3)
+        files = [write_file(plan.store, plan.layout.key(INDEX_FILE), serialize(update.index))]
+        return Built(update.index, update.vectors, update.row_to_faiss, update.training, update.trained_bytes,
+                     update.choice, update.trained_ntotal, files, False, update.decision)
+    decision = update.decision if update else {
+        "incremental": False, "reason": "first build: no LATEST to update" if config.incremental else "full build"}
+    return _full_build(config, plan, decision, timings, tmp)
+
+
+def _full_build(config: BuildIndexConfig, plan: BuildPlan, decision: dict[str, Any], timings: dict[str, float],
+                tmp: str) -> Built:
+    """Train on one task, add every part on its own task, merge the inverted lists."""
+    store, layout, choice = plan.store, plan.layout, plan.choice
+    [training] = _timed(timings, "train_s", run_tasks,
+                        TrainTask(store, choice.factory, plan.d, len(plan.parts), max(1, choice.train_size), layout,
+                                  config.seed), [0], config.master, "lookalike-index-train", config.spark_conf)
+    added = _timed(timings, "add_s", run_tasks, AddTask(store, plan.parts, plan.offsets, layout),
+                   list(range(len(plan.parts))), config.master, "lookalike-index-add", config.spark_conf)
+    if sum(a["added"] for a in added) != plan.n:
+        raise JobFailed(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {plan.n}")
+    t0 = time.perf_counter()
+    trained_bytes = store.read_bytes(layout.trained)
+    index, files, on_disk = _merge(store, layout, trained_bytes, len(plan.parts), choice, plan.n,
+                                   config.memory_budget, tmp)
+    timings["merge_s"] = round(time.perf_counter() - t0, 3)
+    return Built(index, plan.source.read_rows(np.arange(plan.n), np.float16),
+                 np.arange(plan.n, dtype=np.int64), training, trained_bytes, choice, plan.n, files, on_disk, decision)
+
+
+def _spill_vectors(built: Built, tmp: str) -> str:
+    """The re-scoring vectors go to local disk now and are mapped back: from here the driver holds them once
+    (inside the sweep's exact scorer) instead of also as an array and as the .npy being written (driver peak at
+    10M × 128: 11.7 GiB before, see bench/ondisk_merge.py)."""
+    path = os.path.join(tmp, VECTORS_FILE)
+    np.save(path, built.vectors.astype(np.float16, copy=False), allow_pickle=False)
+    built.vectors = None
+    return path
+
+
+def measure(config: BuildIndexConfig, plan: BuildPlan, built: Built, held_out: HeldOut, vectors: np.ndarray
+            ) -> Measured:
+    """Exact ground truth of the held-out queries (distributed brute force), then the recall/QPS sweep."""
+    partial = run_tasks(GroundTruthTask(plan.store, plan.parts, plan.offsets, plan.layout, config.k + 1),
+                        list(range(len(plan.parts))), config.master, "lookalike-index-gt", config.spark_conf)
+    # Tasks see rows of the embeddings version; the index speaks faiss ids.
+    row_to_faiss = built.row_to_faiss
+    partial = [(dist, np.where(ids >= 0, row_to_faiss[np.maximum(ids, 0)], -1)) for dist, ids in partial]
+    query_ids = row_to_faiss[held_out.rows]
+    truth = exact_ground_truth(partial, query_ids, config.k)
+    table = sweep(built.index, held_out.queries, query_ids, truth, vectors, config.k, built.choice)
+    return Measured(table, choose_operating_point(table, config.target_recall))
+
+
+def _gate(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured: Measured) -> None:
+    best = max(r["recall_at_10"] for r in measured.table)
+    if best < config.min_recall and not config.force:
+        plan.store.delete(plan.layout.scratch_prefix, recursive=True)
+        raise RecallTooLow(f"{built.choice.factory}: the best 10-R@10 reached is {best:.3f} < --min-recall "
+                           f"{config.min_recall}; nothing was published. Give a larger --memory-budget or a "
+                           "better --factory, or --force to publish anyway")
+
+
+def _write_files(plan: BuildPlan, built: Built, vectors_path: str) -> list[dict[str, Any]]:
+    """The rest of the version's files (the index files are written already); the manifest comes after them."""
+    store, layout = plan.store, plan.layout
+    return [*built.files,
+            publish.upload_file(store, layout.key(VECTORS_FILE), vectors_path),
+            write_file(store, layout.key(TRAINED_FILE), built.trained_bytes),
+            write_file(store, layout.key(IDS_FILE), _ids_parquet(plan.source, plan.parts, built.row_to_faiss))]
+
+
+def _manifest(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured: Measured,
+              files: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
+    source, choice = plan.source, built.choice
+    index_bytes = sum(f["bytes"] for f in files if f["key"].rsplit("/", 1)[-1].startswith("index."))
+    return new_manifest(
+        publish.KIND, name=config.name, version=plan.layout.version, fingerprint=source.manifest["fingerprint"],
+        fingerprint_id=source.layout.fingerprint_id, dim=plan.d, metric="L2", ntotal=plan.n, factory=choice.factory,
+        factory_reason=choice.reason, choice=asdict(choice), on_disk=built.on_disk,
+        bytes_per_vector=round(index_bytes / plan.n, 2),
+        training=built.training, build_mode=built.decision, recall_table=measured.table,
+        operating_point=measured.point, trained_ntotal=built.trained_ntotal,
+        default_search=measured.point["params"], files=files, timings=timings,
+        source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
+                "counts": source.manifest["counts"]},
+        model=source.manifest.get("config", {}).get("model"),  # how query workers rebuild the model
+        config={**asdict(config), "storage_options": redact(config.storage_options)},
+    )
+
+
+def _check_scan(scan: list[dict[str, Any]], d: int, source: EmbeddingsVersion) -> None:
+    where = source.layout.store.child_url(source.layout.prefix)
+    dims = {s["dim"] for s in scan}
+    if dims != {d}:
+        raise IndexInputError(f"embeddings {where}: vectors of dimension {sorted(dims)}, manifest says {d}: the "
+                              "version mixes models; re-embed it")
+    bad = sum(s["non_finite"] for s in scan)
+    zero = sum(s["zero"] for s in scan)
+    if bad or zero:
+        raise IndexInputError(f"embeddings {where}: {bad} vectors with NaN/inf and {zero} all-zero vectors; "
+                              "they cannot be searched. Re-embed the version")
+    worst = max(s["max_norm_error"] for s in scan)
+    if worst > 1e-2:
+        raise IndexInputError(f"embeddings {where} are not L2-normalised (a norm is off by {worst:.3f}); "
+                              "the L2 index assumes unit vectors")
+
+
+def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int, choice: IndexChoice, n: int,
+           budget: int, tmp: str) -> tuple[faiss.Index, list[dict[str, Any]], bool]:
+    trained = deserialize(trained_bytes)
+    estimated = n * choice.bytes_per_vector
+    if choice.is_flat or estimated <= budget:
+        for i in range(n_parts):
+            trained.merge_from(deserialize(store.read_bytes(layout.partial(i))), 0)
+        files = [write_file(store, layout.key(INDEX_FILE), serialize(trained))]
+        return trained, files, False
+    # Larger than the budget: merge the lists into one mmap-able .ivfdata file (faiss.contrib.ondisk).
+    from faiss.contrib.ondisk import merge_ondisk
+    names = []
+    for i in range(n_parts):
+        path = os.path.join(tmp, f"partial-{i:05d}.faiss")
+        store.download(layout.partial(i), path)
+        names.append(path)
+    ivfdata = os.path.join(tmp, IVFDATA_FILE)
+    merge_ondisk(trained, names, ivfdata)
+    index_path = os.path.join(tmp, INDEX_FILE)
+    faiss.write_index(trained, index_path)
+    files = [publish.upload_file(store, layout.key(INDEX_FILE), index_path),
+             publish.upload_file(store, layout.key(IVFDATA_FILE), ivfdata)]
+    return faiss.read_index(index_path, faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
+
+
+def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...], row_to_faiss: np.ndarray) -> bytes:
+    """faiss_id → image_id, uri, content_sha256, width, height and the metadata columns, sorted by faiss id:
+    what a query worker returns with each hit and filters on."""
+    columns = [c for c in source.layout.store.read_parquet_schema(parts[0]).names if c != "embedding"] \
+        if parts else ["image_id", "uri", "content_sha256"]
+    ids = pa.concat_tables([source.read_part(p, columns) for p in parts])
+    ids = ids.add_column(0, "faiss_id", pa.array(row_to_faiss, pa.int64())).sort_by("faiss_id")
+    sink = pa.BufferOutputStream()
+    pq.write_table(ids, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()

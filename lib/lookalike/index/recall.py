@@ -1,0 +1,91 @@
+"""Recall of an index against exact search on held-out queries, the nprobe × re-scoring sweep, and the
+choice of the default operating point."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faiss
+import numpy as np
+
+from lookalike.core.errors import JobFailed
+from lookalike.index.choice import IndexChoice
+from lookalike.index.search import SearchParams, exact_scorer, search
+
+RERANKS = (0, 50, 100, 200)
+
+
+class RecallTooLow(JobFailed):
+    """The index does not reach --min-recall at any setting; nothing is published."""
+
+
+def exact_ground_truth(partials: list[tuple[np.ndarray, np.ndarray]], query_ids: np.ndarray, k: int) -> np.ndarray:
+    """Merge per-part exact top lists into the global top-k per query, the query itself left out (it is in
+    the database, and finding it is no achievement)."""
+    distances = np.concatenate([p[0] for p in partials], axis=1)
+    ids = np.concatenate([p[1] for p in partials], axis=1)
+    distances = np.where((ids == query_ids[:, None]) | (ids < 0), np.inf, distances)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(ids, order, axis=1)
+
+
+def drop_self(ids: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """Each row without the query's own id, first k kept (rows are ranked, so order is kept)."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for q, row in enumerate(ids):
+        kept = row[(row != query_ids[q]) & (row >= 0)][:k]
+        out[q, : len(kept)] = kept
+    return out
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """k-R@k as Faiss defines it: the share of the true top-k found in the returned top-k."""
+    hits = [len(set(f[:k].tolist()) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits) / k)
+
+
+def nprobe_values(choice: IndexChoice) -> list[int]:
+    if choice.is_flat or not choice.nlist:
+        return [1]
+    values, p = [], 1
+    while p <= min(choice.nlist, 1024):
+        values.append(p)
+        p *= 2
+    return values
+
+
+def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray,
+          vectors: np.ndarray, k: int, choice: IndexChoice) -> list[dict[str, Any]]:
+    """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rerank); stops raising nprobe once recall
+    with the widest re-scoring stops improving."""
+    table = []
+    last_best = -1.0
+    exact = exact_scorer(vectors)
+    reranks = (0,) if choice.is_flat else RERANKS
+    for nprobe in nprobe_values(choice):
+        best_here = 0.0
+        for rerank in reranks:
+            params = SearchParams(nprobe=nprobe, rerank=rerank)
+            search(index, queries[: min(50, len(queries))], k + 1, params, exact)  # warm caches
+            t0 = time.perf_counter()
+            _, ids = search(index, queries, k + 1, params, exact)
+            elapsed = time.perf_counter() - t0
+            found = drop_self(ids, query_ids, k)
+            row = {"nprobe": nprobe, "rerank": rerank, "recall_at_1": recall_at(found, truth, 1),
+                   "recall_at_10": recall_at(found, truth, min(10, k)), "qps": round(len(queries) / elapsed, 1)}
+            table.append(row)
+            best_here = max(best_here, row["recall_at_10"])
+        if best_here >= 0.999 or best_here - last_best < 1e-3:
+            break
+        last_best = best_here
+    return table
+
+
+def choose_operating_point(table: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The fastest setting reaching the target 10-R@10; if none does, the most accurate one."""
+    reaching = [r for r in table if r["recall_at_10"] >= target]
+    row = max(reaching, key=lambda r: r["qps"]) if reaching else max(
+        table, key=lambda r: (r["recall_at_10"], r["qps"]))
+    return {**row, "target_recall_at_10": target, "target_met": bool(reaching),
+            "params": SearchParams(row["nprobe"], row["rerank"]).as_dict()}

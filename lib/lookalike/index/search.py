@@ -1,0 +1,110 @@
+"""Searching a Faiss index: nprobe per call (never set on the shared index), a shortlist re-scored exactly from
+stored vectors, cosine scores."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+# Batches below this size search on the calling thread alone (see use_threads_for).
+SMALL_BATCH = 16
+_ALL_THREADS = faiss.omp_get_max_threads()
+
+
+def use_threads_for(n_queries: int) -> None:
+    """OpenMP threads for the calling thread's next searches (libgomp keeps the setting per thread). A few
+    queries run on this thread alone: when many serving threads each started a team of OpenMP threads on the
+    same cores, 16 concurrent clients got 433 QPS instead of 2,700 (bench/query.py, 2 cores). A batch uses
+    every core."""
+    faiss.omp_set_num_threads(1 if n_queries < SMALL_BATCH else _ALL_THREADS)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    nprobe: int = 1
+    rerank: int = 0  # shortlist size re-scored exactly; 0 trusts the index's own (compressed) distances
+
+    def as_dict(self) -> dict[str, int]:
+        return {"nprobe": self.nprobe, "rerank": self.rerank}
+
+
+def serialize(index: faiss.Index) -> bytes:
+    return faiss.serialize_index(index).tobytes()
+
+
+def deserialize(data: bytes) -> faiss.Index:
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+def vectors_to_bytes(vectors: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, vectors.astype(np.float16), allow_pickle=False)
+    return buf.getvalue()
+
+
+def search_parameters(index: faiss.Index, params: SearchParams) -> faiss.SearchParameters | None:
+    """The per-call faiss parameters of `params` for this index's structure. Nothing is set on the index itself:
+    query workers search one shared index from many threads, and a setting on it (nprobe, the HNSW quantizer's
+    efSearch) would leak from one request into another's."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):  # OPQ: the IVF sits behind the rotation
+        inner = search_parameters(index.index, params)
+        return None if inner is None else faiss.SearchParametersPreTransform(index_params=inner)
+    if not isinstance(index, faiss.IndexIVF):
+        return None  # a flat index has nothing to probe
+    quantizer = faiss.downcast_index(index.quantizer)
+    nprobe = min(params.nprobe, index.nlist)
+    if isinstance(quantizer, faiss.IndexHNSW):
+        # An HNSW coarse quantizer must return at least nprobe centroids worth having.
+        hnsw = faiss.SearchParametersHNSW(efSearch=max(quantizer.hnsw.efSearch, 2 * nprobe))
+        return faiss.SearchParametersIVF(nprobe=nprobe, quantizer_params=hnsw)
+    return faiss.SearchParametersIVF(nprobe=nprobe)
+
+
+def search_with(index: faiss.Index, queries: np.ndarray, k: int, params: faiss.SearchParameters | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """index.search with per-call parameters, through the SWIG call itself: faiss.contrib.torch_utils (imported
+    by pytorch-metric-learning, for one) replaces Index.search with a version that takes no params."""
+    x = np.ascontiguousarray(queries, dtype=np.float32)
+    distances = np.empty((len(x), k), dtype=np.float32)
+    ids = np.empty((len(x), k), dtype=np.int64)
+    index.search_c(len(x), faiss.swig_ptr(x), k, faiss.swig_ptr(distances), faiss.swig_ptr(ids), params)
+    return distances, ids
+
+
+def cosine(l2_squared: np.ndarray) -> np.ndarray:
+    """For unit vectors ‖a−b‖² = 2 − 2·cos: report the cosine, which people read more easily."""
+    return 1.0 - l2_squared / 2.0
+
+
+def exact_scorer(vectors: np.ndarray) -> faiss.Index:
+    """The stored float16 vectors (row = faiss id) as a faiss fp16 scalar-quantizer index: the same bytes,
+    so re-scoring a shortlist runs in C++ on every core instead of gathering rows in numpy."""
+    scorer = faiss.IndexScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
+    for start in range(0, len(vectors), 65_536):
+        scorer.add(np.ascontiguousarray(vectors[start:start + 65_536], dtype=np.float32))
+    return scorer
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
+           exact: faiss.Index | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (cosine scores, faiss ids) per query; -1 ids pad rows with fewer than k hits. With `exact` and
+    params.rerank > k, the index proposes rerank candidates and `exact` re-scores them."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    use_threads_for(len(queries))
+    index_params = search_parameters(index, params)
+    if exact is None or params.rerank <= k:
+        distances, ids = search_with(index, queries, k, index_params)
+        return cosine(distances), ids
+    # IndexRefine insists on equal sizes when built; the scorer may hold more rows (ids freed by incremental
+    # updates stay as zero rows), so it is built over the index itself and then pointed at the scorer. It is
+    # built per call, and k_factor travels in the call's parameters.
+    refine = faiss.IndexRefine(index, index)
+    refine.refine_index = exact
+    refine.ntotal = exact.ntotal  # labels are checked against this: the scorer's rows, not the live count
+    refine_params = faiss.IndexRefineSearchParameters(k_factor=params.rerank / k, base_index_params=index_params)
+    distances, ids = search_with(refine, queries, k, refine_params)
+    return cosine(np.where(ids >= 0, distances, 4.0)), ids

@@ -1,0 +1,193 @@
+"""Loading a model: the backbone with its weights checked, the pooling head, the optional whitening head, on a
+device; and the one forward pass that catalogue and query images both go through."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lookalike.core.store import filesystem, with_retries
+from lookalike.model.backbones import backbone_of, lite0_to_timm
+from lookalike.model.pooling import make_pooling
+from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
+from lookalike.model.whitening import Whitening, WhiteningError, WhiteningHead
+
+
+class EmbeddingModel(nn.Module):
+    """uint8 images → normalised input → backbone features → pooling → L2: one unit float32 vector each.
+
+    Multi-scale (scales other than (1,)): the normalised input is resized by each factor, each scale's pooled
+    descriptor is L2-normalised and they are summed, then normalised again (the multi-scale descriptor of
+    Radenović et al.); resizing the tensor keeps decoding and preprocessing single-scale and runs on the GPU."""
+
+    def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing,
+                 whitening: nn.Module | None = None, scales: tuple[float, ...] = (1.0,)):
+        super().__init__()
+        self.backbone = backbone
+        self._features = features
+        self.pooling = pooling
+        self.whitening = whitening
+        self.scales = scales
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 → the float input the backbone was trained on."""
+        return (images.float() - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalise(images)
+        unit = None
+        for scale in self.scales:
+            scaled = x if scale == 1.0 else nn.functional.interpolate(
+                x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+            pooled = nn.functional.normalize(self.pooling(self._features(self.backbone, scaled)).float(), dim=-1)
+            unit = pooled if unit is None else unit + pooled
+        if len(self.scales) > 1:
+            unit = nn.functional.normalize(unit, dim=-1)
+        return self.whitening(unit) if self.whitening is not None else unit
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    module: EmbeddingModel
+    preprocessing: Preprocessing
+    dim: int
+    weights_sha256: str
+    channels_last: bool
+    whitening: dict[str, Any] | None = None  # {"sha256", "dim"} of the whitening applied, if any
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes the embedding space; two runs share vectors only if this is equal."""
+        # `scales` appears only when multi-scale, so single-scale fingerprints (and their stores) stay as they were.
+        multi_scale = {"scales": list(self.spec.scales)} if self.spec.scales != (1.0,) else {}
+        return multi_scale | {
+            "architecture": self.spec.name,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": asdict(self.preprocessing),
+            "pooling": self.spec.pooling,
+            "gem_p": self.spec.gem_p if self.spec.pooling == "gem" else None,
+            "whitening": self.whitening,
+            "normalisation": "l2",
+            "dim": self.dim,
+        }
+
+    @property
+    def fingerprint_id(self) -> str:
+        return fingerprint_id(self.fingerprint)
+
+    def embed_batch(self, images: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
+        """(B, 3, S, S) uint8 batch → (B, dim) float32 unit vectors: the one forward pass of catalogue and
+        query images, so both are embedded at the same precision (fp16 autocast on a GPU, float32 on a CPU)."""
+        device = device or next(self.module.parameters()).device
+        x = images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+        on_gpu = device.type == "cuda"
+        if on_gpu:
+            x = x.pin_memory().to(device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
+            return self.module(x).float().cpu().numpy()
+
+
+def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedModel:
+    """Build the backbone, load its weights strictly, attach the pooling head, move to device."""
+    backbone_def = backbone_of(spec)
+    weights_uri = spec.weights_uri or (backbone_def.default_weights() if backbone_def.default_weights else None)
+    if weights_uri is None:
+        raise ModelError(f"model {spec.name!r} needs --weights URI (a state dict, local path or s3://...): "
+                         "nothing is downloaded at run time")
+    raw, sha = _read_weights(weights_uri, json.dumps(spec.weights_options, sort_keys=True))
+    state = _state_dict_from(raw, weights_uri)
+    net = backbone_def.build()
+    if spec.name == "efficientnet_lite0" and any(k.startswith("_blocks.") for k in state):
+        state = lite0_to_timm(state, net.state_dict())
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"weights {weights_uri} do not fit model {spec.name!r}: {e}") from e
+    base = backbone_def.preprocessing
+    pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
+                        interpolation=base.interpolation, mean=base.mean, std=base.std)
+    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre,
+                            scales=spec.scales).eval()
+    probe = torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)
+    with torch.inference_mode():
+        try:
+            dim = module(probe).shape[-1]
+        except (AssertionError, RuntimeError) as e:
+            if spec.scales == (1.0,):
+                raise
+            raise ModelError(f"{spec.name} cannot take inputs resized by {spec.scales} from {pre.image_size} px "
+                             f"({type(e).__name__}: {e}): it needs one input size, drop --scales") from e
+    whitening = None
+    if spec.whitening_uri:
+        module.whitening, whitening = _whitening_head(spec, int(dim))
+        dim = whitening["dim"]
+    module = module.to(device)
+    if backbone_def.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last, whitening)
+
+
+@functools.lru_cache(maxsize=2)
+def cached_model(spec: ModelSpec, device: str) -> LoadedModel:
+    """One model per process and device: Spark reuses Python workers, so later tasks skip the load."""
+    return load_model(spec, device)
+
+
+def pick_device(gpu_address: str | None = None) -> torch.device:
+    """The device a task should use: the GPU Spark assigned it, else any visible GPU, else the CPU."""
+    if gpu_address is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_address)}")
+    if torch.cuda.is_available() and os.environ.get("LOOKALIKE_DEVICE", "") != "cpu":
+        return torch.device("cuda:0")
+    return torch.device("cpu")
+
+
+def _whitening_head(spec: ModelSpec, pooled_dim: int) -> tuple[nn.Module, dict[str, Any]]:
+    raw, sha = _read_weights(spec.whitening_uri, json.dumps(spec.weights_options, sort_keys=True), "whitening")
+    try:
+        whitening = Whitening.from_bytes(raw, spec.whitening_uri)
+    except WhiteningError as e:
+        raise ModelError(str(e)) from e
+    if whitening.dim_in != pooled_dim:
+        raise ModelError(f"whitening {spec.whitening_uri} was learned on {whitening.dim_in}-d embeddings; "
+                         f"{spec.name} with {spec.pooling} pooling makes {pooled_dim}-d ones: learn one for this "
+                         "model with `lookalike whiten`")
+    return WhiteningHead(whitening).eval(), {"sha256": sha, "dim": whitening.dim_out}
+
+
+@functools.lru_cache(maxsize=4)
+def _read_weights(uri: str, options_json: str, what: str = "weights") -> tuple[bytes, str]:
+    fs, path = filesystem(uri, json.loads(options_json))
+    try:
+        raw = with_retries(lambda: fs.cat_file(path), f"read {what} {uri}")
+    except FileNotFoundError as e:
+        raise ModelError(f"{what} not found at {uri}") from e
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def _state_dict_from(raw: bytes, uri: str) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot load weights {uri} as a torch state dict (weights_only=True): {e}") from e
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ModelError(f"weights {uri} hold a {type(obj).__name__}, not a state dict")
+    return obj
+
+

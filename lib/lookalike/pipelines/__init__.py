@@ -1,0 +1,1 @@
+"""Multi-step jobs: the nightly reindex (lease, embed, build, publish, report) and which whitening it uses."""

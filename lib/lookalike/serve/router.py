@@ -1,0 +1,186 @@
+"""The fan-out router: one query API over N shard workers (`lookalike serve` on exported bundles). Each query
+goes to every shard in parallel with a timeout; their top-k lists are merged by score. A shard that is down or
+too slow is named in the answer (`partial`, `missing_shards`) or, with on_missing="error", fails the request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from lookalike import __version__
+from lookalike.core.errors import ConfigError, LookalikeError
+from lookalike.retrieval.query import MAX_K
+from lookalike.serve.api_middleware import bearer_ok
+from lookalike.serve.api_models import IdQuery, SearchAnswer, VectorQuery
+
+ON_MISSING = ("partial", "error")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    shards: tuple[str, ...]            # base URLs of the shard workers
+    on_missing: str = "partial"        # a dead or slow shard: answer from the others ("partial") or fail ("error")
+    shard_timeout_s: float = 5.0
+    token: str | None = None           # clients must send it, and it is passed on to the shards
+
+    def __post_init__(self):
+        if not self.shards:
+            raise ConfigError("give the shard workers: --shards URL,URL,...")
+        if self.on_missing not in ON_MISSING:
+            raise ConfigError(f"on_missing is one of {ON_MISSING}, got {self.on_missing!r}")
+
+
+class ShardError(LookalikeError):
+    def __init__(self, status: int, detail: Any):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None) -> list[list[dict]]:
+    """Per query, every shard's hits by descending score, the best k, ranked again. drop[i] names a hit to
+    leave out of query i (the query image itself)."""
+    n = len(answers[0]["results"])
+    merged = []
+    for q in range(n):
+        hits = [h for a in answers for h in a["results"][q]["hits"] if not drop or h["image_id"] != drop[q]]
+        hits.sort(key=lambda h: -h["score"])
+        merged.append([{**h, "rank": r} for r, h in enumerate(hits[:k], 1)])
+    return merged
+
+
+class Shards:
+    """The shard workers behind the router: one pooled HTTP client, a fan-out with its failure policy, and the
+    merged answer."""
+
+    def __init__(self, settings: RouterSettings):
+        self.settings = settings
+        headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+        self.client = httpx.AsyncClient(timeout=settings.shard_timeout_s, headers=headers)
+
+    async def call(self, shard: str, path: str, **kw) -> dict[str, Any]:
+        response = await self.client.post(shard + path, **kw)
+        if 400 <= response.status_code < 500:  # the request itself is wrong: every shard would say so
+            raise ShardError(response.status_code, response.json().get("detail", response.text))
+        response.raise_for_status()
+        return response.json()
+
+    async def fan_out(self, path: str, body: dict[str, Any]) -> tuple[list[dict], list[str]]:
+        shards = self.settings.shards
+        outcomes = await asyncio.gather(*(self.call(s, path, json=body) for s in shards), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, ShardError):
+                raise outcome
+        missing = [s for s, o in zip(shards, outcomes, strict=True) if isinstance(o, BaseException)]
+        answers = [o for o in outcomes if not isinstance(o, BaseException)]
+        if not answers:
+            raise ShardError(503, f"no shard answered: {', '.join(missing)}")
+        if missing and self.settings.on_missing == "error":
+            raise ShardError(502, f"{len(missing)} of {len(shards)} shards did not answer: {', '.join(missing)}")
+        return answers, missing
+
+    async def embed(self, files: list) -> dict[str, Any]:
+        last_error: Exception | None = None
+        for shard in self.settings.shards:  # any one shard embeds: they share the model
+            try:
+                return await self.call(shard, "/embed", files=files)
+            except ShardError:
+                raise
+            except httpx.HTTPError as e:
+                last_error = e
+        raise ShardError(503, f"no shard could embed the images: {last_error}")
+
+    async def health(self) -> list[dict[str, Any]]:
+        async def one(shard: str) -> dict[str, Any]:
+            try:
+                r = await self.client.get(shard + "/healthz")
+                return {"url": shard, "ok": r.status_code == 200, **r.json()}
+            except (httpx.HTTPError, ValueError) as e:
+                return {"url": shard, "ok": False, "error": f"{type(e).__name__}: {e}"}
+        return list(await asyncio.gather(*(one(s) for s in self.settings.shards)))
+
+    async def search(self, vectors: list, options: dict[str, Any], labels: list, started: float,
+                     drop: list[str | None] | None = None) -> Response:
+        k = options["k"]
+        body = {**options, "vectors": vectors, "k": k + (1 if drop else 0)}
+        answers, missing = await self.fan_out("/search/vectors", body)
+        merged = merge(answers, k, drop)
+        versions = sorted({a["version"] for a in answers})
+        return Response(json.dumps({
+            "name": answers[0]["name"], "version": versions[0] if len(versions) == 1 else versions, "k": k,
+            "took_ms": round(1000 * (time.perf_counter() - started), 2), "partial": bool(missing),
+            "missing_shards": missing,
+            "results": [{"query": label, "hits": hits} for label, hits in zip(labels, merged, strict=True)]}),
+            media_type="application/json")
+
+
+def create_router(settings: RouterSettings) -> FastAPI:
+    shards = Shards(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await shards.client.aclose()
+
+    app = FastAPI(title="lookalike router", version=__version__, lifespan=lifespan,
+                  description="One search API over the shard workers of an exported index.")
+
+    @app.exception_handler(ShardError)
+    async def shard_error(_: Request, e: ShardError):
+        return JSONResponse({"detail": e.detail}, status_code=e.status)
+
+    def authorise(request: Request) -> None:
+        if not bearer_ok(request.headers.get("authorization", ""), settings.token):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def options_of(body) -> dict[str, Any]:
+        return body.model_dump(include={"k", "nprobe", "rerank", "filters"}, exclude_none=True)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        health = await shards.health()
+        up = sum(s["ok"] for s in health)
+        status = "ok" if up == len(health) else ("degraded" if up else "down")
+        return JSONResponse({"status": status, "shards": health}, status_code=200 if up else 503)
+
+    @app.post("/search/vectors", response_model=SearchAnswer)
+    async def by_vectors(body: VectorQuery, request: Request) -> Response:
+        authorise(request)
+        return await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
+                                   time.perf_counter())
+
+    @app.post("/search/ids", response_model=SearchAnswer)
+    async def by_ids(body: IdQuery, request: Request) -> Response:
+        authorise(request)
+        started = time.perf_counter()
+        answers, _ = await shards.fan_out("/vectors", {"image_ids": body.image_ids})
+        vectors = [next((a["vectors"][i] for a in answers if a["vectors"][i] is not None), None)
+                   for i in range(len(body.image_ids))]
+        unknown = [i for i, v in zip(body.image_ids, vectors, strict=True) if v is None]
+        if unknown:
+            raise ShardError(404, f"{len(unknown)} image id(s) on no shard that answered: {unknown[:5]}")
+        drop = None if body.include_self else list(body.image_ids)
+        return await shards.search(vectors, options_of(body), body.image_ids, started, drop)
+
+    @app.post("/search/images", response_model=SearchAnswer)
+    async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
+                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None
+                        ) -> Response:
+        authorise(request)
+        started = time.perf_counter()
+        files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
+        embedded = await shards.embed(files)
+        try:
+            options = {"k": k, **({"filters": json.loads(filters)} if filters else {})}
+        except json.JSONDecodeError as e:
+            raise ShardError(400, f"filters must be a JSON object: {e}") from e
+        return await shards.search(embedded["vectors"], options, [f.filename for f in images], started)
+
+    return app

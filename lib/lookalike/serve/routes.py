@@ -1,0 +1,162 @@
+"""The query worker's routes, in three groups: status (page, health, metrics, info), search (by vector, id,
+uploaded image, URI) and catalogue (stored vectors, embedding uploads, thumbnails)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import time
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.params import Depends
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from lookalike.image.decode import decode
+from lookalike.image.read import read_image_bytes
+from lookalike.retrieval.query import MAX_K, QueryError, UnknownImageIds, vectors_of_ids
+from lookalike.serve.api_models import IdList, IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
+from lookalike.serve.context import RequestContext
+
+
+def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry: CollectorRegistry) -> None:
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return _page()
+
+    @app.get("/healthz", summary="which version is served; 503 until one is loaded")
+    def healthz() -> JSONResponse:
+        status = ctx.served.status()
+        return JSONResponse(status, status_code=200 if status["version"] else 503)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[auth])
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/info", dependencies=[auth], summary="the served version and its filterable columns")
+    def info() -> dict:
+        v = ctx.version()
+        return {"name": v.manifest["name"], "version": v.version, "ntotal": v.manifest["ntotal"], "dim": v.dim,
+                "factory": v.manifest["factory"], "default_search": v.manifest["default_search"],
+                "columns": [c for c in v.ids.column_names if c != "faiss_id"],
+                "image_search": ctx.served.embedder is not None, "max_k": MAX_K,
+                "max_batch": ctx.settings.max_batch}
+
+
+def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
+    search_route = functools.partial(app.post, dependencies=[auth], response_model=SearchAnswer)
+
+    @search_route("/search/vectors", summary="top-k for raw vectors (normalised here)")
+    async def by_vectors(body: VectorQuery) -> Response:
+        v = ctx.version()
+        ctx.check_batch(len(body.vectors))
+        return await ctx.in_thread(
+            lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
+
+    @search_route("/search/ids", summary="top-k for catalogue images, by their stored vectors")
+    async def by_ids(body: IdQuery) -> Response:
+        v = ctx.version()
+        ctx.check_batch(len(body.image_ids))
+
+        def work() -> Response:
+            vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
+            return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids)
+        return await ctx.in_thread(work)
+
+    @search_route("/search/images", summary="top-k for uploaded images (multipart)")
+    async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
+                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
+                        nprobe: Annotated[int | None, Form(ge=1)] = None,
+                        rerank: Annotated[int | None, Form(ge=0)] = None,
+                        filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
+        v = ctx.version()
+        ctx.check_batch(len(images))
+        options = SearchOptions(k=k, nprobe=nprobe, rerank=rerank, filters=parse_filters(filters))
+        data = [await f.read() for f in images]
+        names = [f.filename or str(i) for i, f in enumerate(images)]
+
+        def work() -> Response:
+            started = time.perf_counter()
+            return ctx.run_vectors(v, ctx.embedder().embed(data), options, "image", names, started=started)
+        return await ctx.in_thread(work)
+
+    @search_route("/search/uris", summary="top-k for images the worker reads from URIs")
+    async def by_uris(body: UriQuery) -> Response:
+        v = ctx.version()
+        ctx.check_batch(len(body.uris))
+        allowed = ctx.settings.allow_uri_prefixes
+        refused = [u for u in body.uris if not any(u.startswith(p) for p in allowed)]
+        if refused:
+            raise HTTPException(403, f"this worker reads no URI outside {list(allowed)}: {refused[0]!r} (start it "
+                                     "with --allow-uri PREFIX)")
+
+        def work() -> Response:
+            e, started = ctx.embedder(), time.perf_counter()
+            return ctx.run_vectors(v, e.embed([e.read(u) for u in body.uris]), body, "uri", body.uris,
+                                   started=started)
+        return await ctx.in_thread(work)
+
+
+def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
+    @app.post("/vectors", dependencies=[auth], summary="stored vectors of catalogue ids (null where unknown)")
+    async def stored_vectors(body: IdList) -> Response:
+        v = ctx.version()
+        ctx.check_batch(len(body.image_ids))
+        ids = [v.faiss_id_of(i) for i in body.image_ids]
+        rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
+        return Response(json.dumps({"version": v.version, "vectors": rows}), media_type="application/json")
+
+    @app.post("/embed", dependencies=[auth], summary="vectors of uploaded images, with the index's model")
+    async def embed_images(images: Annotated[list[UploadFile], File()]) -> Response:
+        ctx.check_batch(len(images))
+        data = [await f.read() for f in images]
+        embedder = ctx.embedder()
+        vectors = await ctx.in_thread(lambda: embedder.embed(data))
+        return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
+                        media_type="application/json")
+
+    @functools.lru_cache(maxsize=2048)
+    def thumbnail_of(uri: str, size: int) -> bytes:
+        return make_thumbnail(read_image_bytes(uri, ctx.served.store.options, ctx.served.settings.max_bytes), size)
+
+    @app.get("/images/{image_id:path}/thumbnail", dependencies=[auth], summary="a JPEG thumbnail of a hit")
+    async def thumbnail(image_id: str, size: int = 192) -> Response:
+        v = ctx.version()
+        if not 16 <= size <= 512:
+            raise QueryError("size must be between 16 and 512")
+        faiss_id = v.faiss_id_of(image_id)
+        if faiss_id is None:
+            raise UnknownImageIds([image_id], v.version)
+        uri = v.ids["uri"][int(v.row_of_faiss[faiss_id])].as_py()
+        data = await ctx.in_thread(lambda: thumbnail_of(uri, size))
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+def parse_filters(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
+    if not isinstance(value, dict):
+        raise QueryError("filters must be a JSON object mapping a column to its accepted values")
+    return value
+
+
+def make_thumbnail(data: bytes, size: int) -> bytes:
+    image = decode(data, size).image
+    image.thumbnail((size, size), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+@functools.cache
+def _page() -> str:
+    return resources.files("lookalike.serve").joinpath("static/search.html").read_text()
