@@ -91,9 +91,10 @@ def run_list(args: argparse.Namespace) -> str:
         return json.dumps(rows, indent=2)
     out = [f"{'version':28} {'state':10} {'vectors':>10} {'10-R@10':>8}  factory"]
     for r in rows:
-        state = "LATEST" if r["latest"] else ("complete" if r["complete"] else "incomplete")
+        state = "LATEST" if r["latest"] else ("complete" if r["complete"] else
+                                              "damaged" if r.get("damaged") else "incomplete")
         out.append(f"{r['version']:28} {state:10} {r.get('ntotal', 0):>10,} {r.get('recall_at_10', 0):>8.3f}  "
-                   f"{r.get('factory', '')}")
+                   f"{r.get('factory', '') or r.get('damaged', '')}")
     return "\n".join(out)
 
 

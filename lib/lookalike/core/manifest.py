@@ -18,7 +18,11 @@ FORMAT_VERSION = 1
 
 
 class ManifestError(ArtefactError):
-    """A manifest is missing, of the wrong kind, or from a newer format than this code reads."""
+    """A manifest is missing, damaged, of the wrong kind, or from a newer format than this code reads."""
+
+
+class ManifestMissing(ManifestError):
+    """No manifest at all: the run or version never finished (readers treat it as not there)."""
 
 
 def utc_now() -> str:
@@ -50,14 +54,102 @@ def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:
     return json.loads(json.dumps(manifest, default=str))
 
 
+class Manifest(dict):
+    """A manifest as read back: its JSON object, checked on read for the fields every reader relies on, with
+    typed accessors for them. A dict, so it prints and re-serialises as it was written."""
+
+    kind = ""
+    required: tuple[str, ...] = ()
+
+    def __init__(self, data: dict[str, Any], where: str):
+        super().__init__(data)
+        self.where = where
+        missing = [k for k in self.required if k not in data]
+        if missing:
+            raise ManifestError(f"{where} is damaged: the {self.kind} manifest has no {', '.join(missing)}")
+
+
+class EmbeddingsManifest(Manifest):
+    kind = "embeddings"
+    required = ("run_id", "fingerprint_id", "fingerprint", "counts", "files")
+
+    @property
+    def run_id(self) -> str:
+        return self["run_id"]
+
+    @property
+    def fingerprint_id(self) -> str:
+        return self["fingerprint_id"]
+
+    @property
+    def dim(self) -> int:
+        return int(self["fingerprint"]["dim"])
+
+    @property
+    def recorded_model(self) -> dict[str, Any] | None:
+        """The model spec the run recorded (None for vectors made outside lookalike)."""
+        return (self.get("config") or {}).get("model")
+
+
+class IndexManifest(Manifest):
+    kind = "index"
+    required = ("name", "version", "fingerprint_id", "dim", "ntotal", "factory", "default_search", "files",
+                "source")
+
+    @property
+    def name(self) -> str:
+        return self["name"]
+
+    @property
+    def version(self) -> str:
+        return self["version"]
+
+    @property
+    def fingerprint_id(self) -> str:
+        return self["fingerprint_id"]
+
+    @property
+    def dim(self) -> int:
+        return int(self["dim"])
+
+    @property
+    def ntotal(self) -> int:
+        return int(self["ntotal"])
+
+    @property
+    def source_run_id(self) -> str | None:
+        """The embeddings run the version was built from."""
+        return self["source"].get("run_id")
+
+    @property
+    def recorded_model(self) -> dict[str, Any] | None:
+        """The model spec that made the vectors, as the build copied it from the embeddings (older versions: None)."""
+        return self.get("model")
+
+
+MANIFEST_TYPES: dict[str, type[Manifest]] = {m.kind: m for m in (EmbeddingsManifest, IndexManifest)}
+
+
 def read_manifest(store: Store, key: str, kind: str) -> dict[str, Any]:
+    """The manifest at key, checked: a JSON object of this kind and a format this code reads; the typed class
+    of its kind where there is one. Anything else is a ManifestError naming the file."""
+    where = store.child_url(key)
     try:
         manifest = store.read_json(key)
     except FileNotFoundError as e:
-        raise ManifestError(f"no manifest at {store.child_url(key)}") from e
+        raise ManifestMissing(f"no manifest at {where}") from e
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{where} is damaged: not JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where} is damaged: a JSON {type(manifest).__name__}, not an object")
     if manifest.get("kind") != kind:
-        raise ManifestError(f"{store.child_url(key)} is a {manifest.get('kind')!r} manifest, expected {kind!r}")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise ManifestError(f"{store.child_url(key)} has format version {manifest['format_version']}; this "
-                            f"lookalike reads up to {FORMAT_VERSION}: upgrade lookalike")
-    return manifest
+        raise ManifestError(f"{where} is a {manifest.get('kind')!r} manifest, expected {kind!r}")
+    try:
+        version = int(manifest.get("format_version", 0))
+    except (TypeError, ValueError) as e:
+        raise ManifestError(f"{where} is damaged: format_version {manifest.get('format_version')!r}") from e
+    if version > FORMAT_VERSION:
+        raise ManifestError(f"{where} has format version {version}; this lookalike reads up to {FORMAT_VERSION}: "
+                            "upgrade lookalike")
+    typed = MANIFEST_TYPES.get(kind)
+    return typed(manifest, where) if typed else manifest

@@ -4,10 +4,9 @@ the embed task, the query worker, join, evaluate and the reindex."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from lookalike.core.errors import InputError
-from lookalike.core.manifest import ManifestError
+from lookalike.core.manifest import IndexManifest, ManifestError
 from lookalike.core.store import Store
 from lookalike.embed.versions import EmbeddingsVersion, open_version
 from lookalike.model.loading import LoadedModel, cached_model
@@ -59,16 +58,15 @@ def of_embeddings(version: EmbeddingsVersion) -> Provenance:
                       version.model_spec())
 
 
-def of_index(store: Store, manifest: dict[str, Any]) -> Provenance:
+def of_index(store: Store, manifest: IndexManifest) -> Provenance:
     """From an index version's manifest, or (versions built before it recorded the model) from the manifest of
     the embeddings it was built from."""
     spec = None
-    if manifest.get("model") is not None:
-        spec = ModelSpec.from_recorded(manifest["model"], store.options)
-    else:
+    if manifest.recorded_model is not None:
+        spec = ModelSpec.from_recorded(manifest.recorded_model, store.options)
+    elif manifest.source_run_id is not None:
         try:
-            spec = open_version(store, manifest["fingerprint_id"], manifest["source"]["run_id"]).model_spec()
-        except (ManifestError, FileNotFoundError, KeyError):
+            spec = open_version(store, manifest.fingerprint_id, manifest.source_run_id).model_spec()
+        except (ManifestError, FileNotFoundError):
             spec = None  # the source was deleted or made outside lookalike: the index still serves by vector
-    return Provenance(f"index {manifest['name']}/{manifest['version']}", manifest["fingerprint_id"],
-                      int(manifest["dim"]), spec)
+    return Provenance(f"index {manifest.name}/{manifest.version}", manifest.fingerprint_id, manifest.dim, spec)

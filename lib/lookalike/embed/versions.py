@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from lookalike.core.errors import ConfigError, InputError
 from lookalike.core.layout import EMBEDDINGS_PREFIX, EmbeddingsLayout, EmbeddingsRef, embeddings_latest_key
-from lookalike.core.manifest import ManifestError, read_manifest
+from lookalike.core.manifest import EmbeddingsManifest, ManifestError, ManifestMissing, read_manifest
 from lookalike.core.schemas import check_embeddings
 from lookalike.core.store import Store
 from lookalike.model.spec import ModelSpec
@@ -43,11 +42,11 @@ class EmbeddingsVersion:
     """A completed embeddings run, known only through its manifest."""
 
     layout: EmbeddingsLayout
-    manifest: dict[str, Any]
+    manifest: EmbeddingsManifest
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["fingerprint"]["dim"])
+        return self.manifest.dim
 
     @property
     def parts(self) -> list[str]:
@@ -96,7 +95,7 @@ class EmbeddingsVersion:
     def model_spec(self) -> ModelSpec | None:
         """The ModelSpec the embed run recorded (its weights read with the store's options); None for vectors
         made outside lookalike."""
-        recorded = self.manifest.get("config", {}).get("model")
+        recorded = self.manifest.recorded_model
         if recorded is None:
             return None
         return ModelSpec.from_recorded(recorded, self.layout.store.options)
@@ -115,9 +114,9 @@ def open_version(store: Store, fingerprint_id: str, run_id: str | None = None) -
     layout = EmbeddingsLayout(store, fingerprint_id, run_id)
     try:
         manifest = read_manifest(store, layout.manifest, KIND)
-    except ManifestError as e:
-        raise ManifestError(f"embeddings run {run_id} of {fingerprint_id} is not complete (no manifest): "
-                            "rerun `lookalike embed` with this --run-id to finish it") from e
+    except ManifestMissing as e:
+        raise ManifestMissing(f"embeddings run {run_id} of {fingerprint_id} is not complete (no manifest): "
+                              "rerun `lookalike embed` with this --run-id to finish it") from e
     return EmbeddingsVersion(layout, manifest)
 
 

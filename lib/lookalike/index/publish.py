@@ -11,7 +11,7 @@ from typing import Any
 
 from lookalike.core.errors import ArtefactError, ConfigError
 from lookalike.core.layout import IndexLayout, index_latest_key, index_prefix
-from lookalike.core.manifest import ManifestError, new_run_id, read_manifest, utc_now
+from lookalike.core.manifest import IndexManifest, ManifestError, ManifestMissing, new_run_id, read_manifest, utc_now
 from lookalike.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,19 @@ def upload_file(store: Store, key: str, local_path: str) -> dict[str, Any]:
 
 
 def read_latest(store: Store, name: str) -> dict[str, Any] | None:
+    """The LATEST pointer ({"version", "previous", "updated_at"}); None before the first publish."""
+    key = index_latest_key(name)
     try:
-        return store.read_json(index_latest_key(name))
+        pointer = store.read_json(key)
     except FileNotFoundError:
         return None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VersionError(f"{store.child_url(key)} is damaged (not JSON: {e}): point it at a complete version "
+                           f"with `lookalike publish --name {name} --rollback VERSION`") from e
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+        raise VersionError(f"{store.child_url(key)} is damaged (not an object naming a version): point it at a "
+                           f"complete version with `lookalike publish --name {name} --rollback VERSION`")
+    return pointer
 
 
 def latest_version(store: Store, name: str) -> str | None:
@@ -66,12 +75,15 @@ def commit(store: Store, layout: IndexLayout, manifest: dict[str, Any]) -> None:
 
 def set_latest(store: Store, name: str, version: str) -> None:
     open_version(store, name, version)  # only a complete version can become LATEST
-    previous = latest_version(store, name)
+    try:
+        previous = latest_version(store, name)
+    except VersionError:
+        previous = None  # a damaged LATEST is what a rollback repairs
     store.write_json(index_latest_key(name), {"version": version, "previous": previous if previous != version else None,
                                         "updated_at": utc_now()})
 
 
-def open_version(store: Store, name: str, version: str | None = None) -> dict[str, Any]:
+def open_version(store: Store, name: str, version: str | None = None) -> IndexManifest:
     """The manifest of a complete version (LATEST when none is named)."""
     version = version or latest_version(store, name)
     if version is None:
@@ -79,9 +91,12 @@ def open_version(store: Store, name: str, version: str | None = None) -> dict[st
                            "`lookalike build-index --publish` first")
     try:
         return read_manifest(store, IndexLayout(store, name, version).manifest, KIND)
-    except ManifestError as e:
+    except ManifestMissing as e:
         raise VersionError(f"index {name!r} has no complete version {version!r} (no manifest); "
                            f"`lookalike indexes list --name {name}` shows the complete ones") from e
+    except ManifestError as e:
+        raise VersionError(f"index {name!r} version {version!r} cannot be read: {e}; roll LATEST back to another "
+                           "version or rebuild") from e
 
 
 def verify_file(data: bytes, entry: dict[str, Any]) -> None:
@@ -92,8 +107,13 @@ def verify_file(data: bytes, entry: dict[str, Any]) -> None:
 
 
 def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
-    """Every version folder, newest first, with whether it is complete, LATEST, and its headline figures."""
-    latest = latest_version(store, name)
+    """Every version folder, newest first, with whether it is complete, LATEST, and its headline figures; a
+    damaged manifest or LATEST is reported in its row, never fatal to the listing."""
+    try:
+        latest = latest_version(store, name)
+    except VersionError as e:
+        log.warning("%s", e)
+        latest = None
     rows = []
     for key in store.list(index_prefix(name)):
         version = key.rsplit("/", 1)[-1]
@@ -101,12 +121,15 @@ def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
             continue
         try:
             m = read_manifest(store, IndexLayout(store, name, version).manifest, KIND)
-        except ManifestError:
+        except ManifestMissing:
             rows.append({"version": version, "complete": False, "latest": False})
             continue
+        except ManifestError as e:
+            rows.append({"version": version, "complete": False, "latest": False, "damaged": str(e)})
+            continue
         rows.append({"version": version, "complete": True, "latest": version == latest,
-                     "ntotal": m["ntotal"], "factory": m["factory"], "created_at": m["created_at"],
-                     "recall_at_10": m["operating_point"]["recall_at_10"]})
+                     "ntotal": m.ntotal, "factory": m["factory"], "created_at": m.get("created_at", ""),
+                     "recall_at_10": (m.get("operating_point") or {}).get("recall_at_10", 0.0)})
     return sorted(rows, key=lambda r: r["version"], reverse=True)
 
 
@@ -122,6 +145,8 @@ def retain(store: Store, name: str, keep: int, stale_after: timedelta = timedelt
     complete_seen = 0
     for row in list_versions(store, name):
         version = row["version"]
+        if row.get("damaged"):
+            continue  # left for a person to look at: deleting is not retention's call
         if row["complete"]:
             complete_seen += 1
             if complete_seen <= keep or version in protected:
