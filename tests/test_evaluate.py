@@ -141,6 +141,10 @@ def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_pa
     assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "strangers.csv"),
                  "--report", str(tmp_path / "r4")]) == 2
     assert "must name catalogue image ids" in capsys.readouterr().err
+    (tmp_path / "unjudged.csv").write_text("image_id,uri,relevant\nq,{},\n".format(crop("rocket")))
+    assert main(["evaluate", "--store", store, "--index", "photos", "--queries", str(tmp_path / "unjudged.csv"),
+                 "--report", str(tmp_path / "r5")]) == 2
+    assert "names a relevant id" in capsys.readouterr().err
 
 
 def test_evaluate_embeds_a_labelled_images_table_first_and_reuses_it(tmp_path, model, capsys):

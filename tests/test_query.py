@@ -13,7 +13,8 @@ from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.index.reader import fetch_version, load_index_version, version_dir
 from lookalike.index.search import SearchParams
-from lookalike.retrieval.query import QueryError, UnknownImageIds, as_queries, search_vectors, vectors_of_ids
+from lookalike.retrieval.limits import QueryError
+from lookalike.retrieval.query import UnknownImageIds, as_queries, search_vectors, vectors_of_ids
 
 N, D = 12_000, 64
 

@@ -187,7 +187,11 @@ def _query_set(store: Store, config: EvaluateConfig, version: EmbeddingsVersion,
     known = set(db_ids)
     named = set().union(*relevant)
     missing = named - known
-    if named and not named & known:
+    if not named:
+        raise ConfigError(f"no query of {config.queries} names a relevant id in {config.relevant_column!r}: give "
+                          "each query the catalogue image ids that are right answers for it (queries that name none "
+                          "are skipped)")
+    if not named & known:
         raise ConfigError(f"none of the {len(named)} relevant ids of {config.queries} is an image_id of "
                           f"{version.layout.prefix} (e.g. {sorted(named)[:3]}): the relevant column must name "
                           "catalogue image ids")

@@ -23,7 +23,7 @@ from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.index.publish import open_version as open_index
 from lookalike.index.search import SearchParams
-from lookalike.retrieval.query import MAX_K
+from lookalike.retrieval.limits import MAX_K
 
 log = logging.getLogger(__name__)
 KIND = "join"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -79,9 +80,13 @@ def parse_bytes(text: str) -> int:
     units = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
     number = text.strip().rstrip("BbIiKkMmGg")
     unit = text.strip()[len(number):].lower()
-    if unit not in units:
+    try:
+        value = float(number) * units[unit]
+    except (KeyError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512MiB, 4GiB or 1000000")
-    return int(float(number) * units[unit])
+    return int(value)
 
 
 def read_token(path: str | None) -> str | None:

@@ -12,6 +12,7 @@ from lookalike.cli.args import TOKEN_ENV, add_model_args, add_store_args, key_va
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.index.reader import default_cache_dir
+from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RERANK
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,16 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-uri", action="append", default=[], metavar="PREFIX",
                    help="let /search/uris read images under this URI prefix (repeatable; default: none)")
     p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
-    p.add_argument("--max-pixels", type=int, default=40_000_000)
-    p.add_argument("--max-batch", type=int, default=64)
-    p.add_argument("--request-timeout", type=float, default=30.0)
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
+    p.add_argument("--max-pixels-in-flight", type=int, default=160_000_000,
+                   help="pixels decoded at once over all requests; a decode waits beyond it")
+    p.add_argument("--max-batch", type=int, default=64, help="queries (vectors, ids, images, URIs) per request")
+    p.add_argument("--max-rerank", type=int, default=MAX_RERANK, help="largest rerank a request may ask for")
+    p.add_argument("--max-nprobe", type=int, default=MAX_NPROBE, help="largest nprobe a request may ask for")
+    p.add_argument("--max-candidates", type=int, default=MAX_CANDIDATES,
+                   help="queries × max(k, rerank) one request may ask for")
+    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds a request may take (also the "
+                                                                       "time limit of each URI read)")
 
 
 def search_parser(p: argparse.ArgumentParser) -> None:
@@ -68,22 +76,24 @@ def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
 def run_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from lookalike.retrieval.limits import QueryLimits
     from lookalike.serve.context import ApiSettings
     from lookalike.serve.http_api import create_app
     from lookalike.serve.worker import ServedIndex
     options = key_values(args.store_option, "--store-option")
     served = ServedIndex(Store(args.store, options),
                          worker_settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
-                                   max_pixels=args.max_pixels))
+                                         max_pixels=args.max_pixels, max_pixels_in_flight=args.max_pixels_in_flight))
     served.start()
     token = read_token(args.token_file)
+    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rerank=args.max_rerank, max_candidates=args.max_candidates)
     api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri))
+                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri), limits=limits)
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a token: anyone who reaches the port can search", args.host)
     status = served.status()
     print(f"serving {status['name']}/{status['version']} ({status['ntotal']:,} vectors) on "
-          f"http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+          f"http://{args.host}:{args.port}/ (OpenAPI schema at /openapi.json)", flush=True)
     try:
         uvicorn.run(create_app(served, api), host=args.host, port=args.port, log_level="warning",
                     timeout_keep_alive=5)

@@ -19,7 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from lookalike.core.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+
+class StoreNotWritable(ConfigError):
+    """The store refused a write before any work started; the message says what to check."""
 T = TypeVar("T")
 
 # Transient errors are allow-listed by class name so that botocore/aiohttp need not be imported here;
@@ -98,6 +104,12 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
         kwargs["config_kwargs"] = config
     fs, path = url_to_fs(url, **kwargs)
     return fs, path
+
+
+def read_url(url: str, options: Mapping[str, Any] | None = None, what: str = "read") -> bytes:
+    """The whole object at any fsspec URL (a model file, a whitening), transient errors retried."""
+    fs, path = filesystem(url, options)
+    return with_retries(lambda: fs.cat_file(path), f"{what} {url}")
 
 
 class Store:
@@ -204,6 +216,18 @@ class Store:
         except FileNotFoundError:
             return []
         return sorted(posixpath.relpath(e.rstrip("/"), self.root) for e in entries)
+
+    def check_writable(self, prefix: str = "") -> None:
+        """Write and delete a probe object, so that a read-only or misconfigured store fails before any work."""
+        key = posixpath.join(prefix, f"_write-probe-{uuid.uuid4().hex[:8]}")
+        try:
+            self.write_bytes(key, b"probe")
+            self.delete(key)
+        except Exception as e:
+            raise StoreNotWritable(
+                f"cannot write to the store {self.url}: {type(e).__name__}: {e}. Check the path or the credentials "
+                "(the job needs to put, get, list and delete objects under the store root), the bucket policy, "
+                "and free space; nothing was done") from e
 
     @retried("delete")
     def delete(self, key: str, recursive: bool = False) -> None:

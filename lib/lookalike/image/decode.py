@@ -51,7 +51,7 @@ def decode(data: bytes, target_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
         raise ImageError("decode", "too_many_pixels", str(e)) from e
     except UnidentifiedImageError as e:
         raise ImageError("decode", "not_an_image",
-                         f"not a readable image format ({len(data)} bytes, starts with {data[:8]!r})") from e
+                         f"not a readable image format ({len(data):,} bytes)") from e
     except Exception as e:
         raise ImageError("decode", "corrupt", f"cannot open image: {e}") from e
 

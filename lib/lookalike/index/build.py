@@ -163,12 +163,22 @@ def scan(config: BuildIndexConfig, plan: BuildPlan) -> HeldOut:
     """Every part checked (NaN, zeros, dimension, norms), its share of a random training sample drawn and its
     held-out queries handed back, one task per part."""
     rng = np.random.default_rng(config.seed)
-    query_rows = tuple(sorted(rng.choice(plan.n, min(config.queries, plan.n), replace=False).tolist()))
     train_size = plan.choice.train_size
+    # An index that is trained keeps at least half the rows for training: the held-out queries give way.
+    held_out = min(config.queries, plan.n if not train_size else plan.n // 2)
+    query_rows = tuple(sorted(rng.choice(plan.n, max(1, held_out), replace=False).tolist()))
     fraction = min(1.0, 1.2 * train_size / max(1, plan.n - len(query_rows))) if train_size else 0.0
     results = run_tasks(ScanTask(plan.store, plan.parts, plan.offsets, fraction, query_rows, plan.layout, config.seed),
                         list(range(len(plan.parts))), config.master, "lookalike-index-scan", config.spark_conf)
     _check_scan(results, plan.d, plan.source)
+    sampled = sum(s["sampled"] for s in results)
+    choice = plan.choice
+    needed = max(choice.nlist, 256 if choice.pq_m else 0) if train_size else 0  # k-means: a point per centroid
+    if sampled < needed:
+        raise IndexInputError(f"{choice.factory} needs at least {needed:,} training vectors ({choice.nlist} lists"
+                              f"{', 256 codes per PQ sub-quantizer' if choice.pq_m else ''}); {plan.n:,} vectors less "
+                              f"{len(query_rows):,} held-out queries leave {sampled:,}: give a factory with fewer "
+                              "lists, or Flat, or leave --factory out and let the builder choose")
     results = sorted(results, key=lambda s: s["part"])
     queries = np.concatenate([s["queries"] for s in results]).astype(np.float32)
     save_npy(plan.store, plan.layout.queries, queries)

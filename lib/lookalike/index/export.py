@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,11 +30,12 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.manifest import new_manifest, read_manifest
 from lookalike.core.spark import run_tasks
-from lookalike.core.store import Store, redact
+from lookalike.core.store import Store, read_url, redact
 from lookalike.index import publish
 from lookalike.index.publish import VersionError, write_file
 from lookalike.index.reader import load_index_version
 from lookalike.index.search import serialize, vectors_to_bytes
+from lookalike.model.spec import MODEL_FILE_FIELDS, is_relative
 
 READY = "READY"
 
@@ -60,6 +62,8 @@ def run(config: ExportConfig) -> dict[str, Any]:
     """Write every shard's bundle (skipping those already complete and verified); returns a summary."""
     store = Store(config.store, config.storage_options)
     manifest = publish.open_version(store, config.name, config.version)  # fails fast when missing
+    for url in config.destinations:  # an unwritable destination fails here in one line, not inside a Spark task
+        Store(url, config.destination_options or config.storage_options).check_writable()
     started = time.perf_counter()
     task = ExportTask(config, manifest["version"])
     shards = run_tasks(task, list(range(len(config.destinations))), config.master, "lookalike-export",
@@ -108,8 +112,11 @@ class ExportTask:
                      source.vectors[global_ids])))]
         info = {"shard": shard, "shards": len(self.config.destinations), "split": split["kind"],
                 "range": split["range"], "ntotal": int(index.ntotal), "destination": dest.url}
+        model, model_files = _bundle_model_files(store, dest, layout, source.manifest.get("model"))
+        files += model_files
         m = {k: v for k, v in source.manifest.items()
              if k not in ("kind", "format_version", "files", "ntotal", "created_at", "code_version")}
+        m["model"] = model
         manifest = new_manifest(publish.KIND, **{**m, "ntotal": int(index.ntotal), "files": files, "shard": info,
                                                  "source_ntotal": source.manifest["ntotal"],
                                                  "export": {**asdict(self.config), "storage_options": redact(
@@ -158,6 +165,26 @@ def _shard_index(index: faiss.Index, shard: int, shards: int) -> tuple[faiss.Ind
     return part, ids, {"kind": "inverted lists", "range": [int(lo), int(hi)]}
 
 
+def _bundle_model_files(store: Store, dest: Store, layout: IndexLayout, model: dict[str, Any] | None
+                        ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The model files the version's model is rebuilt from (a whitening, weights given by URI) copied into the
+    bundle, and the recorded model pointing at them by keys relative to the bundle's store: a serving host
+    needs nothing from the source store."""
+    if not model:
+        return model, []
+    model, files = dict(model), []
+    for name in MODEL_FILE_FIELDS:
+        uri = model.get(name)
+        if not uri:
+            continue
+        if is_relative(uri):  # already a bundle's own file (a bundle exported again)
+            uri = store.child_url(uri)
+        key = layout.key(f"model/{name.removesuffix('_uri')}-{posixpath.basename(uri)}")
+        files.append(write_file(dest, key, read_url(uri, store.options, f"read {name}")))
+        model[name] = key
+    return model, files
+
+
 def verify_bundle(dest: Store, name: str, version: str | None = None) -> dict[str, Any]:
     """Check a bundle as it arrived on a host: READY present, every file's size and sha256 as its manifest
     says. Returns the manifest; raises VersionError naming the first problem."""
@@ -166,6 +193,12 @@ def verify_bundle(dest: Store, name: str, version: str | None = None) -> dict[st
     if not dest.exists(layout.key(READY)):
         raise VersionError(f"{dest.child_url(layout.prefix)} has no {READY} marker: the export did not finish; "
                            "run the export again")
+    carried = {entry["key"] for entry in manifest["files"]}
+    for name in MODEL_FILE_FIELDS:
+        uri = (manifest.get("model") or {}).get(name)
+        if uri and (not is_relative(uri) or uri not in carried):
+            raise VersionError(f"{dest.child_url(layout.prefix)} is not self-contained: its model's {name} is "
+                               f"{uri}, outside the bundle; export it again with this lookalike")
     for entry in manifest["files"]:
         publish.verify_file(dest.read_bytes(entry["key"]), entry)
     return manifest

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lookalike.core.store import filesystem, with_retries
+from lookalike.core.store import read_url
 from lookalike.model.backbones import backbone_of, lite0_to_timm
 from lookalike.model.pooling import make_pooling
 from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
@@ -170,9 +170,8 @@ def _whitening_head(spec: ModelSpec, pooled_dim: int) -> tuple[nn.Module, dict[s
 
 @functools.lru_cache(maxsize=4)
 def _read_weights(uri: str, options_json: str, what: str = "weights") -> tuple[bytes, str]:
-    fs, path = filesystem(uri, json.loads(options_json))
     try:
-        raw = with_retries(lambda: fs.cat_file(path), f"read {what} {uri}")
+        raw = read_url(uri, json.loads(options_json), f"read {what}")
     except FileNotFoundError as e:
         raise ModelError(f"{what} not found at {uri}") from e
     return raw, hashlib.sha256(raw).hexdigest()

@@ -13,6 +13,12 @@ from lookalike.core.errors import InputError
 # The backbones and pooling heads model/backbones.py and model/pooling.py build (a test keeps the lists equal).
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "resnet18", "efficientnet_b0", "vit_b_16")
 POOLINGS = ("avg", "max", "gem", "rmac")
+MODEL_FILE_FIELDS = ("weights_uri", "whitening_uri")  # the files a model is rebuilt from, besides bundled weights
+
+
+def is_relative(uri: str) -> bool:
+    """A key inside a store (no scheme, not an absolute path)."""
+    return "://" not in uri and not uri.startswith("/")
 DEFAULT_MODEL = "efficientnet_lite0"
 RESIZE_MODES = ("pad", "crop", "squash")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,11 +57,18 @@ class ModelSpec:
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
-    def from_recorded(cls, recorded: dict[str, Any], weights_options: dict[str, Any]) -> ModelSpec:
+    def from_recorded(cls, recorded: dict[str, Any], weights_options: dict[str, Any],
+                      root_url: str | None = None) -> ModelSpec:
         """The spec a manifest recorded (`config.model` of embeddings, `model` of an index), with the options
-        its weights URI is read with; keys this version does not know are ignored."""
+        its weights URI is read with; keys this version does not know are ignored. A weights or whitening URI
+        written relative (an exported bundle carries its own files) is resolved against root_url, the store
+        the manifest was read from."""
         known = {f.name for f in fields(cls)} - {"weights_options"}
-        return cls(**{k: v for k, v in recorded.items() if k in known}, weights_options=weights_options)
+        values = {k: v for k, v in recorded.items() if k in known}
+        for name in MODEL_FILE_FIELDS:
+            if values.get(name) and is_relative(values[name]) and root_url:
+                values[name] = f"{root_url.rstrip('/')}/{values[name]}"
+        return cls(**values, weights_options=weights_options)
 
     def __post_init__(self):
         if self.name not in BACKBONE_NAMES and not self.name.startswith("timm:"):

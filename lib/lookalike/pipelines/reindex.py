@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +24,6 @@ from lookalike.pipelines import whitening as reindex_whitening
 log = logging.getLogger(__name__)
 KIND = "reindex_report"
 DEFAULT_WHITEN_DIM = 512  # the best recipe on the logo set (README quality table)
-
-
-class StoreNotWritable(ConfigError):
-    """The store refused a write before any work started; the message says what to check."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ def run(config: ReindexConfig) -> dict[str, Any]:
     started = time.perf_counter()
     store = Store(config.embed.store, config.embed.storage_options)
     layout = ReindexLayout(store, config.name)
-    check_writable(store, ReindexLayout(store, config.name).prefix)
+    store.check_writable(ReindexLayout(store, config.name).prefix)
     lease = Lease(store, layout.lease, config.lease_ttl_s, f"index {config.name!r}")
     previous = lease.acquire(config.embed.run_id or new_run_id())
     run_id, resumed = _choose_run_id(config, previous, lease.record.run_id)
@@ -120,19 +115,6 @@ def run(config: ReindexConfig) -> dict[str, Any]:
     _finish(report, started, layout)
     lease.release()
     return report
-
-
-def check_writable(store: Store, prefix: str) -> None:
-    """Write and delete a probe object, so that a read-only or misconfigured store fails before any work."""
-    key = f"{prefix}/_write-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        store.write_bytes(key, b"probe")
-        store.delete(key)
-    except Exception as e:
-        raise StoreNotWritable(
-            f"cannot write to the store {store.url}: {type(e).__name__}: {e}. Check the credentials (the job "
-            "needs to put, get, list and delete objects under the store root), the bucket policy, and free "
-            "space; nothing was done") from e
 
 
 def _choose_run_id(config: ReindexConfig, previous, acquired_run_id: str) -> tuple[str, bool]:

@@ -15,24 +15,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from lookalike.core.errors import InputError
+from lookalike.image.budget import PixelBudget, declared_pixels
 from lookalike.image.decode import ImageError, decode, to_tensor
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams, cosine, search, search_with, use_threads_for
 from lookalike.model.loading import LoadedModel
+from lookalike.retrieval.limits import QueryError, QueryLimits
 
-MAX_K = 1000
+DEFAULT_LIMITS = QueryLimits()
 # A filter that leaves at most this many vectors is answered by scoring exactly those vectors (fast and
 # exact); a broader filter asks the index for a shortlist enlarged by 1 / (the fraction that passes).
 EXACT_FILTER_LIMIT = 100_000
 SHORTLIST_ROUNDS = 5
 HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id")  # source_: in exported shards
-
-
-class QueryError(InputError):
-    """A query that cannot be answered as asked; the message says what would be right."""
 
 
 class UnknownImageIds(QueryError):
@@ -55,14 +52,8 @@ class Hit:
                 "metadata": self.metadata}
 
 
-def check_k(k: int) -> int:
-    if not 1 <= k <= MAX_K:
-        raise QueryError(f"k must be between 1 and {MAX_K}, got {k}")
-    return k
-
-
 def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | None = None) -> SearchParams:
-    """The version's default operating point, with per-request overrides."""
+    """The version's default operating point, with per-request overrides (bounded by QueryLimits.check)."""
     base = version.default_params
     if (nprobe is not None and nprobe < 1) or (rerank is not None and rerank < 0):
         raise QueryError("nprobe must be >= 1 and rerank >= 0")
@@ -72,7 +63,7 @@ def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | N
 def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
     """Raw vectors from a request → unit float32 rows of the index's dimension."""
     try:
-        q = np.asarray(vectors, dtype=np.float32)
+        q = np.asarray(vectors, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise QueryError(f"vectors must be a list of lists of numbers: {e}") from e
     if q.ndim == 1:
@@ -81,10 +72,13 @@ def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
         raise QueryError(f"vectors of shape {list(q.shape)}: this index takes vectors of length {version.dim}")
     if not np.isfinite(q).all():
         raise QueryError("vectors contain NaN or infinity")
-    norms = np.linalg.norm(q, axis=1, keepdims=True)
-    if (norms == 0).any():
+    # Only the direction matters: scaled by the largest component first, so that components of 1e20 (or 1e308)
+    # neither overflow the sum of squares nor become infinities in float32.
+    scale = np.abs(q).max(axis=1, keepdims=True)
+    if (scale == 0).any():
         raise QueryError("a vector is all zeros: it has no direction to search")
-    return q / norms  # the index holds unit vectors; cosine scores assume unit queries
+    q = q / scale
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)  # the index holds unit vectors
 
 
 def vectors_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,10 +111,11 @@ def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarra
 
 def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: SearchParams | None = None,
                    filters: Mapping[str, Any] | None = None, exclude: np.ndarray | None = None,
-                   exact_filter_limit: int = EXACT_FILTER_LIMIT) -> list[list[Hit]]:
+                   exact_filter_limit: int = EXACT_FILTER_LIMIT, limits: QueryLimits = DEFAULT_LIMITS
+                   ) -> list[list[Hit]]:
     """Top-k hits per query row. `exclude` holds one faiss id per query to leave out (its own image)."""
-    check_k(k)
     params = params or version.default_params
+    limits.check(len(queries), k, params)
     extra = 0 if exclude is None else 1
     if filters:
         scores, ids = _filtered(version, queries, k + extra, params, allowed_rows(version, filters),
@@ -191,11 +186,13 @@ class QueryEmbedder:
     caller). Forward passes are serialised: on a CPU worker concurrent ones only fight over the same cores."""
 
     def __init__(self, model: LoadedModel, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, storage_options: Mapping[str, Any] | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, storage_options: Mapping[str, Any] | None = None,
+                 budget: PixelBudget | None = None):
         self.model = model
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.storage_options = dict(storage_options or {})
+        self.budget = budget or PixelBudget(4 * max_pixels)
         self.device = next(model.module.parameters()).device
         self._lock = threading.Lock()
 
@@ -210,11 +207,13 @@ class QueryEmbedder:
             if len(data) > self.max_bytes:
                 raise ImageError("read", "too_large", f"image {i}: {len(data):,} bytes, above the limit of "
                                                       f"{self.max_bytes:,}")
-            try:
-                decoded = decode(data, self.model.preprocessing.image_size, self.max_pixels)
-            except ImageError as e:
-                raise ImageError(e.stage, e.kind, f"image {i}: {e.message}") from e
-            tensors.append(to_tensor(decoded.image, self.model.preprocessing))
+            # Held from decoding until the (small) input tensor exists: the full-size pixels live only in there.
+            with self.budget.hold(declared_pixels(data)):
+                try:
+                    decoded = decode(data, self.model.preprocessing.image_size, self.max_pixels)
+                except ImageError as e:
+                    raise ImageError(e.stage, e.kind, f"image {i}: {e.message}") from e
+                tensors.append(to_tensor(decoded.image, self.model.preprocessing))
         with self._lock:
             return self.model.embed_batch(torch.stack(tensors), self.device)
 

@@ -7,10 +7,21 @@ import json
 import time
 from collections.abc import Callable
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from lookalike.serve.worker import ServedIndex
+
+
+async def validation_error(_: Request, e: RequestValidationError) -> JSONResponse:
+    """422 naming where and what, never echoing the input: it may be huge, hold a NaN that JSON cannot carry
+    (FastAPI's own handler then failed with a 500), or be something a client should not see again."""
+    problems = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+                for err in e.errors()[:20]]
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 def bearer_ok(authorization: str, token: str | None) -> bool:
@@ -102,6 +113,12 @@ class IndexCollector:
                                 value=s["loaded_at"] or 0)
         yield _counter("lookalike_index_swaps", "versions swapped in after the first", s["swaps"])
         yield _counter("lookalike_index_load_failures", "versions (or LATEST reads) that failed", s["load_failures"])
+        budget = self.served.pixel_budget
+        yield GaugeMetricFamily("lookalike_decode_pixels_in_flight", "pixels being decoded now, over all requests",
+                                value=budget.in_use)
+        yield GaugeMetricFamily("lookalike_decode_pixels_budget", "pixels that may be decoded at once",
+                                value=budget.max_pixels)
+        yield _counter("lookalike_decode_waits", "decodes that waited for the pixel budget", budget.waits)
 
 
 def _counter(name: str, doc: str, value: float):

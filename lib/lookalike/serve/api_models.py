@@ -3,34 +3,42 @@ schema)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from lookalike.retrieval.query import MAX_K
+from lookalike.retrieval.limits import MAX_K, MAX_NPROBE, MAX_RERANK
 
-FilterValue = str | int | float | bool
+# The schema is as strict as the validation behind it: what it allows, the worker answers.
+FilterValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
+Component = Annotated[float, Field(allow_inf_nan=False)]
+ImageId = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 class SearchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     k: int = Field(10, ge=1, le=MAX_K, description="hits per query")
-    nprobe: int | None = Field(None, ge=1, description="inverted lists probed (default: the manifest's)")
-    rerank: int | None = Field(None, ge=0, description="shortlist re-scored exactly (default: the manifest's)")
-    filters: dict[str, list[FilterValue] | FilterValue] | None = Field(
+    nprobe: int | None = Field(None, ge=1, le=MAX_NPROBE,
+                               description="inverted lists probed (default: the manifest's)")
+    rerank: int | None = Field(None, ge=0, le=MAX_RERANK,
+                               description="shortlist re-scored exactly (default: the manifest's)")
+    filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue] | None = Field(
         None, description="metadata column → accepted value(s); hits must match every column")
 
 
 class VectorQuery(SearchOptions):
-    vectors: list[list[float]] = Field(..., min_length=1)
+    vectors: list[Annotated[list[Component], Field(min_length=1)]] = Field(
+        ..., min_length=1, description="query vectors, each of the index's dimension (normalised by the worker)")
 
 
 class IdQuery(SearchOptions):
-    image_ids: list[str] = Field(..., min_length=1)
+    image_ids: list[ImageId] = Field(..., min_length=1)
     include_self: bool = Field(False, description="keep the query image itself among its hits")
 
 
 class UriQuery(SearchOptions):
-    uris: list[str] = Field(..., min_length=1)
+    uris: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(..., min_length=1)
 
 
 class HitOut(BaseModel):
@@ -55,4 +63,29 @@ class SearchAnswer(BaseModel):
 
 
 class IdList(BaseModel):
-    image_ids: list[str] = Field(..., min_length=1)
+    model_config = ConfigDict(extra="forbid")
+
+    image_ids: list[ImageId] = Field(..., min_length=1)
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what is wrong and what would be right")
+    error_kind: str | None = Field(None, description="for an image that cannot be used: its stable error kind")
+
+
+ERRORS = {
+    400: "the query cannot be answered as asked (an image that cannot be decoded, a bound exceeded, a filter on an "
+         "unknown column); the message says why",
+    401: "missing or wrong bearer token",
+    403: "a URI outside the worker's allow-list",
+    404: "an image id that is not in the served version",
+    409: "search by image is off: the served version does not name its model",
+    413: "a request body, image or pixel count above the worker's limits",
+    503: "no index version is loaded yet",
+    504: "the search took longer than the request time limit",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route: each error status it can answer, documented in the OpenAPI schema."""
+    return {code: {"model": ErrorOut, "description": ERRORS[code]} for code in codes}

@@ -14,9 +14,19 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from prometheus_client import Counter
 
+from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
-from lookalike.retrieval.query import QueryEmbedder, QueryError, as_queries, params_for, search_vectors
+from lookalike.retrieval.query import (
+    DEFAULT_LIMITS,
+    QueryEmbedder,
+    QueryError,
+    QueryLimits,
+    as_queries,
+    params_for,
+    search_vectors,
+)
 from lookalike.serve.api_models import SearchOptions
+from lookalike.serve.uri_policy import UriAllowList, read_options
 from lookalike.serve.worker import ServedIndex
 
 
@@ -27,6 +37,7 @@ class ApiSettings:
     max_batch: int = 64                   # queries per request
     request_timeout_s: float = 30.0
     allow_uri_prefixes: tuple[str, ...] = ()  # URI search reads only under these; none: URI search is off
+    limits: QueryLimits = DEFAULT_LIMITS  # k, nprobe, rerank and candidates per request
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,13 @@ class RequestContext:
     served: ServedIndex
     settings: ApiSettings
     queries: Counter                      # query rows searched, by kind
+    allowed_uris: UriAllowList
+
+    def read_uri(self, location: str) -> bytes:
+        """The bytes of an allowed location (checked by allowed_uris), without redirects, within the request's
+        time limit."""
+        options = read_options(location, self.served.store.options, self.settings.request_timeout_s)
+        return read_image_bytes(location, options, self.served.settings.max_bytes)
 
     def version(self) -> IndexVersion:
         """The version this request uses from start to end: read once, so a hot swap never changes it midway."""
@@ -61,11 +79,17 @@ class RequestContext:
         if n > self.settings.max_batch:
             raise QueryError(f"{n} queries in one request; the limit is {self.settings.max_batch}")
 
+    def check_search(self, v: IndexVersion, n: int, options: SearchOptions) -> None:
+        """Every bound of a search request, before any image is read or embedded."""
+        self.check_batch(n)
+        self.settings.limits.check(n, options.k, params_for(v, options.nprobe, options.rerank))
+
     def run_vectors(self, v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
                     exclude=None, started: float | None = None) -> Response:
         started = started or time.perf_counter()  # image queries count their embedding too
         params = params_for(v, options.nprobe, options.rerank)
-        hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude)
+        hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
+                              limits=self.settings.limits)
         self.queries.labels(kind).inc(len(labels))
         body = {"name": v.manifest["name"], "version": v.version, "k": options.k,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2),

@@ -10,15 +10,18 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from lookalike import __version__
 from lookalike.image.decode import ImageError
-from lookalike.retrieval.query import QueryError, UnknownImageIds
-from lookalike.serve.api_middleware import BodyLimit, IndexCollector, Measured, bearer_ok
+from lookalike.retrieval.limits import QueryError
+from lookalike.retrieval.query import UnknownImageIds
+from lookalike.serve.api_middleware import BodyLimit, IndexCollector, Measured, bearer_ok, validation_error
 from lookalike.serve.context import ApiSettings, RequestContext
 from lookalike.serve.routes import add_catalogue_routes, add_search_routes, add_status_routes
+from lookalike.serve.uri_policy import UriAllowList
 from lookalike.serve.worker import ServedIndex
 
 TOO_LARGE_KINDS = {"too_large", "too_many_pixels"}
@@ -26,8 +29,8 @@ TOO_LARGE_KINDS = {"too_large", "too_many_pixels"}
 
 def create_app(served: ServedIndex, settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
-    app = FastAPI(title="lookalike query worker", version=__version__,
-                  description="Similar-image search over a published lookalike index.")
+    app = FastAPI(title="lookalike query worker", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="Similar-image search over a published lookalike index.")
     registry = CollectorRegistry()
     requests = Counter("lookalike_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("lookalike_request_duration_seconds", "request latency", ["endpoint"], registry=registry,
@@ -37,6 +40,8 @@ def create_app(served: ServedIndex, settings: ApiSettings | None = None) -> Fast
 
     app.add_middleware(Measured, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(QueryError)
     async def query_error(_: Request, e: QueryError):
@@ -51,7 +56,7 @@ def create_app(served: ServedIndex, settings: ApiSettings | None = None) -> Fast
         if not bearer_ok(request.headers.get("authorization", ""), settings.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    context = RequestContext(served, settings, queries)
+    context = RequestContext(served, settings, queries, UriAllowList(settings.allow_uri_prefixes))
     auth = Depends(authorised)
     add_status_routes(app, context, auth, registry)
     add_search_routes(app, context, auth)

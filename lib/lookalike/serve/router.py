@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lookalike import __version__
 from lookalike.core.errors import ConfigError, LookalikeError
-from lookalike.retrieval.query import MAX_K
-from lookalike.serve.api_middleware import bearer_ok
+from lookalike.retrieval.limits import MAX_K
+from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
 from lookalike.serve.api_models import IdQuery, SearchAnswer, VectorQuery
 
 ON_MISSING = ("partial", "error")
@@ -30,6 +31,7 @@ class RouterSettings:
     on_missing: str = "partial"        # a dead or slow shard: answer from the others ("partial") or fail ("error")
     shard_timeout_s: float = 5.0
     token: str | None = None           # clients must send it, and it is passed on to the shards
+    max_body_bytes: int = 20 * 1024 * 1024  # as the workers': a larger body is refused here, never forwarded
 
     def __post_init__(self):
         if not self.shards:
@@ -39,9 +41,29 @@ class RouterSettings:
 
 
 class ShardError(LookalikeError):
+    """The answer to the client: a status and its detail (a shard's 4xx passed on, or no usable answer)."""
+
     def __init__(self, status: int, detail: Any):
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+
+class ShardFailed(LookalikeError):
+    """One shard failed (5xx, or not a JSON answer): the others may still answer."""
+
+
+SHARD_FAILURES = (ShardFailed, httpx.HTTPError, ValueError)  # ValueError: a shard's answer that is not JSON
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        return response.text[:200] or response.reason_phrase
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, ShardFailed) else f"{type(error).__name__}: {error}".rstrip(": ")
 
 
 def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None) -> list[list[dict]]:
@@ -66,10 +88,16 @@ class Shards:
         self.client = httpx.AsyncClient(timeout=settings.shard_timeout_s, headers=headers)
 
     async def call(self, shard: str, path: str, **kw) -> dict[str, Any]:
-        response = await self.client.post(shard + path, **kw)
+        try:
+            response = await self.client.post(shard + path, **kw)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            # A pooled connection the shard had closed (after an error, or idle): once more, on a fresh one.
+            # Searches are idempotent, so a second try cannot do anything twice.
+            response = await self.client.post(shard + path, **kw)
         if 400 <= response.status_code < 500:  # the request itself is wrong: every shard would say so
-            raise ShardError(response.status_code, response.json().get("detail", response.text))
-        response.raise_for_status()
+            raise ShardError(response.status_code, _detail(response))
+        if response.status_code >= 300:
+            raise ShardFailed(f"answered {response.status_code}: {_detail(response)}")
         return response.json()
 
     async def fan_out(self, path: str, body: dict[str, Any]) -> tuple[list[dict], list[str]]:
@@ -78,13 +106,16 @@ class Shards:
         for outcome in outcomes:
             if isinstance(outcome, ShardError):
                 raise outcome
-        missing = [s for s, o in zip(shards, outcomes, strict=True) if isinstance(o, BaseException)]
+            if isinstance(outcome, BaseException) and not isinstance(outcome, SHARD_FAILURES):
+                raise outcome  # not a shard's failure: a bug here
+        failed = {s: _reason(o) for s, o in zip(shards, outcomes, strict=True) if isinstance(o, BaseException)}
         answers = [o for o in outcomes if not isinstance(o, BaseException)]
+        reasons = "; ".join(f"{s}: {r}" for s, r in failed.items())
         if not answers:
-            raise ShardError(503, f"no shard answered: {', '.join(missing)}")
-        if missing and self.settings.on_missing == "error":
-            raise ShardError(502, f"{len(missing)} of {len(shards)} shards did not answer: {', '.join(missing)}")
-        return answers, missing
+            raise ShardError(502, f"no shard answered: {reasons}")
+        if failed and self.settings.on_missing == "error":
+            raise ShardError(502, f"{len(failed)} of {len(shards)} shards did not answer: {reasons}")
+        return answers, list(failed)
 
     async def embed(self, files: list) -> dict[str, Any]:
         last_error: Exception | None = None
@@ -93,9 +124,9 @@ class Shards:
                 return await self.call(shard, "/embed", files=files)
             except ShardError:
                 raise
-            except httpx.HTTPError as e:
+            except (ShardFailed, httpx.HTTPError) as e:
                 last_error = e
-        raise ShardError(503, f"no shard could embed the images: {last_error}")
+        raise ShardError(502, f"no shard could embed the images: {_reason(last_error)}")
 
     async def health(self) -> list[dict[str, Any]]:
         async def one(shard: str) -> dict[str, Any]:
@@ -131,6 +162,9 @@ def create_router(settings: RouterSettings) -> FastAPI:
 
     app = FastAPI(title="lookalike router", version=__version__, lifespan=lifespan,
                   description="One search API over the shard workers of an exported index.")
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(ShardError)
     async def shard_error(_: Request, e: ShardError):

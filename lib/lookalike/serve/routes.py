@@ -8,20 +8,32 @@ import io
 import json
 import time
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Path, Query, UploadFile
 from fastapi.params import Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
-from lookalike.retrieval.query import MAX_K, QueryError, UnknownImageIds, vectors_of_ids
-from lookalike.serve.api_models import IdList, IdQuery, SearchAnswer, SearchOptions, UriQuery, VectorQuery
+from lookalike.retrieval.limits import MAX_K, QueryError
+from lookalike.retrieval.query import UnknownImageIds, vectors_of_ids
+from lookalike.serve.api_models import (
+    IdList,
+    IdQuery,
+    SearchAnswer,
+    SearchOptions,
+    UriQuery,
+    VectorQuery,
+    errors,
+)
 from lookalike.serve.context import RequestContext
+from lookalike.serve.schema import served_schema
+from lookalike.serve.uri_policy import UriRefused
 
 
 def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry: CollectorRegistry) -> None:
@@ -29,7 +41,7 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
     def page() -> str:
         return _page()
 
-    @app.get("/healthz", summary="which version is served; 503 until one is loaded")
+    @app.get("/healthz", summary="which version is served; 503 until one is loaded", responses=errors(503))
     def healthz() -> JSONResponse:
         status = ctx.served.status()
         return JSONResponse(status, status_code=200 if status["version"] else 503)
@@ -38,7 +50,14 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/info", dependencies=[auth], summary="the served version and its filterable columns")
+    # The schema is behind the token like the API it describes. No /docs or /redoc: their pages load their
+    # scripts from a CDN, which a serving host often cannot reach; any OpenAPI viewer reads /openapi.json.
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[auth])
+    def openapi() -> JSONResponse:
+        return JSONResponse(served_schema(app.openapi(), ctx.served.current, ctx.settings))
+
+    @app.get("/api/info", dependencies=[auth], summary="the served version and its filterable columns",
+             responses=errors(401, 503))
     def info() -> dict:
         v = ctx.version()
         return {"name": v.manifest["name"], "version": v.version, "ntotal": v.manifest["ntotal"], "dim": v.dim,
@@ -49,34 +68,36 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
 
 
 def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
-    search_route = functools.partial(app.post, dependencies=[auth], response_model=SearchAnswer)
+    def search_route(path: str, summary: str, *codes: int):
+        return app.post(path, dependencies=[auth], response_model=SearchAnswer, summary=summary,
+                        responses=errors(400, 401, 413, 503, 504, *codes))
 
-    @search_route("/search/vectors", summary="top-k for raw vectors (normalised here)")
+    @search_route("/search/vectors", "top-k for raw vectors (normalised here)")
     async def by_vectors(body: VectorQuery) -> Response:
         v = ctx.version()
-        ctx.check_batch(len(body.vectors))
+        ctx.check_search(v, len(body.vectors), body)
         return await ctx.in_thread(
             lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
 
-    @search_route("/search/ids", summary="top-k for catalogue images, by their stored vectors")
+    @search_route("/search/ids", "top-k for catalogue images, by their stored vectors", 404)
     async def by_ids(body: IdQuery) -> Response:
         v = ctx.version()
-        ctx.check_batch(len(body.image_ids))
+        ctx.check_search(v, len(body.image_ids), body)
 
         def work() -> Response:
             vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids)
         return await ctx.in_thread(work)
 
-    @search_route("/search/images", summary="top-k for uploaded images (multipart)")
+    @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
     async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
                         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                         nprobe: Annotated[int | None, Form(ge=1)] = None,
                         rerank: Annotated[int | None, Form(ge=0)] = None,
                         filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
         v = ctx.version()
-        ctx.check_batch(len(images))
-        options = SearchOptions(k=k, nprobe=nprobe, rerank=rerank, filters=parse_filters(filters))
+        options = form_options(k, nprobe, rerank, filters)
+        ctx.check_search(v, len(images), options)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
 
@@ -85,25 +106,25 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             return ctx.run_vectors(v, ctx.embedder().embed(data), options, "image", names, started=started)
         return await ctx.in_thread(work)
 
-    @search_route("/search/uris", summary="top-k for images the worker reads from URIs")
+    @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
     async def by_uris(body: UriQuery) -> Response:
         v = ctx.version()
-        ctx.check_batch(len(body.uris))
-        allowed = ctx.settings.allow_uri_prefixes
-        refused = [u for u in body.uris if not any(u.startswith(p) for p in allowed)]
-        if refused:
-            raise HTTPException(403, f"this worker reads no URI outside {list(allowed)}: {refused[0]!r} (start it "
-                                     "with --allow-uri PREFIX)")
+        ctx.check_search(v, len(body.uris), body)
+        try:
+            locations = [ctx.allowed_uris.check(u) for u in body.uris]
+        except UriRefused as e:
+            raise HTTPException(403, str(e)) from e
 
         def work() -> Response:
             e, started = ctx.embedder(), time.perf_counter()
-            return ctx.run_vectors(v, e.embed([e.read(u) for u in body.uris]), body, "uri", body.uris,
+            return ctx.run_vectors(v, e.embed([ctx.read_uri(u) for u in locations]), body, "uri", body.uris,
                                    started=started)
         return await ctx.in_thread(work)
 
 
 def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
-    @app.post("/vectors", dependencies=[auth], summary="stored vectors of catalogue ids (null where unknown)")
+    @app.post("/vectors", dependencies=[auth], summary="stored vectors of catalogue ids (null where unknown)",
+              responses=errors(400, 401, 413, 503))
     async def stored_vectors(body: IdList) -> Response:
         v = ctx.version()
         ctx.check_batch(len(body.image_ids))
@@ -111,7 +132,8 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
         return Response(json.dumps({"version": v.version, "vectors": rows}), media_type="application/json")
 
-    @app.post("/embed", dependencies=[auth], summary="vectors of uploaded images, with the index's model")
+    @app.post("/embed", dependencies=[auth], summary="vectors of uploaded images, with the index's model",
+              responses=errors(400, 401, 409, 413, 504))
     async def embed_images(images: Annotated[list[UploadFile], File()]) -> Response:
         ctx.check_batch(len(images))
         data = [await f.read() for f in images]
@@ -124,11 +146,11 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
     def thumbnail_of(uri: str, size: int) -> bytes:
         return make_thumbnail(read_image_bytes(uri, ctx.served.store.options, ctx.served.settings.max_bytes), size)
 
-    @app.get("/images/{image_id:path}/thumbnail", dependencies=[auth], summary="a JPEG thumbnail of a hit")
-    async def thumbnail(image_id: str, size: int = 192) -> Response:
+    @app.get("/images/{image_id:path}/thumbnail", dependencies=[auth], summary="a JPEG thumbnail of a hit",
+             responses={200: {"content": {"image/jpeg": {}}}, **errors(400, 401, 404, 413, 503, 504)})
+    async def thumbnail(image_id: Annotated[str, Path(min_length=1)],
+                        size: Annotated[int, Query(ge=16, le=512)] = 192) -> Response:
         v = ctx.version()
-        if not 16 <= size <= 512:
-            raise QueryError("size must be between 16 and 512")
         faiss_id = v.faiss_id_of(image_id)
         if faiss_id is None:
             raise UnknownImageIds([image_id], v.version)
@@ -137,16 +159,17 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-def parse_filters(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
+def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None) -> SearchOptions:
+    """A multipart form's options, validated as strictly as a JSON body's (filters arrive as JSON text)."""
     try:
-        value = json.loads(text)
+        parsed = json.loads(filters) if filters else None
     except json.JSONDecodeError as e:
         raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
-    if not isinstance(value, dict):
-        raise QueryError("filters must be a JSON object mapping a column to its accepted values")
-    return value
+    try:
+        return SearchOptions(k=k, nprobe=nprobe, rerank=rerank, filters=parsed)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        raise QueryError(f"filters must map a column to a value or a list of values: {problems}") from e
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:

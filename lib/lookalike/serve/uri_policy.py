@@ -73,7 +73,8 @@ class UriAllowList:
             raise UriRefused("this worker reads no URI: start it with --allow-uri PREFIX to allow search by URI")
         location = _locate(uri, "URI")
         if not any(location.within(root) for root in self.roots):
-            raise UriRefused(f"this worker reads no URI outside {list(self.prefixes)}: {uri!r}")
+            raise UriRefused(f"this worker reads no URI outside {list(self.prefixes)}: {uri!r} (a worker reads "
+                             "under the prefixes it was started with, --allow-uri PREFIX)")
         return location.path if location.scheme == "" else uri
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from lookalike.core.errors import ArtefactError, ConfigError
 from lookalike.core.store import Store
 from lookalike.embed.provenance import of_index
+from lookalike.image.budget import PixelBudget
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.index.publish import latest_version, open_version
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
@@ -35,6 +36,7 @@ class WorkerSettings:
     retry_s: float = 60.0            # how long a version that failed to load is left alone
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels_in_flight: int = 4 * DEFAULT_MAX_PIXELS  # decoded at once over all request threads
     device: str = "cpu"
 
 
@@ -48,6 +50,7 @@ class ServedIndex:
         self.settings = settings
         self.current: IndexVersion | None = None
         self.embedder: QueryEmbedder | None = None
+        self.pixel_budget = PixelBudget(settings.max_pixels_in_flight)  # one per worker, whatever the version
         self.loaded_at: float | None = None
         self.swaps = 0
         self.load_failures = 0
@@ -150,7 +153,8 @@ class ServedIndex:
                 model = cached_model(spec, self.settings.device)
             except Exception as e:
                 raise ConfigError(f"cannot load the model {spec.name!r} for {manifest['name']}: {e}") from e
-            embedder = QueryEmbedder(model, self.settings.max_bytes, self.settings.max_pixels, self.store.options)
+            embedder = QueryEmbedder(model, self.settings.max_bytes, self.settings.max_pixels, self.store.options,
+                                     self.pixel_budget)
         provenance.check_model(embedder.fingerprint_id, "start a worker with the model options the index was built "
                                                         "with", user="the query model of this worker")
         return embedder

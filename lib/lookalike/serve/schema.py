@@ -1,0 +1,65 @@
+"""The worker's OpenAPI schema as strict as its validation: the static schema of the API models, tightened with
+what only the served version and the worker's settings know (the vectors' dimension, the filterable columns
+and their types, batch and work limits), so a client or a fuzzer that follows the schema is never refused."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pyarrow as pa
+
+from lookalike.index.reader import IndexVersion
+from lookalike.serve.context import ApiSettings
+
+INT64 = {"minimum": -(2 ** 63), "maximum": 2 ** 63 - 1}
+BATCHED = {"VectorQuery": "vectors", "IdQuery": "image_ids", "UriQuery": "uris", "IdList": "image_ids"}
+
+
+def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: ApiSettings) -> dict[str, Any]:
+    schema = copy.deepcopy(base)
+    models = schema.get("components", {}).get("schemas", {})
+    limits = settings.limits
+    # Stay under the body limit as well: a float in JSON takes up to ~25 bytes.
+    per_vector = 25 * (version.dim if version else 1) + 4
+    for name, field in BATCHED.items():
+        if name in models:
+            cap = settings.max_batch if field != "vectors" else max(1, min(
+                settings.max_batch, settings.max_body_bytes // 2 // per_vector))
+            models[name]["properties"][field]["maxItems"] = cap
+    for name in ("VectorQuery", "IdQuery", "UriQuery"):
+        model = models.get(name)
+        if model is None:
+            continue
+        props = model["properties"]
+        # The work limit is queries × max(k, rerank): the schema gives each query of a full batch its share.
+        share = max(1, limits.max_candidates // props[BATCHED[name]]["maxItems"])
+        props["k"]["maximum"] = min(limits.max_k, share)
+        props["rerank"]["anyOf"][0]["maximum"] = min(limits.max_rerank, share)
+        props["nprobe"]["anyOf"][0]["maximum"] = limits.max_nprobe
+        if version is not None:
+            props["filters"] = _filters(version)
+    if version is not None and "VectorQuery" in models:
+        vectors = models["VectorQuery"]["properties"]["vectors"]
+        vectors["items"].update({"minItems": version.dim, "maxItems": version.dim,
+                                 # a vector of zeros has no direction to search
+                                 "not": {"items": {"const": 0}}})
+    return schema
+
+
+def _filters(version: IndexVersion) -> dict[str, Any]:
+    columns = {f.name: _json_type(f.type) for f in version.ids.schema if f.name != "faiss_id"}
+    properties = {name: {"anyOf": [t, {"type": "array", "items": t}]} for name, t in columns.items()}
+    return {"anyOf": [{"type": "object", "properties": properties, "additionalProperties": False},
+                      {"type": "null"}],
+            "description": "metadata column → accepted value(s); hits must match every column"}
+
+
+def _json_type(arrow_type: pa.DataType) -> dict[str, Any]:
+    if pa.types.is_boolean(arrow_type):
+        return {"type": "boolean"}
+    if pa.types.is_integer(arrow_type):
+        return {"type": "integer", **INT64}
+    if pa.types.is_floating(arrow_type):
+        return {"type": "number"}
+    return {"type": "string", "maxLength": 1000}
