@@ -36,7 +36,11 @@ TRANSIENT_ERROR_NAMES = frozenset({
     "ReadTimeoutError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
     "ClientPayloadError", "IncompleteReadError", "ResponseStreamingError", "ServerTimeoutError",
 })
-TRANSIENT_MESSAGES = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500")
+# Error codes of S3-compatible servers and HTTP statuses worth a retry, read from the structured error (botocore's
+# response, aiohttp's status), never from message text: "part-00500" in a disk-full message is no 500.
+TRANSIENT_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+                             "ThrottlingException", "RequestTimeTooSkewed"})
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 CACHED_LISTING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az"})
@@ -48,9 +52,13 @@ def is_transient(error: BaseException) -> bool:
         if type(err).__name__ in TRANSIENT_ERROR_NAMES:
             return True
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-            return False
-        if isinstance(err, OSError) and any(m in str(err) for m in TRANSIENT_MESSAGES):
-            return True
+            return False  # definitive answers, whatever they were raised from
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):  # botocore ClientError (s3fs keeps it as the cause of its OSError)
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return status in TRANSIENT_STATUSES or response.get("Error", {}).get("Code") in TRANSIENT_CODES
+        if isinstance(getattr(err, "status", None), int) and type(err).__name__ == "ClientResponseError":
+            return err.status in TRANSIENT_STATUSES  # aiohttp (HTTP, GCS, Azure through fsspec)
     return False
 
 
@@ -101,8 +109,13 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
         config = dict(kwargs.get("config_kwargs") or {})
         config.setdefault("response_checksum_validation", "when_required")
         config.setdefault("request_checksum_calculation", "when_required")
+        # One retry layer (with_retries, here): botocore and s3fs try once each, or a flaky call would be
+        # tried 5 × 5 × 5 times before anyone heard of it.
+        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         kwargs["config_kwargs"] = config
     fs, path = url_to_fs(url, **kwargs)
+    if protocol in ("s3", "s3a"):
+        fs.retries = 1
     return fs, path
 
 
@@ -225,8 +238,8 @@ class Store:
             self.delete(key)
         except Exception as e:
             raise StoreNotWritable(
-                f"cannot write to the store {self.url}: {type(e).__name__}: {e}. Check the path or the credentials "
-                "(the job needs to put, get, list and delete objects under the store root), the bucket policy, "
+                f"cannot write to the store {self.url}: {type(e).__name__}: {e}. Check the credentials (the job "
+                "needs to put, get, list and delete objects under the store root), the path, the bucket policy, "
                 "and free space; nothing was done") from e
 
     @retried("delete")
