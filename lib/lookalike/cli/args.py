@@ -35,6 +35,27 @@ def key_values(pairs: Sequence[str], what: str) -> dict[str, Any]:
     return out
 
 
+def add_spark_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting for this job, e.g. spark.executor.memory=4g (repeatable); it wins over "
+                        "spark-submit's and the properties file's")
+    p.add_argument("--event-log", default=None, metavar="DIR",
+                   help="write Spark event logs there (spark.eventLog.dir), for the history server")
+
+
+def spark_conf(pairs: Sequence[str], event_log: str | None) -> dict[str, str]:
+    """--spark-conf KEY=VALUE pairs as Spark takes them: dotted keys kept whole, values as written."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--spark-conf {pair!r}: expected KEY=VALUE, e.g. spark.executor.memory=4g")
+        out[key.strip()] = value
+    if event_log:
+        out |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log}
+    return out
+
+
 def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, help="store root URL: a folder, file://..., s3://bucket/prefix")
     p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",

@@ -7,7 +7,15 @@ import json
 import sys
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, key_values, model_spec
+from lookalike.cli.args import (
+    add_master_arg,
+    add_model_args,
+    add_spark_args,
+    add_store_args,
+    key_values,
+    model_spec,
+    spark_conf,
+)
 from lookalike.embed.config import EmbedConfig
 
 
@@ -22,7 +30,7 @@ def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--io-threads", type=int, default=2)
     p.add_argument("--max-error-rate", type=float, default=0.05)
     p.add_argument("--no-incremental", action="store_true", help="recompute every vector")
-    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -33,7 +41,7 @@ def embed_config(args: argparse.Namespace) -> EmbedConfig:
         master=args.master, storage_options=options, images_per_task=args.images_per_task,
         batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
         incremental=not args.no_incremental, progress=sys.stderr.isatty() and not args.json,
-        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()},
+        spark_conf=spark_conf(args.spark_conf, args.event_log),
     )
 
 

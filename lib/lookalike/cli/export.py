@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_store_args, key_values, read_token
+from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, read_token, spark_conf
 
 
 def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -19,7 +19,7 @@ def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--dest-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec options for the destinations (default: the --store-option values)")
     add_master_arg(p, submitted)
-    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_args(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -29,7 +29,7 @@ def run_export(args: argparse.Namespace) -> str:
         store=args.store, name=args.name, destinations=tuple(args.dest), version=args.version,
         storage_options=key_values(args.store_option, "--store-option"),
         destination_options=key_values(args.dest_option, "--dest-option"), master=args.master,
-        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()}))
+        spark_conf=spark_conf(args.spark_conf, args.event_log)))
     if args.json:
         return json.dumps(summary, indent=2)
     lines = [f"exported {summary['name']}/{summary['version']} ({summary['ntotal']:,} vectors) as "

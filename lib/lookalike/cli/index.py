@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_store_args, key_values, parse_bytes
+from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, parse_bytes, spark_conf
 
 
 def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -26,7 +26,7 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
     p.add_argument("--seed", type=int, default=0)
     add_master_arg(p, submitted)
-    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -38,7 +38,7 @@ def build_index_config(args: argparse.Namespace):
         factory=args.factory, target_recall=args.target_recall, min_recall=args.min_recall, force=args.force,
         publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries, seed=args.seed,
         master=args.master, storage_options=options,
-        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
+        spark_conf=spark_conf(args.spark_conf, args.event_log))
 
 
 def summarise_index(m: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_store_args, key_values
+from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, spark_conf
 
 
 def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -30,7 +30,7 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
     p.add_argument("--batch-size", type=int, default=4096)
     add_master_arg(p, submitted)
-    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
@@ -42,7 +42,7 @@ def join_config(args: argparse.Namespace):
         k=args.k, threshold=args.threshold, nprobe=args.nprobe, rerank=args.rerank,
         with_metadata=args.with_metadata, run_id=args.run_id, master=args.master,
         storage_options=key_values(args.store_option, "--store-option"), batch_size=args.batch_size,
-        spark_conf={k: str(v) for k, v in key_values(args.spark_conf, "--spark-conf").items()})
+        spark_conf=spark_conf(args.spark_conf, args.event_log))
 
 
 def summarise_join(m: dict[str, Any]) -> str:

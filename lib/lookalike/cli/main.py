@@ -4,7 +4,6 @@ modules together and turns the errors lookalike raises on purpose into one-line 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -25,12 +24,15 @@ from lookalike.cli.query import run_search, run_serve, search_parser, serve_pars
 from lookalike.cli.reindex import reindex_parser, run_reindex
 from lookalike.cli.whiten import run_whiten, whiten_parser
 from lookalike.core.errors import EXIT_USAGE, LookalikeError
+from lookalike.core.logs import LOG_FORMATS, configure
 
 
 def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     """Run one command; `submitted` is set by the jobs/*.py entry points that spark-submit starts."""
     parser = argparse.ArgumentParser(prog="lookalike", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress, and show tracebacks of errors")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="json: one JSON object per line, with the run id, for a cluster's log pipeline")
     sub = parser.add_subparsers(dest="command", required=True)
     embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"), submitted)
     build_index_parser(sub.add_parser("build-index", help="build, measure and publish a Faiss index"), submitted)
@@ -48,8 +50,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
     indexes_parser(sub.add_parser("indexes", help="list the versions of an index"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.verbose, args.log_format)
     # Each command returns what it prints (None for the servers, which run until stopped).
     commands = {
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, parse_bytes
+from lookalike.cli.args import add_master_arg, add_model_args, add_spark_args, add_store_args, parse_bytes
 from lookalike.cli.embed import embed_config
 from lookalike.cli.index import build_index_config
 from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
@@ -45,7 +45,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     index.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this 10-R@10")
     index.add_argument("--queries", type=int, default=1000)
     index.add_argument("--seed", type=int, default=0)
-    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -14,15 +15,40 @@ T = TypeVar("T")
 # not in config: executors import this module, and config pulls in torch (3 s per Python worker).
 IN_PROCESS = "in-process"
 
-# Small JVMs and no UI: on 2 cores the defaults spend more time in the JIT than in our tasks.
+# The project's defaults, lowest of three layers: each applies only where neither spark-submit, its properties
+# file (spark-defaults.conf) nor the job's --spark-conf set the key.
 DEFAULT_CONF = {
+    "spark.python.worker.reuse": "true",   # the model stays loaded in a worker between tasks
+    "spark.task.maxFailures": "4",
+}
+# Small JVMs and no UI, for local masters only: on 2 cores the defaults spend more time in the JIT than in our
+# tasks. A real cluster keeps its own JVM options and UI.
+LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-    "spark.python.worker.reuse": "true",   # the model stays loaded in a worker between tasks
-    "spark.task.maxFailures": "4",
 }
+LOCAL_MASTER = re.compile(r"^local(\[[^]]*\]|-cluster\[[^]]*\])?$")
+
+
+def resolve_conf(master: str | None, submitted: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """The settings this job adds to what spark-submit and the properties file set (`submitted`): the project's
+    defaults where nobody set a key, then the job's own `given` ones (--spark-conf), which win."""
+    effective_master = master or submitted.get("spark.master", "")
+    defaults = {**DEFAULT_CONF, **(LOCAL_CONF if LOCAL_MASTER.match(effective_master) else {})}
+    return {**{k: v for k, v in defaults.items() if k not in submitted}, **given}
+
+
+def submitted_conf() -> dict[str, str]:
+    """What spark-submit, its --conf flags and its properties file set, when this driver was started by
+    spark-submit (the JVM is already running and holds them as spark.* properties); {} when this process will
+    start the JVM itself (then the job's settings go into that launch, the driver's JVM options included)."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf, SparkContext
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM
+    return dict(SparkConf().getAll())
 
 
 def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = None):
@@ -37,7 +63,7 @@ def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = 
         builder = builder.master(master)
         # Local and same-machine clusters run executors with this interpreter; real clusters set their own.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+    for key, value in resolve_conf(master, submitted_conf(), conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from lookalike.core.errors import JobFailed
 from lookalike.core.layout import EmbeddingsLayout, embeddings_latest_key
+from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import ManifestError, new_manifest, new_run_id, read_manifest
 from lookalike.core.spark import IN_PROCESS, run_tasks
 from lookalike.core.store import Store
@@ -35,11 +36,17 @@ def run(config: EmbedConfig) -> dict[str, Any]:
     Rerunning with the same run id resumes: committed tasks are skipped, the others are redone, and a run
     that already has its manifest returns it unchanged.
     """
+    run_id = config.run_id or new_run_id()
+    with run_context(run_id=run_id):
+        return _run(config, run_id)
+
+
+def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     store = Store(config.store, config.storage_options)
     model = cached_model(config.model, "cpu")  # the driver needs only the fingerprint and dimension
     fingerprint_id = model.fingerprint_id
-    run_id = config.run_id or new_run_id()
+    bind(fingerprint_id=fingerprint_id)
     layout = EmbeddingsLayout(store, fingerprint_id, run_id)
     if store.exists(layout.manifest):
         log.info("run %s is already complete", run_id)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from lookalike.core.errors import ConfigError, InputError, JobFailed
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
+from lookalike.core.logs import run_context
 from lookalike.core.manifest import new_manifest
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
@@ -117,6 +118,11 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     plan = plan_build(config)
+    with run_context(index=config.name, index_version=plan.layout.version):
+        return _build(config, plan, started, timings)
+
+
+def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: dict[str, float]) -> dict[str, Any]:
     log.info("building %s %s over %d×%d: %s", config.name, plan.layout.version, plan.n, plan.d, plan.choice.factory)
     held_out = _timed(timings, "scan_s", scan, config, plan)
     with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:

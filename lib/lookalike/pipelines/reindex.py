@@ -14,6 +14,7 @@ import pyarrow as pa
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import IDS_FILE, EmbeddingsLayout, IndexLayout, ReindexLayout
 from lookalike.core.lease import Lease
+from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import new_run_id, utc_now
 from lookalike.core.store import Store
 from lookalike.embed.config import EmbedConfig
@@ -55,6 +56,11 @@ class ReindexConfig:
 
 def run(config: ReindexConfig) -> dict[str, Any]:
     """One nightly run; returns its report. Raises LeaseHeld (nothing done) when another run holds the lease."""
+    with run_context(index=config.name):
+        return _run(config)
+
+
+def _run(config: ReindexConfig) -> dict[str, Any]:
     started = time.perf_counter()
     store = Store(config.embed.store, config.embed.storage_options)
     layout = ReindexLayout(store, config.name)
@@ -62,6 +68,7 @@ def run(config: ReindexConfig) -> dict[str, Any]:
     lease = Lease(store, layout.lease, config.lease_ttl_s, f"index {config.name!r}")
     previous = lease.acquire(config.embed.run_id or new_run_id())
     run_id, resumed = _choose_run_id(config, previous, lease.record.run_id)
+    bind(run_id=run_id)
     report: dict[str, Any] = {
         "kind": KIND, "name": config.name, "run_id": run_id, "status": "running", "started_at": utc_now(),
         "resumed": resumed, "took_over_lease": previous.describe() if previous else None,

@@ -1,0 +1,127 @@
+"""Running on clusters as platform teams do: Spark settings in three layers (the project's defaults only where
+nobody set a value, then spark-submit and its properties file, then --spark-conf), dotted keys, event logs,
+one retry layer with typed transient errors, and JSON logs carrying the run id."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lookalike.core.store as store_module
+from lookalike.cli.args import spark_conf
+from lookalike.core.logs import JsonFormatter, configure, run_context
+from lookalike.core.spark import resolve_conf
+from lookalike.core.store import Store, filesystem, is_transient
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+
+SPARK_SUBMIT = Path(sys.executable).parent.parent / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
+    / "site-packages" / "pyspark" / "bin" / "spark-submit"
+
+
+def test_project_defaults_fill_only_what_nobody_set():
+    local = resolve_conf("local[2]", submitted={}, given={})
+    assert local["spark.ui.enabled"] == "false"
+    assert "-XX:TieredStopAtLevel=1" in local["spark.executor.extraJavaOptions"]
+    assert local["spark.python.worker.reuse"] == "true"
+    cluster = resolve_conf("spark://head:7077", submitted={}, given={})
+    assert "spark.ui.enabled" not in cluster and "spark.executor.extraJavaOptions" not in cluster  # a real cluster
+    assert cluster["spark.python.worker.reuse"] == "true"
+    submitted = {"spark.ui.enabled": "true", "spark.task.maxFailures": "8",
+                 "spark.executor.extraJavaOptions": "-Dsite=1", "spark.master": "local[4]"}
+    resolved = resolve_conf(None, submitted, given={})
+    assert not set(resolved) & set(submitted)  # what spark-submit set is left as it is
+    assert resolve_conf(None, submitted, given={"spark.task.maxFailures": "2"})["spark.task.maxFailures"] == "2"
+
+
+def test_spark_submit_and_properties_file_settings_reach_the_job(tmp_path):
+    job = tmp_path / "effective_conf.py"
+    job.write_text("import json\nfrom lookalike.core.spark import session\n"
+                   "s = session(None, 'conf-check', {'spark.executor.memory': '600m'})\n"
+                   "print('CONF ' + json.dumps(dict(s.sparkContext.getConf().getAll())))\ns.stop()\n")
+    properties = tmp_path / "site.conf"
+    properties.write_text("spark.task.maxFailures 8\nspark.executor.extraJavaOptions -Dsite.option=1\n")
+    out = subprocess.run([str(SPARK_SUBMIT), "--master", "local[1]", "--properties-file", str(properties),
+                          "--conf", "spark.ui.enabled=true", "--conf", "spark.ui.port=0", str(job)],
+                         capture_output=True, text=True, timeout=240, check=True).stdout
+    conf = json.loads(next(line for line in out.splitlines() if line.startswith("CONF "))[5:])
+    assert conf["spark.ui.enabled"] == "true"                          # spark-submit --conf
+    assert conf["spark.task.maxFailures"] == "8"                       # the properties file
+    options = conf["spark.executor.extraJavaOptions"]  # Spark prepends its own module flags
+    assert options.endswith("-Dsite.option=1") and "TieredStopAtLevel" not in options
+    assert conf["spark.executor.memory"] == "600m"                     # --spark-conf of the job
+    assert conf["spark.python.worker.reuse"] == "true"                 # a project default nobody set
+
+
+def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
+    assert spark_conf(["spark.executor.memory=4g", "spark.x.y=a=b"], None) == {
+        "spark.executor.memory": "4g", "spark.x.y": "a=b"}
+    assert spark_conf([], str(tmp_path / "ev")) == {"spark.eventLog.enabled": "true",
+                                                     "spark.eventLog.dir": str(tmp_path / "ev")}
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(500, 16, seed=1), parts=2)
+    events = tmp_path / "events"
+    events.mkdir()
+    subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", store.url, "--name", "t",
+                    "--master", "local[1]", "--event-log", str(events), "--queries", "20"],
+                   capture_output=True, text=True, timeout=300, check=True)
+    assert [p.name for p in events.iterdir()], "no event log was written"
+
+
+def test_one_retry_layer_with_typed_transient_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+    store = Store(str(tmp_path))
+    store.write_bytes("a", b"data")
+    calls = []
+    real = store.fs.cat_file
+
+    def flaky(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) < 3:
+            raise ConnectionResetError("connection reset by peer")
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(store.fs, "cat_file", flaky)
+    assert store.read_bytes("a") == b"data" and len(calls) == 3   # two transient failures, then the answer
+
+    def disk_full(path, *args, **kwargs):
+        calls.append(path)
+        raise OSError(28, "No space left on device: 'part-00500.parquet'")
+    calls.clear()
+    monkeypatch.setattr(store.fs, "cat_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.read_bytes("a")
+    assert len(calls) == 1  # not transient, though its message holds "500"
+
+    class ClientError(Exception):  # as botocore's: the status travels in the response, not in the text
+        def __init__(self, status: int, code: str):
+            super().__init__(f"An error occurred ({code})")
+            self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    def wrapped(error):
+        try:
+            raise OSError("translated by s3fs") from error
+        except OSError as e:
+            return e
+    assert is_transient(wrapped(ClientError(503, "SlowDown")))
+    assert is_transient(wrapped(ClientError(500, "InternalError")))
+    assert not is_transient(wrapped(ClientError(403, "AccessDenied")))
+    # The S3 client and s3fs try once: this store's retries are the only layer.
+    fs, _ = filesystem("s3://bucket/x", {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}})
+    assert fs.retries == 1 and fs.config_kwargs["retries"] == {"max_attempts": 1, "mode": "standard"}
+
+
+def test_json_logs_carry_the_run_id_on_every_line(capsys):
+    configure(verbose=True, log_format="json")
+    try:
+        with run_context(run_id="night-7", index="marks"):
+            logging.getLogger("lookalike.test").info("embedding %d images", 3)
+        logging.getLogger("lookalike.test").warning("outside any run")
+    finally:
+        configure(verbose=False)
+    lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert lines[0]["message"] == "embedding 3 images" and lines[0]["run_id"] == "night-7"
+    assert lines[0]["index"] == "marks" and lines[0]["level"] == "INFO"
+    assert "run_id" not in lines[1]
+    assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
