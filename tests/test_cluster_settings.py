@@ -12,6 +12,7 @@ import pytest
 
 import lookalike.core.store as store_module
 from lookalike.cli.args import spark_conf
+from lookalike.core.errors import Unavailable
 from lookalike.core.logs import JsonFormatter, configure, run_context
 from lookalike.core.spark import resolve_conf
 from lookalike.core.store import Store, filesystem, is_transient
@@ -84,6 +85,15 @@ def test_one_retry_layer_with_typed_transient_errors(tmp_path, monkeypatch):
         return real(path, *args, **kwargs)
     monkeypatch.setattr(store.fs, "cat_file", flaky)
     assert store.read_bytes("a") == b"data" and len(calls) == 3   # two transient failures, then the answer
+
+    def down(path, *args, **kwargs):
+        calls.append(path)
+        raise ConnectionRefusedError("connection refused")
+    calls.clear()
+    monkeypatch.setattr(store.fs, "cat_file", down)
+    with pytest.raises(Unavailable, match="still failing after 5 attempts") as refused:
+        store.read_bytes("a")
+    assert len(calls) == 5 and refused.value.exit_code == 69 and is_transient(refused.value)
 
     def disk_full(path, *args, **kwargs):
         calls.append(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 EXIT_BUG = 1          # an unexpected exception: a traceback follows
 EXIT_USAGE = 2        # the call or its inputs are wrong: fix them and run again
 EXIT_FAILED = 3       # the job ran and refused its result (too many bad images, recall below the floor)
+EXIT_UNAVAILABLE = 69  # the store (or another service) did not answer: check the endpoint (sysexits EX_UNAVAILABLE)
 EXIT_BUSY = 75        # another run holds the lease: nothing was done, try later (sysexits EX_TEMPFAIL)
 
 
@@ -32,6 +33,12 @@ class JobFailed(LookalikeError, RuntimeError):
     """The job ran but its result does not meet the bar it was given; nothing was published."""
 
     exit_code = EXIT_FAILED
+
+
+class Unavailable(LookalikeError, ConnectionError):
+    """A service kept failing with transient errors (connection refused, timeouts, 5xx) until retries ran out."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 class Busy(LookalikeError, RuntimeError):

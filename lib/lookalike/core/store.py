@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from lookalike.core.errors import ConfigError
+from lookalike.core.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,11 @@ def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: 
         try:
             return fn()
         except Exception as e:
-            if attempt == attempts or not is_transient(e):
+            if not is_transient(e):
                 raise
+            if attempt == attempts:
+                raise Unavailable(f"{what}: {type(e).__name__}: {e} (still failing after {attempts} attempts: check "
+                                  "the endpoint, the network and the service)") from e
             delay = base_delay * 2 ** (attempt - 1)
             log.warning("transient error on %s (attempt %d/%d), retrying in %.1fs: %s",
                         what, attempt, attempts, delay, e)
