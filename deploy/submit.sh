@@ -13,6 +13,10 @@
 #                          checkout's .venv, which must exist at the same path on every node)
 #   SPARK_HOME             where bin/spark-submit is (default: spark-submit on PATH, else the pyspark package's)
 #   LOOKALIKE_SUBMIT_ARGS  extra spark-submit arguments, word-split (e.g. "--conf spark.executor.instances=8")
+#   LOOKALIKE_IMAGE_HOME   on Kubernetes, where the image holds lookalike (default /opt/lookalike): the job runs
+#                          as local://$LOOKALIKE_IMAGE_HOME/jobs/JOB.py, with the interpreter the image's
+#                          properties file names (nothing of this checkout is uploaded or imposed)
+#   LOOKALIKE_DRY_RUN      set: print the spark-submit command instead of running it
 #
 # S3 credentials are never passed on the command line: executors take them from the standard AWS
 # environment, profile or instance role (forward AWS_* with spark.executorEnv.* in the properties file).
@@ -21,7 +25,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 job="${1//-/_}"
@@ -44,12 +48,23 @@ else
     submit="$SPARK_HOME/bin/spark-submit"
 fi
 
-args=(--master "${LOOKALIKE_MASTER:-local[*]}" --deploy-mode "${LOOKALIKE_DEPLOY_MODE:-client}"
+master="${LOOKALIKE_MASTER:-local[*]}"
+if [ -n "${LOOKALIKE_ENV_ARCHIVE:-}" ] && [[ "$master" == local* ]]; then
+    echo "submit.sh: LOOKALIKE_ENV_ARCHIVE needs a cluster master ($master runs its executors here, where the" \
+         "archive is never unpacked as ./env); unset it for local runs, which use LOOKALIKE_PYTHON (default" \
+         "this checkout's .venv)" >&2
+    exit 2
+fi
+args=(--master "$master" --deploy-mode "${LOOKALIKE_DEPLOY_MODE:-client}"
       --name "lookalike-$job" --conf spark.ui.showConsoleProgress=false)
 if [ -n "${LOOKALIKE_PROPERTIES:-}" ]; then
     args+=(--properties-file "$LOOKALIKE_PROPERTIES")
 fi
-if [ -n "${LOOKALIKE_ENV_ARCHIVE:-}" ]; then
+if [[ "$master" == k8s://* ]]; then
+    # The driver and executors are pods of the image: the job is a path inside it, and the interpreter is the
+    # one the image's properties file sets (spark.pyspark.python), never this checkout's.
+    script="local://${LOOKALIKE_IMAGE_HOME:-/opt/lookalike}/jobs/$job.py"
+elif [ -n "${LOOKALIKE_ENV_ARCHIVE:-}" ]; then
     # Executors unpack the archive as ./env; a client-mode driver runs the same environment unpacked locally
     # (LOOKALIKE_PYTHON), a cluster-mode driver the shipped one.
     args+=(--archives "$LOOKALIKE_ENV_ARCHIVE#env" --conf spark.pyspark.python=./env/bin/python)
@@ -64,4 +79,9 @@ else
 fi
 # shellcheck disable=SC2206  # word splitting of the extra arguments is the point
 extra=(${LOOKALIKE_SUBMIT_ARGS:-})
+if [ -n "${LOOKALIKE_DRY_RUN:-}" ]; then
+    printf '%q ' "$submit" "${args[@]}" "${extra[@]}" "$script" "$@"
+    echo
+    exit 0
+fi
 exec "$submit" "${args[@]}" "${extra[@]}" "$script" "$@"

@@ -230,6 +230,18 @@ def test_help_of_submit_script_lists_the_jobs():
     assert out.returncode == 2 and "reindex" in out.stderr and "similarity_join" in out.stderr
 
 
+def test_submit_script_refuses_an_archive_with_a_local_master_and_submits_from_the_image_on_kubernetes():
+    submit = str(Path(__file__).resolve().parents[1] / "deploy" / "submit.sh")
+    refused = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env={
+        **os.environ, "LOOKALIKE_ENV_ARCHIVE": "dist/env.tar.gz", "LOOKALIKE_MASTER": "local[2]"})
+    assert refused.returncode == 2 and "needs a cluster master" in refused.stderr
+    k8s = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, check=True, env={
+        **os.environ, "LOOKALIKE_MASTER": "k8s://https://api.example:6443", "LOOKALIKE_DEPLOY_MODE": "cluster",
+        "LOOKALIKE_DRY_RUN": "1", "LOOKALIKE_PROPERTIES": "deploy/conf/kubernetes.conf"}).stdout
+    assert "local:///opt/lookalike/jobs/reindex.py --name t" in k8s
+    assert "spark.pyspark.python" not in k8s and "--properties-file deploy/conf/kubernetes.conf" in k8s
+
+
 def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark, tmp_path, capsys):
     """--whiten 32 needs 48 listed images: night 1 (42) indexes unwhitened vectors and says it waits; night 2
     (52) embeds a random sample of 48 unwhitened, learns the whitening from it, embeds the catalogue under it

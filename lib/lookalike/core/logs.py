@@ -32,10 +32,6 @@ def bind(**ids: str | None) -> None:
         current.update({k: str(v) for k, v in ids.items() if v is not None})
 
 
-def current_run() -> dict[str, str]:
-    return dict(_run.get())
-
-
 class _RunIds(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run = _run.get()

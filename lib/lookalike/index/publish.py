@@ -67,12 +67,6 @@ def latest_version(store: Store, name: str) -> str | None:
     return pointer["version"] if pointer else None
 
 
-def commit(store: Store, layout: IndexLayout, manifest: dict[str, Any]) -> None:
-    """Make a fully written version visible: its manifest first, then LATEST (one atomic object write)."""
-    store.write_json(layout.manifest, manifest)
-    set_latest(store, layout.name, layout.version)
-
-
 def set_latest(store: Store, name: str, version: str) -> None:
     open_version(store, name, version)  # only a complete version can become LATEST
     try:
