@@ -8,15 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import kubernetes_validate
 import pytest
+import yaml
 
 import lookalike.core.store as store_module
 from lookalike.cli.args import spark_conf
 from lookalike.core.errors import Unavailable
 from lookalike.core.logs import JsonFormatter, configure, run_context
-from lookalike.core.spark import resolve_conf
+from lookalike.core.spark import IN_PROCESS, resolve_conf
 from lookalike.core.store import Store, filesystem, is_transient
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.serve.context import ApiSettings
+from lookalike.serve.http_api import create_app, running, serve_metrics
+from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+from conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPARK_SUBMIT = Path(sys.executable).parent.parent / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" \
     / "site-packages" / "pyspark" / "bin" / "spark-submit"
@@ -135,3 +147,38 @@ def test_json_logs_carry_the_run_id_on_every_line(capsys):
     assert lines[0]["index"] == "marks" and lines[0]["level"] == "INFO"
     assert "run_id" not in lines[1]
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def test_metrics_have_a_port_of_their_own_without_the_token(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(200, 8, seed=2), parts=1)
+    index_build.run(BuildIndexConfig(store=store.url, name="t", master=IN_PROCESS, publish=True, queries=10))
+    served = ServedIndex(store, WorkerSettings("t", str(tmp_path / "cache")))
+    served.start(watch=False)
+    app = create_app(served, ApiSettings(token="secret-token"))
+    port = free_port()
+    serve_metrics(app, "127.0.0.1", port)
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert scraped.status_code == 200 and "lookalike_index_vectors 200.0" in scraped.text
+    with running(app) as url:
+        assert httpx.get(url + "/metrics", timeout=10).status_code == 401  # the API port keeps its token
+
+
+def test_kubernetes_manifests_are_valid_for_the_cluster_versions_we_document():
+    """Every core resource against Kubernetes' own schemas (kubernetes-validate, strict: no unknown fields).
+    The Spark operator's ScheduledSparkApplication is a custom resource whose schema is not shipped here."""
+    documents = [(path.name, doc) for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+                 for doc in yaml.safe_load_all(path.read_text()) if doc]
+    kinds = {doc["kind"] for _, doc in documents}
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
+            "PodDisruptionBudget", "ScheduledSparkApplication"} <= kinds
+    for name, doc in documents:
+        if doc["apiVersion"].startswith("sparkoperator.k8s.io/"):
+            continue
+        kubernetes_validate.validate(doc, "1.30", strict=True)  # raises with the field at fault
+        assert doc["metadata"].get("namespace", "lookalike") == "lookalike", name
+    [worker] = [d for _, d in documents if d["kind"] == "Deployment"]
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "lookalike-query" and pod["securityContext"]["runAsNonRoot"]
+    assert worker["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    assert "--metrics-port" in pod["containers"][0]["command"]

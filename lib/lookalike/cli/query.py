@@ -36,6 +36,8 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
                                                       f"${TOKEN_ENV}); without either, no auth")
     p.add_argument("--allow-uri", action="append", default=[], metavar="PREFIX",
                    help="let /search/uris read images under this URI prefix (repeatable; default: none)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="also serve Prometheus /metrics alone on this port, without the token (for a scraper)")
     p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
     p.add_argument("--max-pixels-in-flight", type=int, default=160_000_000,
@@ -78,7 +80,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     from lookalike.retrieval.limits import QueryLimits
     from lookalike.serve.context import ApiSettings
-    from lookalike.serve.http_api import create_app
+    from lookalike.serve.http_api import create_app, serve_metrics
     from lookalike.serve.worker import ServedIndex
     options = key_values(args.store_option, "--store-option")
     served = ServedIndex(Store(args.store, options),
@@ -94,9 +96,11 @@ def run_serve(args: argparse.Namespace) -> None:
     status = served.status()
     print(f"serving {status['name']}/{status['version']} ({status['ntotal']:,} vectors) on "
           f"http://{args.host}:{args.port}/ (OpenAPI schema at /openapi.json)", flush=True)
+    app = create_app(served, api)
+    if args.metrics_port:
+        serve_metrics(app, args.host, args.metrics_port)
     try:
-        uvicorn.run(create_app(served, api), host=args.host, port=args.port, log_level="warning",
-                    timeout_keep_alive=5)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5)
     finally:
         served.stop()
 

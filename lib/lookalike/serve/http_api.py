@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from lookalike import __version__
 from lookalike.image.decode import ImageError
@@ -56,12 +56,19 @@ def create_app(served: ServedIndex, settings: ApiSettings | None = None) -> Fast
         if not bearer_ok(request.headers.get("authorization", ""), settings.token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
+    app.state.metrics_registry = registry  # for serve_metrics
     context = RequestContext(served, settings, queries, UriAllowList(settings.allow_uri_prefixes))
     auth = Depends(authorised)
     add_status_routes(app, context, auth, registry)
     add_search_routes(app, context, auth)
     add_catalogue_routes(app, context, auth)
     return app
+
+
+def serve_metrics(app: FastAPI, host: str, port: int) -> None:
+    """Prometheus metrics alone on a port of their own, without the token: what a cluster's scraper reads (the
+    API port keeps /metrics behind the token). Serves from a daemon thread for the life of the process."""
+    start_http_server(port, addr=host, registry=app.state.metrics_registry)
 
 
 @contextmanager
