@@ -8,7 +8,9 @@ PIP     := $(BIN)/pip install --disable-pip-version-check -q -c deploy/constrain
 APT     := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 BROWSER := chromium chromium-driver
 
-.PHONY: venv browser demo test lint bench clean
+AIRFLOW_VENV := .venv-airflow
+
+.PHONY: venv browser demo test lint bench clean dag-check
 
 venv: $(STAMP)
 
@@ -27,10 +29,20 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 demo: venv
 	$(BIN)/python -m lookalike.dev.demo
 
-test: venv browser
+test: venv browser dag-check
 	$(BIN)/ruff check lib jobs tests bench deploy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The Airflow DAG parsed by the Airflow version deploy/constraints.txt pins, in a venv of its own (Airflow's pins
+# are not the library's).
+$(AIRFLOW_VENV)/.installed: deploy/constraints.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PY) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --disable-pip-version-check -q -c deploy/constraints.txt apache-airflow
+	touch $@
+
+dag-check: $(AIRFLOW_VENV)/.installed
+	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_VENV)/home $(AIRFLOW_VENV)/bin/python deploy/schedule/parse_dag.py
 
 lint: venv
 	$(BIN)/ruff check lib jobs tests bench deploy
@@ -40,4 +52,4 @@ bench: venv
 	$(BIN)/python bench/embed_throughput.py
 
 clean:
-	rm -rf $(VENV) demo-store demo-report data
+	rm -rf $(VENV) $(AIRFLOW_VENV) demo-store demo-report data
