@@ -16,7 +16,7 @@ import yaml
 import lookalike.core.store as store_module
 from lookalike.cli.args import spark_conf
 from lookalike.core.errors import Unavailable
-from lookalike.core.logs import JsonFormatter, configure, run_context
+from lookalike.core.logs import bind, configure, run_context
 from lookalike.core.spark import IN_PROCESS, resolve_conf
 from lookalike.core.store import Store, filesystem, is_transient
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
@@ -140,13 +140,19 @@ def test_json_logs_carry_the_run_id_on_every_line(capsys):
         with run_context(run_id="night-7", index="marks"):
             logging.getLogger("lookalike.test").info("embedding %d images", 3)
         logging.getLogger("lookalike.test").warning("outside any run")
+        with run_context(index="marks"):
+            bind(run_id="night-8")  # a run id learned midway (a resumed night)
+            logging.getLogger("lookalike.test").warning("resumed")
+        bind(run_id="leaked?")      # outside any run: nothing to add it to
+        logging.getLogger("lookalike.test").warning("after")
     finally:
         configure(verbose=False)
     lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
     assert lines[0]["message"] == "embedding 3 images" and lines[0]["run_id"] == "night-7"
     assert lines[0]["index"] == "marks" and lines[0]["level"] == "INFO"
     assert "run_id" not in lines[1]
-    assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+    assert lines[2]["run_id"] == "night-8" and lines[2]["index"] == "marks"
+    assert "run_id" not in lines[3]
 
 
 def test_metrics_have_a_port_of_their_own_without_the_token(tmp_path):
