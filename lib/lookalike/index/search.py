@@ -48,15 +48,40 @@ def vectors_to_bytes(vectors: np.ndarray) -> bytes:
 def search_parameters(index: faiss.Index, params: SearchParams) -> faiss.SearchParameters | None:
     """The per-call faiss parameters of `params` for this index's structure. Nothing is set on the index itself:
     query workers search one shared index from many threads, and a setting on it (nprobe, the HNSW quantizer's
-    efSearch) would leak from one request into another's."""
+    efSearch) would leak from one request into another's. The parameter objects are only read by a search, so
+    each index keeps the ones it was asked for (building them took a third of a one-query search)."""
+    return _cached(index, params.nprobe, lambda: _parameters_for(index, params.nprobe))
+
+
+def _refine_parameters(index: faiss.Index, params: SearchParams, k: int) -> faiss.IndexRefineSearchParameters:
+    k_factor = params.rerank / k
+    return _cached(index, ("refine", params.nprobe, k_factor), lambda: faiss.IndexRefineSearchParameters(
+        k_factor=k_factor, base_index_params=search_parameters(index, params)))
+
+
+def _cached(index: faiss.Index, key, build):
+    cache = index.__dict__.setdefault("_lookalike_search_parameters", {})
+    found = cache.get(key, _MISSING)
+    if found is _MISSING:
+        if len(cache) >= PARAMETER_CACHE:  # bounded, whatever values requests bring
+            cache.clear()
+        found = cache[key] = build()
+    return found
+
+
+_MISSING = object()
+PARAMETER_CACHE = 1024
+
+
+def _parameters_for(index: faiss.Index, nprobe: int) -> faiss.SearchParameters | None:
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexPreTransform):  # OPQ: the IVF sits behind the rotation
-        inner = search_parameters(index.index, params)
+        inner = _parameters_for(index.index, nprobe)
         return None if inner is None else faiss.SearchParametersPreTransform(index_params=inner)
     if not isinstance(index, faiss.IndexIVF):
         return None  # a flat index has nothing to probe
     quantizer = faiss.downcast_index(index.quantizer)
-    nprobe = min(params.nprobe, index.nlist)
+    nprobe = min(nprobe, index.nlist)
     if isinstance(quantizer, faiss.IndexHNSW):
         # An HNSW coarse quantizer must return at least nprobe centroids worth having.
         hnsw = faiss.SearchParametersHNSW(efSearch=max(quantizer.hnsw.efSearch, 2 * nprobe))
@@ -95,9 +120,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams
     params.rerank > k, the index proposes rerank candidates and `exact` re-scores them."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     use_threads_for(len(queries))
-    index_params = search_parameters(index, params)
     if exact is None or params.rerank <= k:
-        distances, ids = search_with(index, queries, k, index_params)
+        distances, ids = search_with(index, queries, k, search_parameters(index, params))
         return cosine(distances), ids
     # IndexRefine insists on equal sizes when built; the scorer may hold more rows (ids freed by incremental
     # updates stay as zero rows), so it is built over the index itself and then pointed at the scorer. It is
@@ -105,6 +129,5 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams
     refine = faiss.IndexRefine(index, index)
     refine.refine_index = exact
     refine.ntotal = exact.ntotal  # labels are checked against this: the scorer's rows, not the live count
-    refine_params = faiss.IndexRefineSearchParameters(k_factor=params.rerank / k, base_index_params=index_params)
-    distances, ids = search_with(refine, queries, k, refine_params)
+    distances, ids = search_with(refine, queries, k, _refine_parameters(index, params, k))
     return cosine(np.where(ids >= 0, distances, 4.0)), ids
