@@ -1,0 +1,70 @@
+"""The cost of thread-safe search: per-call faiss parameters (lookalike.index.search.search, what every query
+path calls) side by side with the old way of setting nprobe on the shared index before each search (fast, but
+one request could search with another's nprobe, and under 8 threads it crashed faiss). One query per search
+with exact re-scoring, the query worker's common case; interleaved rounds, medians, and the ratio.
+
+  python bench/search_params.py                  # 100k × 64 clustered vectors, OPQ16,IVF256_HNSW32,PQ16
+  python bench/search_params.py --n 20000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from lookalike.dev.synthetic import clustered_vectors  # noqa: E402
+from lookalike.index.search import SearchParams, exact_scorer, search  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--factory", default="OPQ16_64,IVF256_HNSW32,PQ16")
+    parser.add_argument("--nprobe", type=int, default=16)
+    parser.add_argument("--rerank", type=int, default=100)
+    parser.add_argument("--searches", type=int, default=3000, help="per round and way")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    x = clustered_vectors(args.n, args.d, seed=0)
+    index = faiss.index_factory(args.d, args.factory, faiss.METRIC_L2)
+    index.train(x[: min(args.n, 64 * 256)])
+    index.add(x)
+    exact = exact_scorer(x.astype(np.float16))
+    query, k = x[:1], 10
+    params = SearchParams(args.nprobe, args.rerank)
+
+    def shared_nprobe():
+        faiss.omp_set_num_threads(1)
+        faiss.extract_index_ivf(index).nprobe = args.nprobe
+        refine = faiss.IndexRefine(index, index)
+        refine.refine_index, refine.ntotal, refine.k_factor = exact, exact.ntotal, args.rerank / k
+        return refine.search(query, k)
+
+    def per_call():
+        return search(index, query, k, params, exact)
+
+    assert (per_call()[1] == shared_nprobe()[1]).all(), "the two ways must find the same hits"
+    rates: dict[str, list[float]] = {"per-call parameters": [], "nprobe set on the index": []}
+    for _ in range(args.rounds):
+        for name, fn in (("per-call parameters", per_call), ("nprobe set on the index", shared_nprobe)):
+            started = time.perf_counter()
+            for _ in range(args.searches):
+                fn()
+            rates[name].append(args.searches / (time.perf_counter() - started))
+    medians = {name: float(np.median(r)) for name, r in rates.items()}
+    print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rerank {args.rerank}, 1 query/search")
+    for name, rate in medians.items():
+        print(f"  {name:24} {rate:8,.0f} searches/s (median of {args.rounds})")
+    print(f"  ratio per-call / shared: {medians['per-call parameters'] / medians['nprobe set on the index']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
