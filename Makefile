@@ -10,7 +10,7 @@ BROWSER := chromium chromium-driver
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: venv browser demo test lint bench clean dag-check
+.PHONY: venv browser demo test lint bench clean dag-check image
 
 venv: $(STAMP)
 
@@ -34,15 +34,31 @@ test: venv browser dag-check
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The Airflow DAG parsed by the Airflow version deploy/constraints.txt pins, in a venv of its own (Airflow's pins
-# are not the library's).
+# The Airflow DAG parsed by the Airflow version deploy/constraints.txt pins (3), and by the last Airflow 2 the
+# DAG still supports, each in a venv of its own (Airflow's pins are not the library's). Airflow 2 is pinned
+# here alone: deploy/constraints.txt holds one version per package.
+AIRFLOW2_VERSION := 2.10.5
+
 $(AIRFLOW_VENV)/.installed: deploy/constraints.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PY) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/pip install --disable-pip-version-check -q -c deploy/constraints.txt apache-airflow
 	touch $@
 
-dag-check: $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_VENV)2/.installed:
+	test -x $(AIRFLOW_VENV)2/bin/python || $(PY) -m venv $(AIRFLOW_VENV)2
+	$(AIRFLOW_VENV)2/bin/pip install --disable-pip-version-check -q apache-airflow==$(AIRFLOW2_VERSION)
+	touch $@
+
+dag-check: $(AIRFLOW_VENV)/.installed $(AIRFLOW_VENV)2/.installed
 	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_VENV)/home $(AIRFLOW_VENV)/bin/python deploy/schedule/parse_dag.py
+	AIRFLOW_HOME=$(CURDIR)/$(AIRFLOW_VENV)2/home $(AIRFLOW_VENV)2/bin/python deploy/schedule/parse_dag.py
+
+# The Kubernetes image (deploy/Dockerfile); needs a container runtime, which make test does not. Its dependency
+# layer is checked by tests/test_image.py (pip resolves it with the image's pins). IMAGE=registry/name:tag.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= lookalike:$(VERSION)
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) .
 
 lint: venv
 	$(BIN)/ruff check lib jobs tests bench deploy
@@ -52,4 +68,4 @@ bench: venv
 	$(BIN)/python bench/embed_throughput.py
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) demo-store demo-report data
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(AIRFLOW_VENV)2 demo-store demo-report data

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import kubeflow_spark_api.models as spark_operator
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
 
@@ -171,8 +173,8 @@ def test_metrics_have_a_port_of_their_own_without_the_token(tmp_path):
 
 
 def test_kubernetes_manifests_are_valid_for_the_cluster_versions_we_document():
-    """Every core resource against Kubernetes' own schemas (kubernetes-validate, strict: no unknown fields).
-    The Spark operator's ScheduledSparkApplication is a custom resource whose schema is not shipped here."""
+    """Every core resource against Kubernetes' own schemas (kubernetes-validate, strict: no unknown fields), and
+    the Spark operator's custom resources against the operator's own API types (kubeflow-spark-api)."""
     documents = [(path.name, doc) for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
                  for doc in yaml.safe_load_all(path.read_text()) if doc]
     kinds = {doc["kind"] for _, doc in documents}
@@ -180,11 +182,48 @@ def test_kubernetes_manifests_are_valid_for_the_cluster_versions_we_document():
             "PodDisruptionBudget", "ScheduledSparkApplication"} <= kinds
     for name, doc in documents:
         if doc["apiVersion"].startswith("sparkoperator.k8s.io/"):
-            continue
-        kubernetes_validate.validate(doc, "1.30", strict=True)  # raises with the field at fault
+            assert not spark_operator_problems(doc), (name, spark_operator_problems(doc))
+        else:
+            kubernetes_validate.validate(doc, "1.30", strict=True)  # raises with the field at fault
         assert doc["metadata"].get("namespace", "lookalike") == "lookalike", name
     [worker] = [d for _, d in documents if d["kind"] == "Deployment"]
     pod = worker["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "lookalike-query" and pod["securityContext"]["runAsNonRoot"]
     assert worker["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9100"
     assert "--metrics-port" in pod["containers"][0]["command"]
+
+
+SPARK_OPERATOR_KINDS = {"SparkApplication": spark_operator.SparkV1beta2SparkApplication,
+                        "ScheduledSparkApplication": spark_operator.SparkV1beta2ScheduledSparkApplication}
+
+
+def spark_operator_problems(doc: dict) -> list[str]:
+    """What the operator's API (v1beta2) would reject or silently drop in `doc`: a wrong type fails to parse (the
+    models are strict: "8" is not an int), and a misspelt field is what the parsed resource no longer holds."""
+    try:
+        parsed = SPARK_OPERATOR_KINDS[doc["kind"]].from_dict(doc).to_dict()
+    except pydantic.ValidationError as e:
+        return [str(e)]
+    return list(dropped_fields(doc, parsed))
+
+
+def dropped_fields(written, parsed, path: str = ""):
+    if isinstance(written, dict):
+        for key, value in written.items():
+            if not isinstance(parsed, dict) or key not in parsed:
+                yield f"{path}.{key}"
+            else:
+                yield from dropped_fields(value, parsed[key], f"{path}.{key}")
+    elif isinstance(written, list):
+        for i, (value, kept) in enumerate(zip(written, parsed, strict=True)):
+            yield from dropped_fields(value, kept, f"{path}[{i}]")
+
+
+def test_the_spark_operator_check_catches_typos_and_wrong_types():
+    [doc] = yaml.safe_load_all((REPO / "deploy" / "k8s" / "reindex.yaml").read_text())
+    executor = doc["spec"]["template"]["executor"]
+    executor["instanses"] = executor.pop("instances")
+    assert spark_operator_problems(doc) == [".spec.template.executor.instanses"]
+    executor["instances"] = executor.pop("instanses")
+    executor["cores"] = "8"
+    assert "valid integer" in spark_operator_problems(doc)[0]
