@@ -5,7 +5,11 @@
 #
 # The archive holds the packages, not the interpreter: nodes need the same Python minor version at the same
 # path as here (the container image in deploy/Dockerfile has it). For GPU executors set
-# TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 (or your CUDA's) to pack CUDA builds of torch.
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to pack CPU builds of torch (PyPI's are CUDA 13 builds).
+#
+# LOOKALIKE_BASE_SITE_PACKAGES=DIR packs lookalike alone, a few hundred KB instead of gigabytes: its
+# dependencies are imported from DIR, a site-packages folder that every node already has at that path (a
+# base environment baked into the node image). The archive's own packages come first on sys.path.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,11 +20,26 @@ trap 'rm -rf "$build"' EXIT
 
 "$python" -m venv "$build/env"
 pip=("$build/env/bin/pip" install --disable-pip-version-check -q -c "$repo/deploy/constraints.txt")
-if [ -n "${TORCH_INDEX_URL:-}" ]; then
-    "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" torch torchvision
+base="${LOOKALIKE_BASE_SITE_PACKAGES:-}"
+if [ -n "$base" ]; then
+    if [ ! -d "$base" ]; then
+        echo "pack-env.sh: LOOKALIKE_BASE_SITE_PACKAGES=$base is not a folder" >&2
+        exit 2
+    fi
+    # A regular (not editable) install: venv-pack refuses editable packages, and executors have no checkout.
+    "${pip[@]}" --no-deps "$repo" venv-pack
+    site="$("$build/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    # Appended after the archive's own site-packages at start-up (sitecustomize: venv-pack refuses a .pth
+    # naming a folder, taking it for an editable install). The base's own .pth files are not read, so an
+    # editable lookalike there cannot shadow the packed one.
+    printf 'import sys\nsys.path.append(%s)\n' "$("$build/env/bin/python" -c 'import sys; print(repr(sys.argv[1]))' "$base")" \
+        > "$site/sitecustomize.py"
+else
+    if [ -n "${TORCH_INDEX_URL:-}" ]; then
+        "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" torch torchvision
+    fi
+    "${pip[@]}" "$repo" venv-pack
 fi
-# A regular (not editable) install: venv-pack refuses editable packages, and executors have no checkout.
-"${pip[@]}" "$repo" venv-pack
 mkdir -p "$(dirname "$out")"
 "$build/env/bin/venv-pack" -p "$build/env" -o "$out" --force -q
 echo "$out ($(du -h "$out" | cut -f1)): spark-submit --archives $out#env --conf spark.pyspark.python=./env/bin/python"

@@ -227,3 +227,32 @@ def test_the_spark_operator_check_catches_typos_and_wrong_types():
     executor["instances"] = executor.pop("instanses")
     executor["cores"] = "8"
     assert "valid integer" in spark_operator_problems(doc)[0]
+
+
+EXECUTOR_LOGGING = """
+import logging, sys
+from lookalike.core.logs import configure, run_context
+from lookalike.core.spark import run_tasks
+
+def task(i):
+    logging.getLogger("lookalike.embed.task").warning("task %d decoded", i)
+    return i
+
+configure(verbose=False, log_format="json")
+with run_context(run_id="night-9", index="marks"):
+    assert run_tasks(task, [0, 1], sys.argv[1], "logging-test", {"spark.ui.enabled": "false"}) == [0, 1]
+"""
+
+
+def test_executor_lines_are_json_with_the_run_id_and_the_task(tmp_path):
+    """Lines logged inside Spark tasks (Python workers forked by the executor, here local[2]) come out in the
+    driver's format and carry the run's ids and the task's, as the driver's own lines do."""
+    script = tmp_path / "job.py"
+    script.write_text(EXECUTOR_LOGGING)
+    done = subprocess.run([sys.executable, str(script), "local[2]"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    decoded = [line for line in lines if line["message"].endswith("decoded")]
+    assert sorted(line["task"] for line in decoded) == ["0", "1"], done.stderr[-3000:]
+    assert all(line["run_id"] == "night-9" and line["index"] == "marks" and line["level"] == "WARNING"
+               and line["attempt"] == "0" for line in decoded)

@@ -1,5 +1,7 @@
 """Logging as a cluster's log pipeline wants it: `--log-format json` writes one JSON object per line, and every
-line of a run carries the run's id (set once by the job with `run_context`), so a night can be found whole."""
+line of a run carries the run's id (set once by the job with `run_context`), so a night can be found whole.
+Spark tasks take the driver's settings and ids with them (`for_tasks` / `in_task`), so executors' lines are
+in the same format and carry the same run id, plus the task's."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 LOG_FORMATS = ("text", "json")
 _NONE: dict[str, str] = {}
@@ -54,8 +57,38 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{' '.join(f'{k}={v}' for k, v in run.items())}]" if run else text
 
 
+@dataclass(frozen=True)
+class TaskLogging:
+    """What a Spark task needs to log as its driver does: the format, the level and the run's ids."""
+    log_format: str
+    verbose: bool
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+_configured: TaskLogging | None = None  # set by configure(): None where the host application owns logging
+
+
+def for_tasks() -> TaskLogging | None:
+    """This process's logging settings and current run ids, to ship with tasks; None if never configured."""
+    if _configured is None:
+        return None
+    return TaskLogging(_configured.log_format, _configured.verbose, dict(_run.get()))
+
+
+@contextlib.contextmanager
+def in_task(settings: TaskLogging | None, **ids: str | None) -> Iterator[None]:
+    """Around a task's body on an executor: its process logs as the driver's (configured once per Python
+    worker, and never where the driver did not configure logging), with the run's ids and the task's own."""
+    if settings is not None and _configured != TaskLogging(settings.log_format, settings.verbose):
+        configure(settings.verbose, settings.log_format)
+    with run_context(**(settings.ids if settings else {}), **ids):
+        yield
+
+
 def configure(verbose: bool, log_format: str = "text") -> None:
     """The process's logging: INFO with -v, else WARNING; text or JSON lines on stderr."""
+    global _configured
+    _configured = TaskLogging(log_format, verbose)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RunIds())
     handler.setFormatter(JsonFormatter() if log_format == "json" else

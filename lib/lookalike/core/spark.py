@@ -7,7 +7,10 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from lookalike.core import logs
 
 T = TypeVar("T")
 
@@ -77,7 +80,7 @@ def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None,
     """
     if not task_ids:
         return []
-    if master == IN_PROCESS:
+    if master == IN_PROCESS:  # this process: its logging is already set up and its run ids in force
         results = []
         for done, i in enumerate(task_ids, 1):
             results.append(task(i))
@@ -94,11 +97,25 @@ def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None,
         watcher = threading.Thread(target=_watch, args=(sc, group, on_progress, stop), daemon=True)
         watcher.start()
     try:
-        return sc.parallelize(task_ids, len(task_ids)).map(task).collect()
+        return sc.parallelize(task_ids, len(task_ids)).map(LoggedTask(task, logs.for_tasks())).collect()
     finally:
         stop.set()
         if watcher:
             watcher.join(timeout=2)
+
+
+@dataclass(frozen=True)
+class LoggedTask(Generic[T]):
+    """A task that logs on its executor as the driver does, each line with the run's ids and its task id."""
+    task: Callable[[int], T]
+    logging: logs.TaskLogging | None
+
+    def __call__(self, task_id: int) -> T:
+        from pyspark import TaskContext
+        ctx = TaskContext.get()
+        attempt = {"stage": str(ctx.stageId()), "attempt": str(ctx.attemptNumber())} if ctx else {}
+        with logs.in_task(self.logging, task=str(task_id), **attempt):
+            return self.task(task_id)
 
 
 def _watch(sc: Any, group: str, on_progress: Callable[[int], None], stop: threading.Event) -> None:
