@@ -17,27 +17,18 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from lookalike.dev.synthetic import clustered_vectors  # noqa: E402
-from lookalike.index.search import SearchParams, exact_scorer, search  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from one_query_index import add_index_args, build  # noqa: E402
+
+from lookalike.index.search import SearchParams, search  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--d", type=int, default=64)
-    parser.add_argument("--factory", default="OPQ16_64,IVF256_HNSW32,PQ16")
-    parser.add_argument("--nprobe", type=int, default=16)
-    parser.add_argument("--rerank", type=int, default=100)
+    add_index_args(parser)
     parser.add_argument("--searches", type=int, default=3000, help="per round and way")
-    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-
-    x = clustered_vectors(args.n, args.d, seed=0)
-    index = faiss.index_factory(args.d, args.factory, faiss.METRIC_L2)
-    index.train(x[: min(args.n, 64 * 256)])
-    index.add(x)
-    exact = exact_scorer(x.astype(np.float16))
+    x, index, exact = build(args)
     query, k = x[:1], 10
     params = SearchParams(args.nprobe, args.rerank)
 

@@ -60,6 +60,15 @@ def test_evaluate_writes_the_report_for_exact_and_index_search(s3_store, model, 
     assert sorted(r["label"] for r in per_label) == sorted(LABELLED) and all(r["images"] == "4" for r in per_label)
     page = (report / "index.html").read_text()
     assert "<img src=\"grids.png\"" in page and "map@r" in page
+    # Re-ranked searches are reported beside the plain ones: here every copy is already first, so no loss.
+    assert main(["evaluate", "--store", store.url, *store_option_args(store.options), "--embeddings",
+                 f"{m['fingerprint_id']}/{m['run_id']}", "--index", "photos", "--report", str(tmp_path / "r3"),
+                 "--expand", "2", "--k-reciprocal", "4,2,0.3", "--json"]) == 0
+    reranked = json.loads(capsys.readouterr().out)
+    assert set(reranked) == {"exact", "exact+αQE", "exact+k-reciprocal", "index", "index+αQE"}
+    assert reranked["exact"] == pytest.approx(exact)
+    for name in ("exact+αQE", "exact+k-reciprocal", "index+αQE"):
+        assert reranked[name]["precision@1"] == 1.0 and reranked[name]["queries"] == exact["queries"], name
     assert main(["evaluate", "--store", store.url, *store_option_args(store.options), "--embeddings",
                  m["fingerprint_id"], "--report", str(tmp_path / "r2"), "--label-column", "class"]) == 2
     assert "no 'class' column" in capsys.readouterr().err

@@ -81,7 +81,10 @@ def test_export_verify_serve_and_merge_equal_the_unsharded_index(source, destina
         shard_urls = [worker(stack, Store(d, s3_server.options if d.startswith("s3://") else None), "marks",
                              tmp_path) for d in destinations]
         router = stack.enter_context(running(create_router(RouterSettings(tuple(shard_urls)))))
-        for params in ({"nprobe": 16, "rerank": 0}, {"nprobe": 8, "rerank": 100}):
+        # With αQE the router expands with the global top hits (shards asked without expansion), as the
+        # unsharded worker does with its own.
+        for params in ({"nprobe": 16, "rerank": 0}, {"nprobe": 8, "rerank": 100},
+                       {"nprobe": 8, "rerank": 100, "expand": 3, "expand_alpha": 2.0}):
             body = {"vectors": queries.tolist(), "k": 10, **params}
             want = httpx.post(f"{unsharded}/search/vectors", json=body).json()
             got = httpx.post(f"{router}/search/vectors", json=body).json()

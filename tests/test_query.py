@@ -164,3 +164,32 @@ def test_concurrent_searches_with_different_parameters_get_their_serial_answers(
         concurrent = list(pool.map(lambda p: (p, answer(p)), [settings[i % len(settings)] for i in range(400)]))
     wrong = [p for p, got in concurrent if got != serial[p]]
     assert not wrong, f"{len(wrong)} of {len(concurrent)} concurrent searches got another request's parameters"
+
+
+def expanded_by_hand(vectors, queries, hits, n, alpha):
+    """αQE written out: the query plus its top n hits' vectors weighted cos^alpha, normalised."""
+    out = []
+    for q, row in zip(queries, hits, strict=True):
+        top = row[:n]
+        v = q + sum(max(h.score, 0.0) ** alpha * vectors[int(h.image_id[4:])] for h in top)
+        out.append(v / np.linalg.norm(v))
+    return np.asarray(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("filters", [None, {"group": ["g3"]}], ids=["unfiltered", "filtered"])
+def test_query_expansion_searches_again_with_the_expanded_queries(version, vectors, filters):
+    queries = as_queries(version, vectors[::1499] + 0.05)
+    params = SearchParams(nprobe=16, rerank=100)
+    first = search_vectors(version, queries, 10, params, filters)
+    manual = search_vectors(version, expanded_by_hand(vectors, queries, first, 3, 2.0), 10, params, filters)
+    expanded = search_vectors(version, queries, 10, SearchParams(nprobe=16, rerank=100, expand=3, expand_alpha=2.0),
+                              filters)
+    for got, want in zip(expanded, manual, strict=True):
+        assert [h.image_id for h in got] == [h.image_id for h in want]
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=2e-3)  # fp16 vectors
+    if filters:
+        assert all(h.metadata["group"] == "g3" for row in expanded for h in row)
+    # It changes answers (else this test would prove nothing): at least one query's list moved.
+    assert any([h.image_id for h in a] != [h.image_id for h in b] for a, b in zip(expanded, first, strict=True))
+    with pytest.raises(QueryError, match="expand must be between 0 and 100"):
+        search_vectors(version, queries, 10, SearchParams(expand=101))

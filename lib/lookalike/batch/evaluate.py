@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faiss
@@ -44,6 +44,8 @@ from lookalike.embed.versions import EmbeddingsVersion, open_ref, open_version, 
 from lookalike.image.decode import ImageError, decode
 from lookalike.image.limits import DEFAULT_MAX_BYTES
 from lookalike.image.read import read_image_bytes
+from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, k_reciprocal_rerank
+from lookalike.index.search import SearchParams, search, stored_vectors
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class EvaluateConfig:
     relevant_column: str = "relevant"
     junk_column: str = "junk"
     depth: int = 100                      # ranked results judged per query (raised to fit the largest R)
+    expansion: Expansion = Expansion()    # αQE: also report each search with query expansion
+    k_reciprocal: KReciprocal | None = None  # also report exact search re-ranked k-reciprocally
     device: str = "cpu"                   # where query images are embedded
     storage_options: dict[str, Any] = field(default_factory=dict)
 
@@ -95,12 +99,19 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
                 else _leave_one_out(config, database, x))
     depth = int(min(len(x), max(config.depth, protocol.min_depth, max(DEFAULT_KS) + 1)))
 
-    flat = faiss.IndexFlatIP(x.shape[1])
+    flat = faiss.IndexFlatL2(x.shape[1])  # unit vectors: search() turns L2 into cosines
     flat.add(x)
-    runs = {"exact": flat.search(protocol.queries, depth)}
+    runs = {"exact": search(flat, protocol.queries, depth, SearchParams())}
+    if config.expansion.enabled:
+        runs["exact+αQE"] = search(flat, protocol.queries, depth, _expanded(SearchParams(), config.expansion))
+    if config.k_reciprocal:
+        runs["exact+k-reciprocal"] = _k_reciprocal(flat, *runs["exact"], config.k_reciprocal)
     if index:
         runs["index"] = _index_neighbours(store, index, database, protocol.queries, depth,
-                                          version.layout.fingerprint_id)
+                                          version.layout.fingerprint_id, Expansion())
+        if config.expansion.enabled:
+            runs["index+αQE"] = _index_neighbours(store, index, database, protocol.queries, depth,
+                                                  version.layout.fingerprint_id, config.expansion)
     judged = {name: protocol.judge(rows) for name, (_, rows) in runs.items()}
     metrics = {name: summary(j) for name, j in judged.items()}
 
@@ -245,17 +256,32 @@ def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVers
     return vectors, failed
 
 
+def _expanded(params: SearchParams, expansion: Expansion) -> SearchParams:
+    return replace(params, expand=expansion.n, expand_alpha=expansion.alpha)
+
+
+def _k_reciprocal(flat: faiss.Index, scores: np.ndarray, rows: np.ndarray, settings: KReciprocal
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The exact shortlists re-ordered k-reciprocally; the database's own lists come from the same exact index,
+    for the rows the re-ranking asks about."""
+    def neighbours(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, ids = search(flat, stored_vectors(flat, items), settings.k1 + 1, SearchParams())
+        return ids, s
+    ids, reranked = k_reciprocal_rerank(rows, scores, NeighbourLists(neighbours, settings.k1), settings)
+    return reranked, ids
+
+
 def _index_neighbours(store: Store, index: dict[str, Any], database: pa.Table, queries: np.ndarray, depth: int,
-                      fingerprint_id: str) -> tuple[np.ndarray, np.ndarray]:
+                      fingerprint_id: str, expansion: Expansion) -> tuple[np.ndarray, np.ndarray]:
     from lookalike.index.reader import load_index_version
-    from lookalike.index.search import search
     if index["fingerprint_id"] != fingerprint_id:
         raise ConfigError(f"index {index['name']} holds vectors of {index['fingerprint_id']}, the embeddings are "
                           f"{fingerprint_id}: evaluate an index built from these embeddings")
     v = load_index_version(store, index["name"], index["version"])
     row_of_image = {image_id: row for row, image_id in enumerate(database["image_id"].to_pylist())}
     index_row = np.array([row_of_image.get(i, -1) for i in v.ids["image_id"].to_pylist()], dtype=np.int64)
-    scores, ids = search(v.index, queries, depth, v.default_params, v.exact)
+    params = _expanded(v.default_params, expansion) if expansion.enabled else v.default_params
+    scores, ids = search(v.index, queries, depth, params, v.exact)
     rows = np.where(ids >= 0, index_row[v.row_of_faiss[np.maximum(ids, 0)]], -1)
     return scores, rows
 

@@ -42,6 +42,8 @@ class JoinConfig:
     threshold: float | None = None        # keep pairs with cosine score >= threshold
     nprobe: int | None = None             # default: the index's operating point
     rerank: int | None = None
+    expand: int = 0                       # αQE neighbours (0 = off), as in `lookalike search --expand`
+    expand_alpha: float = 3.0
     with_metadata: bool = False
     run_id: str | None = None
     master: str | None = "local[*]"
@@ -166,7 +168,8 @@ def _check_compatible(base: dict[str, Any], queries: EmbeddingsVersion) -> None:
 
 def _params(config: JoinConfig, base: dict[str, Any]) -> SearchParams:
     if base["kind"] != "index":
-        return SearchParams()
+        return SearchParams(expand=config.expand, expand_alpha=config.expand_alpha)
     default = SearchParams(**base["manifest"]["default_search"])
     return SearchParams(nprobe=config.nprobe or default.nprobe,
-                        rerank=default.rerank if config.rerank is None else config.rerank)
+                        rerank=default.rerank if config.rerank is None else config.rerank,
+                        expand=config.expand, expand_alpha=config.expand_alpha)

@@ -21,7 +21,7 @@ from lookalike.core.store import Store
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.embed.versions import read_vectors
 from lookalike.index.reader import load_index_version
-from lookalike.index.search import SearchParams, search, use_threads_for
+from lookalike.index.search import SearchParams, search
 
 PAIR_COLUMNS = ("query_id", "rank", "neighbor_id", "score")
 
@@ -55,13 +55,12 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
     tables = [source.read_part(p, [c for c in store.read_parquet_schema(p).names if c != "embedding"])
               for p in source.parts]
     table = pa.concat_tables(tables).combine_chunks()
-    flat = faiss.IndexFlatIP(source.dim)
+    flat = faiss.IndexFlatL2(source.dim)  # unit vectors: L2 ranks as cosine does, and search() reports cosines
     for p in source.parts:
         flat.add(read_vectors(store, p))
 
     def search_exact(queries: np.ndarray, k: int, params: SearchParams):
-        use_threads_for(len(queries))
-        return flat.search(np.ascontiguousarray(queries, np.float32), k)
+        return search(flat, queries, k, params)
     return Base(table["image_id"], table.drop_columns(["image_id"]), search_exact)
 
 

@@ -90,6 +90,15 @@ def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
                      scales=args.scales, weights_options=options)
 
 
+def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0) -> None:
+    """αQE after the first search (lookalike.index.rerank): off by default, since on the logo benchmarks it did
+    not win (README, "Re-ranking"); None leaves the index manifest's own setting."""
+    p.add_argument("--expand", type=int, default=default, metavar="N",
+                   help="query expansion: average each query with its top N hits and search again (0 = off)")
+    p.add_argument("--expand-alpha", type=float, default=None if default is None else 3.0, metavar="ALPHA",
+                   help="αQE weights: hits weigh cosine ** ALPHA (default 3)")
+
+
 def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
     # Under spark-submit the master comes from the submit command; a default here would override it.
     p.add_argument("--master", default=None if submitted else "local[*]",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_master_arg, add_model_args, add_store_args, key_values, model_spec
+from lookalike.cli.args import (
+    add_expansion_args,
+    add_master_arg,
+    add_model_args,
+    add_store_args,
+    key_values,
+    model_spec,
+)
 
 
 def evaluate_parser(p: argparse.ArgumentParser) -> None:
@@ -27,14 +34,28 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relevant-column", default="relevant")
     p.add_argument("--junk-column", default="junk")
     p.add_argument("--depth", type=int, default=100, help="ranked results judged per query (default 100)")
+    add_expansion_args(p)
+    p.add_argument("--k-reciprocal", default=None, metavar="K1,K2,LAMBDA", type=k_reciprocal,
+                   help="also report exact search re-ranked k-reciprocally (e.g. 20,6,0.3)")
     p.add_argument("--device", default="cpu", help="where query images are embedded (cpu, cuda, cuda:1)")
     p.add_argument("--report", required=True, help="folder for metrics.json/csv, per_label.csv, PNGs, index.html")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
+def k_reciprocal(text: str):
+    from lookalike.index.rerank import KReciprocal
+    try:
+        k1, k2, lambda_ = text.split(",")
+        return KReciprocal(int(k1), int(k2), float(lambda_))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"K1,K2,LAMBDA such as 20,6,0.3 (1 <= K2 <= K1, 0 <= LAMBDA <= 1), "
+                                         f"not {text!r}") from e
+
+
 def run_evaluate(args: argparse.Namespace) -> str:
     from lookalike.batch.evaluate import EvaluateConfig, metrics_table, run
     from lookalike.embed.config import EmbedConfig
+    from lookalike.index.rerank import Expansion
     options = key_values(args.store_option, "--store-option")
     images = None if args.images is None else EmbedConfig(
         images=args.images, store=args.store, model=model_spec(args, options), master=args.master,
@@ -43,7 +64,8 @@ def run_evaluate(args: argparse.Namespace) -> str:
                              index=args.index,
                              queries=args.queries, label_column=args.label_column,
                              relevant_column=args.relevant_column, junk_column=args.junk_column, depth=args.depth,
-                             device=args.device, storage_options=options))
+                             device=args.device, storage_options=options,
+                             expansion=Expansion(args.expand, args.expand_alpha), k_reciprocal=args.k_reciprocal))
     if args.json:
         return json.dumps(out["metrics"], indent=2)
     return "\n".join(metrics_table(out))

@@ -98,3 +98,29 @@ def run_list(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+
+
+def augment_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
+    add_store_args(p)
+    p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
+    p.add_argument("--neighbours", type=int, default=1, metavar="N", help="top N neighbours averaged in (default 1)")
+    p.add_argument("--alpha", type=float, default=3.0, help="neighbours weigh cosine ** ALPHA (default 3)")
+    p.add_argument("--batch-size", type=int, default=4096)
+    add_master_arg(p, submitted)
+    add_spark_args(p)
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def run_augment(args: argparse.Namespace) -> str:
+    from lookalike.index import augment
+    from lookalike.index.rerank import Expansion
+    m = augment.run(augment.AugmentConfig(
+        store=args.store, embeddings=args.embeddings, expansion=Expansion(args.neighbours, args.alpha),
+        master=args.master, batch_size=args.batch_size, storage_options=key_values(args.store_option, "--store-option"),
+        spark_conf=spark_conf(args.spark_conf, args.event_log)))
+    if args.json:
+        return json.dumps(m, indent=2)
+    ref = f"{m['fingerprint_id']}/{m['run_id']}"
+    return (f"augmented {m['counts']['rows']:,} vectors of {m['fingerprint_id']}/{m['augmented']['source_run']} "
+            f"(DBA, {m['augmented']['neighbours']} neighbours, α {m['augmented']['alpha']:g}) into {ref} in "
+            f"{m['timings']['total_s']:.1f}s; index it with: lookalike build-index --embeddings {ref} ...")

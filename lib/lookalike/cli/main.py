@@ -12,9 +12,11 @@ from lookalike.cli.embed import embed_parser, run_embed
 from lookalike.cli.evaluate import evaluate_parser, run_evaluate
 from lookalike.cli.export import export_parser, route_parser, run_export, run_route, run_verify, verify_parser
 from lookalike.cli.index import (
+    augment_parser,
     build_index_parser,
     indexes_parser,
     publish_parser,
+    run_augment,
     run_build_index,
     run_list,
     run_publish,
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     build_index_parser(sub.add_parser("build-index", help="build, measure and publish a Faiss index"), submitted)
     publish_parser(sub.add_parser("publish", help="roll LATEST back to a version, apply retention"))
     whiten_parser(sub.add_parser("whiten", help="learn a PCA-whitening from an embeddings version"))
+    augment_parser(sub.add_parser("augment", help="database-side augmentation (DBA): an embeddings version whose "
+                                                  "vectors are averaged with their neighbours"), submitted)
     reindex_parser(sub.add_parser("reindex", help="the nightly run: embed what changed, update the index, "
                                                   "publish, report; one run per index at a time"), submitted)
     join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
@@ -56,7 +60,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
         "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
         "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
-        "whiten": run_whiten,
+        "whiten": run_whiten, "augment": run_augment,
     }
     try:
         output = commands[args.command](args)

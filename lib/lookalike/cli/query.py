@@ -8,7 +8,15 @@ import logging
 import os
 from typing import Any
 
-from lookalike.cli.args import TOKEN_ENV, add_model_args, add_store_args, key_values, model_spec, read_token
+from lookalike.cli.args import (
+    TOKEN_ENV,
+    add_expansion_args,
+    add_model_args,
+    add_store_args,
+    key_values,
+    model_spec,
+    read_token,
+)
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.index.reader import default_cache_dir
@@ -60,6 +68,7 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--nprobe", type=int, default=None)
     p.add_argument("--rerank", type=int, default=None)
+    add_expansion_args(p, default=None)
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="keep hits whose metadata column has one of the values (repeatable)")
     p.add_argument("--json", action="store_true")
@@ -114,7 +123,7 @@ def run_search(args: argparse.Namespace) -> str:
     served = ServedIndex(Store(args.store, options), worker_settings(args, options))
     served.start(watch=False, version=args.version)
     version = served.current
-    params = params_for(version, args.nprobe, args.rerank)
+    params = params_for(version, args.nprobe, args.rerank, args.expand, args.expand_alpha)
     filters = _filters(args.filter)
     labels, results = [], []
     if args.images:
@@ -132,7 +141,8 @@ def run_search(args: argparse.Namespace) -> str:
         return json.dumps({"name": args.name, "version": version.version, "params": params.as_dict(),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
                                        for q, hits in zip(labels, results, strict=True)]}, indent=2)
-    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank})"]
+    expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
+    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion})"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")
         lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}" for h in hits] or ["  (no hits)"]

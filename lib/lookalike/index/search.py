@@ -1,5 +1,5 @@
 """Searching a Faiss index: nprobe per call (never set on the shared index), a shortlist re-scored exactly from
-stored vectors, cosine scores."""
+stored vectors, α-weighted query expansion, cosine scores."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from lookalike.index.rerank import Expansion, expand
 
 # Batches below this size search on the calling thread alone (see use_threads_for).
 SMALL_BATCH = 16
@@ -26,9 +28,16 @@ def use_threads_for(n_queries: int) -> None:
 class SearchParams:
     nprobe: int = 1
     rerank: int = 0  # shortlist size re-scored exactly; 0 trusts the index's own (compressed) distances
+    expand: int = 0  # αQE: the query plus its top `expand` hits, weighted cos^expand_alpha, searched again
+    expand_alpha: float = 3.0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"nprobe": self.nprobe, "rerank": self.rerank}
+    @property
+    def expansion(self) -> Expansion:
+        return Expansion(self.expand, self.expand_alpha)
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {"nprobe": self.nprobe, "rerank": self.rerank, "expand": self.expand,
+                "expand_alpha": self.expand_alpha}
 
 
 def serialize(index: faiss.Index) -> bytes:
@@ -117,9 +126,37 @@ def exact_scorer(vectors: np.ndarray) -> faiss.Index:
 def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
            exact: faiss.Index | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (cosine scores, faiss ids) per query; -1 ids pad rows with fewer than k hits. With `exact` and
-    params.rerank > k, the index proposes rerank candidates and `exact` re-scores them."""
+    params.rerank > k, the index proposes rerank candidates and `exact` re-scores them. With params.expand, a
+    first search finds the hits each query is expanded with (their vectors from `exact`, else the index), and
+    the expanded queries are searched with the same parameters."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     use_threads_for(len(queries))
+    if params.expand > 0:
+        scores, ids = _search_once(index, queries, max(k, params.expand), params, exact)
+        queries = expand_queries(queries, scores, ids, exact if exact is not None else index, params.expansion)
+    return _search_once(index, queries, k, params, exact)
+
+
+def expand_queries(queries: np.ndarray, scores: np.ndarray, ids: np.ndarray, vectors_from: faiss.Index,
+                   expansion: Expansion) -> np.ndarray:
+    """αQE from a first search's hits (cosines, faiss ids; -1 pads), their vectors taken from `vectors_from`."""
+    n = expansion.n
+    neighbours = stored_vectors(vectors_from, ids[:, :n])
+    return expand(queries, neighbours, np.where(ids[:, :n] >= 0, scores[:, :n], -np.inf), expansion)
+
+
+def stored_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
+    """The vectors an index holds for these ids (any shape; -1 gives zeros), as float32 of shape ids.shape + (d,)."""
+    flat = ids.ravel()
+    out = np.zeros((len(flat), index.d), dtype=np.float32)
+    found = flat >= 0
+    if found.any():
+        out[found] = index.reconstruct_batch(np.ascontiguousarray(flat[found], dtype=np.int64))
+    return out.reshape(*ids.shape, index.d)
+
+
+def _search_once(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
+                 exact: faiss.Index | None) -> tuple[np.ndarray, np.ndarray]:
     if exact is None or params.rerank <= k:
         distances, ids = search_with(index, queries, k, search_parameters(index, params))
         return cosine(distances), ids

@@ -23,6 +23,8 @@ MAX_K = 1000
 MAX_NPROBE = 65_536
 MAX_RERANK = 10_000
 MAX_CANDIDATES = 200_000     # query rows × max(k, rerank) in one request: 20 queries at rerank 10,000
+MAX_EXPAND = 100             # αQE neighbours: past a few dozen the expanded query is the cluster's mean anyway
+MAX_EXPAND_ALPHA = 20.0
 
 @dataclass(frozen=True)
 class QueryLimits:
@@ -32,6 +34,7 @@ class QueryLimits:
     max_nprobe: int = MAX_NPROBE
     max_rerank: int = MAX_RERANK
     max_candidates: int = MAX_CANDIDATES
+    max_expand: int = MAX_EXPAND
 
     def check(self, n_queries: int, k: int, params: SearchParams) -> None:
         if not 1 <= k <= self.max_k:
@@ -40,6 +43,10 @@ class QueryLimits:
             raise QueryError(f"nprobe must be between 1 and {self.max_nprobe}, got {params.nprobe}")
         if not 0 <= params.rerank <= self.max_rerank:
             raise QueryError(f"rerank must be between 0 and {self.max_rerank}, got {params.rerank}")
+        if not 0 <= params.expand <= self.max_expand:
+            raise QueryError(f"expand must be between 0 and {self.max_expand}, got {params.expand}")
+        if not 0.0 <= params.expand_alpha <= MAX_EXPAND_ALPHA:
+            raise QueryError(f"expand_alpha must be between 0 and {MAX_EXPAND_ALPHA:g}, got {params.expand_alpha}")
         work = n_queries * max(k, params.rerank)
         if work > self.max_candidates:
             raise QueryError(f"{n_queries} queries × {max(k, params.rerank):,} candidates each is {work:,}, above "

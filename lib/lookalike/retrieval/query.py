@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faiss
@@ -20,7 +20,14 @@ from lookalike.image.decode import ImageError, decode, to_tensor
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
-from lookalike.index.search import SearchParams, cosine, search, search_with, use_threads_for
+from lookalike.index.search import (
+    SearchParams,
+    cosine,
+    expand_queries,
+    search,
+    search_with,
+    use_threads_for,
+)
 from lookalike.model.loading import LoadedModel
 from lookalike.retrieval.limits import QueryError, QueryLimits
 
@@ -52,12 +59,17 @@ class Hit:
                 "metadata": self.metadata}
 
 
-def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | None = None) -> SearchParams:
+def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | None = None,
+               expand: int | None = None, expand_alpha: float | None = None) -> SearchParams:
     """The version's default operating point, with per-request overrides (bounded by QueryLimits.check)."""
     base = version.default_params
     if (nprobe is not None and nprobe < 1) or (rerank is not None and rerank < 0):
         raise QueryError("nprobe must be >= 1 and rerank >= 0")
-    return SearchParams(nprobe=nprobe or base.nprobe, rerank=base.rerank if rerank is None else rerank)
+    if (expand is not None and expand < 0) or (expand_alpha is not None and not expand_alpha >= 0):
+        raise QueryError("expand and expand_alpha must be >= 0")
+    return SearchParams(nprobe=nprobe or base.nprobe, rerank=base.rerank if rerank is None else rerank,
+                        expand=base.expand if expand is None else expand,
+                        expand_alpha=base.expand_alpha if expand_alpha is None else expand_alpha)
 
 
 def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
@@ -118,8 +130,11 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     limits.check(len(queries), k, params)
     extra = 0 if exclude is None else 1
     if filters:
-        scores, ids = _filtered(version, queries, k + extra, params, allowed_rows(version, filters),
-                                exact_filter_limit)
+        mask, plain = allowed_rows(version, filters), replace(params, expand=0)
+        if params.expand:  # expanded with the hits that pass the filter, as the unfiltered search does with all
+            scores, ids = _filtered(version, queries, max(k + extra, params.expand), plain, mask, exact_filter_limit)
+            queries = expand_queries(queries, scores, ids, version.exact, params.expansion)
+        scores, ids = _filtered(version, queries, k + extra, plain, mask, exact_filter_limit)
     else:
         scores, ids = search(version.index, queries, k + extra, params, version.exact)
     if exclude is not None:

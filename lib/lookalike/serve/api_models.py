@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookalike.retrieval.limits import MAX_K, MAX_NPROBE, MAX_RERANK
+from lookalike.retrieval.limits import MAX_EXPAND, MAX_EXPAND_ALPHA, MAX_K, MAX_NPROBE, MAX_RERANK
 
 # The schema is as strict as the validation behind it: what it allows, the worker answers.
 FilterValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
@@ -23,6 +23,11 @@ class SearchOptions(BaseModel):
                                description="inverted lists probed (default: the manifest's)")
     rerank: int | None = Field(None, ge=0, le=MAX_RERANK,
                                description="shortlist re-scored exactly (default: the manifest's)")
+    expand: int | None = Field(None, ge=0, le=MAX_EXPAND,
+                               description="query expansion (αQE): the query averaged with its top `expand` hits, "
+                                           "then searched again; 0 = off (default: the manifest's)")
+    expand_alpha: float | None = Field(None, ge=0, le=MAX_EXPAND_ALPHA, allow_inf_nan=False,
+                                       description="αQE weight exponent: hits weigh cosine ** expand_alpha")
     filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue] | None = Field(
         None, description="metadata column → accepted value(s); hits must match every column")
 

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
+from lookalike.index.search import SearchParams
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
     QueryEmbedder,
@@ -82,12 +83,12 @@ class RequestContext:
     def check_search(self, v: IndexVersion, n: int, options: SearchOptions) -> None:
         """Every bound of a search request, before any image is read or embedded."""
         self.check_batch(n)
-        self.settings.limits.check(n, options.k, params_for(v, options.nprobe, options.rerank))
+        self.settings.limits.check(n, options.k, params_of(v, options))
 
     def run_vectors(self, v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
                     exclude=None, started: float | None = None) -> Response:
         started = started or time.perf_counter()  # image queries count their embedding too
-        params = params_for(v, options.nprobe, options.rerank)
+        params = params_of(v, options)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
                               limits=self.settings.limits)
         self.queries.labels(kind).inc(len(labels))
@@ -98,3 +99,7 @@ class RequestContext:
         # Serialised here, not by FastAPI's encoder (a third of a vector query's time); metadata of types JSON
         # lacks (dates, decimals) is written as text.
         return Response(json.dumps(body, default=str), media_type="application/json")
+
+
+def params_of(v: IndexVersion, options: SearchOptions) -> SearchParams:
+    return params_for(v, options.nprobe, options.rerank, options.expand, options.expand_alpha)

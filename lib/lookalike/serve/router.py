@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lookalike import __version__
 from lookalike.core.errors import ConfigError, LookalikeError
+from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.limits import MAX_K
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
 from lookalike.serve.api_models import IdQuery, SearchAnswer, VectorQuery
@@ -140,6 +142,9 @@ class Shards:
     async def search(self, vectors: list, options: dict[str, Any], labels: list, started: float,
                      drop: list[str | None] | None = None) -> Response:
         k = options["k"]
+        if options.get("expand"):
+            vectors = await self.expanded(vectors, options, drop)
+            options = {**options, "expand": 0}
         body = {**options, "vectors": vectors, "k": k + (1 if drop else 0)}
         answers, missing = await self.fan_out("/search/vectors", body)
         merged = merge(answers, k, drop)
@@ -150,6 +155,32 @@ class Shards:
             "missing_shards": missing,
             "results": [{"query": label, "hits": hits} for label, hits in zip(labels, merged, strict=True)]}),
             media_type="application/json")
+
+
+    async def expanded(self, vectors: list, options: dict[str, Any], drop: list[str | None] | None) -> list:
+        """αQE over the whole index, not per shard: the global top n hits of a first search (shards asked with
+        expansion off), their stored vectors from the shards that hold them, and the expanded queries."""
+        n = options["expand"]
+        first = {**options, "vectors": vectors, "k": n + (1 if drop else 0), "expand": 0}
+        answers, _ = await self.fan_out("/search/vectors", first)
+        hits = merge(answers, n, drop)
+        wanted = sorted({h["image_id"] for row in hits for h in row})
+        stored: dict[str, list[float]] = {}
+        if wanted:
+            found, _ = await self.fan_out("/vectors", {"image_ids": wanted})
+            for answer in found:
+                stored.update({i: v for i, v in zip(wanted, answer["vectors"], strict=True) if v is not None})
+        queries = np.asarray(vectors, dtype=np.float64)
+        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        dim = queries.shape[1]
+        neighbours = np.zeros((len(queries), n, dim), dtype=np.float32)
+        scores = np.full((len(queries), n), -np.inf)
+        for q, row in enumerate(hits):
+            for j, h in enumerate(row):
+                if h["image_id"] in stored:
+                    neighbours[q, j], scores[q, j] = stored[h["image_id"]], h["score"]
+        alpha = options.get("expand_alpha", Expansion().alpha)
+        return expand(queries.astype(np.float32), neighbours, scores, Expansion(n, alpha)).tolist()
 
 
 def create_router(settings: RouterSettings) -> FastAPI:
@@ -175,7 +206,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def options_of(body) -> dict[str, Any]:
-        return body.model_dump(include={"k", "nprobe", "rerank", "filters"}, exclude_none=True)
+        return body.model_dump(include={"k", "nprobe", "rerank", "expand", "expand_alpha", "filters"},
+                               exclude_none=True)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

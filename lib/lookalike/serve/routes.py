@@ -94,9 +94,11 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
                         nprobe: Annotated[int | None, Form(ge=1)] = None,
                         rerank: Annotated[int | None, Form(ge=0)] = None,
+                        expand: Annotated[int | None, Form(ge=0)] = None,
+                        expand_alpha: Annotated[float | None, Form(ge=0)] = None,
                         filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
         v = ctx.version()
-        options = form_options(k, nprobe, rerank, filters)
+        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha)
         ctx.check_search(v, len(images), options)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
@@ -159,17 +161,19 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None) -> SearchOptions:
+def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None, expand: int | None = None,
+                 expand_alpha: float | None = None) -> SearchOptions:
     """A multipart form's options, validated as strictly as a JSON body's (filters arrive as JSON text)."""
     try:
         parsed = json.loads(filters) if filters else None
     except json.JSONDecodeError as e:
         raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
     try:
-        return SearchOptions(k=k, nprobe=nprobe, rerank=rerank, filters=parsed)
+        return SearchOptions(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha,
+                             filters=parsed)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
-        raise QueryError(f"filters must map a column to a value or a list of values: {problems}") from e
+        raise QueryError(f"invalid search options: {problems}") from e
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:

@@ -12,7 +12,6 @@ import pyarrow as pa
 from lookalike.index.reader import IndexVersion
 from lookalike.serve.context import ApiSettings
 
-INT64 = {"minimum": -(2 ** 63), "maximum": 2 ** 63 - 1}
 BATCHED = {"VectorQuery": "vectors", "IdQuery": "image_ids", "UriQuery": "uris", "IdList": "image_ids"}
 
 
@@ -58,8 +57,11 @@ def _filters(version: IndexVersion) -> dict[str, Any]:
 def _json_type(arrow_type: pa.DataType) -> dict[str, Any]:
     if pa.types.is_boolean(arrow_type):
         return {"type": "boolean"}
-    if pa.types.is_integer(arrow_type):
-        return {"type": "integer", **INT64}
+    if pa.types.is_integer(arrow_type):  # the column's own range: a larger value cannot be cast to filter it
+        bits = arrow_type.bit_width
+        if pa.types.is_signed_integer(arrow_type):
+            return {"type": "integer", "minimum": -(2 ** (bits - 1)), "maximum": 2 ** (bits - 1) - 1}
+        return {"type": "integer", "minimum": 0, "maximum": 2 ** bits - 1}
     if pa.types.is_floating(arrow_type):
         return {"type": "number"}
     return {"type": "string", "maxLength": 1000}
