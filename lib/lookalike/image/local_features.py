@@ -1,0 +1,91 @@
+"""Local features for geometric verification: keypoints and descriptors of an image with OpenCV, a capped
+number per image, in a compact form that can be stored beside its embedding and matched without OpenCV's
+matchers.
+
+RootSIFT (Arandjelović & Zisserman 2012): SIFT descriptors L1-normalised and square-rooted, so that their dot
+product is the Hellinger kernel; stored as float16 (256 B a keypoint). ORB (binary, 32 B a keypoint) is the
+cheaper alternative. Images are converted to grey on white (logos' transparency is white, as the global model
+sees it) at a fixed longest side, so keypoint coordinates of catalogue and query images are comparable in
+scale only up to the transform that verification estimates anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+KINDS = ("rootsift", "orb")
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    kind: str = "rootsift"
+    max_keypoints: int = 256    # the strongest this many are kept: bounds storage and matching time
+    image_size: int = 320       # longest side features are extracted at
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"local features are one of {KINDS}, not {self.kind!r}")
+        if self.max_keypoints < 4 or self.image_size < 32:
+            raise ValueError("local features need max_keypoints >= 4 and image_size >= 32")
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"kind": self.kind, "max_keypoints": self.max_keypoints, "image_size": self.image_size}
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    xy: np.ndarray           # (n, 2) float32 keypoint positions, pixels at the extraction size
+    descriptors: np.ndarray  # (n, 128) float16 unit RootSIFT rows, or (n, 32) uint8 ORB bits
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    @property
+    def nbytes(self) -> int:
+        return self.xy.nbytes + self.descriptors.nbytes
+
+
+def grey(image: Image.Image, size: int) -> np.ndarray:
+    """The image as uint8 grey on white, its longest side `size` pixels."""
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    image = ImageOps.contain(image.convert("L"), (size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def extract(image: Image.Image, settings: FeatureSettings = FeatureSettings()) -> LocalFeatures:
+    pixels = grey(image, settings.image_size)
+    if settings.kind == "orb":
+        detector = cv2.ORB_create(nfeatures=settings.max_keypoints)
+    else:
+        detector = cv2.SIFT_create(nfeatures=settings.max_keypoints)
+    keypoints, descriptors = detector.detectAndCompute(pixels, None)
+    if descriptors is None or not keypoints:
+        width = 32 if settings.kind == "orb" else 128
+        return LocalFeatures(np.zeros((0, 2), np.float32),
+                             np.zeros((0, width), np.uint8 if settings.kind == "orb" else np.float16))
+    # SIFT may return a few more than asked (ties in response); the strongest are kept.
+    order = np.argsort([-k.response for k in keypoints], kind="stable")[:settings.max_keypoints]
+    xy = np.array([keypoints[i].pt for i in order], dtype=np.float32)
+    descriptors = descriptors[order]
+    if settings.kind == "orb":
+        return LocalFeatures(xy, descriptors.astype(np.uint8))
+    return LocalFeatures(xy, root_sift(descriptors))
+
+
+def root_sift(descriptors: np.ndarray) -> np.ndarray:
+    """L1-normalise, square-root: unit L2 rows whose dot product is the Hellinger kernel."""
+    d = descriptors.astype(np.float32)
+    d /= np.maximum(d.sum(axis=1, keepdims=True), 1e-12)
+    return np.sqrt(d).astype(np.float16)
+
+
+def mirrored(image: Image.Image) -> Image.Image:
+    """SIFT descriptors are not mirror-invariant: a mirrored copy is matched through the mirrored query."""
+    return ImageOps.mirror(image)
