@@ -2,9 +2,10 @@
 
   (a) model forward only, on pre-decoded uint8 tensors      — the ceiling
   (b) the in-process engine end to end (read, hash, decode, resize, forward)
-  (c) the embed job on Spark local[2] (plan, tasks, Parquet shards, manifest)
+  (f) the same engine also extracting local features (RootSIFT, 256 keypoints) in its IO threads
+  (c) the embed job on Spark local[2] (plan, tasks, Parquet shards, manifest; with local features, the default)
 
-and the ratios b/a and c/b. Runs without Spark with --no-spark (e.g. on a GPU box that has torch only).
+and the ratios b/a, f/b and c/f. Runs without Spark with --no-spark (e.g. on a GPU box that has torch only).
 
   python bench/embed_throughput.py                          # 2,000 simple-icons logos, CPU, all three
   python bench/embed_throughput.py --images DIR --model resnet50 --random-weights --device cuda --no-spark
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from lookalike.embed.catalogue import load_catalogue  # noqa: E402
 from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
 from lookalike.image.decode import decode, to_tensor  # noqa: E402
+from lookalike.image.feature_spec import FeatureSettings  # noqa: E402
 from lookalike.model.backbones import BACKBONES  # noqa: E402
 from lookalike.model.loading import load_model, pick_device
 from lookalike.model.spec import ModelSpec
@@ -73,8 +75,8 @@ def forward_only(model, device, uris: list[str], batch_size: int) -> float:
     return len(uris) / (time.perf_counter() - start)
 
 
-def engine_end_to_end(model, device, uris, batch_size, io_threads) -> tuple[float, dict]:
-    engine = EmbeddingEngine(model, device, batch_size, io_threads)
+def engine_end_to_end(model, device, uris, batch_size, io_threads, features=None) -> tuple[float, dict]:
+    engine = EmbeddingEngine(model, device, batch_size, io_threads, local_features=features)
     list(engine.run(uris[:batch_size]))  # warm-up: allocator, kernels, thread pool
     start = time.perf_counter()
     results = list(engine.run(uris))
@@ -140,18 +142,21 @@ def main() -> int:
     for r in range(1, args.rounds + 1):
         a = forward_only(model, device, uris, args.batch_size)
         b, stats = engine_end_to_end(model, device, uris, args.batch_size, args.io_threads)
-        row = {"forward_img_s": a, "engine_img_s": b, "b_over_a": b / a}
-        line = f"round {r}: (a) forward {a:7.1f} img/s  (b) engine {b:7.1f} img/s  b/a {b / a:.2f}"
+        f, _ = engine_end_to_end(model, device, uris, args.batch_size, args.io_threads, FeatureSettings())
+        row = {"forward_img_s": a, "engine_img_s": b, "features_img_s": f, "b_over_a": b / a, "f_over_b": f / b}
+        line = (f"round {r}: (a) forward {a:7.1f} img/s  (b) engine {b:7.1f} img/s  (f) + features {f:7.1f} img/s"
+                f"  b/a {b / a:.2f}  f/b {f / b:.2f}")
         if not args.no_spark:
             c = spark_job(spec, uris, args.batch_size, args.io_threads, args.master)
-            row.update(spark_img_s=c, c_over_b=c / b)
-            line += f"  (c) Spark {args.master} {c:7.1f} img/s  c/b {c / b:.2f}"
+            row.update(spark_img_s=c, c_over_f=c / f)
+            line += f"  (c) Spark {args.master} {c:7.1f} img/s  c/f {c / f:.2f}"
         print(line, flush=True)
         print(f"         engine: read {stats['read_s']:.1f}s decode {stats['decode_s']:.1f}s (thread-summed), "
               f"model {stats['model_s']:.1f}s, wall {stats['wall_s']:.1f}s", flush=True)
         rounds.append(row)
     result = {**env, "rounds": rounds}
-    for key in ("forward_img_s", "engine_img_s", "spark_img_s", "b_over_a", "c_over_b"):
+    for key in ("forward_img_s", "engine_img_s", "features_img_s", "spark_img_s", "b_over_a", "f_over_b",
+                "c_over_f"):
         if key in rounds[0]:
             result[f"median_{key}"] = statistics.median(row[key] for row in rounds)
     print("median: " + "  ".join(f"{k.removeprefix('median_')} {v:.2f}" for k, v in result.items()

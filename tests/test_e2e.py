@@ -61,7 +61,7 @@ def finish(proc: subprocess.Popen, log: Path) -> dict:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-    assert proc.returncode == 0, log.read_text()[-5000:]
+    assert proc.returncode == 0, out[-3000:] + log.read_text()[-2000:]  # a traceback comes on stdout
     return json.loads(out)
 
 

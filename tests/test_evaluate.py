@@ -65,9 +65,10 @@ def test_evaluate_writes_the_report_for_exact_and_index_search(s3_store, model, 
                  f"{m['fingerprint_id']}/{m['run_id']}", "--index", "photos", "--report", str(tmp_path / "r3"),
                  "--expand", "2", "--k-reciprocal", "4,2,0.3", "--json"]) == 0
     reranked = json.loads(capsys.readouterr().out)
-    assert set(reranked) == {"exact", "exact+αQE", "exact+k-reciprocal", "index", "index+αQE"}
+    # ... and the index search verified with the local features the embed job extracted (the default).
+    assert set(reranked) == {"exact", "exact+αQE", "exact+k-reciprocal", "index", "index+αQE", "index+verified"}
     assert reranked["exact"] == pytest.approx(exact)
-    for name in ("exact+αQE", "exact+k-reciprocal", "index+αQE"):
+    for name in ("exact+αQE", "exact+k-reciprocal", "index+αQE", "index+verified"):
         assert reranked[name]["precision@1"] == 1.0 and reranked[name]["queries"] == exact["queries"], name
     assert main(["evaluate", "--store", store.url, *store_option_args(store.options), "--embeddings",
                  m["fingerprint_id"], "--report", str(tmp_path / "r2"), "--label-column", "class"]) == 2

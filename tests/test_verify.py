@@ -2,14 +2,32 @@
 verified against their original (RootSIFT and ORB), distinct photos are not, and fusion puts verified candidates
 first."""
 
+from contextlib import ExitStack
+
+import httpx
 import numpy as np
 import pytest
 
+from lookalike.batch.join import JoinConfig
+from lookalike.batch.join import run as join_run
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
 from lookalike.dev.alterations import altered
-from lookalike.image.local_features import FeatureSettings, extract, mirrored
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.versions import open_version
+from lookalike.image.feature_spec import FeatureSettings
+from lookalike.image.local_features import extract, mirrored
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.export import ExportConfig
+from lookalike.index.export import run as export_run
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
+from lookalike.serve.http_api import create_app, running
+from lookalike.serve.router import RouterSettings, create_router
+from lookalike.serve.worker import ServedIndex, WorkerSettings
 
-from imagefactory import PHOTOS, photo
+from imagefactory import PHOTOS, jpeg_bytes, photo
 
 SETTINGS = VerifySettings()
 
@@ -57,3 +75,73 @@ def test_fusion_lifts_verified_candidates_by_their_inliers():
     assert fuse(scores, np.array([[5, 5, 5, 5]]), SETTINGS).tolist() == scores.tolist()  # 5 < 6: none verified
     with pytest.raises(ValueError, match="transform"):
         VerifySettings(transform="affine-ish")
+
+
+def test_features_flow_from_the_embed_job_through_the_index_to_verified_worker_answers(tmp_path, model):
+    """The embed job extracts features beside the vectors (and carries them over with them), the index version
+    lays them out by faiss id, and the worker verifies image and id queries' shortlists with them."""
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for name in PHOTOS:
+        (root / f"{name}.jpg").write_bytes(jpeg_bytes(photo(name, 256)))
+    (root / "blank.jpg").write_bytes(jpeg_bytes(photo("coffee", 256).point(lambda _: 255)))  # no keypoint at all
+    store = Store(str(tmp_path / "store"))
+    config = EmbedConfig(images=str(root), store=store.url, master=IN_PROCESS, images_per_task=3)
+    first = embed.run(config)
+    assert first["local_features"]["kind"] == "rootsift" and len(first["files"]["features"]) == 3
+    (root / "coffee.jpg").write_bytes(jpeg_bytes(photo("coffee", 256).rotate(90)))
+    second = embed.run(config)
+    assert second["counts"]["carried"] == len(PHOTOS) and second["counts"]["new"] == 1
+    feature_rows = {}
+    for m in (first, second):
+        version = open_version(store, m["fingerprint_id"], m["run_id"])
+        tables = [store.read_parquet(k) for k in version.feature_parts]
+        feature_rows[m["run_id"]] = {i: xy for t in tables
+                                     for i, xy in zip(t["image_id"].to_pylist(), t["xy"].to_pylist(), strict=True)}
+    before, after = feature_rows[first["run_id"]], feature_rows[second["run_id"]]
+    assert [i for i in before if before[i] != after[i]] == ["coffee.jpg"]   # carried exactly, re-extracted once
+
+    manifest = index_build.run(BuildIndexConfig(store=store.url, name="photos", master=IN_PROCESS, publish=True,
+                                                queries=4))
+    assert {f["key"].rsplit("/", 1)[-1] for f in manifest["files"]} >= {
+        "features.offsets.npy", "features.xy.npy", "features.descriptors.npy"}
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    copy = jpeg_bytes(altered(photo("astronaut", 256), "rotate", 3))
+    with running(create_app(served)) as url:
+        verified = httpx.post(f"{url}/search/images", files={"images": ("q.jpg", copy, "image/jpeg")},
+                              data={"k": "3"}, timeout=60).json()["results"][0]["hits"]
+        plain = httpx.post(f"{url}/search/images", files={"images": ("q.jpg", copy, "image/jpeg")},
+                           data={"k": "3", "verify": "false"}, timeout=60).json()["results"][0]["hits"]
+        by_id = httpx.post(f"{url}/search/ids", json={"image_ids": ["chelsea.jpg"], "k": 3, "include_self": True},
+                           timeout=60).json()["results"][0]["hits"]
+    assert verified[0]["image_id"] == "astronaut.jpg" and verified[0]["inliers"] >= SETTINGS.min_inliers
+    assert all(h["inliers"] < SETTINGS.min_inliers for h in verified[1:])
+    assert all("inliers" not in h for h in plain)
+    assert by_id[0]["image_id"] == "chelsea.jpg" and by_id[0]["inliers"] >= 50   # itself: every keypoint fits
+
+    # Exported shards carry their features; the router has every shard verify its own shortlist and merges.
+    hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
+    export_run(ExportConfig(store=store.url, name="photos", destinations=tuple(hosts), master=IN_PROCESS))
+    with ExitStack() as stack:
+        shard_urls = []
+        for i, host in enumerate(hosts):
+            shard = ServedIndex(Store(host), WorkerSettings("photos", str(tmp_path / f"cache-{i}")))
+            shard.start(watch=False)
+            assert shard.current.features is not None and shard.current.manifest["ntotal"] < 9
+            shard_urls.append(stack.enter_context(running(create_app(shard))))
+        router = stack.enter_context(running(create_router(RouterSettings(tuple(shard_urls)))))
+        routed = httpx.post(f"{router}/search/images", files={"images": ("q.jpg", copy, "image/jpeg")},
+                            data={"k": "3"}, timeout=60).json()["results"][0]["hits"]
+    assert [h["image_id"] for h in routed] == [h["image_id"] for h in verified]
+    assert routed[0]["inliers"] == verified[0]["inliers"]
+
+    # A join of image queries against the index verifies too, when asked (--verify).
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "copy.jpg").write_bytes(copy)
+    joined = join_run(JoinConfig(store=store.url, index="photos", query_images=str(queries), k=3, verify=True,
+                                 master=IN_PROCESS))
+    pairs = store.read_parquet(joined["files"]["pairs"][0]["key"])
+    assert pairs["neighbor_id"].to_pylist()[0] == "astronaut.jpg" and pairs["rank"].to_pylist()[0] == 1

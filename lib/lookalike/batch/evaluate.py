@@ -42,10 +42,13 @@ from lookalike.embed.engine import EmbeddingEngine
 from lookalike.embed.provenance import of_embeddings
 from lookalike.embed.versions import EmbeddingsVersion, open_ref, open_version, read_vectors
 from lookalike.image.decode import ImageError, decode
+from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES
+from lookalike.image.local_features import LocalFeatures, extract, mirrored
 from lookalike.image.read import read_image_bytes
 from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, k_reciprocal_rerank
 from lookalike.index.search import SearchParams, search, stored_vectors
+from lookalike.retrieval.query import Verification, search_vectors
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class EvaluateConfig:
     depth: int = 100                      # ranked results judged per query (raised to fit the largest R)
     expansion: Expansion = Expansion()    # αQE: also report each search with query expansion
     k_reciprocal: KReciprocal | None = None  # also report exact search re-ranked k-reciprocally
+    verify: bool = True                   # with an index that has local features: also report it verified
     device: str = "cpu"                   # where query images are embedded
     storage_options: dict[str, Any] = field(default_factory=dict)
 
@@ -112,6 +116,10 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
         if config.expansion.enabled:
             runs["index+αQE"] = _index_neighbours(store, index, database, protocol.queries, depth,
                                                   version.layout.fingerprint_id, config.expansion)
+        if config.verify:
+            verified = _verified_neighbours(store, index, database, protocol, depth)
+            if verified is not None:
+                runs["index+verified"] = verified
     judged = {name: protocol.judge(rows) for name, (_, rows) in runs.items()}
     metrics = {name: summary(j) for name, j in judged.items()}
 
@@ -269,6 +277,38 @@ def _k_reciprocal(flat: faiss.Index, scores: np.ndarray, rows: np.ndarray, setti
         return ids, s
     ids, reranked = k_reciprocal_rerank(rows, scores, NeighbourLists(neighbours, settings.k1), settings)
     return reranked, ids
+
+
+def _verified_neighbours(store: Store, index: dict[str, Any], database: pa.Table, protocol: Protocol, depth: int
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The index search with each shortlist verified geometrically, as the query worker does it: query images'
+    own features (and their mirror's) for a query set, the stored ones for leave-one-out. None when the index
+    version has no local features."""
+    from lookalike.index.reader import load_index_version
+    v = load_index_version(store, index["name"], index["version"])
+    if v.features is None:
+        return None
+    if protocol.leave_one_out:
+        views = [None if f is None else [f] for f in v.features.of(
+            np.array([v.faiss_id_of(i) if v.faiss_id_of(i) is not None else -1 for i in protocol.query_ids]))]
+    else:
+        views = [_image_views(store, uri, v.features.settings) for uri in protocol.query_uris]
+    hits = search_vectors(v, protocol.queries, depth, v.default_params, verification=Verification(views))
+    row_of_image = {image_id: row for row, image_id in enumerate(database["image_id"].to_pylist())}
+    rows = np.full((len(hits), depth), -1, dtype=np.int64)
+    scores = np.zeros((len(hits), depth), dtype=np.float32)
+    for q, row in enumerate(hits):
+        for j, h in enumerate(row):
+            rows[q, j], scores[q, j] = row_of_image.get(h.image_id, -1), h.score
+    return scores, rows
+
+
+def _image_views(store: Store, uri: str, settings: FeatureSettings) -> list[LocalFeatures] | None:
+    try:
+        image = decode(read_image_bytes(uri, store.options, DEFAULT_MAX_BYTES), settings.image_size).image
+    except ImageError:
+        return None  # ranked by its cosines alone, like a worker query without features
+    return [extract(image, settings), extract(mirrored(image), settings)]
 
 
 def _index_neighbours(store: Store, index: dict[str, Any], database: pa.Table, queries: np.ndarray, depth: int,

@@ -16,12 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lookalike.core.layout import JoinLayout
+from lookalike.core.layout import JoinLayout, features_part_of
 from lookalike.core.store import Store
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.embed.versions import read_vectors
+from lookalike.index.features import read_features_part
 from lookalike.index.reader import load_index_version
 from lookalike.index.search import SearchParams, search
+from lookalike.retrieval.verify import fuse, inlier_counts
 
 PAIR_COLUMNS = ("query_id", "rank", "neighbor_id", "score")
 
@@ -33,6 +35,7 @@ class Base:
     image_ids: pa.Array
     metadata: pa.Table | None  # rows aligned with image_ids
     search: Any                # (queries, k) -> (cosine scores, rows of image_ids; -1 = none)
+    features: Any = None       # rows -> their LocalFeatures (None: the base has none)
 
 
 @functools.lru_cache(maxsize=2)
@@ -50,7 +53,10 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
             scores, ids = search(v.index, queries, k, params, v.exact)
             return scores, np.where(ids >= 0, rows[np.maximum(ids, 0)], -1)
         meta = v.ids.drop_columns(["faiss_id", "image_id"])
-        return Base(v.ids["image_id"], meta, search_index)
+        faiss_of_row = v.ids["faiss_id"].to_numpy()
+        features = None if v.features is None else (
+            lambda rows: v.features.of(np.where(rows >= 0, faiss_of_row[np.maximum(rows, 0)], -1)))
+        return Base(v.ids["image_id"], meta, search_index, features)
     source = open_embeddings(store, name, version)
     tables = [source.read_part(p, [c for c in store.read_parquet_schema(p).names if c != "embedding"])
               for p in source.parts]
@@ -83,6 +89,7 @@ class JoinTask:
     self_join: bool
     with_metadata: bool
     batch_size: int = 4096
+    shortlist: int | None = None  # verify each query's top `shortlist` geometrically (None: off)
 
     def __call__(self, task: int) -> dict[str, Any]:
         store = Store(self.store_url, json.loads(self.options_json))
@@ -100,9 +107,13 @@ class JoinTask:
 
         t0 = time.perf_counter()
         extra = 1 if self.self_join else 0
+        views = self._query_views(store, queries, key, base)
+        depth = self.k + extra if views is None else max(self.k + extra, self.shortlist)
         pieces = []
         for lo in range(0, len(vectors), self.batch_size):
-            scores, rows = base.search(vectors[lo:lo + self.batch_size], self.k + extra, self.params)
+            scores, rows = base.search(vectors[lo:lo + self.batch_size], depth, self.params)
+            if views is not None:
+                scores, rows = _verified(scores, rows, views[lo:lo + len(rows)], base)
             pieces.append(self._pairs(query_table["image_id"].slice(lo, len(rows)), base, scores, rows))
         search_s = time.perf_counter() - t0
         pairs = pa.concat_tables(pieces) if pieces else _empty_pairs()
@@ -115,6 +126,14 @@ class JoinTask:
                               "task_s": round(time.perf_counter() - started, 3)}}
         store.write_json(layout.marker(task), marker)  # the commit of this task
         return marker
+
+    def _query_views(self, store: Store, queries, key: str, base: Base) -> list | None:
+        """The queries' stored local features, where both sides have the same kind: each query's shortlist is
+        then verified as the query worker verifies a catalogue image's."""
+        settings = queries.local_features
+        if not self.shortlist or base.features is None or settings is None:
+            return None
+        return [[f] for f in read_features_part(store, features_part_of(key), settings)]
 
     def _pairs(self, query_ids: pa.Array, base: Base, scores: np.ndarray, rows: np.ndarray) -> pa.Table:
         valid = rows >= 0
@@ -138,6 +157,17 @@ class JoinTask:
             "neighbor_id": base.image_ids.take(pa.array(rows[keep])),
             "score": pa.array(scores[keep].astype(np.float32)),
         })
+
+
+def _verified(scores: np.ndarray, rows: np.ndarray, views: list, base: Base) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's candidates re-ordered by the fused score (cosine + the inlier bonus); cosines reported."""
+    scores, rows = scores.copy(), rows.copy()
+    for q, query_views in enumerate(views):
+        counts = inlier_counts(query_views, base.features(rows[q]))
+        fused = np.where(rows[q] >= 0, fuse(scores[q], counts), -np.inf)
+        order = np.argsort(-fused, kind="stable")
+        scores[q], rows[q] = scores[q][order], rows[q][order]
+    return scores, rows
 
 
 def _empty_pairs() -> pa.Table:

@@ -8,11 +8,13 @@ import sys
 from typing import Any
 
 from lookalike.cli.args import (
+    add_local_features_arg,
     add_master_arg,
     add_model_args,
     add_spark_args,
     add_store_args,
     key_values,
+    local_features,
     model_spec,
     spark_conf,
 )
@@ -30,6 +32,7 @@ def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--io-threads", type=int, default=2)
     p.add_argument("--max-error-rate", type=float, default=0.05)
     p.add_argument("--no-incremental", action="store_true", help="recompute every vector")
+    add_local_features_arg(p)
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
@@ -41,6 +44,7 @@ def embed_config(args: argparse.Namespace) -> EmbedConfig:
         master=args.master, storage_options=options, images_per_task=args.images_per_task,
         batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
         incremental=not args.no_incremental, progress=sys.stderr.isatty() and not args.json,
+        local_features=local_features(args),
         spark_conf=spark_conf(args.spark_conf, args.event_log),
     )
 

@@ -35,6 +35,8 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--junk-column", default="junk")
     p.add_argument("--depth", type=int, default=100, help="ranked results judged per query (default 100)")
     add_expansion_args(p)
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="with --index: do not also report the index search with geometric verification")
     p.add_argument("--k-reciprocal", default=None, metavar="K1,K2,LAMBDA", type=k_reciprocal,
                    help="also report exact search re-ranked k-reciprocally (e.g. 20,6,0.3)")
     p.add_argument("--device", default="cpu", help="where query images are embedded (cpu, cuda, cuda:1)")
@@ -65,7 +67,8 @@ def run_evaluate(args: argparse.Namespace) -> str:
                              queries=args.queries, label_column=args.label_column,
                              relevant_column=args.relevant_column, junk_column=args.junk_column, depth=args.depth,
                              device=args.device, storage_options=options,
-                             expansion=Expansion(args.expand, args.expand_alpha), k_reciprocal=args.k_reciprocal))
+                             expansion=Expansion(args.expand, args.expand_alpha), k_reciprocal=args.k_reciprocal,
+                             verify=args.verify))
     if args.json:
         return json.dumps(out["metrics"], indent=2)
     return "\n".join(metrics_table(out))

@@ -69,6 +69,10 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nprobe", type=int, default=None)
     p.add_argument("--rerank", type=int, default=None)
     add_expansion_args(p, default=None)
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="rank by the global descriptor alone (by default an index with local features verifies "
+                        "each image's and id's shortlist geometrically)")
+    p.add_argument("--shortlist", type=int, default=None, help="candidates verified per query (default 100)")
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="keep hits whose metadata column has one of the values (repeatable)")
     p.add_argument("--json", action="store_true")
@@ -115,7 +119,8 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> str:
-    from lookalike.retrieval.query import params_for, search_vectors, vectors_of_ids
+    from lookalike.retrieval.limits import DEFAULT_SHORTLIST
+    from lookalike.retrieval.query import Verification, params_for, search_vectors, vectors_of_ids
     from lookalike.serve.worker import ServedIndex
     if not args.images and not args.ids:
         raise ConfigError("give query images (paths or URIs) and/or --id IMAGE_ID")
@@ -125,18 +130,24 @@ def run_search(args: argparse.Namespace) -> str:
     version = served.current
     params = params_for(version, args.nprobe, args.rerank, args.expand, args.expand_alpha)
     filters = _filters(args.filter)
+    verify, shortlist = args.verify and version.features is not None, args.shortlist or DEFAULT_SHORTLIST
     labels, results = [], []
     if args.images:
         if served.embedder is None:
             raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search "
                               "by image")
-        vectors = served.embedder.embed([served.embedder.read(_as_uri(i)) for i in args.images])
+        data = [served.embedder.read(_as_uri(i)) for i in args.images]
+        vectors = served.embedder.embed(data)
+        views = served.embedder.views(data, version.features.settings) if verify else None
         labels += args.images
-        results += search_vectors(version, vectors, args.k, params, filters)
+        results += search_vectors(version, vectors, args.k, params, filters,
+                                  verification=views and Verification(views, shortlist))
     if args.ids:
         vectors, faiss_ids = vectors_of_ids(version, args.ids)
+        views = [None if f is None else [f] for f in version.features.of(faiss_ids)] if verify else None
         labels += args.ids
-        results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids)
+        results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,
+                                  verification=views and Verification(views, shortlist))
     if args.json:
         return json.dumps({"name": args.name, "version": version.version, "params": params.as_dict(),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
@@ -145,7 +156,8 @@ def run_search(args: argparse.Namespace) -> str:
     lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion})"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")
-        lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}" for h in hits] or ["  (no hits)"]
+        lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}"
+                  + (f"  ({h.inliers} inliers)" if h.inliers is not None else "") for h in hits] or ["  (no hits)"]
     return "\n".join(lines)
 
 

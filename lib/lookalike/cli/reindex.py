@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_master_arg, add_model_args, add_spark_args, add_store_args, parse_bytes
+from lookalike.cli.args import (
+    add_local_features_arg,
+    add_master_arg,
+    add_model_args,
+    add_spark_args,
+    add_store_args,
+    parse_bytes,
+)
 from lookalike.cli.embed import embed_config
 from lookalike.cli.index import build_index_config
 from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
@@ -38,6 +45,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     embed.add_argument("--batch-size", type=int, default=32)
     embed.add_argument("--io-threads", type=int, default=2)
     embed.add_argument("--max-error-rate", type=float, default=0.05)
+    add_local_features_arg(embed)
     index = p.add_argument_group("index")
     index.add_argument("--memory-budget", type=parse_bytes, default="4GiB")
     index.add_argument("--factory", default=None)

@@ -65,8 +65,8 @@ def embeddings_latest_key(fingerprint_id: str) -> str:
 
 @dataclass(frozen=True)
 class EmbeddingsLayout(_TaskRun):
-    """embeddings/<fingerprint>/<run_id>/{part-*.parquet, errors/, _tasks/, _plan.parquet, _plan.json,
-    _carry.parquet, _MANIFEST.json}"""
+    """embeddings/<fingerprint>/<run_id>/{part-*.parquet, errors/, features/, _tasks/, _plan.parquet,
+    _plan.json, _carry.parquet, _MANIFEST.json}"""
 
     store: Store
     fingerprint_id: str
@@ -95,6 +95,19 @@ class EmbeddingsLayout(_TaskRun):
 
     def errors_part(self, task: int) -> str:
         return self.key(f"errors/{part_name(task)}")
+
+    def features_part(self, task: int) -> str:
+        """Local features of the rows of part(task), row for row (features/part-*.parquet)."""
+        return self.key(f"{FEATURES_FOLDER}/{part_name(task)}")
+
+
+FEATURES_FOLDER = "features"
+
+
+def features_part_of(part_key: str) -> str:
+    """The features part row-aligned with an embeddings part (which may belong to an earlier run)."""
+    folder, name = part_key.rsplit("/", 1)
+    return f"{folder}/{FEATURES_FOLDER}/{name}"
 
 
 @dataclass(frozen=True)

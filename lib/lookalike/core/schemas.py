@@ -61,3 +61,15 @@ def check_embeddings(schema: pa.Schema, dim: int | None = None, where: str = "em
     if dim is not None and emb.list_size != dim:
         raise SchemaError(f"{where}: embedding dimension {emb.list_size} != expected {dim}")
     return emb.list_size
+
+
+def features_schema() -> pa.Schema:
+    """A features part: one row per embeddings row, in the same order; positions float32 (x, y) pairs and
+    descriptors (float16 RootSIFT or uint8 ORB rows) as raw little-endian bytes."""
+    return pa.schema([
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("content_sha256", pa.string(), nullable=False),
+        pa.field("keypoints", pa.int32(), nullable=False),
+        pa.field("xy", pa.binary(), nullable=False),
+        pa.field("descriptors", pa.binary(), nullable=False),
+    ])

@@ -8,6 +8,7 @@ from typing import Any
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import RUN_ID_PATTERN
 from lookalike.core.store import redact
+from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.model.spec import ModelSpec
 
@@ -27,6 +28,8 @@ class EmbedConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     incremental: bool = True             # carry over vectors of content already embedded by this model
+    # Keypoints beside each vector, for geometric verification of searches by image (None: vectors only).
+    local_features: FeatureSettings | None = field(default_factory=FeatureSettings)
     progress: bool = False
     spark_conf: dict[str, str] = field(default_factory=dict)
 

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from lookalike.image.decode import ImageError, decode, to_tensor
+from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from lookalike.image.local_features import LocalFeatures, extract
 from lookalike.image.read import read_image_bytes
 from lookalike.model.loading import LoadedModel
 
@@ -46,6 +48,7 @@ class Embedded:
     width: int
     height: int
     vector: np.ndarray  # float32, unit length
+    features: LocalFeatures | None = None  # with EmbeddingEngine.local_features
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class _Prepared:
     width: int
     height: int
     tensor: torch.Tensor
+    features: LocalFeatures | None
 
 
 @dataclass
@@ -112,6 +116,7 @@ class EmbeddingEngine:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     storage_options: dict[str, Any] = field(default_factory=dict)
+    local_features: FeatureSettings | None = None  # extracted in the IO threads from the same decoded image
 
     def __post_init__(self):
         retain_freed_memory()
@@ -185,7 +190,8 @@ class EmbeddingEngine:
         try:
             decoded = decode(data, self.model.preprocessing.image_size, self.max_pixels)
             tensor = to_tensor(decoded.image, self.model.preprocessing)
-            item: Result | _Prepared = _Prepared(index, sha, decoded.width, decoded.height, tensor)
+            features = extract(decoded.image, self.local_features) if self.local_features else None
+            item: Result | _Prepared = _Prepared(index, sha, decoded.width, decoded.height, tensor, features)
         except ImageError as e:
             item = Failed(index, e.stage, e.kind, e.message)
         except Exception as e:  # a decoder bug on one image must not take the task down
@@ -203,4 +209,5 @@ class EmbeddingEngine:
         t0 = time.perf_counter()
         vectors = self.forward(torch.stack([p.tensor for p in batch]))
         self.stats.model_s += time.perf_counter() - t0
-        return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i]) for i, p in enumerate(batch)]
+        return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i], p.features)
+                for i, p in enumerate(batch)]

@@ -92,7 +92,9 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
         dim=model.dim, counts=counts, timings={**timings, **_engine_totals(markers)},
         previous_run=plan_info["previous_run"], inputs={"images": config.images, "store": config.store},
         config=config.for_manifest(), schema_version=1,
-        files={"embeddings": [m["part"] for m in markers], "errors": [m["errors_part"] for m in markers]},
+        files={"embeddings": [m["part"] for m in markers], "errors": [m["errors_part"] for m in markers],
+               **({"features": [m["features_part"] for m in markers]} if config.local_features else {})},
+        local_features=config.local_features.as_dict() if config.local_features else None,
     )
     store.write_json(layout.manifest, manifest)                 # the commit of the version
     store.write_text(embeddings_latest_key(fingerprint_id), run_id + "\n")  # then readers move to it
@@ -110,12 +112,16 @@ def _write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cat
     removed = 0
     carry_rows = 0
     prev_run_id = latest_run_id(store, layout.fingerprint_id) if config.incremental else None
+    previous = None
     if prev_run_id is not None and prev_run_id != layout.run_id:
         try:
             previous = open_version(store, layout.fingerprint_id, prev_run_id)
         except ManifestError as e:
             log.warning("not carrying over from %s: %s", prev_run_id, e)
         else:
+            if not _features_carry(config, previous):
+                previous = None
+        if previous is not None:
             rows = _previous_rows(previous)
             carry = rows.group_by("content_sha256", use_threads=False).aggregate(
                 [("part", "first"), ("row", "first")]).rename_columns(["content_sha256", "part", "row"])
@@ -137,6 +143,17 @@ def _write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cat
             "removed": removed, "carry_rows": carry_rows}
     store.write_json(layout.plan_info, info)
     return info
+
+
+def _features_carry(config: EmbedConfig, previous) -> bool:
+    """Whether the previous version can be carried over: always for vectors alone; with local features only
+    from a version that has the same ones (else every image is read again, once, to extract them)."""
+    wanted = config.local_features.as_dict() if config.local_features else None
+    if wanted is None or previous.manifest.get("local_features") == wanted:
+        return True
+    log.warning("not carrying over from %s: it has local features %s, this run wants %s (every image is read "
+                "and embedded again, once)", previous.layout.run_id, previous.manifest.get("local_features"), wanted)
+    return False
 
 
 def _previous_rows(previous) -> pa.Table:

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 import torch
 
 from lookalike.core.errors import ArtefactError
-from lookalike.core.layout import EmbeddingsLayout
-from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema
+from lookalike.core.layout import EmbeddingsLayout, features_part_of
+from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema, features_schema
 from lookalike.core.spark import task_resources
 from lookalike.core.store import Store
 from lookalike.embed.config import EmbedConfig
@@ -56,7 +56,8 @@ class EmbedTask:
         known = frozenset(carry["content_sha256"].to_pylist()) if carry is not None else frozenset()
 
         engine = EmbeddingEngine(model, device, self.config.batch_size, self.config.io_threads,
-                                 self.config.max_bytes, self.config.max_pixels, self.config.storage_options)
+                                 self.config.max_bytes, self.config.max_pixels, self.config.storage_options,
+                                 self.config.local_features)
         bar = _progress_bar(plan.num_rows, task) if self.show_progress else None
         results = list(engine.run(plan["uri"].to_pylist(), known, (lambda _: bar.update()) if bar else None))
         if bar:
@@ -68,6 +69,11 @@ class EmbedTask:
         metadata = plan.drop_columns([c for c in PLAN_COLUMNS if c in plan.column_names])
         shard = _embeddings_table(plan, ok, vectors, widths, heights, metadata, model.dim)
         errors = _errors_table(plan, failed, metadata)
+        features_part = None
+        if self.config.local_features:
+            features = _features_table(ok, _carried_features(ok, carry, store), shard)
+            features_part = {"key": layout.features_part(task), "rows": features.num_rows,
+                             "bytes": store.write_parquet(layout.features_part(task), features)}
         shard_bytes = store.write_parquet(layout.part(task), shard)
         errors_bytes = store.write_parquet(layout.errors_part(task), errors)
         marker = {
@@ -75,6 +81,7 @@ class EmbedTask:
             "embedded": engine.stats.embedded, "carried": engine.stats.known, **_id_changes(plan, ok),
             "part": {"key": layout.part(task), "rows": shard.num_rows, "bytes": shard_bytes},
             "errors_part": {"key": layout.errors_part(task), "rows": errors.num_rows, "bytes": errors_bytes},
+            **({"features_part": features_part} if features_part else {}),
             "device": str(device), "cpus": cpus,
             "stats": {**engine.stats.as_dict(), "task_s": round(time.perf_counter() - started, 3)},
         }
@@ -129,6 +136,44 @@ def _vectors_for(ok: list, carry: pa.Table | None, store: Store, dim: int):
         widths[here] = taken["width"].to_numpy()
         heights[here] = taken["height"].to_numpy()
     return vectors, widths, heights
+
+
+def _carried_features(ok: list, carry: pa.Table | None, store: Store) -> dict[int, tuple[int, bytes, bytes]]:
+    """Features of known content, from the previous version's features parts (row-aligned with its embeddings
+    parts, which the carry table points into): result position -> (keypoints, xy, descriptors)."""
+    known = [i for i, r in enumerate(ok) if isinstance(r, Known)]
+    if not known:
+        return {}
+    hashes = pa.array([ok[i].content_sha256 for i in known], pa.string())
+    at = pa.array(pc.index_in(hashes, value_set=carry["content_sha256"]).to_numpy(zero_copy_only=False), pa.int64())
+    wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for i, part, row in zip(known, carry["part"].take(at).to_pylist(), carry["row"].take(at).to_pylist(),
+                            strict=True):
+        wanted[features_part_of(part)].append((row, i))
+    out = {}
+    for part, pairs in wanted.items():
+        taken = store.read_parquet(part, ["keypoints", "xy", "descriptors"]).take(pa.array([p[0] for p in pairs]))
+        for (_, i), n, xy, d in zip(pairs, taken["keypoints"].to_pylist(), taken["xy"].to_pylist(),
+                                    taken["descriptors"].to_pylist(), strict=True):
+            out[i] = (n, xy, d)
+    return out
+
+
+def _features_table(ok: list, carried: dict[int, tuple[int, bytes, bytes]], shard: pa.Table) -> pa.Table:
+    """One row per shard row, in its order: extracted now for embedded images, carried for known ones."""
+    counts, positions, descriptors = [], [], []
+    for i, r in enumerate(ok):
+        if isinstance(r, Embedded):
+            xy, d = r.features.to_bytes()
+            counts.append(len(r.features))
+        else:
+            n, xy, d = carried[i]
+            counts.append(n)
+        positions.append(xy)
+        descriptors.append(d)
+    return pa.Table.from_pydict({"image_id": shard["image_id"], "content_sha256": shard["content_sha256"],
+                                 "keypoints": pa.array(counts, pa.int32()), "xy": pa.array(positions, pa.binary()),
+                                 "descriptors": pa.array(descriptors, pa.binary())}, schema=features_schema())
 
 
 def _embeddings_table(plan: pa.Table, ok: list, vectors: np.ndarray, widths, heights,

@@ -13,6 +13,7 @@ from lookalike.core.layout import EMBEDDINGS_PREFIX, EmbeddingsLayout, Embedding
 from lookalike.core.manifest import EmbeddingsManifest, ManifestError, ManifestMissing, read_manifest
 from lookalike.core.schemas import check_embeddings
 from lookalike.core.store import Store
+from lookalike.image.feature_spec import FeatureSettings
 from lookalike.model.spec import ModelSpec
 
 KIND = "embeddings"
@@ -55,6 +56,16 @@ class EmbeddingsVersion:
     @property
     def error_parts(self) -> list[str]:
         return [f["key"] for f in self.manifest["files"]["errors"]]
+
+    @property
+    def local_features(self) -> FeatureSettings | None:
+        """The local features this version carries beside its vectors, if any."""
+        return FeatureSettings.from_dict(self.manifest.get("local_features"))
+
+    @property
+    def feature_parts(self) -> list[str]:
+        """Row-aligned with `parts`; empty for a version without local features."""
+        return [f["key"] for f in self.manifest["files"].get("features", [])]
 
     @property
     def part_rows(self) -> list[int]:

@@ -17,23 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-KINDS = ("rootsift", "orb")
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    kind: str = "rootsift"
-    max_keypoints: int = 256    # the strongest this many are kept: bounds storage and matching time
-    image_size: int = 320       # longest side features are extracted at
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"local features are one of {KINDS}, not {self.kind!r}")
-        if self.max_keypoints < 4 or self.image_size < 32:
-            raise ValueError("local features need max_keypoints >= 4 and image_size >= 32")
-
-    def as_dict(self) -> dict[str, int | str]:
-        return {"kind": self.kind, "max_keypoints": self.max_keypoints, "image_size": self.image_size}
+from lookalike.image.feature_spec import FeatureSettings
 
 
 @dataclass(frozen=True)
@@ -48,6 +32,10 @@ class LocalFeatures:
     def nbytes(self) -> int:
         return self.xy.nbytes + self.descriptors.nbytes
 
+    def to_bytes(self) -> tuple[bytes, bytes]:
+        """(positions, descriptors) as raw little-endian bytes: how tables and version files store them."""
+        return self.xy.astype("<f4").tobytes(), self.descriptors.tobytes()
+
 
 def grey(image: Image.Image, size: int) -> np.ndarray:
     """The image as uint8 grey on white, its longest side `size` pixels."""
@@ -59,7 +47,8 @@ def grey(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def extract(image: Image.Image, settings: FeatureSettings = FeatureSettings()) -> LocalFeatures:
+def extract(image: Image.Image, settings: FeatureSettings | None = None) -> LocalFeatures:
+    settings = settings or FeatureSettings()
     pixels = grey(image, settings.image_size)
     if settings.kind == "orb":
         detector = cv2.ORB_create(nfeatures=settings.max_keypoints)

@@ -23,6 +23,7 @@ from lookalike.core.store import Store, redact
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
 from lookalike.index.choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index.features import write_version_features
 from lookalike.index.incremental import try_update
 from lookalike.index.publish import write_file
 from lookalike.index.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
@@ -131,7 +132,7 @@ def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: d
         measured = _timed(timings, "recall_s", measure, config, plan, built, held_out,
                           np.load(vectors_path, mmap_mode="r"))
         _gate(config, plan, built, measured)
-        files = _write_files(plan, built, vectors_path)
+        files = _write_files(plan, built, vectors_path, tmp)
     timings["total_s"] = round(time.perf_counter() - started, 3)
     manifest = _manifest(config, plan, built, measured, files, timings)
     plan.store.write_json(plan.layout.manifest, manifest)  # the commit: the version exists from here
@@ -260,13 +261,14 @@ def _gate(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured: Mea
                            "better --factory, or --force to publish anyway")
 
 
-def _write_files(plan: BuildPlan, built: Built, vectors_path: str) -> list[dict[str, Any]]:
+def _write_files(plan: BuildPlan, built: Built, vectors_path: str, tmp: str) -> list[dict[str, Any]]:
     """The rest of the version's files (the index files are written already); the manifest comes after them."""
     store, layout = plan.store, plan.layout
     return [*built.files,
             publish.upload_file(store, layout.key(VECTORS_FILE), vectors_path),
             write_file(store, layout.key(TRAINED_FILE), built.trained_bytes),
-            write_file(store, layout.key(IDS_FILE), _ids_parquet(plan.source, plan.parts, built.row_to_faiss))]
+            write_file(store, layout.key(IDS_FILE), _ids_parquet(plan.source, plan.parts, built.row_to_faiss)),
+            *write_version_features(store, layout, plan.source, plan.parts, built.row_to_faiss, tmp)]
 
 
 def _manifest(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured: Measured,
@@ -284,6 +286,7 @@ def _manifest(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured:
         source={"embeddings": source.layout.prefix, "run_id": source.manifest["run_id"],
                 "counts": source.manifest["counts"]},
         model=source.manifest.get("config", {}).get("model"),  # how query workers rebuild the model
+        local_features=source.manifest.get("local_features"),  # what verification matches queries with
         config={**asdict(config), "storage_options": redact(config.storage_options)},
     )
 

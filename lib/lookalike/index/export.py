@@ -32,6 +32,7 @@ from lookalike.core.manifest import new_manifest, read_manifest
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, read_url, redact
 from lookalike.index import publish
+from lookalike.index.features import write_shard_features
 from lookalike.index.publish import VersionError, write_file
 from lookalike.index.reader import load_index_version
 from lookalike.index.search import serialize, vectors_to_bytes
@@ -100,16 +101,17 @@ class ExportTask:
         with tempfile.TemporaryDirectory(prefix="lookalike-export-") as tmp:
             source = load_index_version(store, self.config.name, self.version, cache_dir=tmp, mmap=False)
             index, global_ids, split = _shard_index(source.index, shard, len(self.config.destinations))
+            dest.delete(layout.key(READY))
+            feature_files = write_shard_features(dest, layout, source.features, global_ids, tmp)
         ids = source.ids.take(pa.array(source.row_of_faiss[global_ids]))
         ids = ids.set_column(0, "faiss_id", pa.array(np.arange(len(global_ids), dtype=np.int64)))
         ids = ids.append_column("source_faiss_id", pa.array(global_ids))
         sink = io.BytesIO()
         pq.write_table(ids, sink, compression="zstd")
-        dest.delete(layout.key(READY))
         files = [write_file(dest, layout.key(INDEX_FILE), serialize(index)),
                  write_file(dest, layout.key(IDS_FILE), sink.getvalue()),
                  write_file(dest, layout.key(VECTORS_FILE), vectors_to_bytes(np.asarray(
-                     source.vectors[global_ids])))]
+                     source.vectors[global_ids]))), *feature_files]
         info = {"shard": shard, "shards": len(self.config.destinations), "split": split["kind"],
                 "range": split["range"], "ntotal": int(index.ntotal), "destination": dest.url}
         model, model_files = _bundle_model_files(store, dest, layout, source.manifest.get("model"))

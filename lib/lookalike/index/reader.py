@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from lookalike.core.errors import InputError
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, VECTORS_FILE
 from lookalike.core.store import Store
+from lookalike.index.features import VersionFeatures, load_version_features
 from lookalike.index.publish import VersionError, open_version
 from lookalike.index.search import SearchParams, exact_scorer, search
 
@@ -43,6 +44,7 @@ class IndexVersion:
     ids: pa.Table            # faiss_id, image_id, uri, content_sha256, [width, height, metadata...]
     exact: faiss.Index       # the same vectors, for re-scoring shortlists
     local_dir: str | None = None
+    features: VersionFeatures | None = None  # local features by faiss id, where the source version had them
     _row_of_faiss: np.ndarray | None = field(default=None, repr=False)
     _faiss_of_image: dict[str, int] | None = field(default=None, repr=False)
 
@@ -161,7 +163,8 @@ def open_local(local: str, manifest: dict[str, Any], mmap: bool = True) -> Index
     if index.ntotal != manifest["ntotal"] or ids.num_rows != manifest["ntotal"]:
         raise VersionError(f"{manifest['name']}/{manifest['version']}: the index holds {index.ntotal} vectors, ids "
                            f"{ids.num_rows}, the manifest says {manifest['ntotal']}")
-    return IndexVersion(manifest, index, vectors, ids, _exact(local, vectors, mmap), local)
+    return IndexVersion(manifest, index, vectors, ids, _exact(local, vectors, mmap), local,
+                        features=load_version_features(local, manifest, mmap))
 
 
 def _exact(local: str, vectors: np.ndarray, mmap: bool) -> faiss.Index:

@@ -23,6 +23,8 @@ MAX_K = 1000
 MAX_NPROBE = 65_536
 MAX_RERANK = 10_000
 MAX_CANDIDATES = 200_000     # query rows × max(k, rerank) in one request: 20 queries at rerank 10,000
+DEFAULT_SHORTLIST = 100      # verified candidates per query: 25 ms p50 on 2 cores (bench/verify.py)
+MAX_SHORTLIST = 1000         # candidates verified geometrically per query: ~0.25 ms each on a CPU core
 MAX_EXPAND = 100             # αQE neighbours: past a few dozen the expanded query is the cluster's mean anyway
 MAX_EXPAND_ALPHA = 20.0
 
@@ -35,6 +37,11 @@ class QueryLimits:
     max_rerank: int = MAX_RERANK
     max_candidates: int = MAX_CANDIDATES
     max_expand: int = MAX_EXPAND
+    max_shortlist: int = MAX_SHORTLIST
+
+    def check_shortlist(self, shortlist: int) -> None:
+        if not 1 <= shortlist <= self.max_shortlist:
+            raise QueryError(f"shortlist must be between 1 and {self.max_shortlist}, got {shortlist}")
 
     def check(self, n_queries: int, k: int, params: SearchParams) -> None:
         if not 1 <= k <= self.max_k:

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lookalike.retrieval.limits import MAX_EXPAND, MAX_EXPAND_ALPHA, MAX_K, MAX_NPROBE, MAX_RERANK
+from lookalike.retrieval.limits import (
+    DEFAULT_SHORTLIST,
+    MAX_EXPAND,
+    MAX_EXPAND_ALPHA,
+    MAX_K,
+    MAX_NPROBE,
+    MAX_RERANK,
+    MAX_SHORTLIST,
+)
 
 # The schema is as strict as the validation behind it: what it allows, the worker answers.
 FilterValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
@@ -30,6 +38,10 @@ class SearchOptions(BaseModel):
                                        description="αQE weight exponent: hits weigh cosine ** expand_alpha")
     filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue] | None = Field(
         None, description="metadata column → accepted value(s); hits must match every column")
+    verify: bool = Field(True, description="image, URI and id queries against a version with local features: "
+                                           "verify the shortlist geometrically and re-rank it")
+    shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST,
+                                  description=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
 
 
 class VectorQuery(SearchOptions):
@@ -51,6 +63,7 @@ class HitOut(BaseModel):
     image_id: str
     uri: str
     score: float = Field(description="cosine similarity")
+    inliers: int | None = Field(None, description="keypoints fitting one transform, where the hit was verified")
     metadata: dict[str, Any] = Field(description="the images table's other columns")
 
 

@@ -17,11 +17,13 @@ from prometheus_client import Counter
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
+from lookalike.retrieval.limits import DEFAULT_SHORTLIST
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
     QueryEmbedder,
     QueryError,
     QueryLimits,
+    Verification,
     as_queries,
     params_for,
     search_vectors,
@@ -86,11 +88,13 @@ class RequestContext:
         self.settings.limits.check(n, options.k, params_of(v, options))
 
     def run_vectors(self, v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
-                    exclude=None, started: float | None = None) -> Response:
+                    exclude=None, started: float | None = None, views: list | None = None) -> Response:
+        """views: the queries' local features (image, URI and id queries) when the version can verify."""
         started = started or time.perf_counter()  # image queries count their embedding too
         params = params_of(v, options)
+        verification = None if views is None else Verification(views, options.shortlist or DEFAULT_SHORTLIST)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
-                              limits=self.settings.limits)
+                              limits=self.settings.limits, verification=verification)
         self.queries.labels(kind).inc(len(labels))
         body = {"name": v.manifest["name"], "version": v.version, "k": options.k,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2),
@@ -99,6 +103,23 @@ class RequestContext:
         # Serialised here, not by FastAPI's encoder (a third of a vector query's time); metadata of types JSON
         # lacks (dates, decimals) is written as text.
         return Response(json.dumps(body, default=str), media_type="application/json")
+
+
+def verifies(v: IndexVersion, options: SearchOptions) -> bool:
+    """Whether this request's shortlists are verified: asked for (the default) and possible (local features)."""
+    return options.verify and v.features is not None
+
+
+def image_views(v: IndexVersion, options: SearchOptions, embedder, images: list[bytes]) -> list | None:
+    return embedder.views(images, v.features.settings) if verifies(v, options) else None
+
+
+def stored_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:
+    """Catalogue images as queries: their stored features (no mirror view: a mirrored copy in the catalogue
+    is found by its own features' mirror when it is the query)."""
+    if not verifies(v, options):
+        return None
+    return [None if f is None else [f] for f in v.features.of(faiss_ids)]
 
 
 def params_of(v: IndexVersion, options: SearchOptions) -> SearchParams:

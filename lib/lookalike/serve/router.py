@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from lookalike import __version__
 from lookalike.core.errors import ConfigError, LookalikeError
 from lookalike.index.rerank import Expansion, expand
-from lookalike.retrieval.limits import MAX_K
+from lookalike.retrieval.limits import MAX_K, MAX_SHORTLIST
+from lookalike.retrieval.verify import fuse
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
 from lookalike.serve.api_models import IdQuery, SearchAnswer, VectorQuery
 
@@ -68,16 +69,24 @@ def _reason(error: BaseException) -> str:
     return str(error) if isinstance(error, ShardFailed) else f"{type(error).__name__}: {error}".rstrip(": ")
 
 
-def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None) -> list[list[dict]]:
-    """Per query, every shard's hits by descending score, the best k, ranked again. drop[i] names a hit to
-    leave out of query i (the query image itself)."""
+def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None, fused: bool = False
+          ) -> list[list[dict]]:
+    """Per query, every shard's hits by descending score (fused with their inliers where shards verified), the
+    best k, ranked again. drop[i] names a hit to leave out of query i (the query image itself)."""
     n = len(answers[0]["results"])
     merged = []
     for q in range(n):
         hits = [h for a in answers for h in a["results"][q]["hits"] if not drop or h["image_id"] != drop[q]]
-        hits.sort(key=lambda h: -h["score"])
+        hits.sort(key=(lambda h: -_fused(h)) if fused else (lambda h: -h["score"]))
         merged.append([{**h, "rank": r} for r, h in enumerate(hits[:k], 1)])
     return merged
+
+
+def _fused(hit: dict[str, Any]) -> float:
+    inliers = hit.get("inliers")
+    if inliers is None:
+        return hit["score"]
+    return float(fuse(np.array([hit["score"]]), np.array([inliers]))[0])
 
 
 class Shards:
@@ -105,6 +114,10 @@ class Shards:
     async def fan_out(self, path: str, body: dict[str, Any]) -> tuple[list[dict], list[str]]:
         shards = self.settings.shards
         outcomes = await asyncio.gather(*(self.call(s, path, json=body) for s in shards), return_exceptions=True)
+        return self._answered(shards, outcomes)
+
+    def _answered(self, shards: tuple[str, ...], outcomes: list) -> tuple[list[dict], list[str]]:
+        """The answers, and the shards that failed (by the failure policy); a request error is raised."""
         for outcome in outcomes:
             if isinstance(outcome, ShardError):
                 raise outcome
@@ -147,7 +160,10 @@ class Shards:
             options = {**options, "expand": 0}
         body = {**options, "vectors": vectors, "k": k + (1 if drop else 0)}
         answers, missing = await self.fan_out("/search/vectors", body)
-        merged = merge(answers, k, drop)
+        return self._answer(answers, missing, merge(answers, k, drop), k, labels, started)
+
+    def _answer(self, answers: list[dict], missing: list[str], merged: list[list[dict]], k: int, labels: list,
+                started: float) -> Response:
         versions = sorted({a["version"] for a in answers})
         return Response(json.dumps({
             "name": answers[0]["name"], "version": versions[0] if len(versions) == 1 else versions, "k": k,
@@ -156,6 +172,14 @@ class Shards:
             "results": [{"query": label, "hits": hits} for label, hits in zip(labels, merged, strict=True)]}),
             media_type="application/json")
 
+    async def search_images(self, files: list, form: dict[str, str], k: int, labels: list, started: float
+                            ) -> Response:
+        shards = self.settings.shards
+        outcomes = await asyncio.gather(*(self.call(s, "/search/images", files=files, data=form) for s in shards),
+                                        return_exceptions=True)
+        answers, missing = self._answered(shards, outcomes)
+        merged = merge(answers, k, fused=True)
+        return self._answer(answers, missing, merged, k, labels, started)
 
     async def expanded(self, vectors: list, options: dict[str, Any], drop: list[str | None] | None) -> list:
         """αQE over the whole index, not per shard: the global top n hits of a first search (shards asked with
@@ -237,11 +261,18 @@ def create_router(settings: RouterSettings) -> FastAPI:
 
     @app.post("/search/images", response_model=SearchAnswer)
     async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
-                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None
-                        ) -> Response:
+                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None,
+                        verify: Annotated[bool, Form()] = True,
+                        shortlist: Annotated[int | None, Form(ge=1, le=MAX_SHORTLIST)] = None) -> Response:
         authorise(request)
         started = time.perf_counter()
         files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
+        if verify:
+            # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
+            # fused score, so a verified hit on one shard outranks an unverified one on another.
+            form = {"k": str(k), **({"filters": filters} if filters else {}),
+                    **({"shortlist": str(shortlist)} if shortlist else {})}
+            return await shards.search_images(files, form, k, [f.filename for f in images], started)
         embedded = await shards.embed(files)
         try:
             options = {"k": k, **({"filters": json.loads(filters)} if filters else {})}

@@ -31,7 +31,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.context import RequestContext
+from lookalike.serve.context import RequestContext, image_views, stored_views
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
 
@@ -86,7 +86,8 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
         def work() -> Response:
             vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
-            return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids)
+            return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
+                                   views=stored_views(v, body, faiss_ids))
         return await ctx.in_thread(work)
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
@@ -96,16 +97,19 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                         rerank: Annotated[int | None, Form(ge=0)] = None,
                         expand: Annotated[int | None, Form(ge=0)] = None,
                         expand_alpha: Annotated[float | None, Form(ge=0)] = None,
+                        verify: Annotated[bool, Form()] = True,
+                        shortlist: Annotated[int | None, Form(ge=1)] = None,
                         filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
         v = ctx.version()
-        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha)
+        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha, verify, shortlist)
         ctx.check_search(v, len(images), options)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
 
         def work() -> Response:
-            started = time.perf_counter()
-            return ctx.run_vectors(v, ctx.embedder().embed(data), options, "image", names, started=started)
+            started, embedder = time.perf_counter(), ctx.embedder()
+            return ctx.run_vectors(v, embedder.embed(data), options, "image", names, started=started,
+                                   views=image_views(v, options, embedder, data))
         return await ctx.in_thread(work)
 
     @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
@@ -119,8 +123,9 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
         def work() -> Response:
             e, started = ctx.embedder(), time.perf_counter()
-            return ctx.run_vectors(v, e.embed([ctx.read_uri(u) for u in locations]), body, "uri", body.uris,
-                                   started=started)
+            data = [ctx.read_uri(u) for u in locations]
+            return ctx.run_vectors(v, e.embed(data), body, "uri", body.uris, started=started,
+                                   views=image_views(v, body, e, data))
         return await ctx.in_thread(work)
 
 
@@ -162,7 +167,8 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
 
 
 def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None, expand: int | None = None,
-                 expand_alpha: float | None = None) -> SearchOptions:
+                 expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None
+                 ) -> SearchOptions:
     """A multipart form's options, validated as strictly as a JSON body's (filters arrive as JSON text)."""
     try:
         parsed = json.loads(filters) if filters else None
@@ -170,7 +176,7 @@ def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | 
         raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
     try:
         return SearchOptions(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha,
-                             filters=parsed)
+                             verify=verify, shortlist=shortlist, filters=parsed)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
         raise QueryError(f"invalid search options: {problems}") from e
