@@ -136,10 +136,11 @@ def run(config: EvaluateConfig) -> dict[str, Any]:
 
 def metrics_table(out: dict) -> list[str]:
     """The metrics of an evaluate run as aligned text lines, then what was left out and where the report is."""
-    lines = [f"{'search':8} {'queries':>7} {'P@1':>6} {'R@10':>6} {'R-prec':>7} {'mAP':>6} {'mAP@R':>6} "
+    width = max(8, *(len(name) for name in out["metrics"]))  # "exact+k-reciprocal" and the like
+    lines = [f"{'search':{width}} {'queries':>7} {'P@1':>6} {'R@10':>6} {'R-prec':>7} {'mAP':>6} {'mAP@R':>6} "
              f"{'nDCG@10':>8}"]
     for name, m in out["metrics"].items():
-        lines.append(f"{name:8} {m['queries']:>7} {m['precision@1']:>6.3f} {m['recall@10']:>6.3f} "
+        lines.append(f"{name:{width}} {m['queries']:>7} {m['precision@1']:>6.3f} {m['recall@10']:>6.3f} "
                      f"{m['r_precision']:>7.3f} {m['map']:>6.3f} {m['map@r']:>6.3f} {m['ndcg@10']:>8.3f}")
     for failed in out.get("failed_queries", []):
         lines.append(f"query {failed['image_id']} left out: {failed['reason']}")
