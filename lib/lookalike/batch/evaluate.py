@@ -48,7 +48,7 @@ from lookalike.image.local_features import LocalFeatures, extract, mirrored
 from lookalike.image.read import read_image_bytes
 from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, k_reciprocal_rerank
 from lookalike.index.search import SearchParams, search, stored_vectors
-from lookalike.retrieval.query import Verification, search_vectors
+from lookalike.retrieval.query import Verification, search_vectors, stored_views
 
 log = logging.getLogger(__name__)
 
@@ -290,8 +290,8 @@ def _verified_neighbours(store: Store, index: dict[str, Any], database: pa.Table
     if v.features is None:
         return None
     if protocol.leave_one_out:
-        views = [None if f is None else [f] for f in v.features.of(
-            np.array([v.faiss_id_of(i) if v.faiss_id_of(i) is not None else -1 for i in protocol.query_ids]))]
+        faiss_ids = [v.faiss_id_of(i) for i in protocol.query_ids]
+        views = stored_views(v, np.array([-1 if f is None else f for f in faiss_ids]))
     else:
         views = [_image_views(store, uri, v.features.settings) for uri in protocol.query_uris]
     hits = search_vectors(v, protocol.queries, depth, v.default_params, verification=Verification(views))

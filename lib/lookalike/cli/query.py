@@ -120,7 +120,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_search(args: argparse.Namespace) -> str:
     from lookalike.retrieval.limits import DEFAULT_SHORTLIST
-    from lookalike.retrieval.query import Verification, params_for, search_vectors, vectors_of_ids
+    from lookalike.retrieval.query import Verification, params_for, search_vectors, stored_views, vectors_of_ids
     from lookalike.serve.worker import ServedIndex
     if not args.images and not args.ids:
         raise ConfigError("give query images (paths or URIs) and/or --id IMAGE_ID")
@@ -144,7 +144,7 @@ def run_search(args: argparse.Namespace) -> str:
                                   verification=views and Verification(views, shortlist))
     if args.ids:
         vectors, faiss_ids = vectors_of_ids(version, args.ids)
-        views = [None if f is None else [f] for f in version.features.of(faiss_ids)] if verify else None
+        views = stored_views(version, faiss_ids) if verify else None
         labels += args.ids
         results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,
                                   verification=views and Verification(views, shortlist))

@@ -140,6 +140,12 @@ def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarra
     return mask
 
 
+def stored_views(version: IndexVersion, faiss_ids: np.ndarray) -> list[list[LocalFeatures] | None]:
+    """Catalogue images as queries (-1: none): their stored features as their one view (no mirror view: a
+    mirrored copy in the catalogue is found by its own mirror view when it is the query)."""
+    return [None if f is None else [f] for f in version.features.of(np.asarray(faiss_ids, dtype=np.int64))]
+
+
 def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: SearchParams | None = None,
                    filters: Mapping[str, Any] | None = None, exclude: np.ndarray | None = None,
                    exact_filter_limit: int = EXACT_FILTER_LIMIT, limits: QueryLimits = DEFAULT_LIMITS,

@@ -27,6 +27,7 @@ from lookalike.retrieval.query import (
     as_queries,
     params_for,
     search_vectors,
+    stored_views,
 )
 from lookalike.serve.api_models import SearchOptions
 from lookalike.serve.uri_policy import UriAllowList, read_options
@@ -114,12 +115,8 @@ def image_views(v: IndexVersion, options: SearchOptions, embedder, images: list[
     return embedder.views(images, v.features.settings) if verifies(v, options) else None
 
 
-def stored_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:
-    """Catalogue images as queries: their stored features (no mirror view: a mirrored copy in the catalogue
-    is found by its own features' mirror when it is the query)."""
-    if not verifies(v, options):
-        return None
-    return [None if f is None else [f] for f in v.features.of(faiss_ids)]
+def id_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:
+    return stored_views(v, faiss_ids) if verifies(v, options) else None
 
 
 def params_of(v: IndexVersion, options: SearchOptions) -> SearchParams:

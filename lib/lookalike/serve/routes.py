@@ -31,7 +31,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.context import RequestContext, image_views, stored_views
+from lookalike.serve.context import RequestContext, id_views, image_views
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
 
@@ -87,7 +87,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
         def work() -> Response:
             vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
-                                   views=stored_views(v, body, faiss_ids))
+                                   views=id_views(v, body, faiss_ids))
         return await ctx.in_thread(work)
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
