@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +19,7 @@ from lookalike.core.layout import JoinLayout, features_part_of
 from lookalike.core.store import Store
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.embed.versions import read_vectors
+from lookalike.index.augment import exact_index
 from lookalike.index.features import read_features_part
 from lookalike.index.reader import load_index_version
 from lookalike.index.search import SearchParams, search
@@ -61,9 +61,7 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
     tables = [source.read_part(p, [c for c in store.read_parquet_schema(p).names if c != "embedding"])
               for p in source.parts]
     table = pa.concat_tables(tables).combine_chunks()
-    flat = faiss.IndexFlatL2(source.dim)  # unit vectors: L2 ranks as cosine does, and search() reports cosines
-    for p in source.parts:
-        flat.add(read_vectors(store, p))
+    flat = exact_index(store_url, options_json, name, version)
 
     def search_exact(queries: np.ndarray, k: int, params: SearchParams):
         return search(flat, queries, k, params)
