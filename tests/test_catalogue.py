@@ -11,9 +11,13 @@ from lookalike.embed.catalogue import CatalogueError, load_catalogue
 def test_folder_listing_is_recursive_with_relative_ids(image_set):
     root, expected = image_set
     table = load_catalogue(str(root))
-    assert table.column_names == ["image_id", "uri"]
+    assert table.column_names == ["image_id", "uri", "source_tag", "listed_sha256"]
     assert table["image_id"].to_pylist() == sorted(expected)
     assert table["uri"][0].as_py() == f"{root}/{sorted(expected)[0]}"
+    # Each image's listing entry, from the same calls: its mtime and size (what a night compares).
+    first = root / sorted(expected)[0]
+    kind, mtime, size = table["source_tag"][0].as_py().split(":")
+    assert (kind, float(mtime), int(size)) == ("mtime", first.stat().st_mtime, first.stat().st_size)
 
 
 def test_s3_prefix_listing(s3_store, image_set):
@@ -23,6 +27,7 @@ def test_s3_prefix_listing(s3_store, image_set):
     table = load_catalogue(f"{s3_store.url}/images", s3_store.options)
     assert table["image_id"].to_pylist() == sorted(expected)
     assert table["uri"][0].as_py().startswith(f"{s3_store.url}/images/")
+    assert all(tag.startswith("etag:") for tag in table["source_tag"].to_pylist())
 
 
 def test_table_input_carries_metadata_and_keeps_string_ids(tmp_path):
@@ -34,8 +39,9 @@ def test_table_input_carries_metadata_and_keeps_string_ids(tmp_path):
     pq.write_table(pa.table({"uri": ["/x/b.png", "/x/a.png"], "image_id": ["b", "a"], "owner": ["p", "q"]}),
                    tmp_path / "images.parquet")
     table = load_catalogue(str(tmp_path / "images.parquet"))
-    assert table.column_names == ["image_id", "uri", "owner"]
-    assert table.to_pydict() == {"image_id": ["a", "b"], "uri": ["/x/a.png", "/x/b.png"], "owner": ["q", "p"]}
+    assert table.column_names == ["image_id", "uri", "owner", "source_tag", "listed_sha256"]
+    assert table.to_pydict() == {"image_id": ["a", "b"], "uri": ["/x/a.png", "/x/b.png"], "owner": ["q", "p"],
+                                 "source_tag": [None, None], "listed_sha256": [None, None]}  # nothing vouched for
 
 
 @pytest.mark.parametrize("rows, message", [

@@ -97,6 +97,10 @@ def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_
     rc, same = run_cli(reindex_args(images, url, options), capsys)
     assert rc == 0, same
     assert same["status"] == "unchanged" and same["images"]["embedded"] == 0
+    # Nothing was read but the two unusable files, which are tried again every night.
+    assert {k: same["reading"][k] for k in ("listed", "unchanged_by_listing", "read", "hashed", "change_detection")} \
+        == {"listed": 42, "unchanged_by_listing": 40, "read": 2, "hashed": 2, "change_detection": "listing"}
+    assert same["reading"]["bytes_read"] == len(broken_images()["truncated.jpg"][0])  # and the empty one
     assert publish.latest_version(store, NAME) == v1
 
     # The night's changes: two new images, one changed (now a crop of another photo), one removed.
@@ -113,6 +117,10 @@ def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_
     assert (night["images"]["new"], night["images"]["changed"], night["images"]["removed"],
             night["images"]["embedded"], night["images"]["indexed"]) == (2, 1, 1, 3, 41)
     assert night["index"]["build_mode"] == "incremental", night["index"]["reason"]
+    assert (night["reading"]["unchanged_by_listing"], night["reading"]["read"]) == (38, 5)
+    assert night["memory"]["worker_peak_rss_mb"] > 0 and set(night["embed_timings"]) == {"list_s", "plan_s", "tasks_s"}
+    assert "changes found by the listing: 38 unchanged by the listing, 5 read" in \
+        store.read_text(f"reindex/{NAME}/{night['run_id']}/summary.txt")
     assert night["latest"] == {"before": v1, "after": publish.latest_version(store, NAME)}
     assert night["latest"]["after"] != v1
 

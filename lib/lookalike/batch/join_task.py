@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lookalike.core.layout import JoinLayout, features_part_of
+from lookalike.core.schemas import row_columns
 from lookalike.core.store import Store
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.embed.versions import read_vectors
@@ -58,7 +59,7 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
             lambda rows: v.features.of(np.where(rows >= 0, faiss_of_row[np.maximum(rows, 0)], -1)))
         return Base(v.ids["image_id"], meta, search_index, features)
     source = open_embeddings(store, name, version)
-    tables = [source.read_part(p, [c for c in store.read_parquet_schema(p).names if c != "embedding"])
+    tables = [source.read_part(p, row_columns(store.read_parquet_schema(p).names))
               for p in source.parts]
     table = pa.concat_tables(tables).combine_chunks()
     flat = exact_index(store_url, options_json, name, version)
@@ -98,7 +99,7 @@ class JoinTask:
         base = open_base(self.store_url, self.options_json, self.base_kind, self.base_name, self.base_version)
         queries = open_embeddings(store, self.query_fingerprint, self.query_run)
         key = self.query_parts[task]
-        columns = [c for c in store.read_parquet_schema(key).names if c != "embedding"]
+        columns = row_columns(store.read_parquet_schema(key).names)
         query_table = queries.read_part(key, columns if self.with_metadata else ["image_id"])
         vectors = read_vectors(store, key)
         load_s = time.perf_counter() - started

@@ -6,14 +6,13 @@ import argparse
 import json
 
 from lookalike.cli.args import (
-    add_local_features_arg,
     add_master_arg,
     add_model_args,
     add_spark_args,
     add_store_args,
     parse_bytes,
 )
-from lookalike.cli.embed import embed_config
+from lookalike.cli.embed import add_embedding_args, embed_config
 from lookalike.cli.index import build_index_config
 from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
 from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
@@ -40,12 +39,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                    help="index unwhitened vectors")
     p.add_argument("--whiten-sample", type=int, default=SAMPLE_IMAGES, metavar="IMAGES",
                    help=f"images embedded unwhitened to learn the whitening from (default {SAMPLE_IMAGES:,})")
-    embed = p.add_argument_group("embedding")
-    embed.add_argument("--images-per-task", type=int, default=500)
-    embed.add_argument("--batch-size", type=int, default=32)
-    embed.add_argument("--io-threads", type=int, default=2)
-    embed.add_argument("--max-error-rate", type=float, default=0.05)
-    add_local_features_arg(embed)
+    add_embedding_args(p.add_argument_group("embedding"))
     index = p.add_argument_group("index")
     index.add_argument("--memory-budget", type=parse_bytes, default="4GiB")
     index.add_argument("--factory", default=None)

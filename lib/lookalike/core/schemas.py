@@ -10,18 +10,28 @@ SCHEMA_VERSION = 1
 
 # Columns the pipeline owns; every other column of the images table is metadata, carried through.
 CORE_EMBEDDING_COLUMNS = ("image_id", "uri", "content_sha256", "width", "height", "embedding")
-RESERVED_COLUMNS = frozenset(CORE_EMBEDDING_COLUMNS) | {"stage", "error_kind", "message", "task"}
+# source_tag: what the listing said about the bytes embedded (embed.source_tags), on parts written since it
+# existed; optional for readers, and not a metadata column of hits.
+SOURCE_TAG_COLUMN = "source_tag"
+RESERVED_COLUMNS = frozenset(CORE_EMBEDDING_COLUMNS) | {"stage", "error_kind", "message", "task",
+                                                        SOURCE_TAG_COLUMN, "listed_sha256"}
 
 
 class SchemaError(InputError):
     """An artefact does not have the schema this version of lookalike reads."""
 
 
+def row_columns(names: list[str]) -> list[str]:
+    """The columns of an embeddings part that describe its images (ids, uri, hash, size, metadata): all but the
+    vector and the pipeline's own bookkeeping. What an index's ids table and a join's output carry."""
+    return [n for n in names if n not in ("embedding", SOURCE_TAG_COLUMN)]
+
+
 def embedding_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), dim)
 
 
-def embeddings_schema(dim: int, metadata: pa.Schema | None = None) -> pa.Schema:
+def embeddings_schema(dim: int, metadata: pa.Schema | None = None, source_tags: bool = False) -> pa.Schema:
     fields = [
         pa.field("image_id", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
@@ -30,6 +40,8 @@ def embeddings_schema(dim: int, metadata: pa.Schema | None = None) -> pa.Schema:
         pa.field("height", pa.int32(), nullable=False),
         pa.field("embedding", embedding_type(dim), nullable=False),
     ]
+    if source_tags:
+        fields.append(pa.field(SOURCE_TAG_COLUMN, pa.string()))
     fields += list(metadata or [])
     return pa.schema(fields, metadata={b"lookalike.schema_version": str(SCHEMA_VERSION).encode()})
 

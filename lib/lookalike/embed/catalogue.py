@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from lookalike.core.errors import InputError
 from lookalike.core.schemas import RESERVED_COLUMNS
 from lookalike.core.store import filesystem, with_retries
+from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG, listing_tag, table_tags
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 TABLE_EXTENSIONS = (".parquet", ".pq", ".csv")
@@ -24,34 +25,52 @@ class CatalogueError(InputError):
 
 
 def load_catalogue(images: str, options: Mapping[str, Any] | None = None) -> pa.Table:
-    """An images table with `image_id`, `uri` and any metadata columns, sorted by image_id.
+    """An images table with `image_id`, `uri`, `source_tag`, `listed_sha256` and any metadata columns, sorted by
+    image_id.
 
-    `images` is a folder or prefix URL (listed recursively for image extensions; image_id is the path
-    relative to it) or a .parquet/.csv table with `image_id` and `uri` columns (other columns are
-    metadata and are carried through to every output).
+    `images` is a folder or prefix URL (listed recursively for image extensions, with each object's details:
+    image_id is the path relative to it, `source_tag` what the listing says about its bytes) or a .parquet/.csv
+    table with `image_id` and `uri` columns, and optionally `etag`, `version` or `content_sha256` columns that
+    are trusted the same way (other columns are metadata and are carried through to every output).
     """
-    is_table = images.lower().endswith(TABLE_EXTENSIONS)
-    return validate(_read_table(images, options) if is_table else _list_folder(images, options), images)
+    if images.lower().endswith(TABLE_EXTENSIONS):
+        table = validate(_read_table(images, options), images)
+        tags, hashes = table_tags(table, images)
+        table = table.drop_columns([c for c in ("content_sha256",) if c in table.column_names])
+    else:
+        table, tags = _list_folder(images, options)
+        table = validate(table, images)  # sorted by image_id, as the listing's tags already are
+        hashes = pa.nulls(table.num_rows, pa.string())
+    return table.append_column(SOURCE_TAG, tags).append_column(LISTED_SHA, hashes)
 
 
-def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> pa.Table:
+def as_images_table(catalogue: pa.Table) -> pa.Table:
+    """A loaded catalogue (or a slice of it) as an images table that load_catalogue reads back: its columns
+    without the listing's own."""
+    return catalogue.drop_columns([c for c in (SOURCE_TAG, LISTED_SHA) if c in catalogue.column_names])
+
+
+def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> tuple[pa.Table, pa.Array]:
     fs, root = filesystem(root_url, options)
     root = root.rstrip("/")
     try:
         if not with_retries(lambda: fs.isdir(root), f"stat {root_url}"):
             raise CatalogueError(f"images root {root_url} is not a folder or prefix (or is unreachable): "
                                  "give a folder URL or a .parquet/.csv images table")
-        paths = with_retries(lambda: fs.find(root, withdirs=False), f"list {root_url}")
+        # With details in the same calls: size, mtime and the ETag/version where the store has them.
+        listed = with_retries(lambda: fs.find(root, withdirs=False, detail=True), f"list {root_url}")
     except CatalogueError:
         raise
     except Exception as e:
         raise CatalogueError(f"cannot list images root {root_url}: {type(e).__name__}: {e}") from e
-    paths = sorted(p for p in paths if posixpath.splitext(p)[1].lower() in IMAGE_EXTENSIONS)
+    paths = sorted(p for p in listed if posixpath.splitext(p)[1].lower() in IMAGE_EXTENSIONS)
     if not paths:
         raise CatalogueError(f"no images under {root_url} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     base = root_url.rstrip("/")
     rel = [posixpath.relpath(p, root) for p in paths]
-    return pa.table({"image_id": rel, "uri": [f"{base}/{r}" for r in rel]})
+    # relpath keeps the sorted order of the paths, so the tags stay aligned once validate sorts by image_id.
+    return (pa.table({"image_id": rel, "uri": [f"{base}/{r}" for r in rel]}),
+            pa.array([listing_tag(listed[p]) for p in paths], pa.string()))
 
 
 def _read_table(url: str, options: Mapping[str, Any] | None) -> pa.Table:
@@ -75,7 +94,8 @@ def validate(table: pa.Table, source: str) -> pa.Table:
     missing = [c for c in ("image_id", "uri") if c not in table.column_names]
     if missing:
         raise CatalogueError(f"images table {source} lacks column(s) {missing}; it has {table.column_names}")
-    reserved = sorted(set(table.column_names) & (RESERVED_COLUMNS - {"image_id", "uri"}))
+    # content_sha256 is the one pipeline column a table may bring: a hash it vouches for (see source_tags).
+    reserved = sorted(set(table.column_names) & (RESERVED_COLUMNS - {"image_id", "uri", "content_sha256"}))
     if reserved:
         raise CatalogueError(f"images table {source} has column(s) {reserved} that lookalike writes itself: "
                              "rename them")

@@ -22,12 +22,14 @@ class EmbedConfig:
     master: str | None = "local[*]"      # a Spark master URL, "in-process", or None: spark-submit's
     storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options for s3:// etc.
     images_per_task: int = 500
-    batch_size: int = 32
+    batch_size: int | None = None       # images per forward pass; None: 8 on a CPU, 64 on a GPU (engine)
     io_threads: int = 2
     max_error_rate: float = 0.05
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     incremental: bool = True             # carry over vectors of content already embedded by this model
+    rehash: bool = False                 # read and hash every image, trusting no listing (a weekly check)
+    images_in_flight: int | None = None  # per task: read/decoded/batched at once (None: the engine's default)
     # Keypoints beside each vector, for geometric verification of searches by image (None: vectors only).
     local_features: FeatureSettings | None = field(default_factory=FeatureSettings)
     progress: bool = False
@@ -42,10 +44,13 @@ class EmbedConfig:
             raise ConfigError(f"run_id {self.run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
         if self.images_per_task < 1:
             raise ConfigError(f"images_per_task must be >= 1, got {self.images_per_task}")
-        if self.batch_size < 1 or self.io_threads < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.io_threads < 1:
             raise ConfigError("batch_size and io_threads must be >= 1")
         if not 0.0 <= self.max_error_rate <= 1.0:
             raise ConfigError(f"max_error_rate is a fraction in [0, 1], got {self.max_error_rate}")
+        if self.images_in_flight is not None and self.images_in_flight < (self.batch_size or 1):
+            raise ConfigError(f"images_in_flight ({self.images_in_flight}) must be at least batch_size "
+                              f"({self.batch_size}): a batch is made of images in flight")
         if self.max_bytes < 1 or self.max_pixels < 1:
             raise ConfigError("max_bytes and max_pixels must be >= 1")
 

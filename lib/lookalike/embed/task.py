@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import resource
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -9,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from lookalike.core.errors import ArtefactError
@@ -17,13 +18,15 @@ from lookalike.core.layout import EmbeddingsLayout, features_part_of
 from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema, features_schema
 from lookalike.core.spark import task_resources
 from lookalike.core.store import Store
+from lookalike.embed.carry import CarryLookup
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.engine import Embedded, EmbeddingEngine, Failed, Known
+from lookalike.embed.plan import CARRY_PART, CARRY_ROW, CARRY_SHA, PLAN_COLUMNS, PREVIOUS_SHA
 from lookalike.embed.provenance import Provenance
+from lookalike.embed.source_tags import SOURCE_TAG
 from lookalike.model.loading import cached_model, pick_device
 
-PREVIOUS_SHA = "previous_content_sha256"
-PLAN_COLUMNS = ("image_id", "uri", "task", PREVIOUS_SHA)
+Location = tuple[str, int]  # (part key, row) of a vector in the previous version
 
 
 @dataclass(frozen=True)
@@ -52,33 +55,36 @@ class EmbedTask:
                              model.dim, self.config.model)
         planned.check_model(model.fingerprint_id, "executors must see the same weights as the driver",
                             user="this executor's model")
-        carry = store.read_parquet(layout.carry) if self.has_carry else None
-        known = frozenset(carry["content_sha256"].to_pylist()) if carry is not None else frozenset()
-
+        carry = CarryLookup(store, layout.carry) if self.has_carry else None
         engine = EmbeddingEngine(model, device, self.config.batch_size, self.config.io_threads,
                                  self.config.max_bytes, self.config.max_pixels, self.config.storage_options,
-                                 self.config.local_features)
+                                 self.config.local_features, self.config.images_in_flight)
         bar = _progress_bar(plan.num_rows, task) if self.show_progress else None
-        results = list(engine.run(plan["uri"].to_pylist(), known, (lambda _: bar.update()) if bar else None))
+        results, locations, read = _results(plan, engine, carry, (lambda _: bar.update()) if bar else None)
         if bar:
             bar.close()
 
         ok = sorted((r for r in results if not isinstance(r, Failed)), key=lambda r: r.index)
         failed = sorted((r for r in results if isinstance(r, Failed)), key=lambda r: r.index)
-        vectors, widths, heights = _vectors_for(ok, carry, store, model.dim)
+        vectors, widths, heights = _vectors_for(ok, locations, store, model.dim)
         metadata = plan.drop_columns([c for c in PLAN_COLUMNS if c in plan.column_names])
         shard = _embeddings_table(plan, ok, vectors, widths, heights, metadata, model.dim)
         errors = _errors_table(plan, failed, metadata)
         features_part = None
         if self.config.local_features:
-            features = _features_table(ok, _carried_features(ok, carry, store), shard)
+            features = _features_table(ok, _carried_features(ok, locations, store), shard)
             features_part = {"key": layout.features_part(task), "rows": features.num_rows,
                              "bytes": store.write_parquet(layout.features_part(task), features)}
         shard_bytes = store.write_parquet(layout.part(task), shard)
         errors_bytes = store.write_parquet(layout.errors_part(task), errors)
+        carried = sum(isinstance(r, Known) for r in results)
         marker = {
             "task": task, "images": plan.num_rows, "rows": shard.num_rows, "errors": errors.num_rows,
-            "embedded": engine.stats.embedded, "carried": engine.stats.known, **_id_changes(plan, ok),
+            "embedded": engine.stats.embedded, "carried": carried, **_id_changes(plan, ok),
+            # What finding the changes cost this task: objects read, their bytes, hashes computed.
+            "read": read, "bytes_read": engine.stats.bytes_read, "hashed": engine.stats.hashed,
+            "carried_by_hash": engine.stats.known, "carry_row_groups_read": carry.row_groups_read if carry else 0,
+            "worker_peak_rss_mb": _peak_rss_mb(),
             "part": {"key": layout.part(task), "rows": shard.num_rows, "bytes": shard_bytes},
             "errors_part": {"key": layout.errors_part(task), "rows": errors.num_rows, "bytes": errors_bytes},
             **({"features_part": features_part} if features_part else {}),
@@ -89,10 +95,42 @@ class EmbedTask:
         return marker
 
 
+def _results(plan: pa.Table, engine: EmbeddingEngine, carry: CarryLookup | None, on_result
+             ) -> tuple[list, dict[int, Location], int]:
+    """Every plan row's result (by plan row index), where each Known one's vector is, and how many were read.
+
+    Rows the plan carries are Known without a read; the others go through the engine, whose Known results (bytes
+    already embedded under another id or tag) are located in the carry index.
+    """
+    carried_sha = plan[CARRY_SHA].to_pylist()
+    parts, rows = plan[CARRY_PART].to_pylist(), plan[CARRY_ROW].to_pylist()
+    results: list = []
+    locations: dict[int, Location] = {}
+    to_read = []
+    for i, sha in enumerate(carried_sha):
+        if sha is None:
+            to_read.append(i)
+        else:
+            results.append(Known(i, sha))
+            locations[i] = (carry.part_key(parts[i]), rows[i])
+            if on_result:
+                on_result(results[-1])
+    uris = plan["uri"].take(pa.array(to_read, pa.int64())).to_pylist()
+    for r in engine.run(uris, carry if carry is not None else frozenset(), on_result):
+        r = dataclasses.replace(r, index=to_read[r.index])
+        if isinstance(r, Known):
+            locations[r.index] = carry.locate(r.content_sha256)
+        results.append(r)
+    return results, locations, len(to_read)
+
+
+def _peak_rss_mb() -> int:
+    """This Python worker's peak resident memory so far (Spark reuses a worker for many tasks)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def _id_changes(plan: pa.Table, ok: list) -> dict[str, int]:
     """How many of this task's embedded images are new ids, ids with changed content, or unchanged."""
-    if PREVIOUS_SHA not in plan.column_names:
-        return {}
     previous = plan[PREVIOUS_SHA].to_pylist()
     before = [previous[r.index] for r in ok]
     return {"ids_added": sum(b is None for b in before),
@@ -106,31 +144,29 @@ def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:
     if table.num_rows == 0 or table["task"][0].as_py() != task:
         raise ArtefactError(f"plan {key}: row group {task} does not hold task {task}; the plan is damaged, "
                            "start a new run id")
+    # A plan written before source tags and listed carry-over: every image is read, as it was planned.
+    for name, kind in ((SOURCE_TAG, pa.string()), (PREVIOUS_SHA, pa.string()), (CARRY_SHA, pa.string()),
+                       (CARRY_PART, pa.int32()), (CARRY_ROW, pa.int64())):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, kind))
     return table
 
 
-def _vectors_for(ok: list, carry: pa.Table | None, store: Store, dim: int):
+def _vectors_for(ok: list, locations: dict[int, Location], store: Store, dim: int):
     """Vectors for embedded rows from the engine, for known content from the previous version's shards."""
     vectors = np.empty((len(ok), dim), dtype=np.float32)
     widths = np.empty(len(ok), dtype=np.int32)
     heights = np.empty(len(ok), dtype=np.int32)
     wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)  # previous part -> (row there, row here)
-    known = [i for i, r in enumerate(ok) if isinstance(r, Known)]
     for i, r in enumerate(ok):
         if isinstance(r, Embedded):
             vectors[i], widths[i], heights[i] = r.vector, r.width, r.height
-    if known:
-        # Only this task's hashes are looked up (vectorised): the carry table spans the whole catalogue.
-        hashes = pa.array([ok[i].content_sha256 for i in known], pa.string())
-        at = pc.index_in(hashes, value_set=carry["content_sha256"]).to_numpy(zero_copy_only=False)
-        parts = carry["part"].take(pa.array(at, pa.int64())).to_pylist()
-        rows = carry["row"].take(pa.array(at, pa.int64())).to_pylist()
-        for i, part, row in zip(known, parts, rows, strict=True):
+        else:
+            part, row = locations[r.index]
             wanted[part].append((row, i))
     for part, pairs in wanted.items():
         prev = store.read_parquet(part, ["embedding", "width", "height"])
-        rows = pa.array([p[0] for p in pairs], pa.int64())
-        taken = prev.take(rows)
+        taken = prev.take(pa.array([p[0] for p in pairs], pa.int64()))
         here = [p[1] for p in pairs]
         vectors[here] = taken["embedding"].combine_chunks().values.to_numpy().reshape(-1, dim)
         widths[here] = taken["width"].to_numpy()
@@ -138,18 +174,14 @@ def _vectors_for(ok: list, carry: pa.Table | None, store: Store, dim: int):
     return vectors, widths, heights
 
 
-def _carried_features(ok: list, carry: pa.Table | None, store: Store) -> dict[int, tuple[int, bytes, bytes]]:
+def _carried_features(ok: list, locations: dict[int, Location], store: Store) -> dict[int, tuple[int, bytes, bytes]]:
     """Features of known content, from the previous version's features parts (row-aligned with its embeddings
-    parts, which the carry table points into): result position -> (keypoints, xy, descriptors)."""
-    known = [i for i, r in enumerate(ok) if isinstance(r, Known)]
-    if not known:
-        return {}
-    hashes = pa.array([ok[i].content_sha256 for i in known], pa.string())
-    at = pa.array(pc.index_in(hashes, value_set=carry["content_sha256"]).to_numpy(zero_copy_only=False), pa.int64())
+    parts): result position -> (keypoints, xy, descriptors)."""
     wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for i, part, row in zip(known, carry["part"].take(at).to_pylist(), carry["row"].take(at).to_pylist(),
-                            strict=True):
-        wanted[features_part_of(part)].append((row, i))
+    for i, r in enumerate(ok):
+        if isinstance(r, Known):
+            part, row = locations[r.index]
+            wanted[features_part_of(part)].append((row, i))
     out = {}
     for part, pairs in wanted.items():
         taken = store.read_parquet(part, ["keypoints", "xy", "descriptors"]).take(pa.array([p[0] for p in pairs]))
@@ -187,9 +219,10 @@ def _embeddings_table(plan: pa.Table, ok: list, vectors: np.ndarray, widths, hei
         "height": pa.array(heights, pa.int32()),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
         if len(ok) else pa.array([], embedding_type(dim)),
+        SOURCE_TAG: plan[SOURCE_TAG].take(idx),  # what the listing said of these bytes: the next night compares
     }
     columns.update({name: metadata[name].take(idx) for name in metadata.column_names})
-    return pa.Table.from_pydict(columns, schema=embeddings_schema(dim, metadata.schema))
+    return pa.Table.from_pydict(columns, schema=embeddings_schema(dim, metadata.schema, source_tags=True))
 
 
 def _errors_table(plan: pa.Table, failed: list[Failed], metadata: pa.Table) -> pa.Table:

@@ -18,16 +18,17 @@ from lookalike.core.errors import ConfigError, InputError, JobFailed
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.logs import run_context
 from lookalike.core.manifest import new_manifest
+from lookalike.core.schemas import row_columns
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
-from lookalike.embed.versions import EmbeddingsVersion, open_ref
+from lookalike.embed.versions import EmbeddingsVersion, open_ref, read_vectors
 from lookalike.index import publish
 from lookalike.index.choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index.features import write_version_features
 from lookalike.index.incremental import try_update
 from lookalike.index.publish import write_file
 from lookalike.index.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
-from lookalike.index.search import deserialize, serialize
+from lookalike.index.search import deserialize, serialize, write_exact_scorer
 from lookalike.index.tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Built:
     how it was made."""
 
     index: faiss.Index
-    vectors: np.ndarray | None   # the re-scoring vectors (row = faiss id); dropped once spilled to disk
+    vectors_path: str            # the re-scoring vectors (row = faiss id), a float16 .npy on local disk
     row_to_faiss: np.ndarray     # faiss id of every row of the source version
     training: dict[str, Any]
     trained_bytes: bytes
@@ -128,11 +129,11 @@ def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: d
     held_out = _timed(timings, "scan_s", scan, config, plan)
     with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
         built = build_or_update(config, plan, timings, tmp)
-        vectors_path = _spill_vectors(built, tmp)
-        measured = _timed(timings, "recall_s", measure, config, plan, built, held_out,
-                          np.load(vectors_path, mmap_mode="r"))
+        exact = write_exact_scorer(np.load(built.vectors_path, mmap_mode="r"), os.path.join(tmp, "exact.faiss"))
+        measured = _timed(timings, "recall_s", measure, config, plan, built, held_out, exact)
+        del exact
         _gate(config, plan, built, measured)
-        files = _write_files(plan, built, vectors_path, tmp)
+        files = _write_files(plan, built, tmp)
     timings["total_s"] = round(time.perf_counter() - started, 3)
     manifest = _manifest(config, plan, built, measured, files, timings)
     plan.store.write_json(plan.layout.manifest, manifest)  # the commit: the version exists from here
@@ -201,7 +202,7 @@ def build_or_update(config: BuildIndexConfig, plan: BuildPlan, timings: dict[str
     if update is not None and update.index is not None:
         timings["update_s"] = round(time.perf_counter() - t0, 3)
         files = [write_file(plan.store, plan.layout.key(INDEX_FILE), serialize(update.index))]
-        return Built(update.index, update.vectors, update.row_to_faiss, update.training, update.trained_bytes,
+        return Built(update.index, update.vectors_path, update.row_to_faiss, update.training, update.trained_bytes,
                      update.choice, update.trained_ntotal, files, False, update.decision)
     decision = update.decision if update else {
         "incremental": False, "reason": "first build: no LATEST to update" if config.incremental else "full build"}
@@ -224,21 +225,23 @@ def _full_build(config: BuildIndexConfig, plan: BuildPlan, decision: dict[str, A
     index, files, on_disk = _merge(store, layout, trained_bytes, len(plan.parts), choice, plan.n,
                                    config.memory_budget, tmp)
     timings["merge_s"] = round(time.perf_counter() - t0, 3)
-    return Built(index, plan.source.read_rows(np.arange(plan.n), np.float16),
-                 np.arange(plan.n, dtype=np.int64), training, trained_bytes, choice, plan.n, files, on_disk, decision)
+    return Built(index, _stream_vectors(plan, os.path.join(tmp, VECTORS_FILE)), np.arange(plan.n, dtype=np.int64),
+                 training, trained_bytes, choice, plan.n, files, on_disk, decision)
 
 
-def _spill_vectors(built: Built, tmp: str) -> str:
-    """The re-scoring vectors go to local disk now and are mapped back: from here the driver holds them once
-    (inside the sweep's exact scorer) instead of also as an array and as the .npy being written (driver peak at
-    10M × 128: 11.7 GiB before, see bench/ondisk_merge.py)."""
-    path = os.path.join(tmp, VECTORS_FILE)
-    np.save(path, built.vectors.astype(np.float16, copy=False), allow_pickle=False)
-    built.vectors = None
+def _stream_vectors(plan: BuildPlan, path: str) -> str:
+    """The re-scoring vectors (row = faiss id = source row) written into a mapped local .npy one part at a time:
+    the driver holds one part's vectors, never N × d (at 10M × 128 it held 2.4 GiB twice before)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(plan.n, plan.d))
+    for key, start in zip(plan.parts, plan.offsets, strict=True):
+        part = read_vectors(plan.store, key)
+        out[start:start + len(part)] = part
+    out.flush()
+    del out
     return path
 
 
-def measure(config: BuildIndexConfig, plan: BuildPlan, built: Built, held_out: HeldOut, vectors: np.ndarray
+def measure(config: BuildIndexConfig, plan: BuildPlan, built: Built, held_out: HeldOut, exact: faiss.Index
             ) -> Measured:
     """Exact ground truth of the held-out queries (distributed brute force), then the recall/QPS sweep."""
     partial = run_tasks(GroundTruthTask(plan.store, plan.parts, plan.offsets, plan.layout, config.k + 1),
@@ -248,7 +251,7 @@ def measure(config: BuildIndexConfig, plan: BuildPlan, built: Built, held_out: H
     partial = [(dist, np.where(ids >= 0, row_to_faiss[np.maximum(ids, 0)], -1)) for dist, ids in partial]
     query_ids = row_to_faiss[held_out.rows]
     truth = exact_ground_truth(partial, query_ids, config.k)
-    table = sweep(built.index, held_out.queries, query_ids, truth, vectors, config.k, built.choice)
+    table = sweep(built.index, held_out.queries, query_ids, truth, exact, config.k, built.choice)
     return Measured(table, choose_operating_point(table, config.target_recall))
 
 
@@ -261,13 +264,14 @@ def _gate(config: BuildIndexConfig, plan: BuildPlan, built: Built, measured: Mea
                            "better --factory, or --force to publish anyway")
 
 
-def _write_files(plan: BuildPlan, built: Built, vectors_path: str, tmp: str) -> list[dict[str, Any]]:
+def _write_files(plan: BuildPlan, built: Built, tmp: str) -> list[dict[str, Any]]:
     """The rest of the version's files (the index files are written already); the manifest comes after them."""
     store, layout = plan.store, plan.layout
+    ids_path = _write_ids(plan, built.row_to_faiss, os.path.join(tmp, IDS_FILE))
     return [*built.files,
-            publish.upload_file(store, layout.key(VECTORS_FILE), vectors_path),
+            publish.upload_file(store, layout.key(VECTORS_FILE), built.vectors_path),
             write_file(store, layout.key(TRAINED_FILE), built.trained_bytes),
-            write_file(store, layout.key(IDS_FILE), _ids_parquet(plan.source, plan.parts, built.row_to_faiss)),
+            publish.upload_file(store, layout.key(IDS_FILE), ids_path),
             *write_version_features(store, layout, plan.source, plan.parts, built.row_to_faiss, tmp)]
 
 
@@ -333,13 +337,20 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
     return faiss.read_index(index_path, faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
 
 
-def _ids_parquet(source: EmbeddingsVersion, parts: tuple[str, ...], row_to_faiss: np.ndarray) -> bytes:
-    """faiss_id → image_id, uri, content_sha256, width, height and the metadata columns, sorted by faiss id:
-    what a query worker returns with each hit and filters on."""
-    columns = [c for c in source.layout.store.read_parquet_schema(parts[0]).names if c != "embedding"] \
-        if parts else ["image_id", "uri", "content_sha256"]
-    ids = pa.concat_tables([source.read_part(p, columns) for p in parts])
-    ids = ids.add_column(0, "faiss_id", pa.array(row_to_faiss, pa.int64())).sort_by("faiss_id")
-    sink = pa.BufferOutputStream()
-    pq.write_table(ids, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+def _write_ids(plan: BuildPlan, row_to_faiss: np.ndarray, path: str) -> str:
+    """ids.parquet: faiss_id → image_id, uri, content_sha256, width, height and the metadata columns, what a query
+    worker returns with each hit and filters on; written one part at a time (rows in the source's order, which
+    is faiss id order for a full build; readers map faiss ids to rows, IndexVersion.row_of_faiss)."""
+    columns = row_columns(plan.store.read_parquet_schema(plan.parts[0]).names)
+    writer = None
+    try:
+        for key, start in zip(plan.parts, plan.offsets, strict=True):
+            table = plan.source.read_part(key, columns)
+            table = table.add_column(0, "faiss_id", pa.array(row_to_faiss[start:start + table.num_rows], pa.int64()))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return path

@@ -1,8 +1,15 @@
 """Nightly incremental update: reuse LATEST's trained index, drop the ids of removed or changed images, add
-the new ones under fresh ids — when a drift check says the trained quantizer still fits the data."""
+the new ones under fresh ids — when a drift check says the trained quantizer still fits the data.
+
+What the driver holds does not grow with the catalogue beyond the index itself: LATEST's vectors stay mapped and
+the new version's are written into a mapped file; images are matched on their ids and a 64-bit prefix of their
+content hashes (not on joined strings of both), so 10M images cost ~0.5 GB of keys instead of ~2 GB.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,13 +17,14 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from lookalike.core.layout import TRAINED_FILE, IndexLayout
+from lookalike.core.layout import IDS_FILE, INDEX_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.store import Store
 from lookalike.embed.versions import EmbeddingsVersion
 from lookalike.index.choice import IndexChoice
-from lookalike.index.publish import latest_version
-from lookalike.index.reader import IndexVersion, load_index_version
+from lookalike.index.publish import latest_version, open_version
+from lookalike.index.reader import fetch_version
 from lookalike.index.search import deserialize
 from lookalike.index.tasks import training_fit
 
@@ -35,17 +43,62 @@ class Update:
     added_ids: np.ndarray      # the faiss ids they get
 
 
-def plan_update(previous: IndexVersion, keys: pa.Table) -> Update:
+@dataclass
+class Latest:
+    """LATEST as an update needs it: its index in memory (it is edited), its vectors mapped, its ids' keys."""
+
+    manifest: dict[str, Any]
+    index: faiss.Index
+    vectors: np.ndarray      # float16, row = faiss id, memory-mapped
+    ids: pa.Table            # faiss_id, image_id, content_sha256
+
+
+def open_latest(store: Store, name: str, cache_dir: str) -> Latest:
+    manifest = open_version(store, name, latest_version(store, name))
+    local = fetch_version(store, manifest, cache_dir)
+    return Latest(manifest, faiss.read_index(os.path.join(local, INDEX_FILE)),
+                  np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r", allow_pickle=False),
+                  pq.read_table(os.path.join(local, IDS_FILE), columns=["faiss_id", "image_id", "content_sha256"]))
+
+
+def content_keys(hashes: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Each content hash folded to 64 bits, the same for the same string whatever array it sits in: the XOR of a
+    hex SHA-256's four 64-bit words (vectorised), BLAKE2b-64 of any other string. What an update compares an id's
+    old and new content by: different contents collide with probability 2⁻⁶⁴, and only two contents of the same
+    image id are ever compared."""
+    column = hashes.combine_chunks() if isinstance(hashes, pa.ChunkedArray) else hashes
+    n = len(column)
+    keys = np.zeros(n, dtype=np.uint64)
+    if not n:
+        return keys
+    offsets = np.frombuffer(column.buffers()[1], np.int32, n + 1, column.offset * 4).astype(np.int64)
+    data = np.frombuffer(column.buffers()[2], np.uint8)
+    hexlike = (np.diff(offsets) == 64) & column.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(hexlike)
+    chars = data[offsets[rows][:, None] + np.arange(64)].reshape(len(rows), 4, 16)
+    is_hex = ((chars >= ord("0")) & (chars <= ord("9")) | (chars >= ord("a")) & (chars <= ord("f"))).all(axis=(1, 2))
+    nibbles = np.where(chars >= ord("a"), chars - (ord("a") - 10), chars - ord("0")).astype(np.uint64)
+    words = (nibbles << (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))).sum(axis=2, dtype=np.uint64)
+    keys[rows] = np.bitwise_xor.reduce(words, axis=1)
+    hexlike[rows[~is_hex]] = False
+    for i in np.flatnonzero(~hexlike):
+        keys[i] = int.from_bytes(hashlib.blake2b(str(column[int(i)].as_py()).encode(), digest_size=8).digest(),
+                                 "little")
+    return keys
+
+
+def plan_update(previous: Latest, keys: pa.Table) -> Update:
     """keys: image_id, content_sha256 of the new version in row order. An image keeps its faiss id while
     its content is unchanged; changed content is a removal plus an addition."""
     prev = previous.ids
-    prev_key = pc.binary_join_element_wise(prev["image_id"], prev["content_sha256"], "\x00")
-    new_key = pc.binary_join_element_wise(keys["image_id"], keys["content_sha256"], "\x00")
-    found = pc.index_in(new_key, value_set=prev_key)
-    known = found.is_valid().to_numpy(zero_copy_only=False)
+    found = pc.index_in(keys["image_id"], value_set=prev["image_id"])
     position = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    same_id = position >= 0
+    known = same_id.copy()
+    known[same_id] = content_keys(prev["content_sha256"])[position[same_id]] == \
+        content_keys(keys["content_sha256"])[same_id]
     prev_ids = prev["faiss_id"].to_numpy()
-    row_to_faiss = np.full(len(new_key), -1, dtype=np.int64)
+    row_to_faiss = np.full(keys.num_rows, -1, dtype=np.int64)
     row_to_faiss[known] = prev_ids[position[known]]
     added_rows = np.flatnonzero(~known)
     next_id = int(prev_ids.max()) + 1 if len(prev_ids) else 0
@@ -61,10 +114,11 @@ def list_imbalance(index: faiss.Index) -> float:
     return float(ivf.nlist * (sizes ** 2).sum() / max(1.0, sizes.sum()) ** 2)
 
 
-def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, added: np.ndarray, n_new: int,
-                 ) -> tuple[faiss.Index | None, np.ndarray | None, dict[str, Any]]:
-    """Run the drift checks, then update a copy of LATEST's index and vectors. Returns (index, vectors,
-    decision); (None, None, decision) with the reason when the index must be retrained."""
+def apply_update(previous: Latest, trained: faiss.Index, update: Update, added: np.ndarray, n_new: int,
+                 vectors_path: str) -> tuple[faiss.Index | None, dict[str, Any]]:
+    """Run the drift checks, then update LATEST's index (in place: it was read for this) and write the new
+    version's vectors to vectors_path. Returns (index, decision); (None, decision) with the reason when the index
+    must be retrained."""
     training = previous.manifest["training"]
     trained_on = previous.manifest.get("trained_ntotal", previous.manifest["ntotal"])
     checks: dict[str, Any] = {"added": len(update.added_rows), "removed": len(update.removed),
@@ -79,9 +133,9 @@ def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, a
         reasons.append(f"new vectors sit {checks['error_ratio']}× farther from their centroids than the training "
                        f"data (limit {MAX_ERROR_RATIO}×)")
     if reasons:
-        return None, None, {"incremental": False, "reason": "retrained: " + "; ".join(reasons), "checks": checks}
+        return None, {"incremental": False, "reason": "retrained: " + "; ".join(reasons), "checks": checks}
 
-    index = faiss.clone_index(previous.index)
+    index = previous.index
     before = list_imbalance(index)
     if len(update.removed):
         index.remove_ids(faiss.IDSelectorBatch(update.removed))
@@ -89,19 +143,28 @@ def apply_update(previous: IndexVersion, trained: faiss.Index, update: Update, a
         index.add_with_ids(np.ascontiguousarray(added), update.added_ids)
     checks["imbalance_ratio"] = round(list_imbalance(index) / max(1e-9, before), 3)
     if checks["imbalance_ratio"] > MAX_IMBALANCE_RATIO:
-        return None, None, {
+        return None, {
             "incremental": False, "checks": checks,
             "reason": f"retrained: inverted lists became {checks['imbalance_ratio']}× more uneven (limit "
                       f"{MAX_IMBALANCE_RATIO}×)"}
-    # Vectors are stored by faiss id: removed ids leave zero rows until the next retrain compacts them.
-    size = int(max(update.row_to_faiss.max(initial=-1), len(previous.vectors) - 1)) + 1
-    vectors = np.zeros((size, previous.vectors.shape[1]), dtype=np.float16)
-    vectors[: len(previous.vectors)] = previous.vectors
-    vectors[update.removed] = 0
-    vectors[update.added_ids] = added.astype(np.float16)
-    return index, vectors, {"incremental": True, "checks": checks,
-                            "reason": f"reused the trained index of {previous.manifest['version']}: drift within "
-                                      "bounds; removed and added ids only"}
+    _write_vectors(previous.vectors, update, added, vectors_path)
+    return index, {"incremental": True, "checks": checks,
+                   "reason": f"reused the trained index of {previous.manifest['version']}: drift within bounds; "
+                             "removed and added ids only"}
+
+
+def _write_vectors(old: np.ndarray, update: Update, added: np.ndarray, path: str, chunk_rows: int = 1 << 18) -> None:
+    """Vectors are stored by faiss id: LATEST's copied a chunk at a time into a mapped file, removed ids zeroed
+    (they stay as zero rows until the next retrain compacts them), added ids written."""
+    size = int(max(update.row_to_faiss.max(initial=-1), len(old) - 1)) + 1
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(size, old.shape[1]))
+    for start in range(0, len(old), chunk_rows):
+        end = min(start + chunk_rows, len(old))
+        out[start:end] = old[start:end]
+    out[update.removed] = 0
+    out[update.added_ids] = added.astype(np.float16)
+    out.flush()
+    del out
 
 
 @dataclass
@@ -110,7 +173,7 @@ class UpdateOutcome:
 
     decision: dict[str, Any]
     index: faiss.Index | None = None
-    vectors: np.ndarray | None = None
+    vectors_path: str = ""       # the new version's vectors (float16 .npy, row = faiss id) on local disk
     row_to_faiss: np.ndarray | None = None
     training: dict[str, Any] | None = None
     trained_bytes: bytes = b""
@@ -121,10 +184,10 @@ class UpdateOutcome:
 def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsVersion, parts: tuple[str, ...],
                n: int, tmp: str) -> UpdateOutcome | None:
     """Update LATEST when that is possible and the drift checks pass; None when there is no LATEST."""
-    if latest_version(store, name) is None:
+    latest = latest_version(store, name)
+    if latest is None:
         return None
-    previous = load_index_version(store, name, cache_dir=tmp, mmap=False)  # edited below
-    m = previous.manifest
+    m = open_version(store, name, latest)
     why_not = None
     if m["fingerprint_id"] != source.layout.fingerprint_id:
         why_not = f"the model changed ({m['fingerprint_id']} → {source.layout.fingerprint_id})"
@@ -136,13 +199,16 @@ def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsV
         why_not = "LATEST keeps its lists on disk; on-disk lists are rebuilt, not edited"
     if why_not:
         return UpdateOutcome({"incremental": False, "reason": f"retrained: {why_not}"})
+    previous = open_latest(store, name, tmp)
     trained_bytes = store.read_bytes(IndexLayout(store, name, m["version"]).key(TRAINED_FILE))
     keys = pa.concat_tables([source.read_part(p, ["image_id", "content_sha256"]) for p in parts])
     update = plan_update(previous, keys)
+    del keys
     added = source.read_rows(update.added_rows)
-    index, vectors, decision = apply_update(previous, deserialize(trained_bytes), update, added, n)
+    vectors_path = os.path.join(tmp, VECTORS_FILE)
+    index, decision = apply_update(previous, deserialize(trained_bytes), update, added, n, vectors_path)
     decision["from_version"] = m["version"]
-    if not decision["incremental"]:
+    if index is None:
         return UpdateOutcome(decision)
-    return UpdateOutcome(decision, index, vectors, update.row_to_faiss, m["training"], trained_bytes,
+    return UpdateOutcome(decision, index, vectors_path, update.row_to_faiss, m["training"], trained_bytes,
                          IndexChoice(**m["choice"]), m.get("trained_ntotal", m["ntotal"]))

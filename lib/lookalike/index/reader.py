@@ -24,7 +24,7 @@ from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, VECTORS_FI
 from lookalike.core.store import Store
 from lookalike.index.features import VersionFeatures, load_version_features
 from lookalike.index.publish import VersionError, open_version
-from lookalike.index.search import SearchParams, exact_scorer, search
+from lookalike.index.search import SearchParams, exact_scorer, search, write_exact_scorer
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _exact(local: str, vectors: np.ndarray, mmap: bool) -> faiss.Index:
             fd, tmp = tempfile.mkstemp(dir=local, suffix=".part")
             os.close(fd)
             try:
-                faiss.write_index(exact_scorer(vectors), tmp)
+                write_exact_scorer(vectors, tmp)
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):

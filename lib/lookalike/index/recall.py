@@ -11,7 +11,7 @@ import numpy as np
 
 from lookalike.core.errors import JobFailed
 from lookalike.index.choice import IndexChoice
-from lookalike.index.search import SearchParams, exact_scorer, search
+from lookalike.index.search import SearchParams, search
 
 RERANKS = (0, 50, 100, 200)
 
@@ -56,12 +56,11 @@ def nprobe_values(choice: IndexChoice) -> list[int]:
 
 
 def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray,
-          vectors: np.ndarray, k: int, choice: IndexChoice) -> list[dict[str, Any]]:
-    """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rerank); stops raising nprobe once recall
-    with the widest re-scoring stops improving."""
+          exact: faiss.Index, k: int, choice: IndexChoice) -> list[dict[str, Any]]:
+    """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rerank), re-scoring with `exact` (the version's
+    stored vectors as a scorer); stops raising nprobe once recall with the widest re-scoring stops improving."""
     table = []
     last_best = -1.0
-    exact = exact_scorer(vectors)
     reranks = (0,) if choice.is_flat else RERANKS
     for nprobe in nprobe_values(choice):
         best_here = 0.0

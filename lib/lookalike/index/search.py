@@ -123,6 +123,33 @@ def exact_scorer(vectors: np.ndarray) -> faiss.Index:
     return scorer
 
 
+def write_exact_scorer(vectors: np.ndarray, path: str, chunk_rows: int = 65_536) -> faiss.Index:
+    """exact_scorer(vectors) written straight to a file a chunk at a time, then mapped: the scorer never sits in
+    anonymous memory (10M × 512 would be 10 GB), so a driver or worker holds it in the page cache only.
+
+    An fp16 scalar-quantizer index is faiss's header (ntotal at byte 8), the quantizer, then its codes as one
+    length-prefixed byte vector, and fp16 codes are the float16 rows themselves: the file is the empty index's
+    bytes with ntotal and that length set, then the rows. The result is checked against the rows it was made of.
+    """
+    n, d = vectors.shape
+    empty = faiss.serialize_index(faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2))
+    head = bytearray(empty.tobytes())
+    if head[:4] != b"IxSQ" or head[-8:] != bytes(8):
+        raise RuntimeError("this faiss writes scalar-quantizer indexes in a layout lookalike does not know")
+    head[8:16] = np.int64(n).tobytes()
+    head[-8:] = np.uint64(n * d * 2).tobytes()
+    with open(path, "wb") as f:
+        f.write(head)
+        for start in range(0, n, chunk_rows):
+            f.write(np.ascontiguousarray(vectors[start:start + chunk_rows], dtype=np.float16).tobytes())
+    scorer = faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC)
+    probe = np.unique(np.array([0, n // 2, n - 1])) if n else np.zeros(0, np.int64)
+    if scorer.ntotal != n or (n and not np.array_equal(scorer.reconstruct_batch(probe).astype(np.float16),
+                                                       np.asarray(vectors[probe], dtype=np.float16))):
+        raise RuntimeError(f"{path}: the written scorer does not read back as the vectors it was made of")
+    return scorer
+
+
 def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
            exact: faiss.Index | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (cosine scores, faiss ids) per query; -1 ids pad rows with fewer than k hits. With `exact` and

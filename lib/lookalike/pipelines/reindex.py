@@ -148,6 +148,15 @@ def _embed_part(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
                    "unchanged": c.get("ids_unchanged", 0), "removed": c["removed"], "failed": c["failed"],
                    "embedded": c["new"], "carried_over": c["carried"], "indexed": c["rows"]},
         "errors_table": store.child_url(errors) if c["failed"] else None,
+        # What finding the changes cost: the objects read and hashed are the ones the listing could not vouch for.
+        "reading": {"listed": c["images"], "unchanged_by_listing": c.get("unchanged_by_listing", 0),
+                    "read": c.get("read", c["images"]), "bytes_read": c.get("bytes_read"),
+                    "hashed": c.get("hashed"), "carried_by_hash": c.get("carried_by_hash"),
+                    "change_detection": manifest.get("change_detection", {}).get("mode", "read"),
+                    "untagged": manifest.get("change_detection", {}).get("untagged")},
+        "embed_timings": {k: manifest["timings"][k] for k in ("list_s", "plan_s", "tasks_s")
+                          if k in manifest["timings"]},
+        "memory": manifest.get("memory", {}),
     }
 
 
@@ -213,6 +222,15 @@ def summarise(r: dict[str, Any]) -> str:
         lines.append(f"  images: {i['listed']:,} listed; {i['new']:,} new, {i['changed']:,} changed, "
                      f"{i['removed']:,} removed, {i['failed']:,} failed; {i['embedded']:,} embedded, "
                      f"{i['carried_over']:,} carried over")
+        if r.get("reading"):
+            d = r["reading"]
+            how = {"listing": "by the listing", "rehash": "--rehash: everything read",
+                   "read": "by reading (the listing gives no ETag or mtime)"}.get(d["change_detection"],
+                                                                               d["change_detection"])
+            lines.append(f"  changes found {how}: {d['unchanged_by_listing']:,} unchanged by the listing, "
+                         f"{d['read']:,} read ({(d['bytes_read'] or 0) / 1e6:,.1f} MB), {d['hashed'] or 0:,} hashed"
+                         + (f"; worker peak RSS {r['memory']['worker_peak_rss_mb']:,} MB"
+                            if r.get("memory", {}).get("worker_peak_rss_mb") else ""))
         if r.get("errors_table"):
             lines.append(f"  errors table: {r['errors_table']}")
     w = r.get("whitening") or {}

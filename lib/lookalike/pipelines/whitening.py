@@ -21,7 +21,7 @@ import pyarrow as pa
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import WHITENING_PREFIX, ReindexLayout, whitening_stem
 from lookalike.core.store import Store
-from lookalike.embed.catalogue import load_catalogue
+from lookalike.embed.catalogue import as_images_table, load_catalogue
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
 from lookalike.index import publish
@@ -86,7 +86,7 @@ def _write_sample(store: Store, name: str, run_id: str, catalogue: pa.Table, siz
     """A random sample of the images table, the same on a resumed run (fixed seed, sorted catalogue)."""
     rows = np.sort(np.random.default_rng(0).choice(catalogue.num_rows, size, replace=False))
     key = ReindexLayout(store, name).whitening_sample(run_id)
-    store.write_parquet(key, catalogue.take(pa.array(rows)))
+    store.write_parquet(key, as_images_table(catalogue.take(pa.array(rows))))
     return store.child_url(key)
 
 
