@@ -67,7 +67,7 @@ def write_catalogue(folder: Path, base: list[Image.Image], n: int) -> None:
 def change_night(folder: Path, base: list[Image.Image], n: int, seed: int = 1) -> tuple[list[str], list[str]]:
     """Rewrite CHANGE × n images as other renditions and add ADD × n new ones; returns their names."""
     rng = np.random.default_rng(seed)
-    changed = sorted(rng.choice(n, int(n * CHANGE), replace=False).tolist())
+    changed = sorted(rng.choice(n, max(1, int(n * CHANGE)), replace=False).tolist())
     names = []
     for i in changed:
         path = folder / f"m{i:07d}.png"
@@ -75,7 +75,7 @@ def change_night(folder: Path, base: list[Image.Image], n: int, seed: int = 1) -
         os.utime(path, (time.time() + 5, time.time() + 5))  # a later mtime even on a coarse-clock filesystem
         names.append(path.name)
     added = []
-    for i in range(n, n + int(n * ADD)):
+    for i in range(n, n + max(1, int(n * ADD))):
         rendition(base, i).save(folder / f"m{i:07d}.png")
         added.append(f"m{i:07d}.png")
     return names, added
@@ -114,9 +114,12 @@ def bench(kind: str, folder: Path, base, n: int, work: Path, args) -> dict:
 
 
 def _s3(work: Path):
+    import logging
+
     import fsspec
     from moto.server import ThreadedMotoServer
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     port = server.get_host_and_port()[1]

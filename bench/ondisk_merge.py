@@ -73,18 +73,23 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self):
+        self.peak = max(self.peak, current_rss())
+        self.peak_anon = max(self.peak_anon, anonymous_rss())
+
     def _run(self):
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, current_rss())
-            self.peak_anon = max(self.peak_anon, anonymous_rss())
+            self._sample()
 
     def __enter__(self):
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self._sample()
 
     @property
     def peak_gib(self) -> float:

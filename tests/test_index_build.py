@@ -306,3 +306,31 @@ def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, caps
     assert publish.latest_version(store, "logos") == v1
     assert main(["publish", *opts, "--name", "logos", "--rollback", "20990101T000000Z-000000"]) == 2
     assert "no complete version" in capsys.readouterr().err
+
+
+def test_the_streamed_exact_scorer_is_the_file_faiss_writes_and_maps(tmp_path):
+    """write_exact_scorer builds the re-scoring index a chunk at a time on disk; it must be byte for byte what
+    faiss serialises (so a faiss that changes its layout fails here, not in a search) and score the same."""
+    import faiss
+
+    from lookalike.index.search import exact_scorer, write_exact_scorer
+    vectors = clustered_vectors(3001, 24, clusters=30, seed=5).astype(np.float16)
+    mapped = write_exact_scorer(vectors, str(tmp_path / "exact.faiss"), chunk_rows=1000)
+    assert (tmp_path / "exact.faiss").read_bytes() == faiss.serialize_index(exact_scorer(vectors)).tobytes()
+    queries = vectors[:7].astype(np.float32)
+    assert np.array_equal(mapped.search(queries, 5)[1], exact_scorer(vectors).search(queries, 5)[1])
+
+
+def test_content_keys_are_the_same_for_the_same_hash_in_any_array_and_differ_for_other_content():
+    import hashlib
+
+    import pyarrow as pa
+
+    from lookalike.index.incremental import content_keys
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(6)]
+    odd = ["not-a-sha", "0" * 63 + "g", hashes[0] + "x"]
+    whole = content_keys(pa.array(hashes + odd))
+    assert len(set(whole.tolist())) == 9
+    assert content_keys(pa.chunked_array([pa.array(odd[:1] + hashes[3:]), pa.array(hashes[:3])])).tolist() == \
+        whole[[6, 3, 4, 5, 0, 1, 2]].tolist()
+    assert content_keys(pa.array(hashes).slice(4)).tolist() == whole[4:6].tolist()

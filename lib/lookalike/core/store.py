@@ -11,7 +11,7 @@ import os
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import fsspec
@@ -218,6 +218,14 @@ class Store:
     def read_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open(self.path(key), "rb") as f:
             return pq.read_table(f, columns=columns)
+
+    def iter_parquet(self, key: str, columns: list[str] | None = None, batch_rows: int = 65_536
+                     ) -> Iterator[pa.RecordBatch]:
+        """A Parquet object as record batches of at most batch_rows, read as they are consumed: what a driver
+        streams through without holding a whole part (the open is retried; a failure mid-way raises)."""
+        f = with_retries(lambda: self.fs.open(self.path(key), "rb"), f"open {self.child_url(key)}")
+        with f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
 
     @retried("read parquet schema")
     def read_parquet_schema(self, key: str) -> pa.Schema:

@@ -62,7 +62,7 @@ def write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cata
     """Fix the task of every image, what is carried, and the carry index; a resumed run reuses all three."""
     per_task = config.images_per_task
     n = catalogue.num_rows
-    plan = catalogue.append_column("task", pa.array([i // per_task for i in range(n)], pa.int32()))
+    plan = catalogue.append_column("task", pa.array(np.arange(n, dtype=np.int32) // per_task))
     listed_sha = plan[LISTED_SHA]
     plan = plan.drop_columns([LISTED_SHA])
     untagged = plan[SOURCE_TAG].null_count
@@ -88,12 +88,11 @@ def write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cata
             same = pc.fill_null(pc.equal(plan[SOURCE_TAG], before[SOURCE_TAG]), False)
             use_vouched = pc.and_(pc.invert(same), pc.is_valid(vouched["content_sha256"]))
 
-        def pick(own: str, vouched_col: str) -> pa.Array:
-            value = pc.if_else(same, before[own], pa.nulls(n, before[own].type))
-            return pc.if_else(use_vouched, vouched[vouched_col], value)
+        def pick(column: str) -> pa.Array:
+            own = pc.if_else(same, before[column], pa.nulls(n, before[column].type))
+            return pc.if_else(use_vouched, vouched[column], own)
 
-        plan = _with_carry(plan, before["content_sha256"], pick("content_sha256", "content_sha256"),
-                           pick("part", "part"), pick("row", "row"))
+        plan = _with_carry(plan, before["content_sha256"], pick("content_sha256"), pick("part"), pick("row"))
         unchanged = int(pc.sum(same).as_py() or 0) + int(pc.sum(use_vouched).as_py() or 0)
         info.update(previous_run=previous.layout.run_id, carry_rows=carry.num_rows, unchanged_by_listing=unchanged,
                     removed=int(pc.sum(pc.invert(pc.is_in(rows["image_id"], plan["image_id"]))).as_py() or 0),

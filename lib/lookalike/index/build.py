@@ -21,7 +21,7 @@ from lookalike.core.manifest import new_manifest
 from lookalike.core.schemas import row_columns
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
-from lookalike.embed.versions import EmbeddingsVersion, open_ref, read_vectors
+from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
 from lookalike.index.choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index.features import write_version_features
@@ -234,10 +234,13 @@ def _stream_vectors(plan: BuildPlan, path: str) -> str:
     the driver holds one part's vectors, never N × d (at 10M × 128 it held 2.4 GiB twice before)."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(plan.n, plan.d))
     for key, start in zip(plan.parts, plan.offsets, strict=True):
-        part = read_vectors(plan.store, key)
-        out[start:start + len(part)] = part
+        for batch in plan.store.iter_parquet(key, ["embedding"]):
+            column = batch.column(0)
+            out[start:start + len(column)] = column.values.to_numpy().reshape(len(column), plan.d)
+            start += len(column)
     out.flush()
     del out
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
     return path
 
 
@@ -345,12 +348,15 @@ def _write_ids(plan: BuildPlan, row_to_faiss: np.ndarray, path: str) -> str:
     writer = None
     try:
         for key, start in zip(plan.parts, plan.offsets, strict=True):
-            table = plan.source.read_part(key, columns)
-            table = table.add_column(0, "faiss_id", pa.array(row_to_faiss[start:start + table.num_rows], pa.int64()))
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema))
+            for batch in plan.store.iter_parquet(key, columns):
+                table = pa.Table.from_batches([batch])
+                table = table.add_column(0, "faiss_id", pa.array(row_to_faiss[start:start + len(batch)], pa.int64()))
+                start += len(batch)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+                writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:
             writer.close()
+    pa.default_memory_pool().release_unused()
     return path

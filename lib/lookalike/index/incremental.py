@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from lookalike.index.reader import fetch_version
 from lookalike.index.search import deserialize
 from lookalike.index.tasks import training_fit
 
+_KEY_CHUNK = 1 << 16         # content hashes folded at a time (32 MiB of uint64 nibbles)
 MAX_ERROR_RATIO = 1.25      # new vectors' mean distance to their centroid vs the training sample's
 MAX_IMBALANCE_RATIO = 1.5   # inverted-list imbalance after the update vs at training
 MAX_GROWTH = 2.0            # nlist was sized for the N it was trained on
@@ -44,21 +46,42 @@ class Update:
 
 
 @dataclass
+class Keys:
+    """Image ids and 64-bit content keys (content_keys) of a version's rows, in row order."""
+
+    image_ids: pa.ChunkedArray
+    content: np.ndarray      # uint64
+
+    @classmethod
+    def of(cls, batches: Iterable[pa.RecordBatch]) -> Keys:
+        """From record batches with image_id and content_sha256: the hashes are folded a batch at a time, so
+        their strings (~70 B a row) are never all held."""
+        ids, keys = [], []
+        for batch in batches:
+            ids.append(batch.column("image_id"))
+            keys.append(content_keys(batch.column("content_sha256")))
+        return cls(pa.chunked_array(ids, pa.string()), np.concatenate(keys) if keys else np.zeros(0, np.uint64))
+
+
+@dataclass
 class Latest:
     """LATEST as an update needs it: its index in memory (it is edited), its vectors mapped, its ids' keys."""
 
     manifest: dict[str, Any]
     index: faiss.Index
     vectors: np.ndarray      # float16, row = faiss id, memory-mapped
-    ids: pa.Table            # faiss_id, image_id, content_sha256
+    faiss_ids: np.ndarray    # faiss id of each row of its ids.parquet
+    keys: Keys               # the same rows' image ids and content keys
 
 
 def open_latest(store: Store, name: str, cache_dir: str) -> Latest:
     manifest = open_version(store, name, latest_version(store, name))
     local = fetch_version(store, manifest, cache_dir)
+    ids = pq.ParquetFile(os.path.join(local, IDS_FILE))
+    faiss_ids = ids.read(columns=["faiss_id"])["faiss_id"].to_numpy()
+    keys = Keys.of(ids.iter_batches(batch_size=1 << 16, columns=["image_id", "content_sha256"]))
     return Latest(manifest, faiss.read_index(os.path.join(local, INDEX_FILE)),
-                  np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r", allow_pickle=False),
-                  pq.read_table(os.path.join(local, IDS_FILE), columns=["faiss_id", "image_id", "content_sha256"]))
+                  np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r", allow_pickle=False), faiss_ids, keys)
 
 
 def content_keys(hashes: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -75,30 +98,33 @@ def content_keys(hashes: pa.ChunkedArray | pa.Array) -> np.ndarray:
     data = np.frombuffer(column.buffers()[2], np.uint8)
     hexlike = (np.diff(offsets) == 64) & column.is_valid().to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(hexlike)
-    chars = data[offsets[rows][:, None] + np.arange(64)].reshape(len(rows), 4, 16)
-    is_hex = ((chars >= ord("0")) & (chars <= ord("9")) | (chars >= ord("a")) & (chars <= ord("f"))).all(axis=(1, 2))
-    nibbles = np.where(chars >= ord("a"), chars - (ord("a") - 10), chars - ord("0")).astype(np.uint64)
-    words = (nibbles << (np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64))).sum(axis=2, dtype=np.uint64)
-    keys[rows] = np.bitwise_xor.reduce(words, axis=1)
-    hexlike[rows[~is_hex]] = False
+    contiguous = len(rows) == n  # the usual case: every value is 64 characters, one after the other
+    shifts = np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64)
+    for lo in range(0, len(rows), _KEY_CHUNK):  # in chunks: a row's nibbles are 512 bytes as uint64
+        chunk = rows[lo:lo + _KEY_CHUNK]
+        chars = (data[offsets[0] + 64 * lo: offsets[0] + 64 * (lo + len(chunk))] if contiguous
+                 else data[offsets[chunk][:, None] + np.arange(64)]).reshape(len(chunk), 4, 16)
+        is_hex = ((chars >= ord("0")) & (chars <= ord("9")) | (chars >= ord("a")) & (chars <= ord("f"))).all(
+            axis=(1, 2))
+        nibbles = np.where(chars >= ord("a"), chars - (ord("a") - 10), chars - ord("0")).astype(np.uint64)
+        keys[chunk] = np.bitwise_xor.reduce((nibbles << shifts).sum(axis=2, dtype=np.uint64), axis=1)
+        hexlike[chunk[~is_hex]] = False
     for i in np.flatnonzero(~hexlike):
         keys[i] = int.from_bytes(hashlib.blake2b(str(column[int(i)].as_py()).encode(), digest_size=8).digest(),
                                  "little")
     return keys
 
 
-def plan_update(previous: Latest, keys: pa.Table) -> Update:
-    """keys: image_id, content_sha256 of the new version in row order. An image keeps its faiss id while
-    its content is unchanged; changed content is a removal plus an addition."""
-    prev = previous.ids
-    found = pc.index_in(keys["image_id"], value_set=prev["image_id"])
+def plan_update(previous: Latest, keys: Keys) -> Update:
+    """keys: of the new version's rows, in row order. An image keeps its faiss id while its content is unchanged;
+    changed content is a removal plus an addition."""
+    found = pc.index_in(keys.image_ids, value_set=previous.keys.image_ids)
     position = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     same_id = position >= 0
     known = same_id.copy()
-    known[same_id] = content_keys(prev["content_sha256"])[position[same_id]] == \
-        content_keys(keys["content_sha256"])[same_id]
-    prev_ids = prev["faiss_id"].to_numpy()
-    row_to_faiss = np.full(keys.num_rows, -1, dtype=np.int64)
+    known[same_id] = previous.keys.content[position[same_id]] == keys.content[same_id]
+    prev_ids = previous.faiss_ids
+    row_to_faiss = np.full(len(keys.content), -1, dtype=np.int64)
     row_to_faiss[known] = prev_ids[position[known]]
     added_rows = np.flatnonzero(~known)
     next_id = int(prev_ids.max()) + 1 if len(prev_ids) else 0
@@ -201,7 +227,7 @@ def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsV
         return UpdateOutcome({"incremental": False, "reason": f"retrained: {why_not}"})
     previous = open_latest(store, name, tmp)
     trained_bytes = store.read_bytes(IndexLayout(store, name, m["version"]).key(TRAINED_FILE))
-    keys = pa.concat_tables([source.read_part(p, ["image_id", "content_sha256"]) for p in parts])
+    keys = Keys.of(batch for p in parts for batch in store.iter_parquet(p, ["image_id", "content_sha256"]))
     update = plan_update(previous, keys)
     del keys
     added = source.read_rows(update.added_rows)
