@@ -3,7 +3,7 @@
 In eval mode a batch norm is a per-channel affine map, so it can live in the preceding convolution's weights and
 bias (torch.nn.utils.fusion). The forward pass then allocates one activation per layer instead of two: measured
 on EfficientNet-Lite0 at 320 px, batch 32, one CPU thread, it is what makes an embed worker's memory fit a
-1.5 GB bound at the same throughput (bench/embed_throughput.py, deploy/SCALING.md).
+1.5 GB bound at the same throughput (bench/embed_memory.py).
 """
 
 from __future__ import annotations
