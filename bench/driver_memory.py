@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ondisk_merge import FINGERPRINT, RssSampler, current_rss, write_version_streaming  # noqa: E402
+from ondisk_merge import FINGERPRINT, RssSampler, add_build_args, current_rss, write_version_streaming  # noqa: E402
 
 from lookalike.core.layout import EmbeddingsLayout  # noqa: E402
 from lookalike.core.store import Store  # noqa: E402
@@ -67,13 +67,7 @@ def build(store: Store, run_id: str, args, incremental: bool) -> tuple[dict, Rss
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=10_000_000)
-    p.add_argument("--d", type=int, default=128)
-    p.add_argument("--parts", type=int, default=20)
-    p.add_argument("--factory", default="OPQ32_128,IVF4096,PQ32")
-    p.add_argument("--budget-mib", type=int, default=4096, help="above the index size: lists merged in memory")
-    p.add_argument("--master", default="local[2]")
-    p.add_argument("--json-out")
+    add_build_args(p, 4096, "above the index size: lists merged in memory")
     args = p.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="lookalike-driver-bench-"))

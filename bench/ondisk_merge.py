@@ -109,15 +109,20 @@ def current_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_build_args(p: argparse.ArgumentParser, budget_mib: int, budget_help: str) -> None:
+    """The 10M build's data and index arguments, shared with bench/driver_memory.py."""
     p.add_argument("--n", type=int, default=10_000_000)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--parts", type=int, default=20)
     p.add_argument("--factory", default="OPQ32_128,IVF4096,PQ32")
-    p.add_argument("--budget-mib", type=int, default=256, help="below the index size: forces the on-disk merge")
+    p.add_argument("--budget-mib", type=int, default=budget_mib, help=budget_help)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--json-out")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_build_args(p, 256, "below the index size: forces the on-disk merge")
     args = p.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="lookalike-ondisk-bench-"))
