@@ -70,7 +70,8 @@ def main() -> int:
     add_build_args(p, 4096, "above the index size: lists merged in memory")
     args = p.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    work = Path(tempfile.mkdtemp(prefix="lookalike-driver-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="lookalike-driver-bench-")  # ~11 GB at 10M, removed at exit
+    work = Path(scratch.name)
     store = Store(str(work / "store"))
     t0 = time.perf_counter()
     write_version_streaming(store, args.n, args.d, args.parts, seed=1)

@@ -1,10 +1,10 @@
 """The embed driver's memory while it plans a night: the listing of N images against a previous version of N rows.
 
 Planning (lookalike.embed.plan.write_plan) joins the catalogue's listing with the previous version's ids, hashes
-and source tags, and writes the plan and the hash-sorted carry index; it is the one step of a night whose driver
-memory grows with the catalogue. The previous version is real embeddings parts (tiny 8-d vectors: planning never
-reads vectors), the listing a table with every tag unchanged but 1%. Prints the driver's peak RSS over the
-planning and the bytes per image.
+and source tags (as 64-bit keys, matched by sorting), and writes the plan and the hash-sorted carry index
+(streamed through local spill files); beyond the listing itself, what it holds is ~100 bytes an image. The
+previous version is real embeddings parts (tiny 8-d vectors: planning never reads vectors), the listing a table
+with every tag unchanged but 1%. Prints the driver's peak RSS over the planning and the bytes per image.
 
   python bench/plan_memory.py [--n 1000000]
 """
@@ -12,6 +12,7 @@ planning and the bytes per image.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 import time
@@ -39,14 +40,16 @@ def main() -> None:
     p.add_argument("--parts", type=int, default=20)
     args = p.parse_args()
     n = args.n
-    store = Store(tempfile.mkdtemp(prefix="lookalike-plan-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="lookalike-plan-bench-")  # removed at exit
+    store = Store(scratch.name)
     ids = [f"marks/{i // 1000:05d}/m{i:09d}.png" for i in range(n)]
     tags = [f"etag:{i * 2654435761 % 2**64:016x}{i:016x}:{20000 + i % 5000}" for i in range(n)]
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    hashes = [hashlib.sha256(i.encode()).hexdigest() for i in ids]  # real hashes: uniform, as the carry index expects
     m = write_embeddings_version(store, vectors, run_id="night1", parts=args.parts, fingerprint_id="plan-bench",
-                                 image_ids=ids)
+                                 image_ids=ids, content_hashes=hashes)
     for f in m["files"]["embeddings"]:  # the tags a night-1 embed run would have stored
         part = store.read_parquet(f["key"])
         lo = int(part["image_id"][0].as_py().rsplit("m", 1)[1].split(".")[0])
@@ -55,7 +58,7 @@ def main() -> None:
     listing = pa.table({"image_id": ids, "uri": [f"s3://catalogue/{i}" for i in ids],
                         SOURCE_TAG: [t + "x" if i in changed else t for i, t in enumerate(tags)],
                         LISTED_SHA: pa.nulls(n, pa.string())})
-    del vectors, tags
+    del vectors, tags, hashes
     before = current_rss()
     config = EmbedConfig(images="s3://catalogue", store=store.url, images_per_task=2000, local_features=None)
     t0 = time.perf_counter()

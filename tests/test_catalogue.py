@@ -4,6 +4,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from lookalike.embed.catalogue import CatalogueError, load_catalogue
 
@@ -28,6 +29,33 @@ def test_s3_prefix_listing(s3_store, image_set):
     assert table["image_id"].to_pylist() == sorted(expected)
     assert table["uri"][0].as_py().startswith(f"{s3_store.url}/images/")
     assert all(tag.startswith("etag:") for tag in table["source_tag"].to_pylist())
+
+
+class LockedFolderFileSystem(LocalFileSystem):
+    """The local filesystem under `locked://`, refusing to list any folder named `locked`."""
+
+    protocol = ("locked",)
+
+    def ls(self, path, detail=True, **kwargs):
+        if path.rstrip("/").endswith("/locked"):
+            raise PermissionError(f"listing {path} is not allowed")
+        return super().ls(path, detail=detail, **kwargs)
+
+
+fsspec.register_implementation("locked", LockedFolderFileSystem, clobber=True)
+
+
+def test_a_folder_that_cannot_be_listed_fails_the_listing_instead_of_dropping_its_images(image_set):
+    """Listed a directory at a time: one that cannot be listed must not look like a folder whose images were
+    removed."""
+    root, expected = image_set
+    (root / "locked").mkdir()
+    (root / "locked" / "x.png").write_bytes(b"not read")
+    with pytest.raises(CatalogueError, match="cannot list images root .*PermissionError"):
+        load_catalogue(f"locked://{root}")
+    (root / "locked" / "x.png").unlink()
+    (root / "locked").rmdir()
+    assert load_catalogue(f"locked://{root}")["image_id"].to_pylist() == sorted(expected)
 
 
 def test_table_input_carries_metadata_and_keeps_string_ids(tmp_path):

@@ -147,6 +147,7 @@ def test_an_images_table_with_etags_or_hashes_is_trusted_the_same_way(catalogue,
                              "content_sha256": [known["mark-7.bmp"]]}), table)
     third = night(str(table), store)
     assert not CountingFileSystem.opened and third["counts"]["carried"] == 1 and third["counts"]["failed"] == 0
+    assert third["counts"]["unchanged_by_listing"] == 1
 
     pq.write_table(pa.table({"image_id": ["x"], "uri": uris[:1], "content_sha256": ["not-a-hash"]}), table)
     with pytest.raises(InputError, match="64 hex digits"):
@@ -176,15 +177,20 @@ def test_a_task_reads_only_the_carry_row_groups_of_the_hashes_it_meets(tmp_path)
     """The carry index spans the catalogue; a lookup reads the footer and the one row group that can hold it."""
     import hashlib
 
-    from lookalike.embed.carry import ROW_GROUP_ROWS, CarryLookup, carry_table, write_carry
+    from lookalike.embed.carry import ROW_GROUP_ROWS, CarryLookup, write_carry
     n = 5 * ROW_GROUP_ROWS
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
-    rows = pa.table({"content_sha256": hashes + hashes[:10],  # a hash stored twice is carried from its first row
-                     "part": pa.array([i % 3 for i in range(n)] + [2] * 10, pa.int32()),
-                     "row": pa.array(list(range(n)) + list(range(10)), pa.int64())})
-    store = Store(str(tmp_path))
-    write_carry(store, "_carry.parquet", carry_table(rows), ["p0", "p1", "p2"])
+    store = Store(str(tmp_path / "store"))
+    # A hash stored twice (p2 repeats p0's first ten) is carried from its first place.
+    for key, part in (("p0", hashes[:n // 2]), ("p1", hashes[n // 2:]), ("p2", hashes[:10])):
+        store.write_parquet(key, pa.table({"content_sha256": part}))
+    (tmp_path / "spill").mkdir()
+    assert write_carry(store, "_carry.parquet", ["p0", "p1", "p2"], str(tmp_path / "spill")) == n
+    written = store.read_parquet("_carry.parquet")
+    assert written["content_sha256"].to_pylist() == sorted(hashes)  # sorted end to end across the spill buckets
+    assert pq.ParquetFile(store.path("_carry.parquet")).metadata.row_group(0).num_rows <= ROW_GROUP_ROWS
     lookup = CarryLookup(store, "_carry.parquet")
-    assert lookup.locate(hashes[7]) == ("p1", 7) and lookup.row_groups_read == 1
+    assert lookup.locate(hashes[7]) == ("p0", 7) and lookup.row_groups_read == 1
+    assert lookup.locate(hashes[n // 2 + 3]) == ("p1", 3)
     assert "0" * 64 not in lookup and hashlib.sha256(b"other").hexdigest() not in lookup
-    assert lookup.row_groups_read <= 2 and lookup.part_key(2) == "p2"
+    assert lookup.row_groups_read <= 3 and lookup.part_key(2) == "p2"

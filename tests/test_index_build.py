@@ -321,16 +321,44 @@ def test_the_streamed_exact_scorer_is_the_file_faiss_writes_and_maps(tmp_path):
     assert np.array_equal(mapped.search(queries, 5)[1], exact_scorer(vectors).search(queries, 5)[1])
 
 
-def test_content_keys_are_the_same_for_the_same_hash_in_any_array_and_differ_for_other_content():
+def test_string_keys_are_the_same_for_the_same_string_in_any_array_and_differ_for_other_strings():
     import hashlib
 
     import pyarrow as pa
 
-    from lookalike.index.incremental import content_keys
+    from lookalike.core.row_keys import string_keys
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(6)]
-    odd = ["not-a-sha", "0" * 63 + "g", hashes[0] + "x"]
-    whole = content_keys(pa.array(hashes + odd))
-    assert len(set(whole.tolist())) == 9
-    assert content_keys(pa.chunked_array([pa.array(odd[:1] + hashes[3:]), pa.array(hashes[:3])])).tolist() == \
-        whole[[6, 3, 4, 5, 0, 1, 2]].tolist()
-    assert content_keys(pa.array(hashes).slice(4)).tolist() == whole[4:6].tolist()
+    odd = ["", "ab", "ab\x00", "b", "é" * 40, "x" * 70_000, None]  # padding, multi-byte, longer than a gather
+    whole = string_keys(pa.array(hashes + odd))
+    assert len(set(whole.tolist())) == 12 and whole[-1] == whole[6]  # null is keyed as the empty string
+    assert string_keys(pa.chunked_array([pa.array(odd[:2] + hashes[3:]), pa.array(hashes[:3])])).tolist() == \
+        whole[[6, 7, 3, 4, 5, 0, 1, 2]].tolist()
+    assert string_keys(pa.array(hashes).slice(4)).tolist() == whole[4:6].tolist()
+    assert string_keys(pa.array(hashes + odd, pa.large_string())).tolist() == whole.tolist()
+
+
+def test_rows_are_matched_on_id_keys_and_a_repeated_id_is_refused():
+    import pyarrow as pa
+    import pytest
+
+    from lookalike.core.row_keys import KeyCollision, RowKeys, match_rows
+
+    def keys(ids):
+        return RowKeys.of([pa.record_batch({"image_id": ids, "content_sha256": ["h"] * len(ids)})])
+    old = keys([f"img-{i}" for i in range(1000)])
+    new = keys(["new-1", "img-999", "img-0", "img-500"])
+    assert match_rows(old, new).tolist() == [-1, 999, 0, 500]
+    assert match_rows(keys([]), new).tolist() == [-1] * 4
+    with pytest.raises(KeyCollision, match="the new version has 1"):
+        match_rows(old, keys(["img-1", "img-2", "img-1"]))
+
+
+def test_rows_of_a_version_are_read_batch_by_batch_across_parts(tmp_path):
+    """read_rows streams each part's batches (65,536 rows) and stops after the last row wanted."""
+    from lookalike.embed.versions import open_ref
+    vectors = clustered_vectors(150_000, 4, clusters=10, seed=2)
+    write_embeddings_version(Store(str(tmp_path)), vectors, parts=2, fingerprint_id="rows-d4")
+    version = open_ref(Store(str(tmp_path)), "rows-d4/synthetic")
+    rows = np.array([149_999, 0, 65_535, 65_536, 74_999, 75_000, 140_000, 3, 3])
+    assert np.allclose(version.read_rows(rows), vectors[rows], atol=1e-3)
+    assert version.read_rows(np.zeros(0, np.int64)).shape == (0, 4)

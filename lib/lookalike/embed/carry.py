@@ -1,21 +1,25 @@
 """The carry-over index: every content hash of the previous version and where its vector sits (part, row).
 
 Parts are named by their index into the previous version's list of parts, kept in the file's metadata: an int32
-a row instead of a key string a row (at 10M rows, 40 MB instead of ~800 MB on the driver that writes it).
+a row instead of a key string a row.
 
-Written once by the driver, sorted by hash, in small row groups whose min/max statistics say which hashes each
-holds; an embed task reads the footer and then only the row groups of the hashes it meets, so what a task reads
-follows the images it had to hash, not the size of the catalogue (at 10M images the table is ~1 GB; a task that
-read 100 changed images reads ~100 row groups of ~4,096 rows).
+Written once by the driver, streamed through local spill files (it never holds the N hashes), sorted by hash, in
+small row groups whose min/max statistics say which hashes each holds; an embed task reads the footer and then
+only the row groups of the hashes it meets, so what a task reads follows the images it had to hash, not the size
+of the catalogue (at 10M images the table is ~1 GB; a task that read 100 changed images reads ~100 row groups of
+~4,096 rows).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import os
 import threading
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lookalike.core.errors import ArtefactError
@@ -26,22 +30,57 @@ COLUMNS = ("content_sha256", "part", "row")  # part: int32, an index into the pa
 PARTS_METADATA = b"lookalike.parts"
 
 
-def carry_table(rows: pa.Table) -> pa.Table:
-    """One (content_sha256, part, row) per distinct hash of `rows` (the first place it is stored), sorted by hash."""
-    first = rows.group_by("content_sha256", use_threads=False).aggregate([("part", "first"), ("row", "first")])
-    return first.rename_columns(list(COLUMNS)).sort_by("content_sha256")
-
-
-def write_carry(store: Store, key: str, carry: pa.Table, parts: list[str]) -> int:
-    """Write a carry table (from carry_table; part = index into `parts`) with the row groups lookups read one at
-    a time; returns its bytes."""
-    sink = pa.BufferOutputStream()
-    table = carry.select(list(COLUMNS)).combine_chunks()
-    table = table.replace_schema_metadata({PARTS_METADATA: json.dumps(parts).encode()})
-    pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS, compression="zstd", write_statistics=True)
-    data = sink.getvalue().to_pybytes()
-    store.write_bytes(key, data)
-    return len(data)
+def write_carry(store: Store, key: str, parts: list[str], tmp: str) -> int:
+    """Write the carry index of a version's parts (one row per distinct hash: the first place it is stored),
+    streamed: the hashes are spilled to local files by their first two characters, then each bucket is sorted
+    and written in order, so the driver holds one batch or one bucket (~N/256 rows), never the N hashes.
+    Returns the number of distinct hashes."""
+    spill = os.path.join(tmp, "carry-buckets")
+    os.makedirs(spill, exist_ok=True)
+    writers: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
+    files: dict[str, str] = {}
+    schema = pa.schema([("content_sha256", pa.string()), ("part", pa.int32()), ("row", pa.int64())])
+    try:
+        for index, part in enumerate(parts):
+            row = 0
+            for batch in store.iter_parquet(part, ["content_sha256"]):
+                hashes = batch.column(0)
+                table = pa.table([hashes, pa.array(np.full(len(hashes), index, np.int32)),
+                                  pa.array(np.arange(row, row + len(hashes), dtype=np.int64))], schema=schema)
+                row += len(hashes)
+                table = table.filter(pc.is_valid(hashes))  # a row without a hash has nothing to carry
+                buckets = pc.utf8_slice_codeunits(table["content_sha256"], 0, 2).combine_chunks()
+                order = pc.sort_indices(buckets)  # stable: a bucket's rows stay in part and row order
+                table, runs = table.take(order), pc.run_end_encode(buckets.take(order))
+                start = 0
+                for end, bucket in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+                    if bucket not in writers:
+                        files[bucket] = os.path.join(spill, f"{len(files):05d}.arrow")
+                        writers[bucket] = pa.ipc.new_stream(files[bucket], schema)
+                    writers[bucket].write_table(table.slice(start, end - start))
+                    start = end
+            pa.default_memory_pool().release_unused()  # mimalloc keeps the batches' freed pages otherwise
+    finally:
+        for w in writers.values():
+            w.close()
+    local = os.path.join(tmp, "carry.parquet")
+    distinct = 0
+    metadata = {PARTS_METADATA: json.dumps(parts).encode()}
+    with pq.ParquetWriter(local, schema.with_metadata(metadata), compression="zstd", write_statistics=True) as out:
+        # Buckets in the order of their prefix, each sorted whole: the file is sorted by hash end to end.
+        for bucket in sorted(files):
+            name = files[bucket]
+            with pa.memory_map(name) as source:
+                rows = pa.ipc.open_stream(source).read_all()
+            first = rows.group_by("content_sha256", use_threads=False).aggregate([("part", "first"), ("row", "first")])
+            first = first.rename_columns(list(COLUMNS)).sort_by("content_sha256")
+            out.write_table(first.cast(schema.with_metadata(metadata)), row_group_size=ROW_GROUP_ROWS)
+            distinct += first.num_rows
+            os.remove(name)
+            pa.default_memory_pool().release_unused()
+    store.upload(local, key)
+    os.remove(local)
+    return distinct
 
 
 class CarryLookup:

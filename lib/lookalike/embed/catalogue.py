@@ -57,20 +57,45 @@ def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> tuple[pa.T
         if not with_retries(lambda: fs.isdir(root), f"stat {root_url}"):
             raise CatalogueError(f"images root {root_url} is not a folder or prefix (or is unreachable): "
                                  "give a folder URL or a .parquet/.csv images table")
-        # With details in the same calls: size, mtime and the ETag/version where the store has them.
-        listed = with_retries(lambda: fs.find(root, withdirs=False, detail=True), f"list {root_url}")
+        image_ids, tags = with_retries(lambda: _walk(fs, root), f"list {root_url}")
     except CatalogueError:
         raise
     except Exception as e:
         raise CatalogueError(f"cannot list images root {root_url}: {type(e).__name__}: {e}") from e
-    paths = sorted(p for p in listed if posixpath.splitext(p)[1].lower() in IMAGE_EXTENSIONS)
-    if not paths:
+    if not len(image_ids):
         raise CatalogueError(f"no images under {root_url} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    base = root_url.rstrip("/")
-    rel = [posixpath.relpath(p, root) for p in paths]
-    # relpath keeps the sorted order of the paths, so the tags stay aligned once validate sorts by image_id.
-    return (pa.table({"image_id": rel, "uri": [f"{base}/{r}" for r in rel]}),
-            pa.array([listing_tag(listed[p]) for p in paths], pa.string()))
+    order = pc.sort_indices(image_ids)
+    image_ids = image_ids.take(order)
+    uris = pc.binary_join_element_wise(pa.scalar(root_url.rstrip("/")), image_ids, "/")
+    # Sorted by image_id here, so the tags stay aligned once validate sorts by image_id.
+    return pa.table({"image_id": image_ids, "uri": uris}), tags.take(order).combine_chunks()
+
+
+def _walk(fs, root: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Every image under root (its path relative to root) and its source tag, listed a directory at a time with
+    the details the same calls give (size, mtime, ETag/version), each directory turned into Arrow columns at once
+    and dropped from the filesystem's listing cache, so the listing's dicts are never all held (one find call
+    held them: bench/listing_memory.py at 1M, a peak of 394 bytes an image instead of 1,131, in the same time).
+    A flat prefix of N objects is still one directory: give an inventory table at that size."""
+    ids, tags = [], []
+    # Our own walk: fsspec's walk(on_error="raise") omits sub-folders that fail to list (it does not pass
+    # on_error down), and a folder dropped from a listing looks like images removed.
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        images = []
+        for info in fs.ls(directory, detail=True):
+            name = fs._strip_protocol(info["name"]).rstrip("/")
+            if info["type"] == "directory":
+                if name != directory:
+                    pending.append(name)
+            elif posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                images.append((posixpath.relpath(name, root), info))
+        if images:
+            ids.append(pa.array([rel for rel, _ in images], pa.string()))
+            tags.append(pa.array([listing_tag(info) for _, info in images], pa.string()))
+        fs.invalidate_cache(directory)
+    return pa.chunked_array(ids, pa.string()), pa.chunked_array(tags, pa.string())
 
 
 def _read_table(url: str, options: Mapping[str, Any] | None) -> pa.Table:

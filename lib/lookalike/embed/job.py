@@ -111,7 +111,7 @@ def _counts(markers: list[dict[str, Any]], plan_info: PlanInfo) -> dict[str, int
         "failed": sum(m["errors"] for m in markers),
         "removed": plan_info.removed,
         # What finding the changes cost: carried on the listing's word, read from the store, hashed.
-        "unchanged_by_listing": plan_info.unchanged_by_listing,
+        "unchanged_by_listing": sum(m.get("carried_unread", 0) for m in markers),
         **{key: sum(m.get(key, 0) for m in markers) for key in ("read", "bytes_read", "hashed", "carried_by_hash")},
         # By image id against the previous version (a resumed run planned before these existed has none).
         **{key: sum(m.get(key, 0) for m in markers) for key in ("ids_added", "ids_changed", "ids_unchanged")},

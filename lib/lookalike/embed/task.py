@@ -11,19 +11,21 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from lookalike.core.errors import ArtefactError
 from lookalike.core.layout import EmbeddingsLayout, features_part_of
+from lookalike.core.row_keys import string_keys
 from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema, features_schema
 from lookalike.core.spark import task_resources
 from lookalike.core.store import Store
 from lookalike.embed.carry import CarryLookup
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.engine import Embedded, EmbeddingEngine, Failed, Known
-from lookalike.embed.plan import CARRY_PART, CARRY_ROW, CARRY_SHA, PLAN_COLUMNS, PREVIOUS_SHA
+from lookalike.embed.plan import CARRY_PART, CARRY_ROW, PLAN_COLUMNS, PREVIOUS_KEY
 from lookalike.embed.provenance import Provenance
-from lookalike.embed.source_tags import SOURCE_TAG
+from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG
 from lookalike.model.loading import cached_model, pick_device
 
 Location = tuple[str, int]  # (part key, row) of a vector in the previous version
@@ -60,7 +62,8 @@ class EmbedTask:
                                  self.config.max_bytes, self.config.max_pixels, self.config.storage_options,
                                  self.config.local_features, self.config.images_in_flight)
         bar = _progress_bar(plan.num_rows, task) if self.show_progress else None
-        results, locations, read = _results(plan, engine, carry, (lambda _: bar.update()) if bar else None)
+        results, locations, unread, read = _results(plan, engine, carry, store,
+                                                    (lambda _: bar.update()) if bar else None)
         if bar:
             bar.close()
 
@@ -82,7 +85,8 @@ class EmbedTask:
             "task": task, "images": plan.num_rows, "rows": shard.num_rows, "errors": errors.num_rows,
             "embedded": engine.stats.embedded, "carried": carried, **_id_changes(plan, ok),
             # What finding the changes cost this task: objects read, their bytes, hashes computed.
-            "read": read, "bytes_read": engine.stats.bytes_read, "hashed": engine.stats.hashed,
+            "carried_unread": unread, "read": read, "bytes_read": engine.stats.bytes_read,
+            "hashed": engine.stats.hashed,
             "carried_by_hash": engine.stats.known, "carry_row_groups_read": carry.row_groups_read if carry else 0,
             "worker_peak_rss_mb": _peak_rss_mb(),
             "part": {"key": layout.part(task), "rows": shard.num_rows, "bytes": shard_bytes},
@@ -95,33 +99,51 @@ class EmbedTask:
         return marker
 
 
-def _results(plan: pa.Table, engine: EmbeddingEngine, carry: CarryLookup | None, on_result
-             ) -> tuple[list, dict[int, Location], int]:
-    """Every plan row's result (by plan row index), where each Known one's vector is, and how many were read.
+def _results(plan: pa.Table, engine: EmbeddingEngine, carry: CarryLookup | None, store: Store, on_result
+             ) -> tuple[list, dict[int, Location], int, int]:
+    """Every plan row's result (by plan row index), where each Known one's vector is, how many were carried
+    unread and how many read.
 
-    Rows the plan carries are Known without a read; the others go through the engine, whose Known results (bytes
-    already embedded under another id or tag) are located in the carry index.
+    Rows the plan carries (same id, same tag) are Known without a read, their hashes read from the previous
+    version's rows; rows whose vouched-for hash (listed_sha256) the carry index holds likewise; the others go
+    through the engine, whose Known results (bytes embedded before under another id or tag) are located in the
+    carry index.
     """
-    carried_sha = plan[CARRY_SHA].to_pylist()
-    parts, rows = plan[CARRY_PART].to_pylist(), plan[CARRY_ROW].to_pylist()
     results: list = []
     locations: dict[int, Location] = {}
+    parts, rows = plan[CARRY_PART].to_pylist(), plan[CARRY_ROW].to_pylist()
+    by_part: dict[int, list[int]] = defaultdict(list)
+    for i, part in enumerate(parts):
+        if part is not None:
+            by_part[part].append(i)
+    for part, indexes in by_part.items():
+        key = carry.part_key(part)
+        hashes = store.read_parquet(key, ["content_sha256"])["content_sha256"].take(
+            pa.array([rows[i] for i in indexes], pa.int64())).to_pylist()
+        for i, sha in zip(indexes, hashes, strict=True):
+            results.append(Known(i, sha))
+            locations[i] = (key, rows[i])
     to_read = []
-    for i, sha in enumerate(carried_sha):
-        if sha is None:
+    for i, (part, listed) in enumerate(zip(parts, plan[LISTED_SHA].to_pylist(), strict=True)):
+        if part is not None:
+            continue
+        at = carry.locate(listed) if listed is not None and carry is not None else None
+        if at is None:
             to_read.append(i)
         else:
-            results.append(Known(i, sha))
-            locations[i] = (carry.part_key(parts[i]), rows[i])
-            if on_result:
-                on_result(results[-1])
+            results.append(Known(i, listed))
+            locations[i] = at
+    if on_result:
+        for r in results:
+            on_result(r)
+    unread = len(results)
     uris = plan["uri"].take(pa.array(to_read, pa.int64())).to_pylist()
     for r in engine.run(uris, carry if carry is not None else frozenset(), on_result):
         r = dataclasses.replace(r, index=to_read[r.index])
         if isinstance(r, Known):
             locations[r.index] = carry.locate(r.content_sha256)
         results.append(r)
-    return results, locations, len(to_read)
+    return results, locations, unread, len(to_read)
 
 
 def _peak_rss_mb() -> int:
@@ -131,11 +153,14 @@ def _peak_rss_mb() -> int:
 
 def _id_changes(plan: pa.Table, ok: list) -> dict[str, int]:
     """How many of this task's embedded images are new ids, ids with changed content, or unchanged."""
-    previous = plan[PREVIOUS_SHA].to_pylist()
-    before = [previous[r.index] for r in ok]
-    return {"ids_added": sum(b is None for b in before),
-            "ids_changed": sum(b is not None and b != r.content_sha256 for b, r in zip(before, ok, strict=True)),
-            "ids_unchanged": sum(b == r.content_sha256 for b, r in zip(before, ok, strict=True))}
+    column = plan[PREVIOUS_KEY]
+    is_new = pc.is_null(column).to_numpy(zero_copy_only=False)
+    keys = pc.fill_null(column, 0).to_numpy()
+    rows = np.array([r.index for r in ok], np.int64)
+    now = string_keys(pa.array([r.content_sha256 for r in ok], pa.string()))
+    new, same = is_new[rows], keys[rows] == now
+    return {"ids_added": int(new.sum()), "ids_changed": int((~new & ~same).sum()),
+            "ids_unchanged": int((~new & same).sum())}
 
 
 def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:
@@ -144,8 +169,10 @@ def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:
     if table.num_rows == 0 or table["task"][0].as_py() != task:
         raise ArtefactError(f"plan {key}: row group {task} does not hold task {task}; the plan is damaged, "
                            "start a new run id")
+    # A plan written before 64-bit keys: its hash columns are not metadata (its carry rows are still valid).
+    table = table.drop_columns([c for c in ("previous_content_sha256", "carry_sha256") if c in table.column_names])
     # A plan written before source tags and listed carry-over: every image is read, as it was planned.
-    for name, kind in ((SOURCE_TAG, pa.string()), (PREVIOUS_SHA, pa.string()), (CARRY_SHA, pa.string()),
+    for name, kind in ((SOURCE_TAG, pa.string()), (LISTED_SHA, pa.string()), (PREVIOUS_KEY, pa.uint64()),
                        (CARRY_PART, pa.int32()), (CARRY_ROW, pa.int64())):
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, kind))

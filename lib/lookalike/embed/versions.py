@@ -81,12 +81,22 @@ class EmbeddingsVersion:
         out = np.empty((len(rows), self.dim), dtype)
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        start = 0
+        part_start = 0
         for key, count in zip(self.parts, self.part_rows, strict=True):
-            lo, hi = np.searchsorted(ordered, [start, start + count])
-            if hi > lo:
-                out[order[lo:hi]] = read_vectors(self.layout.store, key)[ordered[lo:hi] - start]
-            start += count
+            lo, hi = (int(x) for x in np.searchsorted(ordered, [part_start, part_start + count]))
+            batch_start = part_start
+            # A part's batches one at a time, up to the last one wanted: the driver holds a batch, not a part.
+            for batch in self.layout.store.iter_parquet(key, ["embedding"]) if hi > lo else ():
+                end = int(np.searchsorted(ordered, batch_start + len(batch)))
+                if end > lo:
+                    column = batch.column(0)
+                    vectors = column.flatten().to_numpy().reshape(len(column), self.dim)
+                    out[order[lo:end]] = vectors[ordered[lo:end] - batch_start]
+                    lo = end
+                batch_start += len(batch)
+                if lo >= hi:
+                    break
+            part_start += count
         return out
 
     def read_part(self, key: str, columns: list[str] | None = None) -> pa.Table:

@@ -28,7 +28,7 @@ from lookalike.index.features import write_version_features
 from lookalike.index.incremental import try_update
 from lookalike.index.publish import write_file
 from lookalike.index.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
-from lookalike.index.search import deserialize, serialize, write_exact_scorer
+from lookalike.index.search import deserialize, write_exact_scorer
 from lookalike.index.tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def build_or_update(config: BuildIndexConfig, plan: BuildPlan, timings: dict[str
         if config.incremental else None
     if update is not None and update.index is not None:
         timings["update_s"] = round(time.perf_counter() - t0, 3)
-        files = [write_file(plan.store, plan.layout.key(INDEX_FILE), serialize(update.index))]
+        files = [_upload_index(plan.store, plan.layout.key(INDEX_FILE), update.index, tmp)]
         return Built(update.index, update.vectors_path, update.row_to_faiss, update.training, update.trained_bytes,
                      update.choice, update.trained_ntotal, files, False, update.decision)
     decision = update.decision if update else {
@@ -322,8 +322,7 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
     if choice.is_flat or estimated <= budget:
         for i in range(n_parts):
             trained.merge_from(deserialize(store.read_bytes(layout.partial(i))), 0)
-        files = [write_file(store, layout.key(INDEX_FILE), serialize(trained))]
-        return trained, files, False
+        return trained, [_upload_index(store, layout.key(INDEX_FILE), trained, tmp)], False
     # Larger than the budget: merge the lists into one mmap-able .ivfdata file (faiss.contrib.ondisk).
     from faiss.contrib.ondisk import merge_ondisk
     names = []
@@ -338,6 +337,14 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
     files = [publish.upload_file(store, layout.key(INDEX_FILE), index_path),
              publish.upload_file(store, layout.key(IVFDATA_FILE), ivfdata)]
     return faiss.read_index(index_path, faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
+
+
+def _upload_index(store: Store, key: str, index: faiss.Index, tmp: str) -> dict[str, Any]:
+    """Written to a local file and uploaded from it: serialising to bytes held two more copies of the index (0.8
+    GiB at 10M × PQ32)."""
+    path = os.path.join(tmp, key.rsplit("/", 1)[-1])
+    faiss.write_index(index, path)
+    return publish.upload_file(store, key, path)
 
 
 def _write_ids(plan: BuildPlan, row_to_faiss: np.ndarray, path: str) -> str:

@@ -2,25 +2,23 @@
 the new ones under fresh ids — when a drift check says the trained quantizer still fits the data.
 
 What the driver holds does not grow with the catalogue beyond the index itself: LATEST's vectors stay mapped and
-the new version's are written into a mapped file; images are matched on their ids and a 64-bit prefix of their
-content hashes (not on joined strings of both), so 10M images cost ~0.5 GB of keys instead of ~2 GB.
+the new version's are written into a mapped file; images are matched on 64-bit keys of their ids and content
+hashes (index.row_keys), and the plan is made before the index is read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
+from lookalike.core.row_keys import KeyCollision, RowKeys, match_rows
 from lookalike.core.store import Store
 from lookalike.embed.versions import EmbeddingsVersion
 from lookalike.index.choice import IndexChoice
@@ -29,7 +27,6 @@ from lookalike.index.reader import fetch_version
 from lookalike.index.search import deserialize
 from lookalike.index.tasks import training_fit
 
-_KEY_CHUNK = 1 << 16         # content hashes folded at a time (32 MiB of uint64 nibbles)
 MAX_ERROR_RATIO = 1.25      # new vectors' mean distance to their centroid vs the training sample's
 MAX_IMBALANCE_RATIO = 1.5   # inverted-list imbalance after the update vs at training
 MAX_GROWTH = 2.0            # nlist was sized for the N it was trained on
@@ -46,92 +43,44 @@ class Update:
 
 
 @dataclass
-class Keys:
-    """Image ids and 64-bit content keys (content_keys) of a version's rows, in row order."""
-
-    image_ids: pa.ChunkedArray
-    content: np.ndarray      # uint64
-
-    @classmethod
-    def of(cls, batches: Iterable[pa.RecordBatch]) -> Keys:
-        """From record batches with image_id and content_sha256: the hashes are folded a batch at a time, so
-        their strings (~70 B a row) are never all held."""
-        ids, keys = [], []
-        for batch in batches:
-            ids.append(batch.column("image_id"))
-            keys.append(content_keys(batch.column("content_sha256")))
-        return cls(pa.chunked_array(ids, pa.string()), np.concatenate(keys) if keys else np.zeros(0, np.uint64))
-
-
-@dataclass
 class Latest:
-    """LATEST as an update needs it: its index in memory (it is edited), its vectors mapped, its ids' keys."""
+    """LATEST as an update needs it once the plan is made: its index in memory (it is edited), its vectors
+    mapped."""
 
     manifest: dict[str, Any]
     index: faiss.Index
     vectors: np.ndarray      # float16, row = faiss id, memory-mapped
-    faiss_ids: np.ndarray    # faiss id of each row of its ids.parquet
-    keys: Keys               # the same rows' image ids and content keys
 
 
-def open_latest(store: Store, name: str, cache_dir: str) -> Latest:
-    manifest = open_version(store, name, latest_version(store, name))
-    local = fetch_version(store, manifest, cache_dir)
+def open_latest(manifest: dict[str, Any], local: str) -> Latest:
+    return Latest(manifest, faiss.read_index(os.path.join(local, INDEX_FILE)),
+                  np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r", allow_pickle=False))
+
+
+def latest_keys(local: str) -> tuple[np.ndarray, RowKeys]:
+    """The faiss id and the keys of every row of a fetched version's ids.parquet, read a batch at a time."""
     ids = pq.ParquetFile(os.path.join(local, IDS_FILE))
     faiss_ids = ids.read(columns=["faiss_id"])["faiss_id"].to_numpy()
-    keys = Keys.of(ids.iter_batches(batch_size=1 << 16, columns=["image_id", "content_sha256"]))
-    return Latest(manifest, faiss.read_index(os.path.join(local, INDEX_FILE)),
-                  np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r", allow_pickle=False), faiss_ids, keys)
+    return faiss_ids, RowKeys.of(ids.iter_batches(batch_size=1 << 16, columns=["image_id", "content_sha256"]))
 
 
-def content_keys(hashes: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Each content hash folded to 64 bits, the same for the same string whatever array it sits in: the XOR of a
-    hex SHA-256's four 64-bit words (vectorised), BLAKE2b-64 of any other string. What an update compares an id's
-    old and new content by: different contents collide with probability 2⁻⁶⁴, and only two contents of the same
-    image id are ever compared."""
-    column = hashes.combine_chunks() if isinstance(hashes, pa.ChunkedArray) else hashes
-    n = len(column)
-    keys = np.zeros(n, dtype=np.uint64)
-    if not n:
-        return keys
-    offsets = np.frombuffer(column.buffers()[1], np.int32, n + 1, column.offset * 4).astype(np.int64)
-    data = np.frombuffer(column.buffers()[2], np.uint8)
-    hexlike = (np.diff(offsets) == 64) & column.is_valid().to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(hexlike)
-    contiguous = len(rows) == n  # the usual case: every value is 64 characters, one after the other
-    shifts = np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64)
-    for lo in range(0, len(rows), _KEY_CHUNK):  # in chunks: a row's nibbles are 512 bytes as uint64
-        chunk = rows[lo:lo + _KEY_CHUNK]
-        chars = (data[offsets[0] + 64 * lo: offsets[0] + 64 * (lo + len(chunk))] if contiguous
-                 else data[offsets[chunk][:, None] + np.arange(64)]).reshape(len(chunk), 4, 16)
-        is_hex = ((chars >= ord("0")) & (chars <= ord("9")) | (chars >= ord("a")) & (chars <= ord("f"))).all(
-            axis=(1, 2))
-        nibbles = np.where(chars >= ord("a"), chars - (ord("a") - 10), chars - ord("0")).astype(np.uint64)
-        keys[chunk] = np.bitwise_xor.reduce((nibbles << shifts).sum(axis=2, dtype=np.uint64), axis=1)
-        hexlike[chunk[~is_hex]] = False
-    for i in np.flatnonzero(~hexlike):
-        keys[i] = int.from_bytes(hashlib.blake2b(str(column[int(i)].as_py()).encode(), digest_size=8).digest(),
-                                 "little")
-    return keys
-
-
-def plan_update(previous: Latest, keys: Keys) -> Update:
-    """keys: of the new version's rows, in row order. An image keeps its faiss id while its content is unchanged;
-    changed content is a removal plus an addition."""
-    found = pc.index_in(keys.image_ids, value_set=previous.keys.image_ids)
-    position = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    same_id = position >= 0
+def plan_update(faiss_ids: np.ndarray, previous: RowKeys, keys: RowKeys) -> Update:
+    """faiss_ids, previous: LATEST's rows; keys: the new version's rows, in row order. An image keeps its faiss id
+    while its content is unchanged; changed content is a removal plus an addition."""
+    old_row = match_rows(previous, keys)
+    same_id = old_row >= 0
     known = same_id.copy()
-    known[same_id] = previous.keys.content[position[same_id]] == keys.content[same_id]
-    prev_ids = previous.faiss_ids
-    row_to_faiss = np.full(len(keys.content), -1, dtype=np.int64)
-    row_to_faiss[known] = prev_ids[position[known]]
+    known[same_id] = previous.content[old_row[same_id]] == keys.content[same_id]
+    row_to_faiss = np.full(len(keys.ids), -1, dtype=np.int64)
+    row_to_faiss[known] = faiss_ids[old_row[known]]
+    kept = np.zeros(len(faiss_ids), dtype=bool)
+    kept[old_row[known]] = True
+    del old_row, same_id
     added_rows = np.flatnonzero(~known)
-    next_id = int(prev_ids.max()) + 1 if len(prev_ids) else 0
+    next_id = int(faiss_ids.max()) + 1 if len(faiss_ids) else 0
     added_ids = np.arange(next_id, next_id + len(added_rows), dtype=np.int64)
     row_to_faiss[added_rows] = added_ids
-    removed = np.setdiff1d(prev_ids, row_to_faiss[known], assume_unique=True)
-    return Update(row_to_faiss, removed, added_rows, added_ids)
+    return Update(row_to_faiss, faiss_ids[~kept], added_rows, added_ids)
 
 
 def list_imbalance(index: faiss.Index) -> float:
@@ -225,14 +174,20 @@ def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsV
         why_not = "LATEST keeps its lists on disk; on-disk lists are rebuilt, not edited"
     if why_not:
         return UpdateOutcome({"incremental": False, "reason": f"retrained: {why_not}"})
-    previous = open_latest(store, name, tmp)
-    trained_bytes = store.read_bytes(IndexLayout(store, name, m["version"]).key(TRAINED_FILE))
-    keys = Keys.of(batch for p in parts for batch in store.iter_parquet(p, ["image_id", "content_sha256"]))
-    update = plan_update(previous, keys)
-    del keys
+    local = fetch_version(store, m, tmp)
+    faiss_ids, previous_keys = latest_keys(local)
+    keys = RowKeys.of(batch for p in parts for batch in store.iter_parquet(p, ["image_id", "content_sha256"]))
+    try:
+        update = plan_update(faiss_ids, previous_keys, keys)
+    except KeyCollision as e:
+        return UpdateOutcome({"incremental": False, "reason": f"retrained: {e}", "from_version": m["version"]})
+    del faiss_ids, previous_keys, keys
     added = source.read_rows(update.added_rows)
+    pa.default_memory_pool().release_unused()  # the batches read: Arrow's allocator keeps freed pages otherwise
+    trained_bytes = store.read_bytes(IndexLayout(store, name, m["version"]).key(TRAINED_FILE))
     vectors_path = os.path.join(tmp, VECTORS_FILE)
-    index, decision = apply_update(previous, deserialize(trained_bytes), update, added, n, vectors_path)
+    index, decision = apply_update(open_latest(m, local), deserialize(trained_bytes), update, added, n,
+                                   vectors_path)
     decision["from_version"] = m["version"]
     if index is None:
         return UpdateOutcome(decision)
