@@ -47,7 +47,7 @@ class PlanInfo:
     previous_run: str | None
     removed: int                 # ids of the previous version the catalogue no longer lists
     carry_rows: int              # distinct hashes in the carry index
-    unchanged_by_listing: int    # images carried without being read
+    unchanged_by_listing: int    # images the plan carries on their tag, unread (tasks add vouched hashes found)
     untagged: int                # images whose listing or table row said nothing about their bytes
     change_detection: str        # "listing", "rehash" (--rehash), "read" (no previous version or no tags)
 
