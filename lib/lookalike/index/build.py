@@ -332,16 +332,14 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
         names.append(path)
     ivfdata = os.path.join(tmp, IVFDATA_FILE)
     merge_ondisk(trained, names, ivfdata)
-    index_path = os.path.join(tmp, INDEX_FILE)
-    faiss.write_index(trained, index_path)
-    files = [publish.upload_file(store, layout.key(INDEX_FILE), index_path),
+    files = [_upload_index(store, layout.key(INDEX_FILE), trained, tmp),
              publish.upload_file(store, layout.key(IVFDATA_FILE), ivfdata)]
-    return faiss.read_index(index_path, faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
+    return faiss.read_index(os.path.join(tmp, INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR), files, True
 
 
 def _upload_index(store: Store, key: str, index: faiss.Index, tmp: str) -> dict[str, Any]:
-    """Written to a local file and uploaded from it: serialising to bytes held two more copies of the index (0.8
-    GiB at 10M × PQ32)."""
+    """Written to tmp under the key's file name and uploaded from it (the file stays for the caller): serialising
+    to bytes held two more copies of the index (0.8 GiB at 10M × PQ32)."""
     path = os.path.join(tmp, key.rsplit("/", 1)[-1])
     faiss.write_index(index, path)
     return publish.upload_file(store, key, path)
