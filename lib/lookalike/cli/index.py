@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, parse_bytes, spark_conf
+from lookalike.index.choice import CODES
 
 
 def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -16,6 +17,7 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
     p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
     p.add_argument("--memory-budget", type=parse_bytes, default="4GiB", help="bytes for the index, e.g. 48MiB")
     p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32'")
+    add_codes_arg(p)
     p.add_argument("--target-recall", type=float, default=0.95, help="10-R@10 the default operating point reaches")
     p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
     p.add_argument("--force", action="store_true", help="publish even below --min-recall")
@@ -30,14 +32,20 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
+def add_codes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codes", choices=CODES, default="auto",
+                   help="the index's codes: 'pq' (IVF-PQ), 'binary' (ITQ bits ranked by Hamming distance, then "
+                        "re-scored exactly; builds faster), or 'auto', the builder's choice (IVF-PQ)")
+
+
 def build_index_config(args: argparse.Namespace):
     from lookalike.index.build import BuildIndexConfig
     options = key_values(args.store_option, "--store-option")
     return BuildIndexConfig(
         store=args.store, name=args.name, embeddings=args.embeddings, memory_budget=args.memory_budget,
-        factory=args.factory, target_recall=args.target_recall, min_recall=args.min_recall, force=args.force,
-        publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries, seed=args.seed,
-        master=args.master, storage_options=options,
+        factory=args.factory, codes=args.codes, target_recall=args.target_recall, min_recall=args.min_recall,
+        force=args.force, publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries,
+        seed=args.seed, master=args.master, storage_options=options,
         spark_conf=spark_conf(args.spark_conf, args.event_log))
 
 

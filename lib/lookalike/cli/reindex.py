@@ -13,7 +13,7 @@ from lookalike.cli.args import (
     parse_bytes,
 )
 from lookalike.cli.embed import add_embedding_args, embed_config
-from lookalike.cli.index import build_index_config
+from lookalike.cli.index import add_codes_arg, build_index_config
 from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
 from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
 
@@ -43,6 +43,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     index = p.add_argument_group("index")
     index.add_argument("--memory-budget", type=parse_bytes, default="4GiB")
     index.add_argument("--factory", default=None)
+    add_codes_arg(index)
     index.add_argument("--target-recall", type=float, default=0.95)
     index.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this 10-R@10")
     index.add_argument("--queries", type=int, default=1000)

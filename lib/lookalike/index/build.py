@@ -23,7 +23,7 @@ from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
-from lookalike.index.choice import FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index.choice import CODES, FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index.features import write_version_features
 from lookalike.index.incremental import try_update
 from lookalike.index.publish import write_file
@@ -46,6 +46,7 @@ class BuildIndexConfig:
     embeddings: str | None = None        # "FINGERPRINT" or "FINGERPRINT/RUN_ID"; None: the store's only one
     memory_budget: int = 4 * GiB
     factory: str | None = None           # forces a Faiss factory string
+    codes: str = "auto"                  # "pq", "binary" (ITQ codes, Hamming shortlists) or the builder's choice
     flat_threshold: int = FLAT_THRESHOLD
     target_recall: float = 0.95          # 10-R@10 the default operating point must reach
     min_recall: float = 0.0              # below this (best of the sweep), nothing is published
@@ -69,6 +70,10 @@ class BuildIndexConfig:
             raise ConfigError("min_recall and target_recall are fractions in [0, 1]")
         if self.queries < 1 or self.k < 1:
             raise ConfigError("queries and k must be >= 1")
+        if self.codes not in CODES:
+            raise ConfigError(f"codes {self.codes!r}: give one of {', '.join(CODES)}")
+        if self.factory and self.codes != "auto":
+            raise ConfigError(f"--factory {self.factory} and --codes {self.codes} both say what to build: give one")
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ def plan_build(config: BuildIndexConfig) -> BuildPlan:
     if n == 0:
         raise IndexInputError(f"embeddings {source.layout.prefix} hold no vectors: nothing to index")
     choice = describe_factory(config.factory, n, d) if config.factory else \
-        choose_index(n, d, config.memory_budget, config.flat_threshold)
+        choose_index(n, d, config.memory_budget, config.flat_threshold, config.codes)
     parts = tuple(k for k, r in zip(source.parts, rows, strict=True) if r > 0)
     offsets = tuple(int(o) for o in np.cumsum([0] + [r for r in rows if r > 0])[:-1])
     return BuildPlan(store, source, IndexLayout(store, config.name, publish.new_version_id()), parts, offsets, n, d,
@@ -181,12 +186,14 @@ def scan(config: BuildIndexConfig, plan: BuildPlan) -> HeldOut:
     _check_scan(results, plan.d, plan.source)
     sampled = sum(s["sampled"] for s in results)
     choice = plan.choice
-    needed = max(choice.nlist, 256 if choice.pq_m else 0) if train_size else 0  # k-means: a point per centroid
+    # k-means needs a point per centroid, ITQ's PCA a point per bit.
+    needed = max(choice.nlist, 256 if choice.pq_m else 0, choice.code_bits) if train_size else 0
     if sampled < needed:
         raise IndexInputError(f"{choice.factory} needs at least {needed:,} training vectors ({choice.nlist} lists"
-                              f"{', 256 codes per PQ sub-quantizer' if choice.pq_m else ''}); {plan.n:,} vectors less "
-                              f"{len(query_rows):,} held-out queries leave {sampled:,}: give a factory with fewer "
-                              "lists, or Flat, or leave --factory out and let the builder choose")
+                              f"{', 256 codes per PQ sub-quantizer' if choice.pq_m else ''}"
+                              f"{f', {choice.code_bits} ITQ bits' if choice.code_bits else ''}); "
+                              f"{plan.n:,} vectors less {len(query_rows):,} held-out queries leave {sampled:,}: give a "
+                              "factory with fewer lists, or Flat, or leave --factory out and let the builder choose")
     results = sorted(results, key=lambda s: s["part"])
     queries = np.concatenate([s["queries"] for s in results]).astype(np.float32)
     save_npy(plan.store, plan.layout.queries, queries)
@@ -197,8 +204,8 @@ def build_or_update(config: BuildIndexConfig, plan: BuildPlan, timings: dict[str
     """LATEST updated in place of a rebuild (nightly, when the drift checks pass), else train, add in parallel
     and merge."""
     t0 = time.perf_counter()
-    update = try_update(config.name, config.factory, plan.store, plan.source, plan.parts, plan.n, tmp) \
-        if config.incremental else None
+    update = try_update(config.name, config.factory, config.codes, plan.store, plan.source, plan.parts, plan.n,
+                        tmp) if config.incremental else None
     if update is not None and update.index is not None:
         timings["update_s"] = round(time.perf_counter() - t0, 3)
         files = [_upload_index(plan.store, plan.layout.key(INDEX_FILE), update.index, tmp)]
@@ -319,7 +326,7 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
            budget: int, tmp: str) -> tuple[faiss.Index, list[dict[str, Any]], bool]:
     trained = deserialize(trained_bytes)
     estimated = n * choice.bytes_per_vector
-    if choice.is_flat or estimated <= budget:
+    if not choice.nlist or estimated <= budget:  # on-disk lists are inverted lists: an IVF's only
         for i in range(n_parts):
             trained.merge_from(deserialize(store.read_bytes(layout.partial(i))), 0)
         return trained, [_upload_index(store, layout.key(INDEX_FILE), trained, tmp)], False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import posixpath
 import tempfile
 import time
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lookalike.core.errors import ConfigError
-from lookalike.core.layout import IDS_FILE, INDEX_FILE, VECTORS_FILE, IndexLayout
+from lookalike.core.layout import IDS_FILE, INDEX_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.manifest import new_manifest, read_manifest
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, read_url, redact
@@ -100,7 +101,8 @@ class ExportTask:
         store = Store(self.config.store, self.config.storage_options)
         with tempfile.TemporaryDirectory(prefix="lookalike-export-") as tmp:
             source = load_index_version(store, self.config.name, self.version, cache_dir=tmp, mmap=False)
-            index, global_ids, split = _shard_index(source.index, shard, len(self.config.destinations))
+            empty = faiss.read_index(os.path.join(source.local_dir, TRAINED_FILE))
+            index, global_ids, split = _shard_index(source.index, empty, shard, len(self.config.destinations))
             dest.delete(layout.key(READY))
             feature_files = write_shard_features(dest, layout, source.features, global_ids, tmp)
         ids = source.ids.take(pa.array(source.row_of_faiss[global_ids]))
@@ -130,8 +132,12 @@ class ExportTask:
         return {**info, "skipped": False}
 
 
-def _shard_index(index: faiss.Index, shard: int, shards: int) -> tuple[faiss.Index, np.ndarray, dict[str, Any]]:
-    """The shard's index with dense local ids 0..n-1, and the source faiss id of each local id."""
+def _shard_index(index: faiss.Index, empty: faiss.Index, shard: int, shards: int
+                 ) -> tuple[faiss.Index, np.ndarray, dict[str, Any]]:
+    """The shard's index with dense local ids 0..n-1, and the source faiss id of each local id. `empty` is the
+    version's trained index (quantizer, rotation, codebooks, no vectors), which the shard's vectors go into:
+    faiss.clone_index would copy every list only to drop them, and it shares, then frees twice, the transform
+    of an IndexIVFSpectralHash (faiss 1.15)."""
     try:
         ivf = faiss.extract_index_ivf(index)
     except RuntimeError:
@@ -139,15 +145,13 @@ def _shard_index(index: faiss.Index, shard: int, shards: int) -> tuple[faiss.Ind
     if ivf is None:
         flat = faiss.downcast_index(index)
         global_ids = np.arange(shard, flat.ntotal, shards, dtype=np.int64)
-        part = faiss.clone_index(flat)
-        part.reset()
+        part = empty
         if len(global_ids):
             part.add(flat.reconstruct_batch(global_ids))
         return part, global_ids, {"kind": "faiss id modulo shards", "range": [shard, shards]}
     sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
     lo, hi = list_ranges(sizes, shards)[shard]
-    part = faiss.clone_index(index)
-    part.reset()  # the trained structure (quantizer, OPQ, PQ codebooks) without vectors
+    part = empty
     part_ivf = faiss.extract_index_ivf(part)
     ivf.copy_subset_to(part_ivf, faiss.InvertedLists.SUBSET_TYPE_INVLIST, lo, hi)
     part.ntotal = part_ivf.ntotal

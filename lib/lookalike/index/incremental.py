@@ -156,8 +156,8 @@ class UpdateOutcome:
     trained_ntotal: int = 0
 
 
-def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsVersion, parts: tuple[str, ...],
-               n: int, tmp: str) -> UpdateOutcome | None:
+def try_update(name: str, factory: str | None, codes: str, store: Store, source: EmbeddingsVersion,
+               parts: tuple[str, ...], n: int, tmp: str) -> UpdateOutcome | None:
     """Update LATEST when that is possible and the drift checks pass; None when there is no LATEST."""
     latest = latest_version(store, name)
     if latest is None:
@@ -170,6 +170,8 @@ def try_update(name: str, factory: str | None, store: Store, source: EmbeddingsV
         why_not = "LATEST is a flat index: rebuilding it costs no training"
     elif factory and factory != m["factory"]:
         why_not = f"--factory {factory} differs from LATEST's {m['factory']}"
+    elif codes != "auto" and (codes == "binary") != bool(m["choice"].get("code_bits")):
+        why_not = f"--codes {codes} differs from LATEST's {'binary' if m['choice'].get('code_bits') else 'pq'} codes"
     elif m.get("on_disk"):
         why_not = "LATEST keeps its lists on disk; on-disk lists are rebuilt, not edited"
     if why_not:

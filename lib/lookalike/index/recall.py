@@ -14,6 +14,9 @@ from lookalike.index.choice import IndexChoice
 from lookalike.index.search import SearchParams, search
 
 RERANKS = (0, 50, 100, 200)
+# Hamming distances rank coarsely (a 128-bit code has 129 values): binary codes need longer shortlists, and
+# always one, for their scores to be cosines.
+BINARY_RERANKS = (50, 100, 200, 500, 1000)
 
 
 class RecallTooLow(JobFailed):
@@ -61,7 +64,7 @@ def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth:
     stored vectors as a scorer); stops raising nprobe once recall with the widest re-scoring stops improving."""
     table = []
     last_best = -1.0
-    reranks = (0,) if choice.is_flat else RERANKS
+    reranks = (0,) if choice.is_flat else BINARY_RERANKS if choice.is_binary else RERANKS
     for nprobe in nprobe_values(choice):
         best_here = 0.0
         for rerank in reranks:

@@ -4,7 +4,7 @@ stored vectors, α-weighted query expansion, cosine scores."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
@@ -80,6 +80,19 @@ def _cached(index: faiss.Index, key, build):
 
 _MISSING = object()
 PARAMETER_CACHE = 1024
+
+
+def ranks_by_hamming(index: faiss.Index) -> bool:
+    """Whether the index compares binary codes (its distances count differing bits, not squared L2): such a
+    shortlist is always re-scored from the stored vectors."""
+    return _cached(index, "hamming", lambda: _hamming(index))
+
+
+def _hamming(index: faiss.Index) -> bool:
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return _hamming(index.index)
+    return isinstance(index, (faiss.IndexIVFSpectralHash, faiss.IndexLSH))
 
 
 def _parameters_for(index: faiss.Index, nprobe: int) -> faiss.SearchParameters | None:
@@ -184,7 +197,12 @@ def stored_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
 
 def _search_once(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
                  exact: faiss.Index | None) -> tuple[np.ndarray, np.ndarray]:
-    if exact is None or params.rerank <= k:
+    if ranks_by_hamming(index):
+        if exact is None:
+            raise ValueError("a binary-code index ranks by Hamming distance: search it with the stored vectors "
+                             "(exact) that re-score its shortlist")
+        params = replace(params, rerank=max(params.rerank, k))
+    elif exact is None or params.rerank <= k:
         distances, ids = search_with(index, queries, k, search_parameters(index, params))
         return cosine(distances), ids
     # IndexRefine insists on equal sizes when built; the scorer may hold more rows (ids freed by incremental
