@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lookalike.core.errors import ConfigError
-from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, ModelSpec
+from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, ModelSpec
 
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
 
@@ -75,6 +75,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="apply a PCA-whitening learned with `lookalike whiten` (part of the model fingerprint)")
     p.add_argument("--scales", default=(1.0,), type=scale_factors, metavar="S1,S2,...",
                    help="multi-scale descriptor: the input resized by each factor, e.g. 1,0.707 (default 1)")
+    p.add_argument("--space", default="visual", choices=SPACES,
+                   help="visual: pooled features (default); words: each image as a vector of the text encoder's "
+                        "space (ConSE over the ImageNet classifier), searchable with `search --text`")
 
 
 def scale_factors(text: str) -> tuple[float, ...]:
@@ -87,7 +90,7 @@ def scale_factors(text: str) -> tuple[float, ...]:
 def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
     return ModelSpec(name=args.model, weights_uri=args.weights, pooling=args.pooling, gem_p=args.gem_p,
                      image_size=args.image_size, resize=args.resize, whitening_uri=args.whitening,
-                     scales=args.scales, weights_options=options)
+                     scales=args.scales, space=args.space, weights_options=options)
 
 
 def add_local_features_arg(p: argparse.ArgumentParser) -> None:

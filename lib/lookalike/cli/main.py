@@ -22,7 +22,7 @@ from lookalike.cli.index import (
     run_publish,
 )
 from lookalike.cli.join import join_parser, run_join
-from lookalike.cli.query import run_search, run_serve, search_parser, serve_parser
+from lookalike.cli.query import run_search, run_serve, run_tag, search_parser, serve_parser, tag_parser
 from lookalike.cli.reindex import reindex_parser, run_reindex
 from lookalike.cli.whiten import run_whiten, whiten_parser
 from lookalike.core.errors import EXIT_USAGE, LookalikeError
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     serve_parser(sub.add_parser("serve", help="query worker: HTTP API and a search page over LATEST of an index"))
     search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
     indexes_parser(sub.add_parser("indexes", help="list the versions of an index"))
+    tag_parser(sub.add_parser("tag", help="the nearest words of images in the word space (no index needed)"))
     args = parser.parse_args(argv)
     configure(args.verbose, args.log_format)
     # Each command returns what it prints (None for the servers, which run until stopped).
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
         "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
         "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
-        "whiten": run_whiten, "augment": run_augment,
+        "whiten": run_whiten, "augment": run_augment, "tag": run_tag,
     }
     try:
         output = commands[args.command](args)

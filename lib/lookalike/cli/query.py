@@ -62,6 +62,9 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
 def search_parser(p: argparse.ArgumentParser) -> None:
     add_worker_args(p)
     p.add_argument("images", nargs="*", metavar="IMAGE", help="query image paths or URIs")
+    p.add_argument("--text", action="append", default=[], dest="texts", metavar="WORDS",
+                   help="a text query against a word-space index, e.g. 'bird in a circle'; comma-separated phrases "
+                        "average their vectors (repeatable)")
     p.add_argument("--id", action="append", default=[], dest="ids", metavar="IMAGE_ID",
                    help="search with a catalogue image's stored vector (repeatable); its own hit is left out")
     p.add_argument("--version", default=None, help="a version other than LATEST")
@@ -122,8 +125,8 @@ def run_search(args: argparse.Namespace) -> str:
     from lookalike.retrieval.limits import DEFAULT_SHORTLIST
     from lookalike.retrieval.query import Verification, params_for, search_vectors, stored_views, vectors_of_ids
     from lookalike.serve.worker import ServedIndex
-    if not args.images and not args.ids:
-        raise ConfigError("give query images (paths or URIs) and/or --id IMAGE_ID")
+    if not args.images and not args.ids and not args.texts:
+        raise ConfigError("give query images (paths or URIs), --id IMAGE_ID and/or --text WORDS")
     options = key_values(args.store_option, "--store-option")
     served = ServedIndex(Store(args.store, options), worker_settings(args, options))
     served.start(watch=False, version=args.version)
@@ -142,6 +145,12 @@ def run_search(args: argparse.Namespace) -> str:
         labels += args.images
         results += search_vectors(version, vectors, args.k, params, filters,
                                   verification=views and Verification(views, shortlist))
+    if args.texts:
+        if served.embedder is None:
+            raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search "
+                              "by text")
+        labels += args.texts
+        results += search_vectors(version, served.embedder.embed_texts(args.texts), args.k, params, filters)
     if args.ids:
         vectors, faiss_ids = vectors_of_ids(version, args.ids)
         views = stored_views(version, faiss_ids) if verify else None
@@ -159,6 +168,33 @@ def run_search(args: argparse.Namespace) -> str:
         lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}"
                   + (f"  ({h.inliers} inliers)" if h.inliers is not None else "") for h in hits] or ["  (no hits)"]
     return "\n".join(lines)
+
+
+def tag_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or URIs")
+    p.add_argument("--k", type=int, default=5, help="words per image (default 5)")
+    add_model_args(p)
+    p.set_defaults(space="words")
+    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for reading s3:// images and weights (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+
+def run_tag(args: argparse.Namespace) -> str:
+    """The nearest words of each image in the word space (ImageNet class names), with no index needed."""
+    from lookalike.model.loading import cached_model
+    from lookalike.retrieval.query import QueryEmbedder
+    options = key_values(args.store_option, "--store-option")
+    if args.k < 1:
+        raise ConfigError("--k must be >= 1")
+    embedder = QueryEmbedder(cached_model(model_spec(args, options), "cpu"), storage_options=options)
+    vectors = embedder.embed([embedder.read(_as_uri(i)) for i in args.images])
+    tags = embedder.tags(vectors, args.k)
+    if args.json:
+        return json.dumps([{"image": i, "tags": [{"word": w, "score": s} for w, s in row]}
+                           for i, row in zip(args.images, tags, strict=True)], indent=2)
+    return "\n".join(f"{i}: " + ", ".join(f"{w} ({s:.2f})" for w, s in row)
+                     for i, row in zip(args.images, tags, strict=True))
 
 
 def _filters(pairs: list[str]) -> dict[str, list[str]] | None:

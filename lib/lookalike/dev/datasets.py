@@ -23,6 +23,10 @@ SIMPLE_ICONS = ("simple-icons", "16.37.0")  # CC0 brand logos, ~3,500 SVGs
 ICONIFY_LOGOS = ("@iconify-json/logos", "1.2.19")  # Gil Barbara's "logos" set (CC0), full-colour, ~2,300
 DEVICON = ("devicon", "2.17.0")  # developer-tool icons (MIT), ~580, drawn by another set of hands again
 COLLECTIONS = ("iconify", "devicon")
+# General icon sets whose icons are named by what they show (all permissive: MIT, Apache-2.0, ISC): the same
+# concept drawn by different hands, a labelled set for text-to-image search.
+CONCEPT_SETS = (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137"),
+                ("@iconify-json/mdi", "1.2.3"), ("@iconify-json/carbon", "1.2.29"))
 
 
 class DatasetError(ArtefactError):
@@ -144,6 +148,38 @@ def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection
     table_path = data_dir / f"cross-collection-queries-{'+'.join(collections)}-{len(rows['image_id'])}.parquet"
     pq.write_table(pa.table(rows), table_path)
     return table_path
+
+
+def concept_icons(data_dir: Path, size: int = 224, min_sets: int = 3,
+                  sets: Sequence[tuple[str, str]] = CONCEPT_SETS) -> pa.Table:
+    """Icons whose plain one-word name (`camera`, `bell`, `anchor`) is drawn by at least `min_sets` of the
+    general icon sets, rasterised black on white: image_id (`<set>/<name>`), uri, concept. A concept's icons
+    are what a text query of its name should find."""
+    drawn: dict[str, dict[str, str]] = {}
+    for name, version in sets:
+        package = fetch_npm_package(name, version, data_dir / "npm")
+        collection = json.loads((package / "icons.json").read_text())
+        prefix = collection["prefix"]
+        out_dir = data_dir / f"concepts-{prefix}-{size}px"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for icon_name, icon in collection["icons"].items():
+            if icon_name.isalpha():
+                width = icon.get("width", collection.get("width", 24))
+                height = icon.get("height", collection.get("height", 24))
+                svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{icon.get("left", 0)} '
+                       f'{icon.get("top", 0)} {width} {height}" color="#000">{icon["body"]}</svg>')
+                drawn.setdefault(icon_name, {})[prefix] = svg
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "concept": []}
+    for concept, by_set in sorted(drawn.items()):
+        if len(by_set) < min_sets:
+            continue
+        for prefix, svg in sorted(by_set.items()):
+            path = _rendered(data_dir / f"concepts-{prefix}-{size}px" / f"{concept}.png", svg, size)
+            if _visible(path):
+                rows["image_id"].append(f"{prefix}/{concept}")
+                rows["uri"].append(str(path.resolve()))
+                rows["concept"].append(concept)
+    return pa.table(rows)
 
 
 def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:

@@ -18,9 +18,11 @@ from torch import nn
 
 from lookalike.core.store import read_url
 from lookalike.model.backbones import backbone_of, lite0_to_timm
+from lookalike.model.conse import CONSE_TOP, conse_head
 from lookalike.model.fusion import fused_or_original
 from lookalike.model.pooling import make_pooling
 from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
+from lookalike.model.text import load_text_encoder
 from lookalike.model.whitening import Whitening, WhiteningError, WhiteningHead
 
 
@@ -68,18 +70,20 @@ class LoadedModel:
     weights_sha256: str
     channels_last: bool
     whitening: dict[str, Any] | None = None  # {"sha256", "dim"} of the whitening applied, if any
+    word_space: dict[str, Any] | None = None  # how images were put in the text encoder's space, if they were
 
     @property
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes the embedding space; two runs share vectors only if this is equal."""
         # `scales` appears only when multi-scale, so single-scale fingerprints (and their stores) stay as they were.
         multi_scale = {"scales": list(self.spec.scales)} if self.spec.scales != (1.0,) else {}
-        return multi_scale | {
+        words = {"word_space": self.word_space} if self.word_space else {}
+        return multi_scale | words | {
             "architecture": self.spec.name,
             "weights_sha256": self.weights_sha256,
             "preprocessing": asdict(self.preprocessing),
-            "pooling": self.spec.pooling,
-            "gem_p": self.spec.gem_p if self.spec.pooling == "gem" else None,
+            "pooling": "conse" if self.word_space else self.spec.pooling,
+            "gem_p": self.spec.gem_p if self.spec.pooling == "gem" and not self.word_space else None,
             "whitening": self.whitening,
             "normalisation": "l2",
             "dim": self.dim,
@@ -121,8 +125,8 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: 
     base = backbone_def.preprocessing
     pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
                         interpolation=base.interpolation, mean=base.mean, std=base.std)
-    module = EmbeddingModel(net, backbone_def.features, make_pooling(spec.pooling, spec.gem_p), pre,
-                            scales=spec.scales).eval()
+    head, word_space = _head(spec, net)
+    module = EmbeddingModel(net, backbone_def.features, head, pre, scales=spec.scales).eval()
     probe = torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)
     with torch.inference_mode():
         try:
@@ -143,7 +147,15 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: 
     module = module.to(device)
     if backbone_def.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last, whitening)
+    return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last, whitening, word_space)
+
+
+def _head(spec: ModelSpec, net: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The pooling head, or for the word space the ConSE head over the backbone's own classifier."""
+    if spec.space != "words":
+        return make_pooling(spec.pooling, spec.gem_p), None
+    encoder = load_text_encoder()
+    return conse_head(net, encoder), {"method": "conse", "top": CONSE_TOP, "text_encoder": encoder.fingerprint}
 
 
 @functools.lru_cache(maxsize=2)

@@ -13,6 +13,9 @@ from lookalike.core.errors import InputError
 # The backbones and pooling heads model/backbones.py and model/pooling.py build (a test keeps the lists equal).
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "resnet18", "efficientnet_b0", "vit_b_16")
 POOLINGS = ("avg", "max", "gem", "rmac")
+# visual: pooled backbone features (the default); words: the image as a vector of the text encoder's word space
+# (model/conse.py), searchable by phrases.
+SPACES = ("visual", "words")
 MODEL_FILE_FIELDS = ("weights_uri", "whitening_uri")  # the files a model is rebuilt from, besides bundled weights
 
 
@@ -54,6 +57,7 @@ class ModelSpec:
     resize: str = "pad"
     whitening_uri: str | None = None     # a PCA-whitening learned by `lookalike whiten` (None: none)
     scales: tuple[float, ...] = (1.0,)   # multi-scale: input resized by each factor, descriptors summed
+    space: str = "visual"                # "words": ConSE vectors in the text encoder's space instead of pooling
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -78,6 +82,11 @@ class ModelSpec:
             raise ModelError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
         if self.resize not in RESIZE_MODES:
             raise ModelError(f"unknown resize mode {self.resize!r}: choose one of {', '.join(RESIZE_MODES)}")
+        if self.space not in SPACES:
+            raise ModelError(f"unknown space {self.space!r}: choose one of {', '.join(SPACES)}")
+        if self.space == "words" and self.whitening_uri:
+            raise ModelError("a word-space model's vectors are the text encoder's: they take no whitening; drop "
+                             "--whitening")
         if self.gem_p <= 0:
             raise ModelError(f"GeM p must be > 0, got {self.gem_p}")
         # Manifests record scales as a JSON list; the spec stays hashable (models are cached by spec).

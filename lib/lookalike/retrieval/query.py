@@ -33,7 +33,9 @@ from lookalike.index.search import (
     search_with,
     use_threads_for,
 )
+from lookalike.model.conse import imagenet_class_names, query_phrases
 from lookalike.model.loading import LoadedModel
+from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 
@@ -286,6 +288,33 @@ class QueryEmbedder:
                 tensors.append(to_tensor(decoded.image, self.model.preprocessing))
         with self._lock:
             return self.model.embed_batch(torch.stack(tensors), self.device)
+
+    @property
+    def word_space(self) -> bool:
+        """Whether the model puts images in the text encoder's space (text search and tags work)."""
+        return self.model.word_space is not None
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) word-space query vectors, one per text (see conse.query_phrases)."""
+        self._check_word_space("search by text")
+        encoder = load_text_encoder()
+        if encoder.fingerprint != self.model.word_space["text_encoder"]:
+            raise QueryError(f"the installed text encoder {encoder.fingerprint} is not the one this model's word "
+                             f"space was made with ({self.model.word_space['text_encoder']}): install that one")
+        return np.stack([encoder.encode_query(query_phrases(t)) for t in texts])
+
+    def tags(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The k class names nearest each word-space vector, with their cosines."""
+        self._check_word_space("tag images")
+        scores, classes = self.model.module.pooling.nearest_classes(torch.from_numpy(vectors), k)
+        names = imagenet_class_names()
+        return [[(names[c], round(float(s), 4)) for c, s in zip(row_c.tolist(), row_s.tolist(), strict=True)]
+                for row_c, row_s in zip(classes, scores, strict=True)]
+
+    def _check_word_space(self, what: str) -> None:
+        if not self.word_space:
+            raise QueryError(f"cannot {what}: this model's vectors are visual, not in a word space; build an "
+                             "index of a version embedded with --space words")
 
     def views(self, images: Sequence[bytes], settings: FeatureSettings) -> list[list[LocalFeatures]]:
         """Each image's local features and its mirror's, for geometric verification (decoded again at the

@@ -54,6 +54,26 @@ class IdQuery(SearchOptions):
     include_self: bool = Field(False, description="keep the query image itself among its hits")
 
 
+class TextQuery(SearchOptions):
+    texts: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        ..., min_length=1, description="text queries against a word-space index, e.g. 'bird in a circle'; "
+                                       "comma-separated phrases in one text average their vectors")
+
+
+class TagOut(BaseModel):
+    word: str
+    score: float = Field(description="cosine of the image's word-space vector and the word's")
+
+
+class TagResult(BaseModel):
+    image: str
+    tags: list[TagOut]
+
+
+class TagAnswer(BaseModel):
+    results: list[TagResult]
+
+
 class UriQuery(SearchOptions):
     uris: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(..., min_length=1)
 
@@ -97,7 +117,8 @@ ERRORS = {
     401: "missing or wrong bearer token",
     403: "a URI outside the worker's allow-list",
     404: "an image id that is not in the served version",
-    409: "search by image is off: the served version does not name its model",
+    409: "search by image is off: the served version does not name its model (or, for text and tags, its model "
+         "is not in a word space)",
     413: "a request body, image or pixel count above the worker's limits",
     503: "no index version is loaded yet",
     504: "the search took longer than the request time limit",

@@ -71,6 +71,13 @@ class RequestContext:
                                      "restart the worker with --model")
         return e
 
+    def word_embedder(self) -> QueryEmbedder:
+        e = self.embedder()
+        if not e.word_space:
+            raise HTTPException(409, "search by text and tags need a word-space index: this version's vectors are "
+                                     "visual; serve an index of a version embedded with --space words")
+        return e
+
     async def in_thread(self, fn: Callable[[], Any]) -> Any:
         """Blocking work (embedding, searching, reading) off the event loop, within the request time limit."""
         try:

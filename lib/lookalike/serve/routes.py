@@ -27,6 +27,8 @@ from lookalike.serve.api_models import (
     IdQuery,
     SearchAnswer,
     SearchOptions,
+    TagAnswer,
+    TextQuery,
     UriQuery,
     VectorQuery,
     errors,
@@ -63,7 +65,8 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
         return {"name": v.manifest["name"], "version": v.version, "ntotal": v.manifest["ntotal"], "dim": v.dim,
                 "factory": v.manifest["factory"], "default_search": v.manifest["default_search"],
                 "columns": [c for c in v.ids.column_names if c != "faiss_id"],
-                "image_search": ctx.served.embedder is not None, "max_k": MAX_K,
+                "image_search": ctx.served.embedder is not None,
+                "text_search": ctx.served.embedder is not None and ctx.served.embedder.word_space, "max_k": MAX_K,
                 "max_batch": ctx.settings.max_batch}
 
 
@@ -111,6 +114,27 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             return ctx.run_vectors(v, embedder.embed(data), options, "image", names, started=started,
                                    views=image_views(v, options, embedder, data))
         return await ctx.in_thread(work)
+
+    @search_route("/search/text", "top-k for text queries, against a word-space index", 409)
+    async def by_text(body: TextQuery) -> Response:
+        v = ctx.version()
+        ctx.check_search(v, len(body.texts), body)
+        embedder = ctx.word_embedder()
+        return await ctx.in_thread(
+            lambda: ctx.run_vectors(v, embedder.embed_texts(body.texts), body, "text", body.texts))
+
+    @app.post("/tag", dependencies=[auth], response_model=TagAnswer, summary="the nearest words of uploaded "
+              "images (multipart), with a word-space index's model", responses=errors(400, 401, 409, 413, 504))
+    async def tag(images: Annotated[list[UploadFile], File(description="one or more image files")],
+                  k: Annotated[int, Form(ge=1, le=100)] = 5) -> Response:
+        ctx.check_batch(len(images))
+        data = [await f.read() for f in images]
+        embedder = ctx.word_embedder()
+        names = [f.filename or str(i) for i, f in enumerate(images)]
+        tags = await ctx.in_thread(lambda: embedder.tags(embedder.embed(data), k))
+        return Response(json.dumps({"results": [{"image": n, "tags": [{"word": w, "score": s} for w, s in row]}
+                                                for n, row in zip(names, tags, strict=True)]}),
+                        media_type="application/json")
 
     @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
     async def by_uris(body: UriQuery) -> Response:

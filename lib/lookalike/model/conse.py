@@ -1,0 +1,76 @@
+"""ConSE (Norouzi et al. 2014): an image in the word space without training. The backbone's ImageNet classifier
+gives class probabilities; the image's word vector is the convex combination of its top-T class names' text
+vectors, weighted by those probabilities, then L2-normalised. Catalogue images embedded this way are searched
+by the text vector of a phrase ("bird in a circle"), and an image's nearest class names are its tags."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lookalike.model.spec import ModelError
+from lookalike.model.text import TextEncoder
+
+CONSE_TOP = 10  # the top-T classes combined (T = 10 in the paper)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in classifier order, as torchvision ships them (no download)."""
+    from torchvision.models import ResNet50_Weights
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_classifier(net: nn.Module) -> nn.Linear:
+    """The final ImageNet classifier of a timm or torchvision backbone."""
+    if hasattr(net, "get_classifier"):  # timm
+        head = net.get_classifier()
+    elif isinstance(getattr(net, "fc", None), nn.Linear):  # torchvision ResNets
+        head = net.fc
+    elif isinstance(getattr(net, "classifier", None), nn.Sequential):  # torchvision EfficientNets
+        head = net.classifier[-1]
+    else:  # a ViT's head reads its class token, not the pooled patch tokens the features are
+        head = None
+    if not isinstance(head, nn.Linear) or head.out_features != 1000:
+        raise ModelError("ConSE needs the backbone's 1,000-class ImageNet classifier; this model has "
+                         f"{type(head).__name__ if head is not None else 'none'}: pick another --pooling")
+    return head
+
+
+class ConSEHead(nn.Module):
+    """(B, C, H, W) backbone features → average pool → classifier → softmax → top-T → Σ p·word(class) → L2."""
+
+    def __init__(self, classifier: nn.Linear, class_vectors: torch.Tensor, top: int = CONSE_TOP):
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("class_vectors", class_vectors.float())
+        self.top = top
+
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = features.float().mean(dim=(2, 3))
+        return self.classifier(pooled).softmax(dim=-1)
+
+    def nearest_classes(self, vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cosines, class indices) of the k class names nearest each word-space vector: an image's tags."""
+        return (vectors.float() @ self.class_vectors.T).topk(min(k, len(self.class_vectors)), dim=-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        p = self.probabilities(features)
+        weights, classes = p.topk(self.top, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        combined = torch.einsum("bt,btd->bd", weights, self.class_vectors[classes])
+        return nn.functional.normalize(combined, dim=-1)
+
+
+def query_phrases(text: str) -> list[str]:
+    """The phrases of one text query: comma-separated phrases average their vectors ("bird, circle"); a phrase
+    without commas is encoded whole ("bird in a circle")."""
+    phrases = [p.strip() for p in text.split(",") if p.strip()]
+    if not phrases:
+        raise ModelError(f"text query {text[:40]!r} holds no words")
+    return phrases
+
+
+def conse_head(net: nn.Module, encoder: TextEncoder) -> ConSEHead:
+    classifier = imagenet_classifier(net)
+    names = imagenet_class_names()
+    return ConSEHead(classifier, torch.from_numpy(encoder.encode(names)))

@@ -1,0 +1,120 @@
+"""The word space: catalogue images embedded as ConSE vectors of the bundled text encoder by the embed job, indexed
+and published as usual, then searched by phrases and tagged with words through the worker's HTTP API and the
+command line."""
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from lookalike.cli.main import main
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.model.conse import imagenet_classifier
+from lookalike.model.loading import cached_model
+from lookalike.model.spec import ModelError, ModelSpec
+from lookalike.model.text import load_text_encoder
+from lookalike.serve.http_api import create_app, running
+from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+import imagefactory
+
+PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick", "page", "text")
+WORDS = ModelSpec(space="words", image_size=224)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("words")
+    for name in PHOTOS:
+        (root / "images").mkdir(exist_ok=True)
+        (root / "images" / f"{name}.jpg").write_bytes(imagefactory.jpeg_bytes(imagefactory.photo(name, 256)))
+    return root
+
+
+def publish_index(store: Store, images: Path, name: str, model: ModelSpec) -> dict:
+    m = embed.run(EmbedConfig(images=str(images), store=store.url, storage_options=store.options, model=model,
+                              master=IN_PROCESS, local_features=None))
+    return index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name=name,
+                                            embeddings=f"{m['fingerprint_id']}/{m['run_id']}", master=IN_PROCESS,
+                                            publish=True, queries=4))
+
+
+@pytest.fixture(scope="module")
+def store(s3_server, catalogue) -> Store:
+    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
+    publish_index(store, catalogue / "images", "words", WORDS)
+    publish_index(store, catalogue / "images", "visual", ModelSpec(image_size=224))
+    return store
+
+
+def test_the_word_space_is_its_own_fingerprinted_model():
+    words, visual = cached_model(WORDS, "cpu"), cached_model(ModelSpec(image_size=224), "cpu")
+    encoder = load_text_encoder()
+    assert words.dim == encoder.dim == 384 and words.fingerprint_id != visual.fingerprint_id
+    assert words.fingerprint["word_space"] == {"method": "conse", "top": 10, "text_encoder": encoder.fingerprint}
+    assert len(encoder.fingerprint["weights_sha256"]) == 64
+    assert "word_space" not in visual.fingerprint  # visual fingerprints (and their stores) are as they were
+    with pytest.raises(ModelError, match="take no whitening"):
+        ModelSpec(space="words", whitening_uri="/tmp/w.npz")
+    with pytest.raises(ModelError, match="ImageNet classifier"):
+        imagenet_classifier(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 10)))
+    np.testing.assert_allclose(np.linalg.norm(encoder.encode_query(["bird", "circle"])), 1.0, rtol=1e-6)
+
+
+def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, catalogue, tmp_path):
+    with ExitStack() as stack:
+        def worker(name: str) -> str:
+            served = ServedIndex(store, WorkerSettings(name, str(tmp_path / f"cache-{name}")))
+            served.start(watch=False)
+            return stack.enter_context(running(create_app(served)))
+
+        words, visual = worker("words"), worker("visual")
+        assert httpx.get(f"{words}/api/info").json()["text_search"] is True  # the page shows its text box
+        assert httpx.get(f"{visual}/api/info").json()["text_search"] is False
+        queries = {"cat": "chelsea.jpg", "a cup of coffee": "coffee.jpg", "horse": "horse.jpg",
+                   "camera": "camera.jpg", "wall of bricks": "brick.jpg"}
+        r = httpx.post(f"{words}/search/text", json={"texts": list(queries), "k": 3}, timeout=60)
+        assert r.status_code == 200, r.text
+        top = {res["query"]: res["hits"][0]["image_id"] for res in r.json()["results"]}
+        assert top == queries
+        assert all(0 < res["hits"][0]["score"] <= 1 for res in r.json()["results"])
+        # Several phrases in one text average their vectors: "cat, coffee" sits between the two photos.
+        r = httpx.post(f"{words}/search/text", json={"texts": ["cat, a cup of coffee"], "k": 2}, timeout=60)
+        assert {h["image_id"] for h in r.json()["results"][0]["hits"]} == {"chelsea.jpg", "coffee.jpg"}
+
+        photo = (catalogue / "images" / "chelsea.jpg").read_bytes()
+        r = httpx.post(f"{words}/tag", files=[("images", ("chelsea.jpg", photo, "image/jpeg"))], data={"k": 3},
+                       timeout=60)
+        assert r.status_code == 200, r.text
+        tags = r.json()["results"][0]["tags"]
+        assert len(tags) == 3 and all("cat" in t["word"] for t in tags), tags
+        assert tags[0]["score"] >= tags[1]["score"] >= tags[2]["score"]
+
+        # A visual index has no word space: a clear 409, not a meaningless answer.
+        r = httpx.post(f"{visual}/search/text", json={"texts": ["cat"]}, timeout=60)
+        assert r.status_code == 409 and "--space words" in r.json()["detail"]
+        r = httpx.post(f"{words}/search/text", json={"texts": [""]}, timeout=60)
+        assert r.status_code == 422
+
+
+def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, tmp_path, s3_server):
+    from conftest import store_option_args
+    args = ["--store", store.url, *store_option_args(store.options), "--name", "words",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(["search", *args, "--text", "a cup of coffee", "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1] == "a cup of coffee:" and "coffee" in out.splitlines()[2]
+    assert main(["tag", str(catalogue / "images" / "coffee.jpg"), "--image-size", "224", "--k", "2"]) == 0
+    assert "espresso" in capsys.readouterr().out
+    visual = ["--store", store.url, *store_option_args(store.options), "--name", "visual",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert main(["search", *visual, "--text", "cat"]) != 0
+    assert "--space words" in capsys.readouterr().err
