@@ -1,12 +1,14 @@
-"""Text → image search in the word space, on a labelled set no part of it was trained on.
+"""Text → image search in the word space, on concepts no part of it was trained on.
 
 The set: icons of four general icon sets (tabler, lucide, mdi, carbon; npm, permissive licences) whose plain
-one-word name is drawn by at least three of them (`camera`, `anchor`, `bell`, ...), each concept's icons being
-what a query of its name should find. The word space is ConSE over the bundled EfficientNet-Lite0's ImageNet
-classifier and all-MiniLM-L6-v2 (`--space words`): nothing was trained or tuned on these icons or names.
+one-word name is drawn by at least three of them (`camera`, `anchor`, `bell`, ...); a concept's icons are what a
+query of its name should find. Only the test concepts of the shipped map's split are searched (their icons are
+the database): no icon whose name holds one of their words was trained on (dev/words_training.py).
 
-Prints, for each query wording, P@1, R@10 (the share of a concept's icons in its top 10), success@10 (a query with
-at least one of its icons in the top 10) and mAP, beside what a random ranking scores.
+Side by side on the same queries and images: `--space words` (the shipped DeViSE map), `--space conse` (no
+training: the ImageNet classifier's top-10 classes over their names' text vectors) and a random ranking. Prints
+P@1, R@10 (the share of a concept's icons in its top 10), success@10 (one of them there) and mAP, and a sign test
+of the queries' average precisions, words against conse.
 
   python bench/text_search.py
 """
@@ -20,57 +22,66 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from lookalike.batch.metrics import judge_queries, mean_average_precision, precision_at, recall_at  # noqa: E402
+from lookalike.batch.metrics import judge_queries  # noqa: E402
 from lookalike.dev.datasets import concept_icons  # noqa: E402
+from lookalike.dev.words_training import concept_split, text_to_image  # noqa: E402
 from lookalike.model.loading import load_model  # noqa: E402
 from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.retrieval.query import QueryEmbedder  # noqa: E402
 
-WORDINGS = {"name": "{}", "an icon of": "an icon of a {}", "a photo of": "a photo of a {}"}
 
-
-def scores(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
-    judged = judge_queries(rankings, relevant)
-    found_in_10 = float(np.mean(judged.relevant[:, :10].any(axis=1)))
-    return {"P@1": precision_at(judged, 1), "R@10": recall_at(judged, 10), "success@10": found_in_10,
-            "mAP": mean_average_precision(judged)}
+def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: list[str], concepts: list[str]
+                       ) -> np.ndarray:
+    order = np.argsort(-(queries @ images.T), axis=1, kind="stable")
+    judged = judge_queries([[int(j) for j in row] for row in order],
+                           [{j for j, c in enumerate(image_concepts) if c == name} for name in concepts])
+    hits = judged.relevant.astype(np.float64)
+    precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    return (precision * hits).sum(axis=1) / judged.n_relevant
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, help="where the npm packages and renderings are kept")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--split", default="test", choices=("test", "validation"))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookalike-concepts-"))
-    table = concept_icons(data_dir, size=args.image_size)
-    ids, concepts = table["image_id"].to_pylist(), table["concept"].to_pylist()
-    names = sorted(set(concepts))
-    print(f"{len(ids)} icons of {len(names)} concepts drawn by ≥ 3 of tabler, lucide, mdi, carbon "
-          f"({args.image_size} px)")
-
-    embedder = QueryEmbedder(load_model(ModelSpec(space="words", image_size=args.image_size)))
-    t0 = time.perf_counter()
-    uris = table["uri"].to_pylist()
-    vectors = np.concatenate([embedder.embed([Path(u).read_bytes() for u in uris[i:i + 32]])
-                              for i in range(0, len(uris), 32)])
-    print(f"embedded in the word space in {time.perf_counter() - t0:.1f} s "
-          f"({len(ids) / (time.perf_counter() - t0):.1f} images/s)")
-
-    relevant = [{i for i, c in zip(ids, concepts, strict=True) if c == name} for name in names]
+    words = QueryEmbedder(load_model(ModelSpec(space="words")))
+    size = words.model.preprocessing.image_size
+    table = concept_icons(data_dir, size=size)
+    keep = [i for i, c in enumerate(table["concept"].to_pylist()) if concept_split(c) == args.split]
+    table = table.take(keep)
+    uris, image_concepts = table["uri"].to_pylist(), table["concept"].to_pylist()
+    concepts = sorted(set(image_concepts))
+    print(f"{len(uris)} icons of the {len(concepts)} {args.split} concepts drawn by ≥ 3 of tabler, lucide, mdi, "
+          f"carbon ({size} px); a query is a concept's name")
+    spaces = {"words": words, "conse": QueryEmbedder(load_model(ModelSpec(space="conse", image_size=size)))}
+    results, ap = {}, {}
+    for name, embedder in spaces.items():
+        t0 = time.perf_counter()
+        images = np.concatenate([embedder.embed([Path(u).read_bytes() for u in uris[i:i + 32]])
+                                 for i in range(0, len(uris), 32)])
+        rate = len(uris) / (time.perf_counter() - t0)
+        queries = embedder.embed_texts(concepts)
+        results[name] = {**text_to_image(queries, images, image_concepts, concepts), "images/s": round(rate, 1)}
+        ap[name] = average_precisions(queries, images, image_concepts, concepts)
     rng = np.random.default_rng(args.seed)
-    chance = scores([list(rng.permutation(ids)) for _ in names], relevant)
-    print(f"\n{'wording':>16}  {'P@1':>6} {'R@10':>6} {'succ@10':>8} {'mAP':>6}")
-    for label, template in WORDINGS.items():
-        queries = embedder.embed_texts([template.format(n) for n in names])
-        order = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")
-        s = scores([[ids[j] for j in row] for row in order], relevant)
-        print(f"{label:>16}  {s['P@1']:6.3f} {s['R@10']:6.3f} {s['success@10']:8.3f} {s['mAP']:6.3f}")
-    print(f"{'random ranking':>16}  {chance['P@1']:6.3f} {chance['R@10']:6.3f} {chance['success@10']:8.3f} "
-          f"{chance['mAP']:6.3f}")
+    random_images = rng.standard_normal((len(uris), 8))
+    results["random"] = text_to_image(rng.standard_normal((len(concepts), 8)), random_images, image_concepts,
+                                      concepts)
+    print(f"\n{'space':>8}  {'P@1':>6} {'R@10':>6} {'succ@10':>8} {'mAP':>6}  {'images/s':>8}")
+    for name, r in results.items():
+        print(f"{name:>8}  {r['P@1']:6.3f} {r['R@10']:6.3f} {r['success@10']:8.3f} {r['mAP']:6.3f}  "
+              f"{r.get('images/s', ''):>8}")
+    better, worse = int((ap["words"] > ap["conse"]).sum()), int((ap["words"] < ap["conse"]).sum())
+    p_value = binomtest(better, better + worse).pvalue if better + worse else 1.0
+    print(f"\nwords vs conse, per query AP: {better} better, {worse} worse, "
+          f"{len(concepts) - better - worse} tied; sign test p = {p_value:.2g}")
     return 0
 
 

@@ -142,3 +142,18 @@ def test_binary_shards_exported_served_and_merged_equal_the_unsharded_index(stor
             assert len(shared) >= 8
             np.testing.assert_allclose(*zip(*shared, strict=True), atol=1e-5)
             assert g["hits"][0]["score"] >= w["hits"][0]["score"] - 1e-6
+
+
+def test_a_binary_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(vectors, tmp_path):
+    local = Store(str(tmp_path / "store"))
+    write_embeddings_version(local, vectors, parts=3)
+    kw = {"factory": "IVF64,ITQ64,SH", "master": IN_PROCESS, "queries": 100, "name": "marks"}
+    in_memory = index_build.run(BuildIndexConfig(store=local.url, publish=True, **kw))
+    on_disk = index_build.run(BuildIndexConfig(store=local.url, memory_budget=100_000, **kw))
+    assert on_disk["on_disk"] is True and in_memory["on_disk"] is False
+    a = load_index_version(local, "marks", in_memory["version"], cache_dir=str(tmp_path / "cache"))
+    b = load_index_version(local, "marks", on_disk["version"], cache_dir=str(tmp_path / "cache"))
+    params = SearchParams(nprobe=8, rerank=50)
+    (sa, ia), (sb, ib) = a.search(vectors[::500], 10, params), b.search(vectors[::500], 10, params)
+    np.testing.assert_array_equal(ia, ib)
+    np.testing.assert_allclose(sa, sb)

@@ -77,7 +77,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="multi-scale descriptor: the input resized by each factor, e.g. 1,0.707 (default 1)")
     p.add_argument("--space", default="visual", choices=SPACES,
                    help="visual: pooled features (default); words: each image as a vector of the text encoder's "
-                        "space (ConSE over the ImageNet classifier), searchable with `search --text`")
+                        "space (the shipped DeViSE map), searchable with `search --text`; conse: that space "
+                        "without training (ConSE over the ImageNet classifier)")
 
 
 def scale_factors(text: str) -> tuple[float, ...]:

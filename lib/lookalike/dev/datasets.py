@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -156,30 +156,51 @@ def concept_icons(data_dir: Path, size: int = 224, min_sets: int = 3,
     general icon sets, rasterised black on white: image_id (`<set>/<name>`), uri, concept. A concept's icons
     are what a text query of its name should find."""
     drawn: dict[str, dict[str, str]] = {}
+    for prefix, name, svg in iconify_icons(data_dir, sets):
+        if name.isalpha():
+            drawn.setdefault(name, {})[prefix] = svg
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "concept": []}
+    for concept, by_set in sorted(drawn.items()):
+        if len(by_set) >= min_sets:
+            for prefix, svg in sorted(by_set.items()):
+                _add_rendered(rows, data_dir, prefix, concept, svg, size, concept=concept)
+    return pa.table(rows)
+
+
+def named_icons(data_dir: Path, size: int = 224, sets: Sequence[tuple[str, str]] = CONCEPT_SETS,
+                keep: Callable[[str], bool] = lambda name: True) -> pa.Table:
+    """Every icon of the sets whose name `keep` accepts, rasterised: image_id, uri, phrase (the name's words,
+    `camera-off` → "camera off"): the labelled pairs a word-space projection is trained on."""
+    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "phrase": []}
+    for prefix, name, svg in iconify_icons(data_dir, sets):
+        if keep(name):
+            _add_rendered(rows, data_dir, prefix, name, svg, size, phrase=name.replace("-", " "))
+    return pa.table(rows)
+
+
+def iconify_icons(data_dir: Path, sets: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
+    """(set prefix, icon name, standalone SVG) of every icon of @iconify-json packages, drawn in black."""
     for name, version in sets:
         package = fetch_npm_package(name, version, data_dir / "npm")
         collection = json.loads((package / "icons.json").read_text())
-        prefix = collection["prefix"]
-        out_dir = data_dir / f"concepts-{prefix}-{size}px"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for icon_name, icon in collection["icons"].items():
-            if icon_name.isalpha():
-                width = icon.get("width", collection.get("width", 24))
-                height = icon.get("height", collection.get("height", 24))
-                svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{icon.get("left", 0)} '
-                       f'{icon.get("top", 0)} {width} {height}" color="#000">{icon["body"]}</svg>')
-                drawn.setdefault(icon_name, {})[prefix] = svg
-    rows: dict[str, list[str]] = {"image_id": [], "uri": [], "concept": []}
-    for concept, by_set in sorted(drawn.items()):
-        if len(by_set) < min_sets:
-            continue
-        for prefix, svg in sorted(by_set.items()):
-            path = _rendered(data_dir / f"concepts-{prefix}-{size}px" / f"{concept}.png", svg, size)
-            if _visible(path):
-                rows["image_id"].append(f"{prefix}/{concept}")
-                rows["uri"].append(str(path.resolve()))
-                rows["concept"].append(concept)
-    return pa.table(rows)
+        for icon_name, icon in sorted(collection["icons"].items()):
+            width = icon.get("width", collection.get("width", 24))
+            height = icon.get("height", collection.get("height", 24))
+            yield collection["prefix"], icon_name, (
+                f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{icon.get("left", 0)} {icon.get("top", 0)} '
+                f'{width} {height}" color="#000">{icon["body"]}</svg>')
+
+
+def _add_rendered(rows: dict[str, list[str]], data_dir: Path, prefix: str, name: str, svg: str, size: int,
+                  **label: str) -> None:
+    folder = data_dir / f"icons-{prefix}-{size}px"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _rendered(folder / f"{name}.png", svg, size)
+    if _visible(path):
+        rows["image_id"].append(f"{prefix}/{name}")
+        rows["uri"].append(str(path.resolve()))
+        for key, value in label.items():
+            rows[key].append(value)
 
 
 def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tuple[str, Path, str]]:

@@ -17,14 +17,19 @@ from lookalike.batch import evaluate
 from lookalike.batch.evaluate import EvaluateConfig, metrics_table
 from lookalike.core.store import Store
 from lookalike.dev.datasets import cross_collection_queries, logo_variant, simple_icons_catalogue
+from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
+from lookalike.index import build
 from lookalike.index.build import BuildIndexConfig
+from lookalike.model.spec import ModelSpec
 from lookalike.pipelines import reindex
 from lookalike.pipelines.reindex import ReindexConfig
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 QUERIES = ("python", "docker", "adidas")  # in the default 1,000-logo subset
+TEXT_QUERIES = ("bird", "camera", "music", "shopping cart")
+TAGGED = "python"
 
 ROOT = Path(os.environ.get("DEMO_DIR", Path.cwd()))
 
@@ -34,10 +39,10 @@ def main() -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     full = os.environ.get("DEMO_FULL") == "1"
     started = time.perf_counter()
-    print("1/4 fetching and rasterising the simple-icons logo set (npm, CC0) ...", flush=True)
+    print("1/5 fetching and rasterising the simple-icons logo set (npm, CC0) ...", flush=True)
     table = simple_icons_catalogue(ROOT / "data", limit=None if full else 1000)
     store = (ROOT / "demo-store").resolve()
-    print(f"2/4 nightly reindex of {table.name} with Spark local[2] into {store}: embed (only new or changed "
+    print(f"2/5 nightly reindex of {table.name} with Spark local[2] into {store}: embed (only new or changed "
           "logos), build or update the index 'logos', measure its recall, publish ...", flush=True)
     report = reindex.run(ReindexConfig(
         embed=EmbedConfig(images=str(table), store=str(store), master="local[2]", images_per_task=250,
@@ -46,13 +51,16 @@ def main() -> int:
         keep=3))
     print(reindex.summarise(report))
     print(f"  report: {store}/reindex/logos/{report['run_id']}/report.json")
-    print("3/4 starting a query worker on the published index and searching it with altered logos ...", flush=True)
+    print("3/5 starting a query worker on the published index and searching it with altered logos ...", flush=True)
     query_worker(store, ROOT / "data")
     report_dir = ROOT / "demo-report"
-    print("4/4 evaluating the index: the same brands as drawn by @iconify-json/logos and devicon are the "
+    print("4/5 evaluating the index: the same brands as drawn by @iconify-json/logos and devicon are the "
           "queries, each one's simple-icons logo its one relevant answer, every other logo a distractor → "
           f"{report_dir}/ ...", flush=True)
     evaluation(store, table, ROOT / "data", report_dir)
+    print("5/5 the same logos in the word space (--space words): embedded, indexed as 'logos-words', searched by "
+          "text, and a logo's tags ...", flush=True)
+    words(store, table, ROOT / "data")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; run it again: the next night finds nothing "
           "changed and leaves LATEST as it is.\nBrowse it: .venv/bin/lookalike serve --store demo-store --name "
           "logos, then open http://127.0.0.1:8000/")
@@ -77,6 +85,27 @@ def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
                 + (f", {h['inliers']} inliers" if h.get("inliers") else "") + ")" for h in hits))
         print(f"  (answered by {url} from version {answer['version']}; {answer['took_ms']:.0f} ms for the last "
               "query, embedding included)")
+
+
+def words(store: Path, catalogue: Path, data_dir: Path, k: int = 5) -> None:
+    """`lookalike embed --space words`, `build-index`, then `POST /search/text` and `POST /tag` on its worker."""
+    m = embed.run(EmbedConfig(images=str(catalogue), store=str(store), master="local[2]", images_per_task=250,
+                              model=ModelSpec(space="words"), local_features=None, progress=sys.stderr.isatty()))
+    build.run(BuildIndexConfig(store=str(store), name="logos-words", embeddings=f"{m['fingerprint_id']}/{m['run_id']}",
+                               master="local[2]", queries=200, publish=True))
+    served = ServedIndex(Store(str(store)), WorkerSettings(name="logos-words", poll_s=3600,
+                                                           cache_dir=str(data_dir / "worker-cache")))
+    served.start(watch=False)
+    with running(create_app(served)) as url:
+        answer = httpx.post(f"{url}/search/text", json={"texts": list(TEXT_QUERIES), "k": k},
+                            timeout=60).raise_for_status().json()
+        for result in answer["results"]:
+            print(f"  {result['query']!r:18s} → " + ", ".join(
+                f"{h['metadata'].get('title', h['image_id'])} ({h['score']:.2f})" for h in result["hits"]))
+        logo = logo_variant(data_dir, TAGGED)
+        tags = httpx.post(f"{url}/tag", files={"images": (logo.name, logo.read_bytes())}, data={"k": str(k)},
+                          timeout=60).raise_for_status().json()["results"][0]["tags"]
+        print(f"  tags of {logo.name}: " + ", ".join(f"{t['word']} ({t['score']:.2f})" for t in tags))
 
 
 def evaluation(store: Path, catalogue: Path, data_dir: Path, report_dir: Path) -> None:

@@ -5,15 +5,19 @@ by the text vector of a phrase ("bird in a circle"), and an image's nearest clas
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
+from lookalike.model.devise import nearest_words
 from lookalike.model.spec import ModelError
 from lookalike.model.text import TextEncoder
 
 CONSE_TOP = 10  # the top-T classes combined (T = 10 in the paper)
 
 
+@functools.cache
 def imagenet_class_names() -> list[str]:
     """The 1,000 ImageNet-1k class names in classifier order, as torchvision ships them (no download)."""
     from torchvision.models import ResNet50_Weights
@@ -49,9 +53,9 @@ class ConSEHead(nn.Module):
         pooled = features.float().mean(dim=(2, 3))
         return self.classifier(pooled).softmax(dim=-1)
 
-    def nearest_classes(self, vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cosines, class indices) of the k class names nearest each word-space vector: an image's tags."""
-        return (vectors.float() @ self.class_vectors.T).topk(min(k, len(self.class_vectors)), dim=-1)
+    def tags(self, vectors: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
+        """The k class names nearest each word-space vector, with their cosines: an image's tags."""
+        return nearest_words(vectors, self.class_vectors, imagenet_class_names(), k)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         p = self.probabilities(features)

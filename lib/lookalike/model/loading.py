@@ -19,6 +19,7 @@ from torch import nn
 from lookalike.core.store import read_url
 from lookalike.model.backbones import backbone_of, lite0_to_timm
 from lookalike.model.conse import CONSE_TOP, conse_head
+from lookalike.model.devise import load_artefact
 from lookalike.model.fusion import fused_or_original
 from lookalike.model.pooling import make_pooling
 from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
@@ -82,7 +83,7 @@ class LoadedModel:
             "architecture": self.spec.name,
             "weights_sha256": self.weights_sha256,
             "preprocessing": asdict(self.preprocessing),
-            "pooling": "conse" if self.word_space else self.spec.pooling,
+            "pooling": self.word_space["method"] if self.word_space else self.spec.pooling,
             "gem_p": self.spec.gem_p if self.spec.pooling == "gem" and not self.word_space else None,
             "whitening": self.whitening,
             "normalisation": "l2",
@@ -123,9 +124,9 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: 
     except RuntimeError as e:
         raise ModelError(f"weights {weights_uri} do not fit model {spec.name!r}: {e}") from e
     base = backbone_def.preprocessing
-    pre = Preprocessing(image_size=spec.image_size or base.image_size, resize=spec.resize,
+    head, word_space, trained_size = _head(spec, net)
+    pre = Preprocessing(image_size=spec.image_size or trained_size or base.image_size, resize=spec.resize,
                         interpolation=base.interpolation, mean=base.mean, std=base.std)
-    head, word_space = _head(spec, net)
     module = EmbeddingModel(net, backbone_def.features, head, pre, scales=spec.scales).eval()
     probe = torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8)
     with torch.inference_mode():
@@ -150,12 +151,23 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: 
     return LoadedModel(spec, module, pre, int(dim), sha, backbone_def.channels_last, whitening, word_space)
 
 
-def _head(spec: ModelSpec, net: nn.Module) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The pooling head, or for the word space the ConSE head over the backbone's own classifier."""
-    if spec.space != "words":
-        return make_pooling(spec.pooling, spec.gem_p), None
+def _head(spec: ModelSpec, net: nn.Module) -> tuple[nn.Module, dict[str, Any] | None, int | None]:
+    """The pooling head; for a word space the shipped DeViSE map (words) or ConSE over the backbone's own
+    classifier (conse), how it was made (for the fingerprint) and the input size the map was trained at."""
+    if spec.space == "visual":
+        return make_pooling(spec.pooling, spec.gem_p), None, None
     encoder = load_text_encoder()
-    return conse_head(net, encoder), {"method": "conse", "top": CONSE_TOP, "text_encoder": encoder.fingerprint}
+    if spec.space == "conse":
+        return conse_head(net, encoder), {"method": "conse", "top": CONSE_TOP,
+                                          "text_encoder": encoder.fingerprint}, None
+    artefact = load_artefact()
+    if spec.name != artefact.card["backbone"] or artefact.card["into"] != encoder.fingerprint:
+        raise ModelError(f"the shipped word-space map was trained for {artefact.card['backbone']} into "
+                         f"{artefact.card['into']['name']}; {spec.name} with this text encoder needs --space conse")
+    weight = artefact.state["weight"]
+    return artefact.head(int(weight.shape[1]), encoder.dim), {
+        "method": "devise", "sha256": artefact.sha256, "text_encoder": encoder.fingerprint}, \
+        int(artefact.card["image_size"])
 
 
 @functools.lru_cache(maxsize=2)

@@ -13,9 +13,10 @@ from lookalike.core.errors import InputError
 # The backbones and pooling heads model/backbones.py and model/pooling.py build (a test keeps the lists equal).
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "resnet18", "efficientnet_b0", "vit_b_16")
 POOLINGS = ("avg", "max", "gem", "rmac")
-# visual: pooled backbone features (the default); words: the image as a vector of the text encoder's word space
-# (model/conse.py), searchable by phrases.
-SPACES = ("visual", "words")
+# visual: pooled backbone features (the default); words: the image as a vector of the text encoder's space through
+# the shipped DeViSE map (model/devise.py), searchable by phrases; conse: the same space without training, through
+# the ImageNet classifier (model/conse.py).
+SPACES = ("visual", "words", "conse")
 MODEL_FILE_FIELDS = ("weights_uri", "whitening_uri")  # the files a model is rebuilt from, besides bundled weights
 
 
@@ -57,7 +58,7 @@ class ModelSpec:
     resize: str = "pad"
     whitening_uri: str | None = None     # a PCA-whitening learned by `lookalike whiten` (None: none)
     scales: tuple[float, ...] = (1.0,)   # multi-scale: input resized by each factor, descriptors summed
-    space: str = "visual"                # "words": ConSE vectors in the text encoder's space instead of pooling
+    space: str = "visual"                # "words" / "conse": vectors of the text encoder's space (SPACES)
     weights_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
@@ -84,7 +85,7 @@ class ModelSpec:
             raise ModelError(f"unknown resize mode {self.resize!r}: choose one of {', '.join(RESIZE_MODES)}")
         if self.space not in SPACES:
             raise ModelError(f"unknown space {self.space!r}: choose one of {', '.join(SPACES)}")
-        if self.space == "words" and self.whitening_uri:
+        if self.space != "visual" and self.whitening_uri:
             raise ModelError("a word-space model's vectors are the text encoder's: they take no whitening; drop "
                              "--whitening")
         if self.gem_p <= 0:

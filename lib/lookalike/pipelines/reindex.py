@@ -48,6 +48,10 @@ class ReindexConfig:
             raise ConfigError(f"--whiten must be >= 1 dimension (or off), got {self.whiten}")
         if self.whiten_sample < 1:
             raise ConfigError(f"--whiten-sample must be >= 1, got {self.whiten_sample}")
+        if self.embed.model.space != "visual":
+            # A word space's vectors are the text encoder's: whitening them would leave the space text queries
+            # are in.
+            object.__setattr__(self, "whiten", None)
 
     @property
     def name(self) -> str:

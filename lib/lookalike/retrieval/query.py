@@ -33,7 +33,7 @@ from lookalike.index.search import (
     search_with,
     use_threads_for,
 )
-from lookalike.model.conse import imagenet_class_names, query_phrases
+from lookalike.model.conse import query_phrases
 from lookalike.model.loading import LoadedModel
 from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
@@ -304,12 +304,9 @@ class QueryEmbedder:
         return np.stack([encoder.encode_query(query_phrases(t)) for t in texts])
 
     def tags(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """The k class names nearest each word-space vector, with their cosines."""
+        """The k words of the model's vocabulary nearest each word-space vector, with their cosines."""
         self._check_word_space("tag images")
-        scores, classes = self.model.module.pooling.nearest_classes(torch.from_numpy(vectors), k)
-        names = imagenet_class_names()
-        return [[(names[c], round(float(s), 4)) for c, s in zip(row_c.tolist(), row_s.tolist(), strict=True)]
-                for row_c, row_s in zip(classes, scores, strict=True)]
+        return self.model.module.pooling.tags(torch.from_numpy(vectors), k)
 
     def _check_word_space(self, what: str) -> None:
         if not self.word_space:

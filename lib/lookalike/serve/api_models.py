@@ -54,10 +54,19 @@ class IdQuery(SearchOptions):
     include_self: bool = Field(False, description="keep the query image itself among its hits")
 
 
+Text = Annotated[str, Field(min_length=1, max_length=1000)]
+TEXTS = ("text queries against a word-space index, e.g. 'bird in a circle'; comma-separated phrases in one text "
+         "average their vectors")
+
+
 class TextQuery(SearchOptions):
-    texts: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
-        ..., min_length=1, description="text queries against a word-space index, e.g. 'bird in a circle'; "
-                                       "comma-separated phrases in one text average their vectors")
+    texts: list[Text] = Field(..., min_length=1, description=TEXTS)
+
+
+class TextList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Text] = Field(..., min_length=1, description=TEXTS)
 
 
 class TagOut(BaseModel):

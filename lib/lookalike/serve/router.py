@@ -23,7 +23,7 @@ from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.limits import MAX_K, MAX_SHORTLIST
 from lookalike.retrieval.verify import fuse
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
-from lookalike.serve.api_models import IdQuery, SearchAnswer, VectorQuery
+from lookalike.serve.api_models import IdQuery, SearchAnswer, TextQuery, VectorQuery
 
 ON_MISSING = ("partial", "error")
 
@@ -132,16 +132,16 @@ class Shards:
             raise ShardError(502, f"{len(failed)} of {len(shards)} shards did not answer: {reasons}")
         return answers, list(failed)
 
-    async def embed(self, files: list) -> dict[str, Any]:
+    async def embed(self, path: str, what: str, **request: Any) -> dict[str, Any]:
         last_error: Exception | None = None
         for shard in self.settings.shards:  # any one shard embeds: they share the model
             try:
-                return await self.call(shard, "/embed", files=files)
+                return await self.call(shard, path, **request)
             except ShardError:
                 raise
             except (ShardFailed, httpx.HTTPError) as e:
                 last_error = e
-        raise ShardError(502, f"no shard could embed the images: {_reason(last_error)}")
+        raise ShardError(502, f"no shard could embed the {what}: {_reason(last_error)}")
 
     async def health(self) -> list[dict[str, Any]]:
         async def one(shard: str) -> dict[str, Any]:
@@ -259,6 +259,13 @@ def create_router(settings: RouterSettings) -> FastAPI:
         drop = None if body.include_self else list(body.image_ids)
         return await shards.search(vectors, options_of(body), body.image_ids, started, drop)
 
+    @app.post("/search/text", response_model=SearchAnswer)
+    async def by_text(body: TextQuery, request: Request) -> Response:
+        authorise(request)
+        started = time.perf_counter()
+        embedded = await shards.embed("/embed/text", "texts", json={"texts": body.texts})
+        return await shards.search(embedded["vectors"], options_of(body), body.texts, started)
+
     @app.post("/search/images", response_model=SearchAnswer)
     async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
                         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None,
@@ -273,7 +280,7 @@ def create_router(settings: RouterSettings) -> FastAPI:
             form = {"k": str(k), **({"filters": filters} if filters else {}),
                     **({"shortlist": str(shortlist)} if shortlist else {})}
             return await shards.search_images(files, form, k, [f.filename for f in images], started)
-        embedded = await shards.embed(files)
+        embedded = await shards.embed("/embed", "images", files=files)
         try:
             options = {"k": k, **({"filters": json.loads(filters)} if filters else {})}
         except json.JSONDecodeError as e:

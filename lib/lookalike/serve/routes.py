@@ -28,6 +28,7 @@ from lookalike.serve.api_models import (
     SearchAnswer,
     SearchOptions,
     TagAnswer,
+    TextList,
     TextQuery,
     UriQuery,
     VectorQuery,
@@ -170,6 +171,15 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         data = [await f.read() for f in images]
         embedder = ctx.embedder()
         vectors = await ctx.in_thread(lambda: embedder.embed(data))
+        return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
+                        media_type="application/json")
+
+    @app.post("/embed/text", dependencies=[auth], summary="word-space vectors of text queries, with the index's "
+              "model", responses=errors(400, 401, 409, 413, 504))
+    async def embed_texts(body: TextList) -> Response:
+        ctx.check_batch(len(body.texts))
+        embedder = ctx.word_embedder()
+        vectors = await ctx.in_thread(lambda: embedder.embed_texts(body.texts))
         return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
                         media_type="application/json")
 
