@@ -69,7 +69,7 @@ def test_the_word_space_is_its_own_fingerprinted_model():
         ModelSpec(space="words", whitening_uri="/tmp/w.npz")
     with pytest.raises(ModelError, match="ImageNet classifier"):
         imagenet_classifier(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 10)))
-    np.testing.assert_allclose(np.linalg.norm(encoder.encode_query(["bird", "circle"])), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(encoder.encode_query("bird, circle")), 1.0, rtol=1e-6)
 
 
 def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, catalogue, tmp_path):

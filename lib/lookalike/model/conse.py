@@ -36,7 +36,8 @@ def imagenet_classifier(net: nn.Module) -> nn.Linear:
         head = None
     if not isinstance(head, nn.Linear) or head.out_features != 1000:
         raise ModelError("ConSE needs the backbone's 1,000-class ImageNet classifier; this model has "
-                         f"{type(head).__name__ if head is not None else 'none'}: pick another --pooling")
+                         f"{type(head).__name__ if head is not None else 'none'}: use another backbone, or "
+                         "--space visual")
     return head
 
 
@@ -63,15 +64,6 @@ class ConSEHead(nn.Module):
         weights = weights / weights.sum(dim=-1, keepdim=True)
         combined = torch.einsum("bt,btd->bd", weights, self.class_vectors[classes])
         return nn.functional.normalize(combined, dim=-1)
-
-
-def query_phrases(text: str) -> list[str]:
-    """The phrases of one text query: comma-separated phrases average their vectors ("bird, circle"); a phrase
-    without commas is encoded whole ("bird in a circle")."""
-    phrases = [p.strip() for p in text.split(",") if p.strip()]
-    if not phrases:
-        raise ModelError(f"text query {text[:40]!r} holds no words")
-    return phrases
 
 
 def conse_head(net: nn.Module, encoder: TextEncoder) -> ConSEHead:

@@ -22,8 +22,7 @@ MAX_TEXT_CHARS = 1000  # a query is a few words; the encoder reads 256 tokens at
 
 @dataclass(frozen=True)
 class TextEncoder:
-    """Phrases → unit vectors of the word space (384-d). Several phrases given for one query average their
-    vectors (encode_query)."""
+    """Phrases → unit vectors of the word space (384-d); a text query → one such vector (encode_query)."""
 
     model: Any                 # sentence_transformers.SentenceTransformer
     weights_sha256: str
@@ -44,8 +43,12 @@ class TextEncoder:
                                     normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_query(self, phrases: Sequence[str]) -> np.ndarray:
-        """One query vector from one or more phrases: their vectors averaged, then L2-normalised."""
+    def encode_query(self, text: str) -> np.ndarray:
+        """One query vector: comma-separated phrases average their vectors ("bird, circle"), a phrase without
+        commas is encoded whole ("bird in a circle"); then L2-normalised."""
+        phrases = [p.strip() for p in text.split(",") if p.strip()]
+        if not phrases:
+            raise ModelError(f"text query {text[:40]!r} holds no words")
         mean = self.encode(phrases).mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 

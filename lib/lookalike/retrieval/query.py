@@ -33,7 +33,6 @@ from lookalike.index.search import (
     search_with,
     use_threads_for,
 )
-from lookalike.model.conse import query_phrases
 from lookalike.model.loading import LoadedModel
 from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
@@ -295,13 +294,13 @@ class QueryEmbedder:
         return self.model.word_space is not None
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) word-space query vectors, one per text (see conse.query_phrases)."""
+        """(len(texts), dim) word-space query vectors, one per text (see TextEncoder.encode_query)."""
         self._check_word_space("search by text")
         encoder = load_text_encoder()
         if encoder.fingerprint != self.model.word_space["text_encoder"]:
             raise QueryError(f"the installed text encoder {encoder.fingerprint} is not the one this model's word "
                              f"space was made with ({self.model.word_space['text_encoder']}): install that one")
-        return np.stack([encoder.encode_query(query_phrases(t)) for t in texts])
+        return np.stack([encoder.encode_query(t) for t in texts])
 
     def tags(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The k words of the model's vocabulary nearest each word-space vector, with their cosines."""

@@ -54,7 +54,8 @@ class IdQuery(SearchOptions):
     include_self: bool = Field(False, description="keep the query image itself among its hits")
 
 
-Text = Annotated[str, Field(min_length=1, max_length=1000)]
+# At least one character that is neither a space nor a comma: a query with no phrase in it is refused by the schema.
+Text = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"[^\s,]")]
 TEXTS = ("text queries against a word-space index, e.g. 'bird in a circle'; comma-separated phrases in one text "
          "average their vectors")
 
