@@ -240,6 +240,16 @@ def test_page_in_headless_chromium(worker, tmp_path):
         WebDriverWait(driver, 30).until(lambda d: all(
             img.get_property("naturalWidth") > 0 for img in d.find_elements(By.CSS_SELECTOR, "#results .hit img")))
         assert "5 results from" in driver.find_element(By.ID, "status").text
+        # A catalogue id weighted toward a class: the box is offered (a visual model) and its class is sent.
+        assert driver.find_element(By.ID, "class-row").is_displayed()
+        driver.find_element(By.ID, "weight-class").send_keys("umbrela")
+        driver.find_element(By.ID, "image-id").send_keys("chelsea")
+        driver.find_element(By.ID, "search-id").click()
+        WebDriverWait(driver, 30).until(lambda d: "did you mean 'umbrella'" in d.find_element(By.ID, "status").text)
+        driver.find_element(By.ID, "weight-class").clear()
+        driver.find_element(By.ID, "weight-class").send_keys("tabby")
+        driver.find_element(By.ID, "search-id").click()
+        WebDriverWait(driver, 30).until(lambda d: "5 results from" in d.find_element(By.ID, "status").text)
         shot = Path(os.environ.get("LOOKALIKE_ARTIFACTS", tmp_path)) / "search-page.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

@@ -17,17 +17,15 @@ from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
-from lookalike.index.export import ExportConfig
-from lookalike.index.export import run as export
-from lookalike.model.conse import imagenet_classifier
+from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.text import load_text_encoder
 from lookalike.serve.http_api import create_app, running
-from lookalike.serve.router import RouterSettings, create_router
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 import imagefactory
+from conftest import exported_router
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick", "page", "text")
 WORDS = ModelSpec(space="conse", image_size=224)  # photos: ImageNet's classes are their words
@@ -102,15 +100,7 @@ def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, c
         assert tags[0]["score"] >= tags[1]["score"] >= tags[2]["score"]
 
         # Sharded: the router has one shard embed the texts, then fans the vectors out and merges.
-        hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
-        export(ExportConfig(store=store.url, name="words", destinations=tuple(hosts), master=IN_PROCESS,
-                            storage_options=store.options))
-        served = []
-        for host in hosts:
-            shard = ServedIndex(Store(host), WorkerSettings("words", str(tmp_path / f"cache-{Path(host).name}")))
-            shard.start(watch=False)
-            served.append(stack.enter_context(running(create_app(shard))))
-        router = stack.enter_context(running(create_router(RouterSettings(tuple(served)))))
+        router = exported_router(stack, store, "words", tmp_path)
         body = {"texts": list(queries), "k": 3}
         via_router = httpx.post(f"{router}/search/text", json=body, timeout=60).json()
         direct = httpx.post(f"{words}/search/text", json=body, timeout=60).json()

@@ -78,6 +78,11 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shortlist", type=int, default=None, help="candidates verified per query (default 100)")
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="keep hits whose metadata column has one of the values (repeatable)")
+    p.add_argument("--weight-class", default=None, metavar="NAME|ID",
+                   help="like this image, but weighted toward an ImageNet class ('umbrella', 'running shoe' or an id "
+                        "0-999): image and --id queries are pooled where the class is seen")
+    p.add_argument("--weight-strength", type=float, default=None, metavar="S",
+                   help="0 = plain search … 1 = only where the class is seen (the default)")
     p.add_argument("--json", action="store_true")
 
 
@@ -123,7 +128,14 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_search(args: argparse.Namespace) -> str:
     from lookalike.retrieval.limits import DEFAULT_SHORTLIST
-    from lookalike.retrieval.query import Verification, params_for, search_vectors, stored_views, vectors_of_ids
+    from lookalike.retrieval.query import (
+        Verification,
+        params_for,
+        search_vectors,
+        stored_views,
+        uris_of_ids,
+        vectors_of_ids,
+    )
     from lookalike.serve.worker import ServedIndex
     if not args.images and not args.ids and not args.texts:
         raise ConfigError("give query images (paths or URIs), --id IMAGE_ID and/or --text WORDS")
@@ -134,13 +146,17 @@ def run_search(args: argparse.Namespace) -> str:
     params = params_for(version, args.nprobe, args.rerank, args.expand, args.expand_alpha)
     filters = _filters(args.filter)
     verify, shortlist = args.verify and version.features is not None, args.shortlist or DEFAULT_SHORTLIST
+    weighted = args.weight_class is not None or args.weight_strength is not None
+    if weighted and args.texts:
+        raise ConfigError("--weight-class weights a query image's features: text queries have none")
+    if (args.images or weighted) and served.embedder is None:
+        raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search by image "
+                          "or by class")
+    focus = served.embedder.focus(args.weight_class, args.weight_strength) if weighted else None
     labels, results = [], []
     if args.images:
-        if served.embedder is None:
-            raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search "
-                              "by image")
         data = [served.embedder.read(_as_uri(i)) for i in args.images]
-        vectors = served.embedder.embed(data)
+        vectors = served.embedder.embed(data, focus)
         views = served.embedder.views(data, version.features.settings) if verify else None
         labels += args.images
         results += search_vectors(version, vectors, args.k, params, filters,
@@ -152,17 +168,23 @@ def run_search(args: argparse.Namespace) -> str:
         labels += args.texts
         results += search_vectors(version, served.embedder.embed_texts(args.texts), args.k, params, filters)
     if args.ids:
-        vectors, faiss_ids = vectors_of_ids(version, args.ids)
+        if focus is None:
+            vectors, faiss_ids = vectors_of_ids(version, args.ids)
+        else:  # the catalogue images themselves, pooled toward the class
+            uris, faiss_ids = uris_of_ids(version, args.ids)
+            vectors = served.embedder.embed([served.embedder.read(u) for u in uris], focus)
         views = stored_views(version, faiss_ids) if verify else None
         labels += args.ids
         results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,
                                   verification=views and Verification(views, shortlist))
     if args.json:
         return json.dumps({"name": args.name, "version": version.version, "params": params.as_dict(),
+                           **({"weighted_toward": focus.describe()} if focus else {}),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
                                        for q, hits in zip(labels, results, strict=True)]}, indent=2)
     expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
-    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion})"]
+    toward = f", weighted toward {focus.name!r} ({focus.class_id}) at {focus.strength:g}" if focus else ""
+    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}{toward})"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")
         lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}"

@@ -31,8 +31,8 @@ from torch import nn
 
 from lookalike.batch.metrics import judge_queries, mean_average_precision, precision_at, recall_at
 from lookalike.dev.datasets import CONCEPT_SETS, concept_icons, named_icons
-from lookalike.model.conse import imagenet_class_names
 from lookalike.model.devise import ARTEFACT, CARD, save_artefact
+from lookalike.model.imagenet import imagenet_class_names
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelSpec
 from lookalike.model.text import load_text_encoder

@@ -5,40 +5,14 @@ by the text vector of a phrase ("bird in a circle"), and an image's nearest clas
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
 from lookalike.model.devise import nearest_words
-from lookalike.model.spec import ModelError
+from lookalike.model.imagenet import imagenet_class_names, imagenet_classifier
 from lookalike.model.text import TextEncoder
 
 CONSE_TOP = 10  # the top-T classes combined (T = 10 in the paper)
-
-
-@functools.cache
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in classifier order, as torchvision ships them (no download)."""
-    from torchvision.models import ResNet50_Weights
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def imagenet_classifier(net: nn.Module) -> nn.Linear:
-    """The final ImageNet classifier of a timm or torchvision backbone."""
-    if hasattr(net, "get_classifier"):  # timm
-        head = net.get_classifier()
-    elif isinstance(getattr(net, "fc", None), nn.Linear):  # torchvision ResNets
-        head = net.fc
-    elif isinstance(getattr(net, "classifier", None), nn.Sequential):  # torchvision EfficientNets
-        head = net.classifier[-1]
-    else:  # a ViT's head reads its class token, not the pooled patch tokens the features are
-        head = None
-    if not isinstance(head, nn.Linear) or head.out_features != 1000:
-        raise ModelError("ConSE needs the backbone's 1,000-class ImageNet classifier; this model has "
-                         f"{type(head).__name__ if head is not None else 'none'}: use another backbone, or "
-                         "--space visual")
-    return head
 
 
 class ConSEHead(nn.Module):

@@ -18,9 +18,11 @@ from torch import nn
 
 from lookalike.core.store import read_url
 from lookalike.model.backbones import backbone_of, lite0_to_timm
+from lookalike.model.class_weighting import ClassFocus, position_weights
 from lookalike.model.conse import CONSE_TOP, conse_head
 from lookalike.model.devise import load_artefact
 from lookalike.model.fusion import fused_or_original
+from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.pooling import make_pooling
 from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
 from lookalike.model.text import load_text_encoder
@@ -32,7 +34,11 @@ class EmbeddingModel(nn.Module):
 
     Multi-scale (scales other than (1,)): the normalised input is resized by each factor, each scale's pooled
     descriptor is L2-normalised and they are summed, then normalised again (the multi-scale descriptor of
-    Radenović et al.); resizing the tensor keeps decoding and preprocessing single-scale and runs on the GPU."""
+    Radenović et al.); resizing the tensor keeps decoding and preprocessing single-scale and runs on the GPU.
+
+    With a ClassFocus (class-weighted queries, model/class_weighting.py), each position of the feature map is
+    weighted by the class's activation map before pooling: by w^(1/p) for GeM of power p, so that the pooled
+    descriptor is the w-weighted generalised mean."""
 
     def __init__(self, backbone: nn.Module, features: Callable, pooling: nn.Module, pre: Preprocessing,
                  whitening: nn.Module | None = None, scales: tuple[float, ...] = (1.0,)):
@@ -49,13 +55,19 @@ class EmbeddingModel(nn.Module):
         """(B, 3, S, S) uint8 → the float input the backbone was trained on."""
         return (images.float() - self.mean) / self.std
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, focus: ClassFocus | None = None) -> torch.Tensor:
         x = self.normalise(images)
+        class_weights = None if focus is None else imagenet_classifier(
+            self.backbone, "class-weighted search", "search without a class").weight[focus.class_id]
         unit = None
         for scale in self.scales:
             scaled = x if scale == 1.0 else nn.functional.interpolate(
                 x, scale_factor=scale, mode="bilinear", align_corners=False, antialias=scale < 1.0)
-            pooled = nn.functional.normalize(self.pooling(self._features(self.backbone, scaled)).float(), dim=-1)
+            features = self._features(self.backbone, scaled)
+            if class_weights is not None:
+                weights = position_weights(features, class_weights, focus.strength)
+                features = features * weights.pow(1.0 / getattr(self.pooling, "p", 1.0)).to(features.dtype)
+            pooled = nn.functional.normalize(self.pooling(features).float(), dim=-1)
             unit = pooled if unit is None else unit + pooled
         if len(self.scales) > 1:
             unit = nn.functional.normalize(unit, dim=-1)
@@ -94,16 +106,21 @@ class LoadedModel:
     def fingerprint_id(self) -> str:
         return fingerprint_id(self.fingerprint)
 
-    def embed_batch(self, images: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
+    def embed_batch(self, images: torch.Tensor, device: torch.device | None = None,
+                    focus: ClassFocus | None = None) -> np.ndarray:
         """(B, 3, S, S) uint8 batch → (B, dim) float32 unit vectors: the one forward pass of catalogue and
-        query images, so both are embedded at the same precision (fp16 autocast on a GPU, float32 on a CPU)."""
+        query images, so both are embedded at the same precision (fp16 autocast on a GPU, float32 on a CPU).
+        focus: weight the images toward an ImageNet class (a visual model's class-weighted queries)."""
+        if focus is not None and self.word_space is not None:
+            raise ModelError("class-weighted search re-weights a visual model's features; this model's vectors are "
+                             "in a word space: search a visual index")
         device = device or next(self.module.parameters()).device
         x = images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
         on_gpu = device.type == "cuda"
         if on_gpu:
             x = x.pin_memory().to(device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=on_gpu):
-            return self.module(x).float().cpu().numpy()
+            return self.module(x, focus).float().cpu().numpy()
 
 
 def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: bool = True) -> LoadedModel:

@@ -33,7 +33,10 @@ from lookalike.index.search import (
     search_with,
     use_threads_for,
 )
+from lookalike.model.class_weighting import DEFAULT_STRENGTH, ClassFocus, ClassWeightingError
+from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.loading import LoadedModel
+from lookalike.model.spec import ModelError
 from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
@@ -113,15 +116,27 @@ def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)  # the index holds unit vectors
 
 
-def vectors_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The stored vectors of catalogue images and their faiss ids; unknown ids raise UnknownImageIds."""
+def faiss_ids_of(version: IndexVersion, image_ids: Sequence[str]) -> np.ndarray:
+    """The faiss ids of catalogue images; unknown ids raise UnknownImageIds."""
     faiss_ids = [version.faiss_id_of(i) for i in image_ids]
     missing = [i for i, f in zip(image_ids, faiss_ids, strict=True) if f is None]
     if missing:
         raise UnknownImageIds(missing, version.version)
-    ids = np.asarray(faiss_ids, dtype=np.int64)
+    return np.asarray(faiss_ids, dtype=np.int64)
+
+
+def vectors_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The stored vectors of catalogue images and their faiss ids; unknown ids raise UnknownImageIds."""
+    ids = faiss_ids_of(version, image_ids)
     vectors = np.asarray(version.vectors[ids], dtype=np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ids
+
+
+def uris_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Where catalogue images are (their uris) and their faiss ids: a query that needs the image itself, not its
+    stored vector (class-weighted search re-pools its feature map); unknown ids raise UnknownImageIds."""
+    ids = faiss_ids_of(version, image_ids)
+    return version.ids["uri"].take(pa.array(version.row_of_faiss[ids])).to_pylist(), ids
 
 
 def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarray:
@@ -271,8 +286,9 @@ class QueryEmbedder:
     def fingerprint_id(self) -> str:
         return self.model.fingerprint_id
 
-    def embed(self, images: Sequence[bytes]) -> np.ndarray:
-        """(len(images), dim) float32; the first image that cannot be used raises ImageError naming it."""
+    def embed(self, images: Sequence[bytes], focus: ClassFocus | None = None) -> np.ndarray:
+        """(len(images), dim) float32; the first image that cannot be used raises ImageError naming it. focus:
+        weighted toward an ImageNet class (see focus())."""
         tensors = []
         for i, data in enumerate(images):
             if len(data) > self.max_bytes:
@@ -286,7 +302,31 @@ class QueryEmbedder:
                     raise ImageError(e.stage, e.kind, f"image {i}: {e.message}") from e
                 tensors.append(to_tensor(decoded.image, self.model.preprocessing))
         with self._lock:
-            return self.model.embed_batch(torch.stack(tensors), self.device)
+            return self.model.embed_batch(torch.stack(tensors), self.device, focus)
+
+    @property
+    def class_weighting(self) -> bool:
+        """Whether queries can be weighted toward an ImageNet class (a visual model with its classifier)."""
+        try:
+            return self.focus(0) is not None
+        except QueryError:
+            return False
+
+    def focus(self, weight_class: str | int | None, strength: float | None = None) -> ClassFocus | None:
+        """The ClassFocus of a class-weighted query ("like this image, but weighted toward class C": an ImageNet
+        class name or id), or None for a plain one; what cannot be weighted raises QueryError saying why."""
+        if weight_class is None:
+            if strength is not None:
+                raise QueryError("a class weighting strength needs the class to weight toward (weight_class)")
+            return None
+        if self.word_space:
+            raise QueryError("class-weighted search re-weights a visual model's features; this index's vectors "
+                             "are in a word space: search a visual index")
+        try:
+            imagenet_classifier(self.model.module.backbone, "class-weighted search", "search without a class")
+            return ClassFocus.of(weight_class, DEFAULT_STRENGTH if strength is None else strength)
+        except (ClassWeightingError, ModelError) as e:
+            raise QueryError(str(e)) from e
 
     @property
     def word_space(self) -> bool:

@@ -21,6 +21,10 @@ from lookalike.retrieval.limits import (
 FilterValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
 Component = Annotated[float, Field(allow_inf_nan=False)]
 ImageId = Annotated[str, Field(min_length=1, max_length=1000)]
+ClassName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+WEIGHT_CLASS = ("image, URI and id queries: like this image, but weighted toward an ImageNet class (a name such as "
+                "'umbrella', or an id 0-999): the query's features are weighted by where the class is seen")
+WEIGHT_STRENGTH = "how far the class weighting goes: 0 = plain search, 1 (the default) = only where the class is seen"
 
 
 class SearchOptions(BaseModel):
@@ -44,12 +48,23 @@ class SearchOptions(BaseModel):
                                   description=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
 
 
+class ClassWeighting(BaseModel):
+    """Options of queries that have an image (uploads, URIs, catalogue ids): vectors and texts have no features to
+    weight, and their bodies refuse these fields."""
+    weight_class: ClassName | None = Field(None, description=WEIGHT_CLASS)
+    weight_strength: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description=WEIGHT_STRENGTH)
+
+
+class ImageSearchOptions(SearchOptions, ClassWeighting):
+    pass
+
+
 class VectorQuery(SearchOptions):
     vectors: list[Annotated[list[Component], Field(min_length=1)]] = Field(
         ..., min_length=1, description="query vectors, each of the index's dimension (normalised by the worker)")
 
 
-class IdQuery(SearchOptions):
+class IdQuery(ImageSearchOptions):
     image_ids: list[ImageId] = Field(..., min_length=1)
     include_self: bool = Field(False, description="keep the query image itself among its hits")
 
@@ -84,7 +99,7 @@ class TagAnswer(BaseModel):
     results: list[TagResult]
 
 
-class UriQuery(SearchOptions):
+class UriQuery(ImageSearchOptions):
     uris: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(..., min_length=1)
 
 
@@ -114,6 +129,11 @@ class IdList(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_ids: list[ImageId] = Field(..., min_length=1)
+
+
+class IdVectors(IdList, ClassWeighting):
+    """Stored vectors; with weight_class, the images re-embedded toward that class instead (a class-weighted id
+    query through the router)."""
 
 
 class ErrorOut(BaseModel):

@@ -23,7 +23,7 @@ from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.limits import MAX_K, MAX_SHORTLIST
 from lookalike.retrieval.verify import fuse
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
-from lookalike.serve.api_models import IdQuery, SearchAnswer, TextQuery, VectorQuery
+from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, IdQuery, SearchAnswer, TextQuery, VectorQuery
 
 ON_MISSING = ("partial", "error")
 
@@ -233,6 +233,9 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return body.model_dump(include={"k", "nprobe", "rerank", "expand", "expand_alpha", "filters"},
                                exclude_none=True)
 
+    def weighting_of(body) -> dict[str, Any]:
+        return body.model_dump(include={"weight_class", "weight_strength"}, exclude_none=True)
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         health = await shards.health()
@@ -250,7 +253,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
     async def by_ids(body: IdQuery, request: Request) -> Response:
         authorise(request)
         started = time.perf_counter()
-        answers, _ = await shards.fan_out("/vectors", {"image_ids": body.image_ids})
+        # Class-weighted: the shard holding an id re-embeds its image toward the class, instead of its stored vector.
+        answers, _ = await shards.fan_out("/vectors", {"image_ids": body.image_ids, **weighting_of(body)})
         vectors = [next((a["vectors"][i] for a in answers if a["vectors"][i] is not None), None)
                    for i in range(len(body.image_ids))]
         unknown = [i for i, v in zip(body.image_ids, vectors, strict=True) if v is None]
@@ -270,17 +274,22 @@ def create_router(settings: RouterSettings) -> FastAPI:
     async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
                         k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None,
                         verify: Annotated[bool, Form()] = True,
-                        shortlist: Annotated[int | None, Form(ge=1, le=MAX_SHORTLIST)] = None) -> Response:
+                        shortlist: Annotated[int | None, Form(ge=1, le=MAX_SHORTLIST)] = None,
+                        weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
+                        weight_strength: Annotated[float | None, Form(ge=0, le=1, description=WEIGHT_STRENGTH)] = None
+                        ) -> Response:
         authorise(request)
         started = time.perf_counter()
         files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
+        weighting = {name: str(value) for name, value in (("weight_class", weight_class),
+                                                          ("weight_strength", weight_strength)) if value is not None}
         if verify:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
             # fused score, so a verified hit on one shard outranks an unverified one on another.
             form = {"k": str(k), **({"filters": filters} if filters else {}),
-                    **({"shortlist": str(shortlist)} if shortlist else {})}
+                    **({"shortlist": str(shortlist)} if shortlist else {}), **weighting}
             return await shards.search_images(files, form, k, [f.filename for f in images], started)
-        embedded = await shards.embed("/embed", "images", files=files)
+        embedded = await shards.embed("/embed", "images", files=files, data=weighting)
         try:
             options = {"k": k, **({"filters": json.loads(filters)} if filters else {})}
         except json.JSONDecodeError as e:

@@ -21,12 +21,14 @@ from pydantic import ValidationError
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.limits import MAX_K, QueryError
-from lookalike.retrieval.query import UnknownImageIds, vectors_of_ids
+from lookalike.retrieval.query import UnknownImageIds, uris_of_ids, vectors_of_ids
 from lookalike.serve.api_models import (
-    IdList,
+    WEIGHT_CLASS,
+    WEIGHT_STRENGTH,
     IdQuery,
+    IdVectors,
+    ImageSearchOptions,
     SearchAnswer,
-    SearchOptions,
     TagAnswer,
     TextList,
     TextQuery,
@@ -57,7 +59,7 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
     # scripts from a CDN, which a serving host often cannot reach; any OpenAPI viewer reads /openapi.json.
     @app.get("/openapi.json", include_in_schema=False, dependencies=[auth])
     def openapi() -> JSONResponse:
-        return JSONResponse(served_schema(app.openapi(), ctx.served.current, ctx.settings))
+        return JSONResponse(served_schema(app.openapi(), ctx.served.current, ctx.settings, ctx.served.embedder))
 
     @app.get("/api/info", dependencies=[auth], summary="the served version and its filterable columns",
              responses=errors(401, 503))
@@ -67,7 +69,9 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
                 "factory": v.manifest["factory"], "default_search": v.manifest["default_search"],
                 "columns": [c for c in v.ids.column_names if c != "faiss_id"],
                 "image_search": ctx.served.embedder is not None,
-                "text_search": ctx.served.embedder is not None and ctx.served.embedder.word_space, "max_k": MAX_K,
+                "text_search": ctx.served.embedder is not None and ctx.served.embedder.word_space,
+                "class_weighting": ctx.served.embedder is not None and ctx.served.embedder.class_weighting,
+                "max_k": MAX_K,
                 "max_batch": ctx.settings.max_batch}
 
 
@@ -83,15 +87,22 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
         return await ctx.in_thread(
             lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
 
-    @search_route("/search/ids", "top-k for catalogue images, by their stored vectors", 404)
+    @search_route("/search/ids", "top-k for catalogue images, by their stored vectors (class-weighted: by "
+                  "their images)", 404, 409)
     async def by_ids(body: IdQuery) -> Response:
         v = ctx.version()
         ctx.check_search(v, len(body.image_ids), body)
 
         def work() -> Response:
-            vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
+            started = time.perf_counter()
+            if body.weight_class is None:
+                vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
+            else:  # the catalogue images themselves, re-pooled toward the class
+                uris, faiss_ids = uris_of_ids(v, body.image_ids)
+                e = ctx.embedder()
+                vectors = e.embed([e.read(u) for u in uris], e.focus(body.weight_class, body.weight_strength))
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
-                                   views=id_views(v, body, faiss_ids))
+                                   started=started, views=id_views(v, body, faiss_ids))
         return await ctx.in_thread(work)
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
@@ -103,16 +114,21 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                         expand_alpha: Annotated[float | None, Form(ge=0)] = None,
                         verify: Annotated[bool, Form()] = True,
                         shortlist: Annotated[int | None, Form(ge=1)] = None,
-                        filters: Annotated[str | None, Form(description="JSON object")] = None) -> Response:
+                        filters: Annotated[str | None, Form(description="JSON object")] = None,
+                        weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
+                        weight_strength: Annotated[float | None, Form(description=WEIGHT_STRENGTH)] = None
+                        ) -> Response:
         v = ctx.version()
-        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha, verify, shortlist)
+        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha, verify, shortlist, weight_class,
+                               weight_strength)
         ctx.check_search(v, len(images), options)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
 
         def work() -> Response:
             started, embedder = time.perf_counter(), ctx.embedder()
-            return ctx.run_vectors(v, embedder.embed(data), options, "image", names, started=started,
+            focus = embedder.focus(options.weight_class, options.weight_strength)
+            return ctx.run_vectors(v, embedder.embed(data, focus), options, "image", names, started=started,
                                    views=image_views(v, options, embedder, data))
         return await ctx.in_thread(work)
 
@@ -148,29 +164,37 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
         def work() -> Response:
             e, started = ctx.embedder(), time.perf_counter()
+            focus = e.focus(body.weight_class, body.weight_strength)
             data = [ctx.read_uri(u) for u in locations]
-            return ctx.run_vectors(v, e.embed(data), body, "uri", body.uris, started=started,
+            return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
                                    views=image_views(v, body, e, data))
         return await ctx.in_thread(work)
 
 
 def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     @app.post("/vectors", dependencies=[auth], summary="stored vectors of catalogue ids (null where unknown)",
-              responses=errors(400, 401, 413, 503))
-    async def stored_vectors(body: IdList) -> Response:
+              responses=errors(400, 401, 409, 413, 503, 504))
+    async def stored_vectors(body: IdVectors) -> Response:
         v = ctx.version()
         ctx.check_batch(len(body.image_ids))
         ids = [v.faiss_id_of(i) for i in body.image_ids]
         rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
+        if body.weight_class is not None:
+            known = [i for i, f in zip(body.image_ids, ids, strict=True) if f is not None]
+            rows = await ctx.in_thread(lambda: _weighted_rows(ctx, v, body, known, rows))
         return Response(json.dumps({"version": v.version, "vectors": rows}), media_type="application/json")
 
     @app.post("/embed", dependencies=[auth], summary="vectors of uploaded images, with the index's model",
               responses=errors(400, 401, 409, 413, 504))
-    async def embed_images(images: Annotated[list[UploadFile], File()]) -> Response:
+    async def embed_images(images: Annotated[list[UploadFile], File()],
+                           weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
+                           weight_strength: Annotated[float | None, Form(description=WEIGHT_STRENGTH)] = None
+                           ) -> Response:
         ctx.check_batch(len(images))
         data = [await f.read() for f in images]
         embedder = ctx.embedder()
-        vectors = await ctx.in_thread(lambda: embedder.embed(data))
+        focus = embedder.focus(weight_class, weight_strength)
+        vectors = await ctx.in_thread(lambda: embedder.embed(data, focus))
         return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
                         media_type="application/json")
 
@@ -201,19 +225,29 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
 
 
 def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None, expand: int | None = None,
-                 expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None
-                 ) -> SearchOptions:
+                 expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None,
+                 weight_class: str | None = None, weight_strength: float | None = None) -> ImageSearchOptions:
     """A multipart form's options, validated as strictly as a JSON body's (filters arrive as JSON text)."""
     try:
         parsed = json.loads(filters) if filters else None
     except json.JSONDecodeError as e:
         raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
     try:
-        return SearchOptions(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha,
-                             verify=verify, shortlist=shortlist, filters=parsed)
+        return ImageSearchOptions(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha,
+                             verify=verify, shortlist=shortlist, filters=parsed, weight_class=weight_class,
+                             weight_strength=weight_strength)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
         raise QueryError(f"invalid search options: {problems}") from e
+
+
+def _weighted_rows(ctx: RequestContext, v, body: IdVectors, known: list[str], rows: list) -> list:
+    """The rows of known ids replaced by their images re-embedded toward body.weight_class."""
+    e = ctx.embedder()
+    focus = e.focus(body.weight_class, body.weight_strength)
+    uris, _ = uris_of_ids(v, known)
+    vectors = iter(e.embed([e.read(u) for u in uris], focus).tolist()) if known else iter(())
+    return [None if row is None else next(vectors) for row in rows]
 
 
 def make_thumbnail(data: bytes, size: int) -> bytes:

@@ -1,6 +1,7 @@
 """The worker's OpenAPI schema as strict as its validation: the static schema of the API models, tightened with
 what only the served version and the worker's settings know (the vectors' dimension, the filterable columns
-and their types, batch and work limits), so a client or a fuzzer that follows the schema is never refused."""
+and their types, batch and work limits, the classes a query can be weighted toward), so a client or a fuzzer that
+follows the schema is never refused."""
 
 from __future__ import annotations
 
@@ -10,14 +11,24 @@ from typing import Any
 import pyarrow as pa
 
 from lookalike.index.reader import IndexVersion
+from lookalike.model.imagenet import imagenet_class_names
+from lookalike.retrieval.query import QueryEmbedder
 from lookalike.serve.context import ApiSettings
 
 BATCHED = {"VectorQuery": "vectors", "IdQuery": "image_ids", "UriQuery": "uris", "IdList": "image_ids"}
 
 
-def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: ApiSettings) -> dict[str, Any]:
+WEIGHTED = ("IdQuery", "UriQuery", "IdVectors")
+
+
+def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: ApiSettings,
+                  embedder: QueryEmbedder | None = None) -> dict[str, Any]:
     schema = copy.deepcopy(base)
     models = schema.get("components", {}).get("schemas", {})
+    weighting = _weight_class(embedder)
+    for name in WEIGHTED:
+        if name in models:
+            models[name]["properties"]["weight_class"] = weighting
     limits = settings.limits
     # Stay under the body limit as well: a float in JSON takes up to ~25 bytes.
     per_vector = 25 * (version.dim if version else 1) + 4
@@ -44,6 +55,17 @@ def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: 
                                  # a vector of zeros has no direction to search
                                  "not": {"items": {"const": 0}}})
     return schema
+
+
+def _weight_class(embedder: QueryEmbedder | None) -> dict[str, Any]:
+    """The ImageNet classes by name or id where the served model weights queries toward classes (the worker also
+    takes a name in any case, or a part of one, which no schema can say); only null where it does not."""
+    if embedder is None or not embedder.class_weighting:
+        return {"type": "null", "description": "the served model cannot weight queries toward a class"}
+    names = imagenet_class_names()
+    return {"anyOf": [{"type": "string", "enum": sorted(set(names)) + [str(i) for i in range(len(names))]},
+                      {"type": "null"}],
+            "description": "like this image, but weighted toward an ImageNet class, by name or id"}
 
 
 def _filters(version: IndexVersion) -> dict[str, Any]:
