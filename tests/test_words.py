@@ -2,11 +2,13 @@
 (ConSE over the ImageNet classifier for photos, the shipped DeViSE map for icons), indexed and published as usual,
 then searched by phrases and tagged with words through the worker's HTTP API and the command line."""
 
+import json
 from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -128,6 +130,27 @@ def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, 
               "--cache-dir", str(tmp_path / "cache")]
     assert main(["search", *visual, "--text", "cat"]) != 0
     assert "--space words" in capsys.readouterr().err
+
+
+def test_a_join_of_text_queries_against_a_word_space_index(store, tmp_path, capsys):
+    """`lookalike join --query-texts`: a file of phrases → each one's top-k images, on local Spark; a rerun of the
+    run id returns the committed join; a visual base refuses text queries."""
+    from conftest import store_option_args
+    texts = tmp_path / "queries.txt"
+    texts.write_text("cat\n\na cup of coffee\nhorse\ncat\n")  # blank and repeated lines are dropped
+    args = ["join", "--store", store.url, *store_option_args(store.options), "--query-texts", str(texts), "--k", "2",
+            "--master", "local[2]", "--json"]
+    assert main([*args, "--index", "words", "--run-id", "texts-1"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["counts"]["queries"] == 3 and manifest["counts"]["pairs"] == 6
+    assert manifest["queries"]["texts"] == str(texts) and manifest["queries"]["count"] == 3
+    pairs = pa.concat_tables([store.read_parquet(p["key"]) for p in manifest["files"]["pairs"]]).to_pylist()
+    top = {p["query_id"]: p["neighbor_id"] for p in pairs if p["rank"] == 1}
+    assert top == {"cat": "chelsea.jpg", "a cup of coffee": "coffee.jpg", "horse": "horse.jpg"}
+    assert main([*args, "--index", "words", "--run-id", "texts-1"]) == 0  # committed: the same manifest back
+    assert json.loads(capsys.readouterr().out)["run_id"] == "texts-1"
+    assert main([*args, "--index", "visual"]) == 2
+    assert "text queries need a base embedded with --space words" in capsys.readouterr().err
 
 
 ICONS = {  # drawn here, black on white like the icon sets the shipped map was trained on

@@ -11,6 +11,7 @@ from typing import Any
 
 from lookalike.batch.clusters import connected_clusters
 from lookalike.batch.join_task import JoinTask
+from lookalike.batch.text_queries import TEXT_QUERIES, embed_text_queries
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import RUN_ID_PATTERN, JoinLayout
 from lookalike.core.manifest import ManifestError, new_manifest, new_run_id, read_manifest
@@ -37,6 +38,7 @@ class JoinConfig:
     base_embeddings: str | None = None    # ... or FINGERPRINT[/RUN], searched exactly
     query_embeddings: str | None = None   # queries: FINGERPRINT[/RUN] ...
     query_images: str | None = None       # ... or an images folder/table, embedded first with the base's model
+    query_texts: str | None = None        # ... or a UTF-8 text file, one text query a line (a word-space base)
     self_join: bool = False               # queries = the base's own images; each image's own hit is left out
     k: int = 10
     threshold: float | None = None        # keep pairs with cosine score >= threshold
@@ -59,12 +61,12 @@ class JoinConfig:
         if (self.index is None) == (self.base_embeddings is None):
             raise ConfigError("give exactly one base: --index NAME (a published index) or --base-embeddings "
                               "FINGERPRINT[/RUN] (exact search)")
-        given = sum(x is not None for x in (self.query_embeddings, self.query_images))
+        given = sum(x is not None for x in (self.query_embeddings, self.query_images, self.query_texts))
         if self.self_join and given:
             raise ConfigError("--self-join searches the base's own images: give no --query-* option with it")
         if not self.self_join and given != 1:
-            raise ConfigError("give the queries: --query-embeddings FINGERPRINT[/RUN] or --query-images URL "
-                              "(or --self-join)")
+            raise ConfigError("give the queries: --query-embeddings FINGERPRINT[/RUN], --query-images URL or "
+                              "--query-texts URL (or --self-join)")
         if self.self_join and self.threshold is None:
             raise ConfigError("--self-join needs --threshold: clusters are made of the pairs scoring above it")
         if not 1 <= self.k <= MAX_K:
@@ -84,21 +86,25 @@ def run(config: JoinConfig) -> dict[str, Any]:
     if store.exists(layout.manifest):
         return read_manifest(store, layout.manifest, KIND)
     plan_key = layout.plan
-    if store.exists(plan_key):  # resuming: the same base version and query embeddings, whatever LATEST is now
+    if store.exists(plan_key):  # resuming: the same base version and queries, whatever LATEST is now
         plan = store.read_json(plan_key)
         base = _resolve_base(config, store, plan["base_version"])
-        queries = open_embeddings(store, plan["query_fingerprint"], plan["query_run"])
+        queries = _Queries.of_plan(store, plan)
         log.info("resuming join %s: %d tasks", run_id, plan["tasks"])
+    elif config.query_texts is not None:
+        base = _resolve_base(config, store, config.index_version)
+        queries = _Queries.of_texts(embed_text_queries(store, config.query_texts, base["provenance"],
+                                                       layout.key(TEXT_QUERIES)), config.query_texts)
     else:
         base = _resolve_base(config, store, config.index_version)
-        queries = _resolve_queries(config, store, base)
-    _check_compatible(base, queries)  # before any Spark work
+        queries = _Queries.of_version(_resolve_queries(config, store, base))
+    if queries.version is not None:
+        _check_compatible(base, queries.version)  # before any Spark work
     params = _params(config, base)
-    store.write_json(plan_key, {"base_version": base["version"], "query_fingerprint": queries.layout.fingerprint_id,
-                                "query_run": queries.layout.run_id, "tasks": len(queries.parts)})
+    store.write_json(plan_key, {"base_version": base["version"], **queries.plan})
 
     task = JoinTask(store.url, json.dumps(config.storage_options, sort_keys=True), run_id,
-                    queries.layout.fingerprint_id, queries.layout.run_id, tuple(queries.parts), base["kind"],
+                    queries.fingerprint_id, queries.run_id, tuple(queries.parts), base["kind"],
                     base["name"], base["version"], config.k, params, config.threshold, config.self_join,
                     config.with_metadata, config.batch_size, config.shortlist if config.verify else None)
     t0 = time.perf_counter()
@@ -120,12 +126,46 @@ def run(config: JoinConfig) -> dict[str, Any]:
     timings["total_s"] = round(time.perf_counter() - started, 3)
     timings["queries_per_s"] = round(n_queries / max(timings["tasks_s"], 1e-9), 1)
     manifest = new_manifest(
-        KIND, run_id=run_id, base=base["describe"], queries={"embeddings": queries.layout.prefix,
-                                                             "fingerprint_id": queries.layout.fingerprint_id},
+        KIND, run_id=run_id, base=base["describe"], queries=queries.describe,
         params={"k": config.k, "threshold": config.threshold, **params.as_dict()}, counts=counts, timings=timings,
         files=files, config={**asdict(config), "storage_options": redact(config.storage_options)})
     store.write_json(layout.manifest, manifest)  # the commit of the whole join
     return manifest
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """What a join searches with: the parts of an embeddings version, or of text queries embedded for this run."""
+
+    parts: list[str]
+    plan: dict[str, Any]       # how a resumed run finds them again
+    describe: dict[str, Any]   # the manifest's `queries`
+    version: EmbeddingsVersion | None = None
+
+    @property
+    def fingerprint_id(self) -> str | None:
+        return None if self.version is None else self.version.layout.fingerprint_id
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.version is None else self.version.layout.run_id
+
+    @classmethod
+    def of_version(cls, version: EmbeddingsVersion) -> _Queries:
+        fingerprint_id, run = version.layout.fingerprint_id, version.layout.run_id
+        return cls(version.parts, {"query_fingerprint": fingerprint_id, "query_run": run, "tasks": len(version.parts)},
+                   {"embeddings": version.layout.prefix, "fingerprint_id": fingerprint_id}, version)
+
+    @classmethod
+    def of_texts(cls, written: dict[str, Any], source: str) -> _Queries:
+        return cls([written["key"]], {"query_texts": written, "tasks": 1},
+                   {"texts": source, "count": written["rows"], "text_encoder": written["text_encoder"]})
+
+    @classmethod
+    def of_plan(cls, store: Store, plan: dict[str, Any]) -> _Queries:
+        if "query_texts" in plan:
+            return cls.of_texts(plan["query_texts"], plan["query_texts"]["source"])
+        return cls.of_version(open_embeddings(store, plan["query_fingerprint"], plan["query_run"]))
 
 
 def _resolve_base(config: JoinConfig, store: Store, version: str | None) -> dict[str, Any]:

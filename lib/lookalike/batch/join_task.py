@@ -76,8 +76,8 @@ class JoinTask:
     store_url: str
     options_json: str
     run_id: str
-    query_fingerprint: str
-    query_run: str
+    query_fingerprint: str | None  # None: the parts are text queries written by the join (batch/text_queries.py)
+    query_run: str | None
     query_parts: tuple[str, ...]
     base_kind: str             # "index" or "embeddings"
     base_name: str             # index name, or the base embeddings' fingerprint id
@@ -97,10 +97,11 @@ class JoinTask:
             return store.read_json(layout.marker(task))
         started = time.perf_counter()
         base = open_base(self.store_url, self.options_json, self.base_kind, self.base_name, self.base_version)
-        queries = open_embeddings(store, self.query_fingerprint, self.query_run)
+        queries = None if self.query_fingerprint is None else open_embeddings(store, self.query_fingerprint,
+                                                                               self.query_run)
         key = self.query_parts[task]
-        columns = row_columns(store.read_parquet_schema(key).names)
-        query_table = queries.read_part(key, columns if self.with_metadata else ["image_id"])
+        columns = row_columns(store.read_parquet_schema(key).names) if self.with_metadata else ["image_id"]
+        query_table = store.read_parquet(key, columns) if queries is None else queries.read_part(key, columns)
         vectors = read_vectors(store, key)
         load_s = time.perf_counter() - started
 
@@ -129,7 +130,7 @@ class JoinTask:
     def _query_views(self, store: Store, queries, key: str, base: Base) -> list | None:
         """The queries' stored local features, where both sides have the same kind: each query's shortlist is
         then verified as the query worker verifies a catalogue image's."""
-        settings = queries.local_features
+        settings = None if queries is None else queries.local_features
         if not self.shortlist or base.features is None or settings is None:
             return None
         return [[f] for f in read_features_part(store, features_part_of(key), settings)]

@@ -27,6 +27,9 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     queries.add_argument("--query-embeddings", default=None, metavar="FINGERPRINT[/RUN]")
     queries.add_argument("--query-images", default=None, metavar="URL",
                          help="an images folder/table: embedded first with the base's model")
+    queries.add_argument("--query-texts", default=None, metavar="URL",
+                         help="a UTF-8 text file, one text query a line ('bird in a circle'), against a word-space "
+                              "base: embedded by its text encoder; the text is the query_id")
     queries.add_argument("--self-join", action="store_true",
                          help="near-duplicate sweep of the base's own images: pairs above --threshold and clusters")
     p.add_argument("--k", type=int, default=10)
@@ -50,7 +53,8 @@ def join_config(args: argparse.Namespace):
     from lookalike.batch.join import JoinConfig
     return JoinConfig(
         store=args.store, index=args.index, index_version=args.index_version, base_embeddings=args.base_embeddings,
-        query_embeddings=args.query_embeddings, query_images=args.query_images, self_join=args.self_join,
+        query_embeddings=args.query_embeddings, query_images=args.query_images, query_texts=args.query_texts,
+        self_join=args.self_join,
         k=args.k, threshold=args.threshold, nprobe=args.nprobe, rerank=args.rerank,
         expand=args.expand, expand_alpha=args.expand_alpha, verify=args.verify, shortlist=args.shortlist,
         with_metadata=args.with_metadata, run_id=args.run_id,
