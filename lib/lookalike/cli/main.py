@@ -24,6 +24,7 @@ from lookalike.cli.index import (
 from lookalike.cli.join import join_parser, run_join
 from lookalike.cli.query import run_search, run_serve, run_tag, search_parser, serve_parser, tag_parser
 from lookalike.cli.reindex import reindex_parser, run_reindex
+from lookalike.cli.train import run_train, run_train_data, train_data_parser, train_parser
 from lookalike.cli.whiten import run_whiten, whiten_parser
 from lookalike.core.errors import EXIT_USAGE, LookalikeError
 from lookalike.core.logs import LOG_FORMATS, configure
@@ -54,6 +55,10 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
     indexes_parser(sub.add_parser("indexes", help="list the versions of an index"))
     tag_parser(sub.add_parser("tag", help="the nearest words of images in the word space (no index needed)"))
+    train_data_parser(sub.add_parser("train-data", help="the training set: open collections' marks, grouped by "
+                                                        "brand and concept, split by group"))
+    train_parser(sub.add_parser("train", help="fine-tune the backbone on a training set, data-parallel on Spark"),
+                 submitted)
     args = parser.parse_args(argv)
     configure(args.verbose, args.log_format)
     # Each command returns what it prints (None for the servers, which run until stopped).
@@ -61,7 +66,8 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
         "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
         "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
         "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
-        "whiten": run_whiten, "augment": run_augment, "tag": run_tag,
+        "whiten": run_whiten, "augment": run_augment, "tag": run_tag, "train-data": run_train_data,
+        "train": run_train,
     }
     try:
         output = commands[args.command](args)

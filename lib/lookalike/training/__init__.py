@@ -1,0 +1,1 @@
+"""Learning descriptors: the training set from open collections, synthetic copies, distributed training."""

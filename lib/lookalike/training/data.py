@@ -1,0 +1,243 @@
+"""The training set (`lookalike train-data`): marks of open collections from the npm registry, grouped so that a
+group is one thing drawn by different hands. Brand groups: the same brand in several logo collections (simple-icons,
+logos, devicon, skill-icons, fa6-brands, ...), matched by a normalised name; concept groups: icons of general sets
+under the same name (`camera` in tabler, lucide, mdi, ...). Groups are split train / validation / test by a seeded
+hash of their key, so no brand or concept is on two sides. Rendered on the driver (cached in a data folder) and
+written to the store as Parquet parts of PNG bytes with their group, collection and split, and a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from PIL import Image
+
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import TrainingDataLayout
+from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
+from lookalike.core.store import Store, redact
+from lookalike.training.sources import brand_key, fetch_npm_package, iconify_icons, is_visible, render_svg
+
+log = logging.getLogger(__name__)
+KIND = "training-data"
+
+# Logo collections (@iconify-json packages: one format, a licence each in its info.json).
+BRAND_SETS = (("@iconify-json/simple-icons", "1.2.103"), ("@iconify-json/logos", "1.2.19"),
+              ("@iconify-json/devicon", "1.2.68"), ("@iconify-json/devicon-plain", "1.2.57"),
+              ("@iconify-json/skill-icons", "1.2.4"), ("@iconify-json/fa6-brands", "1.2.6"),
+              ("@iconify-json/bxl", "1.2.4"), ("@iconify-json/cib", "1.2.3"),
+              ("@iconify-json/cryptocurrency-color", "1.2.4"), ("@iconify-json/token-branded", "1.2.45"),
+              ("@iconify-json/streamline-logos", "1.2.0"), ("@iconify-json/arcticons", "1.2.58"),
+              ("@iconify-json/file-icons", "1.2.2"))
+# General sets whose icons are named by what they show; their brand icons (mdi's, ri's) join the brand groups.
+CONCEPT_SETS = (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137"),
+                ("@iconify-json/mdi", "1.2.3"), ("@iconify-json/carbon", "1.2.29"), ("@iconify-json/ph", "1.2.2"),
+                ("@iconify-json/bi", "1.2.7"), ("@iconify-json/fa6-solid", "1.2.4"),
+                ("@iconify-json/heroicons", "1.2.3"), ("@iconify-json/ion", "1.2.7"), ("@iconify-json/ri", "1.2.10"))
+# Kept for an independent evaluation: never trained, tuned or evaluated on (any emoji set, Debian's Papirus).
+HELD_OUT = re.compile(r"emoji|moji|noto|papirus|fxemoji|joypixels", re.IGNORECASE)
+# Name parts that say which drawing of a mark it is, not which mark: `github-dark`, `3ds-max-logo-block`,
+# `square-github`, `500px-5`, `heart-outline`.
+VARIANT_WORDS = frozenset({"wordmark", "icon", "dark", "light", "auto", "background", "logo", "block", "solid",
+                           "alt", "plain", "original", "color", "colored", "fill", "filled", "line", "outline",
+                           "outlined", "bold", "duotone", "thin", "regular", "sharp", "rounded", "round",
+                           "twotone", "mini", "micro", "square", "circle"})
+SPLITS = ("train", "validation", "test")
+PART_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class TrainingDataConfig:
+    store: str
+    name: str = "default"                  # training-data/<name>/ in the store
+    data_dir: str = "~/.cache/lookalike/training-data"  # npm packages and renderings, kept for reruns
+    brand_sets: tuple[tuple[str, str], ...] = BRAND_SETS
+    concept_sets: tuple[tuple[str, str], ...] = CONCEPT_SETS
+    size: int = 256                        # rendered px (training crops from it)
+    seed: int = 0                          # of the split
+    fractions: tuple[float, float] = (0.7, 0.15)  # train, validation (test: the rest)
+    per_collection: int = 3                # drawings of a group one collection may give (its styles)
+    max_concepts: int | None = 2000        # concept groups kept (chosen by the seeded hash); None: all
+    max_brands: int | None = None          # brand groups kept (likewise; for small test sets)
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        held = [n for n, _ in (*self.brand_sets, *self.concept_sets) if HELD_OUT.search(n)]
+        if held:
+            raise ConfigError(f"{', '.join(held)}: emoji sets and Papirus are kept for an independent evaluation and "
+                              "are never trained on")
+        train, validation = self.fractions
+        if not (0 < train < 1 and validation > 0 and train + validation < 1):
+            raise ConfigError(f"split fractions {self.fractions}: give train and validation shares in (0, 1) that "
+                              "leave some for test")
+
+
+def split_of(key: str, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.15)) -> str:
+    """train / validation / test for a group key, fixed by a seeded hash: the same on every machine and run."""
+    u = int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2 ** 64
+    return "train" if u < fractions[0] else "validation" if u < fractions[0] + fractions[1] else "test"
+
+
+def brand_group(name: str) -> str:
+    """The brand an icon name draws: variant words and numbers dropped from either end, then brand_key
+    (`github-dark`, `square-github`, `github-original-wordmark` → `github`; `3ds-max-logo-block` → `3dsmax`)."""
+    return brand_key("-".join(_core_words(name)))
+
+
+def concept_group(name: str) -> str:
+    """The concept an icon name shows, style words dropped (`camera-outline` → `camera`; `arrow-left` stays)."""
+    return "-".join(_core_words(name))
+
+
+def _core_words(name: str) -> list[str]:
+    words = [w for w in re.split(r"[-_\s]+", name.lower()) if w]
+    while len(words) > 1 and (words[-1] in VARIANT_WORDS or words[-1].isdigit()):
+        words.pop()
+    while len(words) > 1 and words[0] in VARIANT_WORDS:
+        words.pop(0)
+    return words
+
+
+@dataclass
+class _Drawing:
+    collection: str
+    name: str
+    svg: str
+
+
+def run(config: TrainingDataConfig) -> dict[str, Any]:
+    """Build (or return, when already built) the training set; its manifest says what it holds."""
+    store = Store(config.store, config.storage_options)
+    layout = TrainingDataLayout(store, config.name)
+    try:
+        return read_manifest(store, layout.manifest, KIND)
+    except ManifestMissing:
+        pass
+    data_dir = Path(config.data_dir).expanduser()
+    brands: dict[str, list[_Drawing]] = {}
+    for drawing in _drawings(iconify_icons(data_dir, config.brand_sets)):
+        brands.setdefault(brand_group(drawing.name), []).append(drawing)
+    concepts: dict[str, list[_Drawing]] = {}
+    for drawing in _drawings(iconify_icons(data_dir, config.concept_sets)):
+        key = brand_group(drawing.name)
+        if key in brands and len(_core_words(drawing.name)) == 1:  # mdi's `github`, ri's `github-fill`
+            brands[key].append(drawing)
+        else:
+            concepts.setdefault(concept_group(drawing.name), []).append(drawing)
+    brands = _kept(brands, config.per_collection, config.max_brands, config.seed)
+    concepts = _kept(concepts, config.per_collection, config.max_concepts, config.seed)
+    rows: dict[str, list] = defaultdict(list)
+    for kind, groups in (("brand", brands), ("concept", concepts)):
+        for key, drawings in sorted(groups.items()):
+            _add_rows(rows, kind, key, drawings, split_of(f"{kind}:{key}", config.seed, config.fractions),
+                      data_dir / f"renders-{config.size}px", config.size)
+    table = _drawn_twice(pa.table(rows))
+    parts = []
+    for i, lo in enumerate(range(0, table.num_rows, PART_ROWS)):
+        part = table.slice(lo, PART_ROWS)
+        nbytes = store.write_parquet(layout.part(i), part)
+        parts.append({"key": layout.part(i), "rows": part.num_rows, "bytes": nbytes})
+    manifest = new_manifest(KIND, name=config.name, counts=_counts(table), files={"images": parts},
+                            packages=[{"name": n, "version": v, "licence": _licence(data_dir, n, v)}
+                                      for n, v in (*config.brand_sets, *config.concept_sets)],
+                            config={**asdict(config), "storage_options": redact(config.storage_options)})
+    store.write_json(layout.manifest, manifest)  # the commit
+    return manifest
+
+
+def read_split(store: Store, name: str, split: str) -> pa.Table:
+    """One split of a built training set: image_id, group, kind, collection, png."""
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r}: one of {', '.join(SPLITS)}")
+    layout = TrainingDataLayout(store, name)
+    try:
+        manifest = read_manifest(store, layout.manifest, KIND)
+    except ManifestMissing as e:
+        raise ManifestMissing(f"no training set {name!r} in {store.url}: run `lookalike train-data --name {name}` "
+                              "first") from e
+    tables = [store.read_parquet(p["key"]).filter(pc.field("split") == split)
+              for p in manifest["files"]["images"]]
+    return pa.concat_tables(tables).drop_columns(["split"])
+
+
+def _drawings(icons: Iterable[tuple[str, str, str]]) -> Iterable[_Drawing]:
+    for collection, name, svg in icons:
+        yield _Drawing(collection, name, svg)
+
+
+def _kept(groups: dict[str, list[_Drawing]], per_collection: int, limit: int | None, seed: int
+          ) -> dict[str, list[_Drawing]]:
+    """Groups drawn by at least two collections, each collection's first `per_collection` drawings; at most
+    `limit` groups, chosen by a seeded hash (the same ones on every machine)."""
+    kept = {}
+    for key, drawings in groups.items():
+        taken: Counter[str] = Counter()
+        chosen = []
+        for d in sorted(drawings, key=lambda d: (d.collection, len(d.name), d.name)):
+            if taken[d.collection] < per_collection:
+                taken[d.collection] += 1
+                chosen.append(d)
+        if len(taken) >= 2:
+            kept[key] = chosen
+    if limit is not None and len(kept) > limit:
+        order = sorted(kept, key=lambda k: hashlib.sha256(f"{seed}:keep:{k}".encode()).digest())
+        kept = {k: kept[k] for k in order[:limit]}
+    return kept
+
+
+def _drawn_twice(table: pa.Table) -> pa.Table:
+    """Only groups that still have drawings of two collections once blank renderings are dropped."""
+    spread = table.group_by("group").aggregate([("collection", "count_distinct")])
+    kept = [g for g, n in zip(spread["group"].to_pylist(), spread["collection_count_distinct"].to_pylist(),
+                              strict=True) if n >= 2]
+    return table.filter(pc.is_in(table["group"], pa.array(kept, pa.string())))
+
+
+def _add_rows(rows: dict[str, list], kind: str, key: str, drawings: Sequence[_Drawing], split: str, folder: Path,
+              size: int) -> None:
+    for d in drawings:
+        path = folder / d.collection / f"{d.name}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                render_svg(d.svg, size).save(path.with_suffix(".tmp"), "PNG")
+            except Exception as e:  # a drawing resvg cannot parse is skipped, not the whole set
+                log.warning("skipped %s/%s: %s", d.collection, d.name, e)
+                continue
+            path.with_suffix(".tmp").replace(path)
+        data = path.read_bytes()
+        if not is_visible(Image.open(io.BytesIO(data))):
+            continue
+        for column, value in (("image_id", f"{d.collection}/{d.name}"), ("group", f"{kind}:{key}"), ("kind", kind),
+                              ("collection", d.collection), ("split", split), ("png", data)):
+            rows[column].append(value)
+
+
+def _counts(table: pa.Table) -> dict[str, Any]:
+    groups = table.select(["group", "kind", "split", "collection"]).to_pylist()
+    by_group: dict[str, set[str]] = defaultdict(set)
+    split_of_group, kind_of_group = {}, {}
+    for r in groups:
+        by_group[r["group"]].add(r["collection"])
+        split_of_group[r["group"]], kind_of_group[r["group"]] = r["split"], r["kind"]
+    collections = Counter(len(c) for g, c in by_group.items() if kind_of_group[g] == "brand")
+    per_split = {kind: {s: sum(1 for g in by_group if kind_of_group[g] == kind and split_of_group[g] == s)
+                        for s in SPLITS} for kind in ("brand", "concept")}
+    return {"images": table.num_rows, "groups": per_split,
+            "brands_by_collections": {"2": collections[2], "3": collections[3],
+                                      "4+": sum(n for c, n in collections.items() if c >= 4)}}
+
+
+def _licence(data_dir: Path, name: str, version: str) -> str | None:
+    info = fetch_npm_package(name, version, data_dir / "npm") / "info.json"
+    return json.loads(info.read_text()).get("license", {}).get("spdx") if info.exists() else None

@@ -1,0 +1,62 @@
+"""The training job (`lookalike train`, `spark-submit jobs/train.py`): data-parallel fine-tuning on Spark with
+TorchDistributor (one barrier task per process: GPU executors on a cluster, CPU processes here), checkpoints in
+the store, a rerun of the run id resuming from the newest one; then the best weights as a model artefact (fp16
+state dict + model card) that `--weights` loads like any other."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+
+from lookalike.core.errors import ArtefactError
+from lookalike.core.layout import TrainingDataLayout, TrainingLayout
+from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
+from lookalike.core.spark import session
+from lookalike.core.store import Store, redact
+from lookalike.training.data import KIND as DATA_KIND
+from lookalike.training.trainer import TrainConfig, config_json, train_process
+
+KIND = "training"
+
+
+def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[str, str] | None = None,
+        use_gpu: bool = False) -> dict[str, Any]:
+    """Train (or finish training) run `config.run_id` and return its manifest; a finished run returns it as is."""
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    store = Store(config.store, config.storage_options)
+    layout = TrainingLayout(store, config.run_id)
+    try:
+        return read_manifest(store, layout.manifest, KIND)
+    except ManifestMissing:
+        pass
+    data = read_manifest(store, TrainingDataLayout(store, config.data).manifest, DATA_KIND)  # fails with what to do
+    started = time.perf_counter()
+    session(master, "lookalike-train", {"spark.task.cpus": str(config.threads_per_process), **(spark_conf or {})})
+    summary = TorchDistributor(num_processes=config.processes, local_mode=False, use_gpu=use_gpu).run(
+        train_process, config_json(config))
+    if not store.exists(layout.best):
+        raise ArtefactError(f"training run {config.run_id} kept no best weights: was any validation run?")
+    weights = store.read_bytes(layout.best)
+    manifest = new_manifest(
+        KIND, run_id=config.run_id, data={"name": config.data, "counts": data["counts"],
+                                          "packages": data["packages"], "seed": data["config"]["seed"]},
+        recipe={k: v for k, v in asdict(config).items() if k not in ("store", "run_id", "storage_options")},
+        best=summary["history"]["best"], validation=summary["history"]["validation"],
+        loss=summary["history"]["loss"][-1][1] if summary["history"]["loss"] else None,
+        timings={"total_s": round(time.perf_counter() - started, 1), "train_s": summary["seconds"],
+                 "images_per_s": summary["images_per_s"]},
+        files={"weights": {"key": layout.best, "bytes": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}},
+        config={**asdict(config), "storage_options": redact(config.storage_options)})
+    store.write_json(layout.manifest, manifest)
+    return manifest
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """The card shipped beside trained weights: data, split, recipe, metrics, time."""
+    card = {key: manifest[key] for key in ("run_id", "data", "recipe", "best", "validation", "timings")}
+    card["sha256"] = manifest["files"]["weights"]["sha256"]
+    return json.dumps(card, indent=2, sort_keys=True)

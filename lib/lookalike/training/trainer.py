@@ -1,0 +1,268 @@
+"""One data-parallel training process (TorchDistributor starts one per task; gloo on CPUs, nccl on GPUs): the
+backbone fine-tuned so that a mark stays itself across collections, styles and copies.
+
+Batches come from pytorch-metric-learning's MPerClassSampler (m drawings of each group in a batch; a group drawn
+fewer times is drawn again under another synthetic copy, so copies are positives too); the loss is its
+MultiSimilarityLoss over the pairs its MultiSimilarityMiner keeps. Only the last stages learn (`trainable`): the
+frozen stem and early stages keep their ImageNet weights and batch-norm statistics, so a 2-core machine can train
+the shipped model. Rank 0 validates on held-out groups with the project's metrics, keeps the best weights and
+writes checkpoints to the store; every rank resumes from the newest checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from lookalike.batch.metrics import judge_leave_one_out, mean_average_precision, precision_at
+from lookalike.core.errors import ConfigError
+from lookalike.core.layout import TrainingLayout
+from lookalike.core.store import Store
+from lookalike.image.decode import to_tensor
+from lookalike.model.loading import LoadedModel, load_model
+from lookalike.model.spec import ModelSpec
+from lookalike.training.augment import synthetic_copy
+from lookalike.training.data import read_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    store: str
+    run_id: str
+    data: str = "default"                # the training set's name (training-data/<name>)
+    model: str = "efficientnet_lite0"    # the backbone, from its ImageNet weights
+    image_size: int = 224
+    trainable: int = 2                   # last stages (blocks) that learn, with the head convolution
+    steps: int = 1500
+    batch_size: int = 32                 # per process
+    m_per_group: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    checkpoint_every: int = 100
+    validate_every: int = 250
+    max_validation: int = 1500           # validation images embedded each time
+    augment: bool = True
+    processes: int = 2
+    threads_per_process: int = 1
+    seed: int = 0
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.batch_size % self.m_per_group:
+            raise ConfigError(f"batch size {self.batch_size} must be a multiple of m_per_group {self.m_per_group}")
+        if min(self.steps, self.batch_size, self.checkpoint_every, self.validate_every, self.processes) < 1:
+            raise ConfigError("steps, batch size, checkpoint_every, validate_every and processes must be >= 1")
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec(name=self.model, image_size=self.image_size)
+
+
+def trainable_parameters(model: LoadedModel, stages: int) -> list[torch.nn.Parameter]:
+    """Freeze all but the backbone's last `stages` blocks and what follows them (head convolution and norm)."""
+    backbone = model.module.backbone
+    blocks = getattr(backbone, "blocks", None)
+    if blocks is None:
+        raise ConfigError(f"{model.spec.name} has no `blocks` stages to train: train an EfficientNet")
+    learn = {id(p) for block in list(blocks)[-stages:] for p in block.parameters()} if stages else set()
+    for name in ("conv_head", "bn2"):
+        if stages and hasattr(backbone, name):
+            learn |= {id(p) for p in getattr(backbone, name).parameters()}
+    params = []
+    for p in backbone.parameters():
+        p.requires_grad_(id(p) in learn)
+        if id(p) in learn:
+            params.append(p)
+    return params
+
+
+class GroupImages(torch.utils.data.Dataset):
+    """PNG bytes → (uint8 tensor at the model's input size, group label); a synthetic copy when augmenting."""
+
+    def __init__(self, pngs: list[bytes], labels: np.ndarray, model: LoadedModel, augment: bool, seed: int):
+        self.pngs, self.labels, self.model, self.augment = pngs, labels, model, augment
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.pngs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = Image.open(io.BytesIO(self.pngs[i])).convert("RGB")
+        if self.augment:
+            image = synthetic_copy(image, self.rng)
+        return to_tensor(image, self.model.preprocessing), int(self.labels[i])
+
+
+def train_process(config_json: str) -> dict[str, Any]:
+    """What each process runs; returns rank 0's summary (the others return None)."""
+    from pytorch_metric_learning import losses, miners, samplers
+
+    config = TrainConfig(**json.loads(config_json))
+    torch.set_num_threads(config.threads_per_process)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(config.seed + rank)
+    np.random.seed(config.seed + rank)  # MPerClassSampler draws from numpy's global state
+    store = Store(config.store, config.storage_options)
+    layout = TrainingLayout(store, config.run_id)
+
+    model = load_model(config.spec(), fold_norms=False)
+    params = trainable_parameters(model, config.trainable)
+    module = model.module.to(device).eval()  # frozen batch-norm statistics everywhere
+    train = read_split(store, config.data, "train")
+    groups = train["group"].to_pylist()
+    label_of = {g: i for i, g in enumerate(sorted(set(groups)))}
+    labels = np.asarray([label_of[g] for g in groups])
+    dataset = GroupImages(train["png"].to_pylist(), labels, model, config.augment, config.seed + 1000 * rank)
+    sampler = samplers.MPerClassSampler(labels, config.m_per_group, batch_size=config.batch_size,
+                                        length_before_new_iter=config.batch_size * config.steps)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                                    else None)
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / config.warmup_steps) * 0.5
+                                                 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+    loss_fn, miner = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), miners.MultiSimilarityMiner(0.1)
+
+    state = _resume(store, layout)
+    step, history = 0, {"loss": [], "validation": [], "probe": [], "best": None, "resumed": []}
+    probe = _probe_batch(dataset, labels, config) if rank == 0 else None
+    if state is not None:
+        model.module.backbone.load_state_dict(state["backbone"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        step, history = state["step"], state["history"]
+        history["resumed"].append(step)
+        log.info("rank %d resumed at step %d", rank, step)
+    elif rank == 0:
+        history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
+    validation = read_split(store, config.data, "validation") if rank == 0 else None
+    started, batches = time.perf_counter(), iter(loader)
+    while step < config.steps:
+        images, targets = next(batches)
+        embeddings = ddp(images.to(device))
+        loss = loss_fn(embeddings, targets.to(device), miner(embeddings, targets.to(device)))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        step += 1
+        mean_loss = _mean_over_ranks(loss.detach(), world)
+        if rank == 0:
+            history["loss"].append([step, round(mean_loss, 5)])
+        if step % config.validate_every == 0 or step == config.steps:
+            if rank == 0:
+                history["probe"].append([step, _probe_loss(module, probe, loss_fn)])
+                _validate(model, validation, config, step, history, layout, store)
+            dist.barrier()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            if rank == 0:
+                _checkpoint(store, layout, step, model, optimiser, schedule, history)
+            dist.barrier()
+    seconds = time.perf_counter() - started
+    dist.destroy_process_group()
+    if rank != 0:
+        return None
+    return {"steps": step, "history": history, "seconds": round(seconds, 1),
+            "images_per_s": round(config.batch_size * world * max(1, len(history["loss"])) / max(seconds, 1e-9), 1)}
+
+
+def _probe_batch(dataset: GroupImages, labels: np.ndarray, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch of training images (the first groups whole, no synthetic copies): the loss on it, measured
+    at every validation, shows whether training fits its data at all, without the noise of random batches."""
+    rows = [i for i in np.argsort(labels, kind="stable")[:2 * config.batch_size]]
+    images = [to_tensor(Image.open(io.BytesIO(dataset.pngs[i])).convert("RGB"), dataset.model.preprocessing)
+              for i in rows]
+    return torch.stack(images), torch.as_tensor(labels[rows])
+
+
+def _probe_loss(module: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], loss_fn) -> float:
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        return round(float(loss_fn(module(probe[0].to(device)), probe[1].to(device))), 5)
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
+    total = value.clone().float()
+    dist.all_reduce(total)
+    return float(total) / world
+
+
+def _resume(store: Store, layout: TrainingLayout) -> dict[str, Any] | None:
+    try:
+        key = store.read_text(layout.latest_checkpoint).strip()
+    except FileNotFoundError:
+        return None
+    return torch.load(io.BytesIO(store.read_bytes(key)), map_location="cpu", weights_only=False)
+
+
+def _checkpoint(store: Store, layout: TrainingLayout, step: int, model: LoadedModel, optimiser, schedule,
+                history: dict[str, Any]) -> None:
+    """Written whole, then named by LATEST: a kill mid-write leaves the previous checkpoint in force."""
+    buf = io.BytesIO()
+    torch.save({"step": step, "backbone": model.module.backbone.state_dict(), "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(), "history": history}, buf)
+    store.write_bytes(layout.checkpoint(step), buf.getvalue())
+    previous = None
+    with contextlib.suppress(FileNotFoundError):
+        previous = store.read_text(layout.latest_checkpoint).strip()
+    store.write_text(layout.latest_checkpoint, layout.checkpoint(step))
+    if previous and previous != layout.checkpoint(step):
+        store.delete(previous)
+    store.write_json(layout.history, history)
+
+
+def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, history: dict[str, Any],
+              layout: TrainingLayout, store: Store) -> None:
+    """Leave-one-out retrieval among the validation groups' drawings: P@1 and mAP; the best weights kept."""
+    all_groups = np.asarray(validation["group"].to_pylist())
+    chosen, count = set(), 0
+    for g in np.random.default_rng(0).permutation(np.unique(all_groups)):  # whole groups, the same every time
+        size = int((all_groups == g).sum())
+        if count + size > config.max_validation:
+            break
+        chosen.add(g)
+        count += size
+    rows = np.flatnonzero(np.isin(all_groups, list(chosen)))
+    pngs, groups = validation["png"].take(rows).to_pylist(), validation["group"].take(rows).to_pylist()
+    vectors = embed_pngs(model, pngs)
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)
+    neighbours = np.argsort(-scores, axis=1)[:, :100]
+    judged = judge_leave_one_out(neighbours, groups)
+    metrics = {"step": step, "P@1": round(precision_at(judged, 1), 4), "mAP": round(mean_average_precision(judged), 4)}
+    history["validation"].append(metrics)
+    log.info("step %d: validation %s", step, metrics)
+    if history["best"] is None or metrics["mAP"] > history["best"]["mAP"]:
+        history["best"] = metrics
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in model.module.backbone.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save(weights, buf)
+        store.write_bytes(layout.best, buf.getvalue())
+
+
+def embed_pngs(model: LoadedModel, pngs: list[bytes], batch: int = 64) -> np.ndarray:
+    out = []
+    for lo in range(0, len(pngs), batch):
+        images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs[lo:lo + batch]]
+        out.append(model.embed_batch(torch.stack([to_tensor(i, model.preprocessing) for i in images])))
+    return np.concatenate(out) if out else np.zeros((0, model.dim), np.float32)
+
+
+def config_json(config: TrainConfig) -> str:
+    return json.dumps(asdict(config))

@@ -1,0 +1,103 @@
+"""The training set from real registry packages, and data-parallel training on local Spark: two TorchDistributor
+processes, a few steps that fit the data, a SIGKILL after the first checkpoint and a resume from it, and the best
+weights loading as a model through --weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lookalike.cli.main import main
+from lookalike.core.errors import ConfigError
+from lookalike.core.store import Store
+from lookalike.model.loading import load_model
+from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.query import QueryEmbedder
+from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
+from lookalike.training.data import run as build_training_set
+
+import imagefactory
+from conftest import store_option_args
+
+SMALL = {"brand_sets": (("@iconify-json/bxl", "1.2.4"), ("@iconify-json/cib", "1.2.3"),
+                        ("@iconify-json/fa6-brands", "1.2.6")),
+         "concept_sets": (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137")),
+         "max_brands": 40, "max_concepts": 20}
+
+
+@pytest.fixture(scope="module")
+def store(s3_server, tmp_path_factory) -> Store:
+    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
+    build_training_set(TrainingDataConfig(store=store.url, storage_options=store.options,
+                                          data_dir=str(tmp_path_factory.mktemp("training-data")), **SMALL))
+    return store
+
+
+def test_names_meet_on_their_brand_or_concept_and_held_out_sets_are_refused():
+    assert brand_group("github-dark") == brand_group("square-github") == brand_group("github-original-wordmark") \
+        == brand_group("GitHub") == "github"
+    assert brand_group("3ds-max-logo-block") == "3dsmax" and brand_group("500px-5") == "500px"
+    assert concept_group("camera-outline") == "camera" and concept_group("arrow-left") == "arrow-left"
+    assert split_of("brand:github") == split_of("brand:github") and \
+        {split_of(f"brand:{i}") for i in range(200)} == {"train", "validation", "test"}
+    for held_out in ("@iconify-json/noto", "@iconify-json/fluent-emoji-flat", "@iconify-json/twemoji",
+                     "papirus-icon-theme"):
+        with pytest.raises(ConfigError, match="independent evaluation"):
+            TrainingDataConfig(store="/tmp/x", concept_sets=((held_out, "1.0.0"),))
+
+
+def test_the_training_set_holds_groups_drawn_by_several_collections_each_on_one_side_of_the_split(store):
+    m = build_training_set(TrainingDataConfig(store=store.url, storage_options=store.options, **SMALL))  # built
+    counts = m["counts"]
+    brands, concepts = sum(counts["groups"]["brand"].values()), sum(counts["groups"]["concept"].values())
+    assert sum(counts["brands_by_collections"].values()) == brands and 30 <= brands <= 40 and 15 <= concepts <= 20
+    assert {p["name"]: p["licence"] for p in m["packages"]}["@iconify-json/fa6-brands"] == "CC-BY-4.0"
+    seen: dict[str, str] = {}
+    for split in ("train", "validation", "test"):
+        table = read_split(store, "default", split)
+        for group in table["group"].to_pylist():
+            assert seen.setdefault(group, split) == split  # no group on two sides
+        groups = table.group_by("group").aggregate([("collection", "count_distinct")])
+        assert min(groups["collection_count_distinct"].to_pylist()) >= 2
+    assert len(seen) == brands + concepts and read_split(store, "default", "train").num_rows > brands
+    with pytest.raises(ConfigError, match="one of train"):
+        read_split(store, "default", "everything")
+
+
+def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights_load(store, tmp_path):
+    args = ["train", "--store", store.url, *store_option_args(store.options), "--run-id", "tiny", "--steps", "9",
+            "--batch-size", "8", "--m-per-group", "2", "--image-size", "128", "--checkpoint-every", "3",
+            "--validate-every", "3", "--no-augment", "--lr", "1e-3", "--master", "local[2]"]
+    # Killed (the driver, its JVM and the training processes: one process group) once a checkpoint is in.
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not store.exists("training/tiny/checkpoints/LATEST"):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert store.exists("training/tiny/checkpoints/LATEST") and not store.exists("training/tiny/_MANIFEST.json")
+
+    assert main([*args, "--json", "--out", str(tmp_path / "out")]) == 0
+    m = json.loads(store.read_text("training/tiny/_MANIFEST.json"))
+    history = store.read_json("training/tiny/history.json")
+    assert history["resumed"] and history["resumed"][0] in (3, 6)  # it went on from a checkpoint
+    assert [v["step"] for v in m["validation"]] == [3, 6, 9]
+    probe = [loss for _, loss in history["probe"]]
+    assert probe[-1] < probe[0], probe  # the fixed probe batch's loss went down
+    assert m["data"]["counts"]["images"] > 50 and m["recipe"]["processes"] == 2
+
+    # The best weights are an EfficientNet-Lite0 state dict (fp16): they load through --weights like any other.
+    card = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert card["sha256"] == m["files"]["weights"]["sha256"] and card["best"] == m["best"]
+    trained = load_model(ModelSpec(weights_uri=str(tmp_path / "out" / "tiny.pt"), image_size=128))
+    imagenet = load_model(ModelSpec(image_size=128))
+    assert trained.weights_sha256 == m["files"]["weights"]["sha256"] != imagenet.weights_sha256
+    photo = [imagefactory.jpeg_bytes(imagefactory.photo("coffee", 128))]
+    a, b = QueryEmbedder(trained).embed(photo), QueryEmbedder(imagenet).embed(photo)
+    assert 0.5 < float(a[0] @ b[0]) < 0.99999 and np.isclose(np.linalg.norm(a[0]), 1.0)
