@@ -14,6 +14,11 @@ rounds needed.
   python bench/quality.py
   python bench/quality.py --recipes gem:224 avg:224 gem:224:1.414,1,0.707 --collections iconify
   python bench/quality.py --recipes gem:224 gem:320 --whiten-dims --whiten-samples --base gem:224+pcaw512
+  python bench/quality.py --recipes gem:320 gem:320@training/r1/best.pt --weights-store STORE --split test
+
+A recipe's `@URI` gives the backbone's weights (a trained model; relative URIs are read from --weights-store).
+`--split test` keeps the queries whose brand is a test brand of the training set's split (training/data.py): no
+collection contributed a drawing of those brands to training.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 import faiss  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
@@ -37,6 +43,7 @@ from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
 from lookalike.model.loading import cached_model  # noqa: E402
 from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
+from lookalike.training.data import brand_group, split_of  # noqa: E402
 
 # The default recipe (320 px, GeM) first: the whitening sweeps run on it.
 RECIPES = ("gem:320", "gem:224", "avg:224", "max:224", "rmac:224", "gem:224:1,0.707", "gem:224:1.414,1,0.707")
@@ -45,9 +52,12 @@ DEPTH = 100
 SHOWN = ("precision@1", "recall@10", "map", "ndcg@10")
 
 
-def spec_of(recipe: str) -> ModelSpec:
+def spec_of(recipe: str, weights_store: str | None = None) -> ModelSpec:
+    recipe, _, weights = recipe.partition("@")
     pooling, size, *scales = recipe.split(":")
-    return ModelSpec(pooling=pooling, image_size=int(size),
+    if weights and "://" not in weights and not weights.startswith("/") and weights_store:
+        weights = f"{weights_store.rstrip('/')}/{weights}"
+    return ModelSpec(pooling=pooling, image_size=int(size), weights_uri=weights or None,
                      scales=tuple(float(s) for s in scales[0].split(",")) if scales else (1.0,))
 
 
@@ -97,10 +107,18 @@ def main() -> int:
                         f"{WHITEN_DIM}-d version)")
     p.add_argument("--whiten-dims", nargs="*", type=int, default=[1280, 256],
                    help=f"other PCA-whitening sizes tried on the first recipe (every recipe gets {WHITEN_DIM})")
+    p.add_argument("--weights-store", default=None, help="where relative @URI weights of recipes are read from")
+    p.add_argument("--split", default=None, choices=("train", "validation", "test"),
+                   help="only the queries of brands on this side of the training split (test: never trained on)")
+    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
     args = p.parse_args()
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
     queries = pq.read_table(cross_collection_queries(data, collections=args.collections))
+    if args.split:
+        keep = [split_of(f"brand:{brand_group(b)}", args.split_seed) == args.split
+                for b in queries["relevant"].to_pylist()]
+        queries = queries.filter(pa.array(keep))
     judge = Judge(database["image_id"].to_pylist(), [{b} for b in queries["relevant"].to_pylist()])
     counts = {c: queries["collection"].to_pylist().count(c) for c in args.collections}
     print(f"{len(queries):,} queries ({', '.join(f'{n} {c}' for c, n in counts.items())}) against "
@@ -108,7 +126,7 @@ def main() -> int:
     rows = []
     for recipe in args.recipes:
         t0 = time.perf_counter()
-        spec = spec_of(recipe)
+        spec = spec_of(recipe, args.weights_store)
         x = embed_all(spec, database["uri"].to_pylist())
         q = embed_all(spec, queries["uri"].to_pylist())
         took = time.perf_counter() - t0

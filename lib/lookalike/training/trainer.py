@@ -152,7 +152,7 @@ def train_process(config_json: str) -> dict[str, Any]:
     elif rank == 0:
         history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
     validation = read_split(store, config.data, "validation") if rank == 0 else None
-    started, batches = time.perf_counter(), iter(loader)
+    started, first_step, batches = time.perf_counter(), step, iter(loader)
     while step < config.steps:
         images, targets = next(batches)
         embeddings = ddp(images.to(device))
@@ -179,7 +179,7 @@ def train_process(config_json: str) -> dict[str, Any]:
     if rank != 0:
         return None
     return {"steps": step, "history": history, "seconds": round(seconds, 1),
-            "images_per_s": round(config.batch_size * world * max(1, len(history["loss"])) / max(seconds, 1e-9), 1)}
+            "images_per_s": round(config.batch_size * world * (step - first_step) / max(seconds, 1e-9), 1)}
 
 
 def _probe_batch(dataset: GroupImages, labels: np.ndarray, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
