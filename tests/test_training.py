@@ -101,3 +101,15 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     photo = [imagefactory.jpeg_bytes(imagefactory.photo("coffee", 128))]
     a, b = QueryEmbedder(trained).embed(photo), QueryEmbedder(imagenet).embed(photo)
     assert 0.5 < float(a[0] @ b[0]) < 0.99999 and np.isclose(np.linalg.norm(a[0]), 1.0)
+
+
+def test_the_shipped_marks_model_loads_by_name_with_the_weights_its_card_names():
+    from importlib import resources
+
+    from lookalike.model.loading import cached_model
+    shipped = resources.files("lookalike.model").joinpath("artefacts", "lite0-marks.pt")
+    card = json.loads(resources.files("lookalike.model").joinpath("artefacts", "lite0-marks.json").read_text())
+    assert shipped.stat().st_size <= 25 << 20 and card["data"]["packages"] and card["test"]["trained gem:320"]
+    marks, imagenet = cached_model(ModelSpec(name="efficientnet_lite0_marks"), "cpu"), cached_model(ModelSpec(), "cpu")
+    assert marks.weights_sha256 == card["sha256"] and marks.fingerprint_id != imagenet.fingerprint_id
+    assert marks.dim == imagenet.dim == 1280 and marks.preprocessing == imagenet.preprocessing

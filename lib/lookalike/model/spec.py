@@ -11,7 +11,8 @@ from typing import Any
 from lookalike.core.errors import InputError
 
 # The backbones and pooling heads model/backbones.py and model/pooling.py build (a test keeps the lists equal).
-BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "resnet18", "efficientnet_b0", "vit_b_16")
+BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite0_marks", "resnet50", "resnet18", "efficientnet_b0",
+                  "vit_b_16")
 POOLINGS = ("avg", "max", "gem", "rmac")
 # visual: pooled backbone features (the default); words: the image as a vector of the text encoder's space through
 # the shipped DeViSE map (model/devise.py), searchable by phrases; conse: the same space without training, through

@@ -149,9 +149,10 @@ def train_process(config_json: str) -> dict[str, Any]:
         step, history = state["step"], state["history"]
         history["resumed"].append(step)
         log.info("rank %d resumed at step %d", rank, step)
-    elif rank == 0:
-        history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
     validation = read_split(store, config.data, "validation") if rank == 0 else None
+    if state is None and rank == 0:  # where training starts from: the ImageNet weights' figures
+        history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
+        history["start"] = _validation_metrics(model, validation, config)
     started, first_step, batches = time.perf_counter(), step, iter(loader)
     while step < config.steps:
         images, targets = next(batches)
@@ -229,7 +230,21 @@ def _checkpoint(store: Store, layout: TrainingLayout, step: int, model: LoadedMo
 
 def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, history: dict[str, Any],
               layout: TrainingLayout, store: Store) -> None:
-    """Leave-one-out retrieval among the validation groups' drawings: P@1 and mAP; the best weights kept."""
+    """The validation figures at this step; the best weights (by mAP) kept."""
+    metrics = {"step": step, **_validation_metrics(model, validation, config)}
+    history["validation"].append(metrics)
+    log.info("step %d: validation %s", step, metrics)
+    if history["best"] is None or metrics["mAP"] > history["best"]["mAP"]:
+        history["best"] = metrics
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in model.module.backbone.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save(weights, buf)
+        store.write_bytes(layout.best, buf.getvalue())
+
+
+def _validation_metrics(model: LoadedModel, validation, config: TrainConfig) -> dict[str, float]:
+    """Leave-one-out retrieval among the drawings of whole validation groups (at most max_validation images,
+    the same ones every time): P@1 and mAP."""
     all_groups = np.asarray(validation["group"].to_pylist())
     chosen, count = set(), 0
     for g in np.random.default_rng(0).permutation(np.unique(all_groups)):  # whole groups, the same every time
@@ -245,15 +260,7 @@ def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, hi
     np.fill_diagonal(scores, -np.inf)
     neighbours = np.argsort(-scores, axis=1)[:, :100]
     judged = judge_leave_one_out(neighbours, groups)
-    metrics = {"step": step, "P@1": round(precision_at(judged, 1), 4), "mAP": round(mean_average_precision(judged), 4)}
-    history["validation"].append(metrics)
-    log.info("step %d: validation %s", step, metrics)
-    if history["best"] is None or metrics["mAP"] > history["best"]["mAP"]:
-        history["best"] = metrics
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in model.module.backbone.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save(weights, buf)
-        store.write_bytes(layout.best, buf.getvalue())
+    return {"P@1": round(precision_at(judged, 1), 4), "mAP": round(mean_average_precision(judged), 4)}
 
 
 def embed_pngs(model: LoadedModel, pngs: list[bytes], batch: int = 64) -> np.ndarray:
