@@ -87,6 +87,7 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     m = json.loads(store.read_text("training/tiny/_MANIFEST.json"))
     history = store.read_json("training/tiny/history.json")
     assert history["resumed"] and history["resumed"][0] in (3, 6)  # it went on from a checkpoint
+    assert 0 < history["start"]["mAP"] <= 1  # the ImageNet weights' figures, where training started
     assert [v["step"] for v in m["validation"]] == [3, 6, 9]
     probe = [loss for _, loss in history["probe"]]
     assert probe[-1] < probe[0], probe  # the fixed probe batch's loss went down

@@ -119,10 +119,8 @@ def run(config: TrainingDataConfig) -> dict[str, Any]:
     """Build (or return, when already built) the training set; its manifest says what it holds."""
     store = Store(config.store, config.storage_options)
     layout = TrainingDataLayout(store, config.name)
-    try:
+    if store.exists(layout.manifest):
         return read_manifest(store, layout.manifest, KIND)
-    except ManifestMissing:
-        pass
     data_dir = Path(config.data_dir).expanduser()
     brands: dict[str, list[_Drawing]] = {}
     for drawing in _drawings(iconify_icons(data_dir, config.brand_sets)):
@@ -155,16 +153,20 @@ def run(config: TrainingDataConfig) -> dict[str, Any]:
     return manifest
 
 
+def open_training_set(store: Store, name: str) -> dict[str, Any]:
+    """The manifest of a built training set; a missing one says how to build it."""
+    try:
+        return read_manifest(store, TrainingDataLayout(store, name).manifest, KIND)
+    except ManifestMissing as e:
+        raise ManifestMissing(f"no training set {name!r} in {store.url}: run `lookalike train-data --name {name}` "
+                              "first") from e
+
+
 def read_split(store: Store, name: str, split: str) -> pa.Table:
     """One split of a built training set: image_id, group, kind, collection, png."""
     if split not in SPLITS:
         raise ConfigError(f"split {split!r}: one of {', '.join(SPLITS)}")
-    layout = TrainingDataLayout(store, name)
-    try:
-        manifest = read_manifest(store, layout.manifest, KIND)
-    except ManifestMissing as e:
-        raise ManifestMissing(f"no training set {name!r} in {store.url}: run `lookalike train-data --name {name}` "
-                              "first") from e
+    manifest = open_training_set(store, name)
     tables = [store.read_parquet(p["key"]).filter(pc.field("split") == split)
               for p in manifest["files"]["images"]]
     return pa.concat_tables(tables).drop_columns(["split"])

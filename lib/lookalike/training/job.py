@@ -12,11 +12,11 @@ from dataclasses import asdict
 from typing import Any
 
 from lookalike.core.errors import ArtefactError
-from lookalike.core.layout import TrainingDataLayout, TrainingLayout
-from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
+from lookalike.core.layout import TrainingLayout
+from lookalike.core.manifest import new_manifest, read_manifest
 from lookalike.core.spark import session
 from lookalike.core.store import Store, redact
-from lookalike.training.data import KIND as DATA_KIND
+from lookalike.training.data import open_training_set
 from lookalike.training.trainer import TrainConfig, config_json, train_process
 
 KIND = "training"
@@ -29,11 +29,9 @@ def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[s
 
     store = Store(config.store, config.storage_options)
     layout = TrainingLayout(store, config.run_id)
-    try:
+    if store.exists(layout.manifest):
         return read_manifest(store, layout.manifest, KIND)
-    except ManifestMissing:
-        pass
-    data = read_manifest(store, TrainingDataLayout(store, config.data).manifest, DATA_KIND)  # fails with what to do
+    data = open_training_set(store, config.data)
     started = time.perf_counter()
     session(master, "lookalike-train", {"spark.task.cpus": str(config.threads_per_process), **(spark_conf or {})})
     summary = TorchDistributor(num_processes=config.processes, local_mode=False, use_gpu=use_gpu).run(
