@@ -133,7 +133,6 @@ def run_search(args: argparse.Namespace) -> str:
         params_for,
         search_vectors,
         stored_views,
-        uris_of_ids,
         vectors_of_ids,
     )
     from lookalike.serve.worker import ServedIndex
@@ -171,8 +170,7 @@ def run_search(args: argparse.Namespace) -> str:
         if focus is None:
             vectors, faiss_ids = vectors_of_ids(version, args.ids)
         else:  # the catalogue images themselves, pooled toward the class
-            uris, faiss_ids = uris_of_ids(version, args.ids)
-            vectors = served.embedder.embed([served.embedder.read(u) for u in uris], focus)
+            vectors, faiss_ids = served.embedder.embed_catalogue(version, args.ids, focus)
         views = stored_views(version, faiss_ids) if verify else None
         labels += args.ids
         results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,

@@ -304,6 +304,15 @@ class QueryEmbedder:
         with self._lock:
             return self.model.embed_batch(torch.stack(tensors), self.device, focus)
 
+    def embed_catalogue(self, version: IndexVersion, image_ids: Sequence[str], focus: ClassFocus | None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Catalogue images embedded again from where the catalogue keeps them (a class-weighted id query needs
+        the image, not its stored vector), and their faiss ids; unknown ids raise UnknownImageIds."""
+        uris, faiss_ids = uris_of_ids(version, image_ids)
+        if not uris:
+            return np.zeros((0, self.model.dim), np.float32), faiss_ids
+        return self.embed([self.read(u) for u in uris], focus), faiss_ids
+
     @property
     def class_weighting(self) -> bool:
         """Whether queries can be weighted toward an ImageNet class (a visual model with its classifier)."""

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.limits import MAX_K, QueryError
-from lookalike.retrieval.query import UnknownImageIds, uris_of_ids, vectors_of_ids
+from lookalike.retrieval.query import UnknownImageIds, vectors_of_ids
 from lookalike.serve.api_models import (
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
@@ -98,9 +98,9 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             if body.weight_class is None:
                 vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
             else:  # the catalogue images themselves, re-pooled toward the class
-                uris, faiss_ids = uris_of_ids(v, body.image_ids)
                 e = ctx.embedder()
-                vectors = e.embed([e.read(u) for u in uris], e.focus(body.weight_class, body.weight_strength))
+                vectors, faiss_ids = e.embed_catalogue(v, body.image_ids,
+                                                       e.focus(body.weight_class, body.weight_strength))
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
                                    started=started, views=id_views(v, body, faiss_ids))
         return await ctx.in_thread(work)
@@ -245,8 +245,7 @@ def _weighted_rows(ctx: RequestContext, v, body: IdVectors, known: list[str], ro
     """The rows of known ids replaced by their images re-embedded toward body.weight_class."""
     e = ctx.embedder()
     focus = e.focus(body.weight_class, body.weight_strength)
-    uris, _ = uris_of_ids(v, known)
-    vectors = iter(e.embed([e.read(u) for u in uris], focus).tolist()) if known else iter(())
+    vectors = iter(e.embed_catalogue(v, known, focus)[0].tolist())
     return [None if row is None else next(vectors) for row in rows]
 
 
