@@ -14,7 +14,7 @@ from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
-from lookalike.model.whitening import Whitening, WhiteningError, learn
+from lookalike.model.whitening import Whitening, WhiteningError, learn, learn_from_pairs
 
 
 def test_learned_whitening_decorrelates_and_equalises_the_kept_directions():
@@ -33,6 +33,43 @@ def test_learned_whitening_decorrelates_and_equalises_the_kept_directions():
         learn(x[:10], 16)
     with pytest.raises(WhiteningError, match="give 1..64"):
         learn(x, 65)
+
+
+def styled_drawings(rng: np.random.Generator, classes: int, per_class: int, d: int = 32):
+    """Drawings of `classes` things: each its thing's centre, plus a large "style" in 6 directions that every thing
+    shares (what a collection's drawing style adds), plus small noise."""
+    centres = rng.normal(size=(classes, d))
+    labels = np.repeat(np.arange(classes), per_class)
+    style = np.zeros((len(labels), d))
+    style[:, :6] = rng.normal(scale=3.0, size=(len(labels), 6))
+    return centres[labels] + style + rng.normal(scale=0.5, size=(len(labels), d)), labels
+
+
+def leave_one_out_p_at_1(x: np.ndarray, labels: np.ndarray) -> float:
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    scores = x @ x.T
+    np.fill_diagonal(scores, -np.inf)
+    return float((labels[scores.argmax(axis=1)] == labels).mean())
+
+
+def test_whitening_learned_from_matching_pairs_discounts_what_varies_between_drawings_of_one_thing():
+    rng = np.random.default_rng(0)
+    x, labels = styled_drawings(rng, 300, 3)
+    pairs = np.array([(i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if labels[i] == labels[j]])
+    lw = learn_from_pairs(x, pairs, 16)
+    assert (lw.dim_in, lw.dim_out) == (32, 16) and lw.projection.dtype == np.float32
+    # On things it never saw: PCA-whitening keeps the shared style, the pairs teach the whitening to drop it.
+    test, test_labels = styled_drawings(rng, 200, 3)
+    raw, pcaw = leave_one_out_p_at_1(test, test_labels), leave_one_out_p_at_1(learn(x.astype(np.float32), 16)
+                                                                               .apply(test), test_labels)
+    learned = leave_one_out_p_at_1(lw.apply(test), test_labels)
+    assert learned > 0.85 and learned > pcaw + 0.4 and pcaw < 0.5 and raw < 0.5, (raw, pcaw, learned)
+    # Within-pair differences come out decorrelated with equal variance (the whitening's defining property).
+    diff = (x[pairs[:, 0]] - x[pairs[:, 1]]) @ lw.projection.T
+    cov = diff.T @ diff / len(diff)
+    np.testing.assert_allclose(cov / cov.diagonal().mean(), np.eye(16), atol=2e-2)
+    with pytest.raises(WhiteningError, match="30 matching pairs cannot whiten 32-d"):
+        learn_from_pairs(x, pairs[:30], 16)
 
 
 def run_embed(images, store: Store, spec: ModelSpec, run_id: str) -> dict:
@@ -75,7 +112,7 @@ def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_
     assert "already whitened" in capsys.readouterr().err
     other = learn(clustered_vectors(500, 16, seed=1), 4)
     (tmp_path / "other.npz").write_bytes(other.to_bytes())
-    with pytest.raises(ModelError, match="learned on 16-d embeddings; efficientnet_lite0 with gem pooling makes "
+    with pytest.raises(ModelError, match="learned on 16-d embeddings; efficientnet_lite0_marks with gem pooling makes "
                                          "1280-d"):
         load_model(ModelSpec(whitening_uri=str(tmp_path / "other.npz")))
 

@@ -1,17 +1,25 @@
-"""`lookalike whiten`: learn a PCA-whitening from an embeddings version, for `--whitening URI`."""
+"""`lookalike whiten`: learn a PCA-whitening from an embeddings version, or a learned whitening from the matching
+pairs of a training set (`--training-set`), for `--whitening URI`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from lookalike.cli.args import add_store_args, key_values
+from lookalike.cli.args import add_model_args, add_store_args, key_values, model_spec
+from lookalike.core.errors import ConfigError
 
 
 def whiten_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
     p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN]",
                    help="the unwhitened embeddings to learn from (default: the store's only model, LATEST)")
+    p.add_argument("--training-set", default=None, metavar="NAME",
+                   help="learn from the matching pairs of this training set's train split instead (built by "
+                        "`lookalike train-data`), its drawings embedded by --model")
+    p.add_argument("--copies", type=int, default=0,
+                   help="with --training-set: synthetic copies of each drawing added to its group")
+    add_model_args(p)
     p.add_argument("--dim", type=int, default=512, help="dimensions kept (512 measured best on the logo set)")
     p.add_argument("--sample", type=int, default=200_000, help="vectors sampled at random to learn from")
     p.add_argument("--seed", type=int, default=0)
@@ -22,12 +30,25 @@ def run_whiten(args: argparse.Namespace) -> str:
     from lookalike.core.store import Store
     from lookalike.embed.versions import open_ref
     from lookalike.embed.whitening import learn_from_version
-    store = Store(args.store, key_values(args.store_option, "--store-option"))
-    version = open_ref(store, args.embeddings)
-    uri, whitening = learn_from_version(store, version, args.dim, args.sample, args.seed)
+    options = key_values(args.store_option, "--store-option")
+    store = Store(args.store, options)
+    if args.training_set:
+        from lookalike.training.whitening import PairWhiteningConfig, run
+        if args.embeddings:
+            raise ConfigError("give --embeddings (a PCA-whitening) or --training-set (a learned one), not both")
+        uri, whitening, source = run(PairWhiteningConfig(
+            store=args.store, data=args.training_set, model=model_spec(args, options), dim=args.dim,
+            copies=args.copies, seed=args.seed, storage_options=options))
+        learned_from = (f"{source['pairs']:,} matching pairs of {source['images']:,} images ({source['copies']} "
+                        f"synthetic copies a drawing) of {source['groups']:,} groups of training set "
+                        f"{source['training_set']}, embedded by {source['model']}")
+    else:
+        version = open_ref(store, args.embeddings)
+        uri, whitening = learn_from_version(store, version, args.dim, args.sample, args.seed)
+        learned_from = version.layout.prefix
     if args.json:
         return json.dumps({"uri": uri, "dim_in": whitening.dim_in, "dim_out": whitening.dim_out,
-                           "learned_from": version.layout.prefix})
-    return (f"whitening {whitening.dim_in} → {whitening.dim_out} d learned from {version.layout.prefix}: {uri}\n"
+                           "learned_from": learned_from})
+    return (f"whitening {whitening.dim_in} → {whitening.dim_out} d learned from {learned_from}: {uri}\n"
             f"use it with --whitening {uri} (embed, reindex, serve): a new model fingerprint, so the catalogue "
             "is embedded once more under it")

@@ -1,6 +1,7 @@
-"""PCA-whitening: learned from a matrix of a catalogue's own vectors, kept as a small .npz, applied by the model
-after pooling (then L2 again) as its last layer, and part of the fingerprint. Learning it from a stored
-embeddings version is embed/whitening.py."""
+"""Whitening: PCA-whitening learned from a matrix of a catalogue's own vectors, or learned whitening from the
+matching pairs of a labelled training set; kept as a small .npz, applied by the model after pooling (then L2
+again) as its last layer, and part of the fingerprint. Learning it from a stored embeddings version is
+embed/whitening.py, from a training set training/whitening.py."""
 
 from __future__ import annotations
 
@@ -74,6 +75,32 @@ def learn(vectors: np.ndarray, dim: int) -> Whitening:
     projection = faiss.vector_to_array(pca.A).reshape(dim, d).astype(np.float32)
     bias = faiss.vector_to_array(pca.b).astype(np.float32)
     return Whitening(projection, bias)
+
+
+def learn_from_pairs(vectors: np.ndarray, pairs: np.ndarray, dim: int) -> Whitening:
+    """Learned whitening (Radenović, Tolias & Chum, TPAMI 2018, "Lw"): whiten by the covariance of the differences
+    between matching pairs (rows i, j of `vectors` that show the same thing), so that what varies between two
+    drawings of one mark counts least, then rotate onto the principal directions of all vectors in that space and
+    keep the first `dim`. Unlike PCA-whitening it needs labels: the pairs of a training set's groups."""
+    d = vectors.shape[1]
+    if not 1 <= dim <= d:
+        raise WhiteningError(f"whitening dimension {dim}: give 1..{d} (the embeddings' dimension)")
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) <= d:
+        raise WhiteningError(f"{len(pairs)} matching pairs cannot whiten {d}-d vectors: learn it from more pairs "
+                             "than dimensions (ideally 10× more)")
+    x = vectors.astype(np.float64)
+    mean = x[pairs[:, 0]].mean(axis=0)
+    diff = x[pairs[:, 0]] - x[pairs[:, 1]]
+    within = diff.T @ diff / len(diff)
+    # A ridge of 1e-6 of the mean variance keeps directions no pair varies along from blowing up.
+    within += np.eye(d) * 1e-6 * np.trace(within) / d
+    to_white = np.linalg.inv(np.linalg.cholesky(within))  # L⁻¹ with L Lᵀ = within: whitened differences
+    spread = (x - mean) @ to_white.T
+    eigenvalues, eigenvectors = np.linalg.eigh(spread.T @ spread)
+    order = np.argsort(eigenvalues)[::-1][:dim]
+    projection = (eigenvectors[:, order].T @ to_white).astype(np.float32)
+    return Whitening(projection, (-projection.astype(np.float64) @ mean).astype(np.float32))
 
 
 class WhiteningHead(nn.Module):
