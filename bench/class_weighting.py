@@ -108,7 +108,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookalike-concepts-"))
-    embedder = QueryEmbedder(load_model(ModelSpec()))
+    embedder = QueryEmbedder(load_model(ModelSpec(name="efficientnet_lite0")))  # weighting reads its classifier
     table = concept_icons(data_dir, size=embedder.model.preprocessing.image_size)
     uris, concepts = table["uri"].to_pylist(), np.array(table["concept"].to_pylist())
     sets = [i.split("/")[0] for i in table["image_id"].to_pylist()]

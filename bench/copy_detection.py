@@ -10,7 +10,7 @@ Prints R@1 (= P@1 here) and R@10 per alteration and over all, exact search, raw 
 on the database), and the paired sign test of rank-1 hits against the first recipe.
 
   python bench/copy_detection.py --data D [--per-alteration 100]
-  python bench/copy_detection.py --recipes gem:320 gem:320@lib/lookalike/model/artefacts/lite0-marks.pt
+  python bench/copy_detection.py --recipes gem:320@efficientnet_lite0 gem:320
 """
 
 from __future__ import annotations
@@ -33,13 +33,12 @@ from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
 from lookalike.dev.datasets import simple_icons_catalogue  # noqa: E402
 from lookalike.training.data import brand_group, split_of  # noqa: E402
 
-MARKS = str(Path(__file__).resolve().parents[1] / "lib/lookalike/model/artefacts/lite0-marks.pt")
-
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--recipes", nargs="+", default=["gem:320", f"gem:320@{MARKS}"], metavar="POOLING:SIZE[@URI]")
+    p.add_argument("--recipes", nargs="+", default=["gem:320@efficientnet_lite0", "gem:320"],
+                   metavar="POOLING:SIZE[@MODEL|@URI]")
     p.add_argument("--per-alteration", type=int, default=100, help="test-brand logos altered by each alteration")
     p.add_argument("--split-seed", type=int, default=0)
     args = p.parse_args()

@@ -32,7 +32,7 @@ from lookalike.image.decode import decode, to_tensor  # noqa: E402
 from lookalike.image.feature_spec import FeatureSettings  # noqa: E402
 from lookalike.model.backbones import BACKBONES  # noqa: E402
 from lookalike.model.loading import load_model, pick_device
-from lookalike.model.spec import ModelSpec
+from lookalike.model.spec import DEFAULT_MODEL, ModelSpec
 
 
 def image_uris(args) -> list[str]:
@@ -117,7 +117,7 @@ def main() -> int:
     p.add_argument("--images", help="folder or images table (default: the simple-icons logos)")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--limit", type=int, default=2000)
-    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--weights")
     p.add_argument("--random-weights", action="store_true")
     p.add_argument("--device", default="cpu")

@@ -1,9 +1,11 @@
-"""What an input size or multi-scale recipe costs in forward passes, side by side in one run: EfficientNet-Lite0
-forward-only img/s on batches of 32 through the engine's own forward (channels-last, the engine's allocator
-setting), recipes interleaved round by round, and each recipe's cost as a multiple of the first's.
+"""What an input size, multi-scale recipe or model costs in forward passes, side by side in one run: the default
+model's (or a named one's) forward-only img/s on batches of 32 through the engine's own forward (channels-last,
+the engine's allocator setting), recipes interleaved round by round, and each recipe's cost as a multiple of
+the first's.
 
   python bench/forward_cost.py                                   # 224 px, 320 px, 224 px at 3 scales
   python bench/forward_cost.py --recipes 224 288 320 --rounds 5
+  python bench/forward_cost.py --recipes 320@efficientnet_lite0 320     # the ImageNet model vs the default
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from lookalike.model.spec import ModelSpec  # noqa: E402
 
 
 def spec_of(recipe: str) -> ModelSpec:
-    """'320' or '224:1.414,1,0.707' (size, then scales)."""
+    """'320', '224:1.414,1,0.707' (size, then scales), '320@efficientnet_lite0' (another model than the default)."""
+    recipe, _, name = recipe.partition("@")
     size, _, scales = recipe.partition(":")
-    return ModelSpec(image_size=int(size), scales=tuple(float(s) for s in scales.split(",")) if scales else (1.0,))
+    return ModelSpec(name=name or None, image_size=int(size),
+                     scales=tuple(float(s) for s in scales.split(",")) if scales else (1.0,))
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ for (half size, JPEG q25, an 8% crop on each side) and a few more (mirror, 15° 
 lowest copy-to-original cosine, the highest cosine between two different photos, the margin between them (> 0:
 one threshold separates copies from other photos) and R@1 of each copy among all originals.
 
-  python bench/photo_copies.py [--recipes gem:320 gem:320@lib/lookalike/model/artefacts/lite0-marks.pt]
+  python bench/photo_copies.py [--recipes gem:320@efficientnet_lite0 gem:320]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from lookalike.retrieval.query import QueryEmbedder  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import spec_of  # noqa: E402
 
-MARKS = str(Path(__file__).resolve().parents[1] / "lib/lookalike/model/artefacts/lite0-marks.pt")
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coins",
           "colorwheel", "camera", "horse", "brick", "grass", "gravel", "page", "text", "moon", "retina")
 
@@ -58,7 +57,8 @@ COPIES = {
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipes", nargs="+", default=["gem:320", f"gem:320@{MARKS}"], metavar="POOLING:SIZE[@URI]")
+    p.add_argument("--recipes", nargs="+", default=["gem:320@efficientnet_lite0", "gem:320"],
+                   metavar="POOLING:SIZE[@MODEL|@URI]")
     args = p.parse_args()
     originals = [photo(n) for n in PHOTOS]
     copies = [(i, kind, make(im)) for i, im in enumerate(originals) for kind, make in COPIES.items()]

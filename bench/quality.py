@@ -5,18 +5,21 @@
             devicon (~380, developer tools); each query's one relevant answer is its brand's simple-icons
             logo, all others are distractors
 
-For each recipe (pooling × input size × scales) it embeds both sides with the bundled EfficientNet-Lite0,
-searches exactly, and prints P@1, R@10, mAP (= MRR here, one relevant item) and nDCG@10, raw and after a
-PCA-whitening learned on the database vectors (what the nightly reindex does), then a sweep of whitening
-sizes on the first recipe and the differences from the first recipe. Quality figures are deterministic: no
-rounds needed.
+For each recipe (pooling × input size × scales × model) it embeds both sides, by default with the default model
+(EfficientNet-Lite0 trained on marks, efficientnet_lite0_marks), searches exactly, and prints P@1, R@10, mAP
+(= MRR here, one relevant item) and nDCG@10, raw and after a PCA-whitening learned on the database vectors (what
+the nightly reindex does), then a sweep of whitening sizes on the first recipe and the differences from the first
+recipe. Quality figures are deterministic: no rounds needed.
 
   python bench/quality.py
   python bench/quality.py --recipes gem:224 avg:224 gem:224:1.414,1,0.707 --collections iconify
   python bench/quality.py --recipes gem:224 gem:320 --whiten-dims --whiten-samples --base gem:224+pcaw512
+  python bench/quality.py --recipes gem:320@efficientnet_lite0 gem:320 --split test
   python bench/quality.py --recipes gem:320 gem:320@training/r1/best.pt --weights-store STORE --split test
 
-A recipe's `@URI` gives the backbone's weights (a trained model; relative URIs are read from --weights-store).
+A recipe's `~URI` applies a stored whitening (e.g. a learned one, `lookalike whiten --training-set`) in the model;
+its `@MODEL` names another model (`@efficientnet_lite0`: the ImageNet weights, the default before training),
+its `@URI` gives the default architecture's weights (a trained model; relative URIs are read from --weights-store).
 `--split test` keeps the queries whose brand is a test brand of the training set's split (training/data.py): no
 collection contributed a drawing of those brands to training.
 """
@@ -41,23 +44,31 @@ from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
 from lookalike.model.loading import cached_model  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
+from lookalike.model.spec import BACKBONE_NAMES, ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 from lookalike.training.data import brand_group, split_of  # noqa: E402
 
-# The default recipe (320 px, GeM) first: the whitening sweeps run on it.
-RECIPES = ("gem:320", "gem:224", "avg:224", "max:224", "rmac:224", "gem:224:1,0.707", "gem:224:1.414,1,0.707")
+# The default recipe (320 px, GeM) first: the whitening sweeps run on it; the ImageNet model beside it.
+RECIPES = ("gem:320", "gem:320@efficientnet_lite0", "gem:224", "avg:224", "max:224", "rmac:224", "gem:224:1,0.707",
+           "gem:224:1.414,1,0.707")
 WHITEN_DIM = 512
 DEPTH = 100
 SHOWN = ("precision@1", "recall@10", "map", "ndcg@10")
 
 
 def spec_of(recipe: str, weights_store: str | None = None) -> ModelSpec:
+    """POOLING:SIZE[:SCALES][@MODEL|@URI][~WHITENING]: the default model, a model by name, or the default model's
+    architecture with weights from a URI (a trained model); ~ a whitening's URI (`lookalike whiten`)."""
+    recipe, _, whitening = recipe.partition("~")
     recipe, _, weights = recipe.partition("@")
     pooling, size, *scales = recipe.split(":")
-    if weights and "://" not in weights and not weights.startswith("/") and weights_store:
+    name = weights if weights in BACKBONE_NAMES else None
+    if name:
+        weights = ""
+    elif weights and "://" not in weights and not weights.startswith("/") and weights_store:
         weights = f"{weights_store.rstrip('/')}/{weights}"
-    return ModelSpec(pooling=pooling, image_size=int(size), weights_uri=weights or None,
+    return ModelSpec(name=name, pooling=pooling, image_size=int(size), weights_uri=weights or None,
+                     whitening_uri=whitening or None,
                      scales=tuple(float(s) for s in scales[0].split(",")) if scales else (1.0,))
 
 
@@ -96,8 +107,9 @@ def line(name: str, m: dict[str, Any], note: str = "") -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="POOLING:SIZE[:SCALES]",
-                   help="e.g. gem:224 or, multi-scale, gem:224:1.414,1,0.707")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES),
+                   metavar="POOLING:SIZE[:SCALES][@MODEL|@URI][~WHITENING]",
+                   help="e.g. gem:224, multi-scale gem:224:1.414,1,0.707, gem:320@efficientnet_lite0~lw.npz")
     p.add_argument("--collections", nargs="+", default=list(COLLECTIONS), choices=COLLECTIONS)
     p.add_argument("--whiten-samples", nargs="*", type=int, default=[600, 768, 1000, 1536, 2500],
                    help=f"on the first recipe, the {WHITEN_DIM}-d whitening learned from only this many random "

@@ -30,7 +30,7 @@ import imagefactory
 from conftest import exported_router
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick")
-MODEL = ModelSpec(image_size=224)
+MODEL = ModelSpec(name="efficientnet_lite0", image_size=224)  # weighting reads its ImageNet classifier
 BOTH = "mug-and-cat.png"  # in the catalogue too, so that an id query can be weighted
 
 
@@ -150,6 +150,32 @@ def test_weighting_toward_a_class_moves_the_hits_to_that_part_over_http_and_the_
         r = httpx.post(f"{router}/search/vectors", json={"vectors": [[1.0] * served.current.dim],
                                                          "weight_class": "umbrella"}, timeout=60)
         assert r.status_code == 422
+
+
+def test_the_page_offers_the_class_box_and_sends_its_class_with_an_id_query(store, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    with running(create_app(served)) as worker:
+        chromium.get(worker + "/")
+        WebDriverWait(chromium, 20).until(lambda d: "photos" in d.find_element(By.ID, "index-info").text)
+        assert chromium.find_element(By.ID, "class-row").is_displayed()  # a model with its ImageNet classifier
+
+        def search_id(weight_class: str) -> None:
+            chromium.find_element(By.ID, "weight-class").clear()
+            chromium.find_element(By.ID, "weight-class").send_keys(weight_class)
+            chromium.find_element(By.ID, "image-id").clear()
+            chromium.find_element(By.ID, "image-id").send_keys(BOTH)
+            chromium.find_element(By.ID, "search-id").click()
+
+        search_id("umbrela")
+        WebDriverWait(chromium, 30).until(lambda d: "did you mean 'umbrella'" in d.find_element(By.ID, "status").text)
+        search_id("coffee mug")
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text)
+        hits = [{"image_id": e.text} for e in chromium.find_elements(By.CSS_SELECTOR, "#results .hit .image-id")]
+        assert photos_of({"hits": hits}, 4) == ["coffee"] * 4, hits
 
 
 def test_class_weighted_search_from_the_command_line(store, catalogue, capsys, tmp_path):

@@ -16,10 +16,12 @@ from lookalike.cli.main import main
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.model.loading import load_model
-from lookalike.model.spec import ModelSpec
+from lookalike.model.spec import ModelError, ModelSpec
+from lookalike.retrieval.limits import QueryError
 from lookalike.retrieval.query import QueryEmbedder
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
 from lookalike.training.data import run as build_training_set
+from lookalike.training.trainer import embed_pngs
 
 import imagefactory
 from conftest import store_option_args
@@ -93,15 +95,38 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     assert probe[-1] < probe[0], probe  # the fixed probe batch's loss went down
     assert m["data"]["counts"]["images"] > 50 and m["recipe"]["processes"] == 2
 
-    # The best weights are an EfficientNet-Lite0 state dict (fp16): they load through --weights like any other.
+    # The best weights are an EfficientNet-Lite0 state dict (fp16): they load through --weights into the default
+    # (marks) architecture like any other, their untouched ImageNet classifier dropped.
     card = json.loads((tmp_path / "out" / "tiny.json").read_text())
     assert card["sha256"] == m["files"]["weights"]["sha256"] and card["best"] == m["best"]
     trained = load_model(ModelSpec(weights_uri=str(tmp_path / "out" / "tiny.pt"), image_size=128))
-    imagenet = load_model(ModelSpec(image_size=128))
+    imagenet = load_model(ModelSpec(name="efficientnet_lite0", image_size=128))
     assert trained.weights_sha256 == m["files"]["weights"]["sha256"] != imagenet.weights_sha256
     photo = [imagefactory.jpeg_bytes(imagefactory.photo("coffee", 128))]
     a, b = QueryEmbedder(trained).embed(photo), QueryEmbedder(imagenet).embed(photo)
     assert 0.5 < float(a[0] @ b[0]) < 0.99999 and np.isclose(np.linalg.norm(a[0]), 1.0)
+
+
+def test_a_whitening_learned_from_the_training_sets_pairs_serves_as_the_models_last_layer(store, capsys):
+    base = ["whiten", "--store", store.url, *store_option_args(store.options), "--training-set", "default",
+            "--model", "efficientnet_lite0", "--image-size", "128", "--dim", "64", "--json"]
+    # The train split's ~100 drawings alone are fewer pairs than the 1,280 dimensions: the message says so.
+    assert main(base) == 2
+    assert "matching pairs cannot whiten 1280-d vectors" in capsys.readouterr().err
+    assert main([*base, "--copies", "14"]) == 0  # each drawing's synthetic copies are pairs with it
+    out = json.loads(capsys.readouterr().out)
+    assert (out["dim_in"], out["dim_out"]) == (1280, 64) and "synthetic copies" in out["learned_from"]
+    whitened = load_model(ModelSpec(name="efficientnet_lite0", image_size=128, whitening_uri=out["uri"],
+                                    weights_options=store.options))
+    assert whitened.dim == 64 and whitened.fingerprint["whitening"]["sha256"]
+    # Drawings of one validation brand (never seen by the whitening) are closer after it than two random ones.
+    table = read_split(store, "default", "validation")
+    vectors, groups = embed_pngs(whitened, table["png"].to_pylist()), np.asarray(table["group"].to_pylist())
+    scores = vectors @ vectors.T
+    same = (groups[:, None] == groups[None, :]) & ~np.eye(len(groups), dtype=bool)
+    assert scores[same].mean() > scores[~same].mean() + 0.1
+    assert main([*base, "--copies", "14", "--space", "words"]) == 2
+    assert "without one" in capsys.readouterr().err
 
 
 def test_the_shipped_marks_model_loads_by_name_with_the_weights_its_card_names():
@@ -111,6 +136,14 @@ def test_the_shipped_marks_model_loads_by_name_with_the_weights_its_card_names()
     shipped = resources.files("lookalike.model").joinpath("artefacts", "lite0-marks.pt")
     card = json.loads(resources.files("lookalike.model").joinpath("artefacts", "lite0-marks.json").read_text())
     assert shipped.stat().st_size <= 25 << 20 and card["data"]["packages"] and card["test"]["trained gem:320"]
-    marks, imagenet = cached_model(ModelSpec(name="efficientnet_lite0_marks"), "cpu"), cached_model(ModelSpec(), "cpu")
+    marks, imagenet = cached_model(ModelSpec(), "cpu"), cached_model(ModelSpec(name="efficientnet_lite0"), "cpu")
+    assert marks.spec.name == "efficientnet_lite0_marks"  # the default
     assert marks.weights_sha256 == card["sha256"] and marks.fingerprint_id != imagenet.fingerprint_id
     assert marks.dim == imagenet.dim == 1280 and marks.preprocessing == imagenet.preprocessing
+    # Its features no longer feed the ImageNet classifier: what reads it says which model has one.
+    with pytest.raises(ModelError, match="ImageNet classifier.*--model efficientnet_lite0"):
+        load_model(ModelSpec(name="efficientnet_lite0_marks", space="conse"))
+    with pytest.raises(QueryError, match="class-weighted search needs .*--model efficientnet_lite0"):
+        QueryEmbedder(marks).focus("tabby")
+    # The word spaces default to the ImageNet model their map and classifier were made with.
+    assert ModelSpec(space="words").name == ModelSpec(space="conse").name == "efficientnet_lite0"

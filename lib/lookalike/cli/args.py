@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lookalike.core.errors import ConfigError
-from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, ModelSpec
+from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, WORD_SPACE_MODEL, ModelSpec
 
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
 
@@ -65,7 +65,9 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"backbone (default {DEFAULT_MODEL}, weights bundled)")
+    p.add_argument("--model", default=None,
+                   help=f"backbone (default {DEFAULT_MODEL}, trained for marks; {WORD_SPACE_MODEL}, ImageNet, for "
+                        "--space words and conse; weights of both bundled)")
     p.add_argument("--weights", default=None, help="state dict URI for models without bundled weights")
     p.add_argument("--pooling", default="gem", choices=POOLINGS)
     p.add_argument("--gem-p", type=float, default=3.0)

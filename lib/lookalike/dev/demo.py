@@ -1,6 +1,7 @@
 """`make demo`: the main job on the embedded default — local Spark, a local folder as the store, the bundled
-model, and ~1,000 real brand logos from the npm package simple-icons (DEMO_FULL=1 for all ~3,500) — then a
-query worker on the published index, and its evaluation on the same brands drawn by another logo collection."""
+default model (trained on marks), and ~1,000 real brand logos from the npm package simple-icons (DEMO_FULL=1 for
+all ~3,500) — then a query worker on the published index, and its evaluation on the same brands drawn by another
+logo collection."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lookalike.batch import evaluate
@@ -26,6 +28,7 @@ from lookalike.pipelines import reindex
 from lookalike.pipelines.reindex import ReindexConfig
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
+from lookalike.training.data import brand_group, split_of
 
 QUERIES = ("python", "docker", "adidas")  # in the default 1,000-logo subset
 TEXT_QUERIES = ("bird", "camera", "music", "shopping cart")
@@ -109,13 +112,24 @@ def words(store: Path, catalogue: Path, data_dir: Path, k: int = 5) -> None:
 
 
 def evaluation(store: Path, catalogue: Path, data_dir: Path, report_dir: Path) -> None:
-    """`lookalike evaluate --index logos --queries ...`: exact search and the published index side by side."""
+    """`lookalike evaluate --index logos --queries ...`: exact search and the published index side by side, on all
+    queries and on those of the brands the default model never saw in training (its test brands)."""
     queries = cross_collection_queries(data_dir, within=pq.read_table(catalogue, columns=["image_id"])
                                        ["image_id"].to_pylist())
     out = evaluate.run(EvaluateConfig(store=str(store), index="logos", queries=str(queries), report=str(report_dir)))
     print("\n".join("  " + line for line in metrics_table(out)))
     print(f"  (the same by hand: .venv/bin/lookalike evaluate --store demo-store --index logos --queries "
           f"{queries.relative_to(ROOT) if queries.is_relative_to(ROOT) else queries} --report demo-report)")
+    table = pq.read_table(queries)
+    held_out = table.filter(pa.array([split_of(f"brand:{brand_group(b)}") == "test"
+                                      for b in table["relevant"].to_pylist()]))
+    held_out_path = queries.with_name(f"{queries.stem}-test-brands.parquet")
+    pq.write_table(held_out, held_out_path)
+    print(f"  the default model was trained on drawings of most of these brands (by these collections too); the "
+          f"{len(held_out)} queries of its test brands, which no collection gave to training:")
+    out = evaluate.run(EvaluateConfig(store=str(store), index="logos", queries=str(held_out_path),
+                                      report=str(report_dir / "test-brands")))
+    print("\n".join("  " + line for line in metrics_table(out)))
 
 
 if __name__ == "__main__":

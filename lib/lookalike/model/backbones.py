@@ -19,6 +19,9 @@ class Backbone:
     preprocessing: Preprocessing
     default_weights: Callable[[], str] | None = None  # a local path shipped by a registry package
     channels_last: bool = True
+    # False: the features were fine-tuned away from the ImageNet classifier the network was trained with, so it is
+    # built without one (ConSE and class weighting refuse it) and a trained state's classifier is dropped on load.
+    imagenet_classifier: bool = True
 
 
 def _lite0_weights_path() -> str:
@@ -34,9 +37,9 @@ def _marks_weights_path() -> str:
     return str(resources.files("lookalike.model").joinpath("artefacts", MARKS_ARTEFACT))
 
 
-def _build_timm(arch: str) -> nn.Module:
+def _build_timm(arch: str, num_classes: int | None = None) -> nn.Module:
     import timm
-    return timm.create_model(arch, pretrained=False)
+    return timm.create_model(arch, pretrained=False, **({} if num_classes is None else {"num_classes": num_classes}))
 
 
 def _timm_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,12 +81,12 @@ BACKBONES: dict[str, Backbone] = {
         build=lambda: _build_timm("tf_efficientnet_lite0"), features=_timm_features,
         preprocessing=Preprocessing(image_size=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         default_weights=_lite0_weights_path),
-    # The same network fine-tuned on open logo and icon collections (`lookalike train`): marks stay themselves
-    # across collections, styles and copies. Shipped in the package; its card says how it was trained.
+    # The same network fine-tuned on open logo and icon collections (`lookalike train`), the default: marks stay
+    # themselves across collections, styles and copies. Shipped in the package; its card says how it was trained.
     "efficientnet_lite0_marks": Backbone(
-        build=lambda: _build_timm("tf_efficientnet_lite0"), features=_timm_features,
+        build=lambda: _build_timm("tf_efficientnet_lite0", num_classes=0), features=_timm_features,
         preprocessing=Preprocessing(image_size=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        default_weights=_marks_weights_path),
+        default_weights=_marks_weights_path, imagenet_classifier=False),
     "resnet50": Backbone(_torchvision("resnet50"), _resnet_features,
                          Preprocessing(interpolation="bilinear")),
     "resnet18": Backbone(_torchvision("resnet18"), _resnet_features,

@@ -30,6 +30,6 @@ def imagenet_classifier(net: nn.Module, needed_by: str = "ConSE", instead: str =
         head = None
     if not isinstance(head, nn.Linear) or head.out_features != 1000:
         raise ModelError(f"{needed_by} needs the backbone's 1,000-class ImageNet classifier; this model has "
-                         f"{type(head).__name__ if head is not None else 'none'}: use another backbone, or "
-                         f"{instead}")
+                         f"{type(head).__name__ if head is not None else 'none'}: use a backbone with one (e.g. "
+                         f"--model efficientnet_lite0, its ImageNet weights bundled), or {instead}")
     return head

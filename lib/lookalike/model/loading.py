@@ -136,6 +136,8 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu", fold_norms: 
     net = backbone_def.build()
     if spec.name == "efficientnet_lite0" and any(k.startswith("_blocks.") for k in state):
         state = lite0_to_timm(state, net.state_dict())
+    if not backbone_def.imagenet_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -24,7 +24,13 @@ MODEL_FILE_FIELDS = ("weights_uri", "whitening_uri")  # the files a model is reb
 def is_relative(uri: str) -> bool:
     """A key inside a store (no scheme, not an absolute path)."""
     return "://" not in uri and not uri.startswith("/")
-DEFAULT_MODEL = "efficientnet_lite0"
+
+
+# The visual default: EfficientNet-Lite0 fine-tuned on open logo and icon collections (README "Training"). The word
+# spaces read ImageNet features instead: the shipped DeViSE map was trained on them, ConSE reads the ImageNet
+# classifier, which the fine-tuned features no longer feed.
+DEFAULT_MODEL = "efficientnet_lite0_marks"
+WORD_SPACE_MODEL = "efficientnet_lite0"
 RESIZE_MODES = ("pad", "crop", "squash")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +57,7 @@ class Preprocessing:
 class ModelSpec:
     """What the user asks for: a backbone name, where its weights are, and the pooling head."""
 
-    name: str = DEFAULT_MODEL
+    name: str | None = None              # None: DEFAULT_MODEL, or WORD_SPACE_MODEL for a word space
     weights_uri: str | None = None
     pooling: str = "gem"
     gem_p: float = 3.0
@@ -77,6 +83,8 @@ class ModelSpec:
         return cls(**values, weights_options=weights_options)
 
     def __post_init__(self):
+        if self.name is None:
+            object.__setattr__(self, "name", DEFAULT_MODEL if self.space == "visual" else WORD_SPACE_MODEL)
         if self.name not in BACKBONE_NAMES and not self.name.startswith("timm:"):
             raise ModelError(f"unknown model {self.name!r}: choose one of {', '.join(sorted(BACKBONE_NAMES))} "
                              "or 'timm:<architecture>' with --weights")
