@@ -9,7 +9,7 @@ space: percentiles of copy-to-original scores and of closest-other scores, and a
 5 % of logos pair with some other logo, the share of near copies caught.
 Whitened scores are lower and spread wider than raw cosine: thresholds do not carry over between the two.
 
-  python bench/near_duplicate_scores.py
+  python bench/near_duplicate_scores.py [--model efficientnet_lite0]
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 
 
-def embed(uris: list[str]) -> np.ndarray:
-    vectors, failed = EmbeddingEngine(cached_model(ModelSpec(), "cpu"), batch_size=32, io_threads=2).embed_all(uris)
+def embed(uris: list[str], model: str | None) -> np.ndarray:
+    vectors, failed = EmbeddingEngine(cached_model(ModelSpec(name=model), "cpu"), batch_size=32,
+                                      io_threads=2).embed_all(uris)
     if failed:
         raise RuntimeError(f"{len(failed)} image(s) could not be embedded, e.g. {next(iter(failed.values()))}")
     return vectors
@@ -70,6 +71,7 @@ def main() -> int:
     p.add_argument("--every", type=int, default=5, help="make a near copy of every n-th logo")
     p.add_argument("--size", type=int, default=180)
     p.add_argument("--quality", type=int, default=70)
+    p.add_argument("--model", default=None, help="default: the default model (efficientnet_lite0: ImageNet)")
     args = p.parse_args()
     data = Path(args.data)
     table = pq.read_table(simple_icons_catalogue(data, limit=1000))
@@ -80,8 +82,8 @@ def main() -> int:
     copy_uris = [near_copy(uris[i], out_dir / f"{Path(uris[i]).stem}.jpg", args.size, args.quality)
                  for i in originals]
     print(f"{len(uris):,} logos, {len(copy_uris)} near copies (JPEG q{args.quality}, {args.size} px), "
-          f"EfficientNet-Lite0 GeM; whitening to {args.dim} d learned on the catalogue", flush=True)
-    catalogue, copies = embed(uris), embed(copy_uris)
+          f"{ModelSpec(name=args.model).name} GeM; whitening to {args.dim} d learned on the catalogue", flush=True)
+    catalogue, copies = embed(uris, args.model), embed(copy_uris, args.model)
     describe("raw", catalogue, copies, originals)
     whitening = learn(catalogue, args.dim)
     describe("whitened", whitening.apply(catalogue), whitening.apply(copies), originals)
