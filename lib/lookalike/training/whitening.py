@@ -98,5 +98,4 @@ def run(config: PairWhiteningConfig) -> tuple[str, Whitening, dict[str, Any]]:
     store.write_bytes(key, data)
     return store.child_url(key), whitening, {
         "training_set": config.data, "split": config.split, "images": len(groups), "copies": config.copies,
-        "groups": len(set(groups)),
-        "pairs": len(pairs), "model": model.fingerprint_id}
+        "groups": len(set(groups)), "pairs": len(pairs), "model": model.fingerprint_id}
