@@ -3,9 +3,11 @@ model's (or a named one's) forward-only img/s on batches of 32 through the engin
 the engine's allocator setting), recipes interleaved round by round, and each recipe's cost as a multiple of
 the first's.
 
+Recipes are bench/quality.py's (POOLING:SIZE[:SCALES][@MODEL|@URI][~WHITENING]), read by its `spec_of`.
+
   python bench/forward_cost.py                                   # 224 px, 320 px, 224 px at 3 scales
-  python bench/forward_cost.py --recipes 224 288 320 --rounds 5
-  python bench/forward_cost.py --recipes 320@efficientnet_lite0 320     # the ImageNet model vs the default
+  python bench/forward_cost.py --recipes gem:224 gem:288 gem:320 --rounds 5
+  python bench/forward_cost.py --recipes gem:320@efficientnet_lite0 gem:320    # the ImageNet model vs the default
 """
 
 from __future__ import annotations
@@ -20,22 +22,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
+from quality import spec_of  # noqa: E402
+
 from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
-from lookalike.model.loading import load_model
-from lookalike.model.spec import ModelSpec  # noqa: E402
-
-
-def spec_of(recipe: str) -> ModelSpec:
-    """'320', '224:1.414,1,0.707' (size, then scales), '320@efficientnet_lite0' (another model than the default)."""
-    recipe, _, name = recipe.partition("@")
-    size, _, scales = recipe.partition(":")
-    return ModelSpec(name=name or None, image_size=int(size),
-                     scales=tuple(float(s) for s in scales.split(",")) if scales else (1.0,))
+from lookalike.model.loading import load_model  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipes", nargs="+", default=["224", "320", "224:1.414,1,0.707"])
+    p.add_argument("--recipes", nargs="+", default=["gem:224", "gem:320", "gem:224:1.414,1,0.707"])
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--batches", type=int, default=3, help="timed batches of 32 per recipe and round")
     args = p.parse_args()
@@ -54,7 +49,7 @@ def main() -> int:
     base = statistics.median(rates[args.recipes[0]])
     for recipe, r in rates.items():
         median = statistics.median(r)
-        print(f"{recipe:22s} {median:7.1f} img/s (rounds: {', '.join(f'{x:.0f}' for x in r)})  "
+        print(f"{recipe:26s} {median:7.1f} img/s (rounds: {', '.join(f'{x:.0f}' for x in r)})  "
               f"cost {base / median:.2f}× of {args.recipes[0]}")
     return 0
 

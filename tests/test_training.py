@@ -17,6 +17,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
+from lookalike.model.whitening import Whitening
 from lookalike.retrieval.limits import QueryError
 from lookalike.retrieval.query import QueryEmbedder
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
@@ -119,12 +120,13 @@ def test_a_whitening_learned_from_the_training_sets_pairs_serves_as_the_models_l
     whitened = load_model(ModelSpec(name="efficientnet_lite0", image_size=128, whitening_uri=out["uri"],
                                     weights_options=store.options))
     assert whitened.dim == 64 and whitened.fingerprint["whitening"]["sha256"]
-    # Drawings of one validation brand (never seen by the whitening) are closer after it than two random ones.
-    table = read_split(store, "default", "validation")
-    vectors, groups = embed_pngs(whitened, table["png"].to_pylist()), np.asarray(table["group"].to_pylist())
-    scores = vectors @ vectors.T
-    same = (groups[:, None] == groups[None, :]) & ~np.eye(len(groups), dtype=bool)
-    assert scores[same].mean() > scores[~same].mean() + 0.1
+    # The model's last layer is that whitening: its vectors are the raw model's vectors whitened. (Whether a
+    # learned whitening helps is tests/test_whitening.py's question, on data large enough to answer it: from this
+    # tiny train split it does not, on the validation groups.)
+    pngs = read_split(store, "default", "validation")["png"].to_pylist()
+    raw = embed_pngs(load_model(ModelSpec(name="efficientnet_lite0", image_size=128)), pngs)
+    stored = Whitening.from_bytes(store.read_bytes(out["uri"].removeprefix(store.url + "/")), out["uri"])
+    np.testing.assert_allclose(embed_pngs(whitened, pngs), stored.apply(raw), atol=2e-4)
     assert main([*base, "--copies", "14", "--space", "words"]) == 2
     assert "without one" in capsys.readouterr().err
 

@@ -110,6 +110,11 @@ def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_
     # Learning from whitened vectors is refused; a whitening of another dimension does not load.
     assert main(["whiten", "--store", store.url, "--embeddings", whitened["fingerprint_id"], "--dim", "4"]) == 2
     assert "already whitened" in capsys.readouterr().err
+    # Model flags say nothing to a PCA-whitening of stored vectors (their version's model made them): refused.
+    assert main(["whiten", "--store", store.url, "--model", "efficientnet_lite0", "--image-size", "224"]) == 2
+    assert "--model, --image-size only go with --training-set" in capsys.readouterr().err
+    assert main(["whiten", "--store", store.url, "--copies", "3"]) == 2
+    assert "--copies only go with --training-set" in capsys.readouterr().err
     other = learn(clustered_vectors(500, 16, seed=1), 4)
     (tmp_path / "other.npz").write_bytes(other.to_bytes())
     with pytest.raises(ModelError, match="learned on 16-d embeddings; efficientnet_lite0_marks with gem pooling makes "

@@ -83,6 +83,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "without training (ConSE over the ImageNet classifier)")
 
 
+def model_flags_given(args: argparse.Namespace) -> list[str]:
+    """The flags of add_model_args set to anything but their defaults: for a command that takes its model from
+    elsewhere in some of its modes, so that such flags are refused there instead of silently ignored."""
+    defaults = argparse.ArgumentParser()
+    add_model_args(defaults)
+    return [f"--{dest.replace('_', '-')}" for dest, default in vars(defaults.parse_args([])).items()
+            if getattr(args, dest, default) != default]
+
+
 def scale_factors(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(s) for s in text.split(","))

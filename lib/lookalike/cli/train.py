@@ -41,7 +41,9 @@ def train_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
     p.add_argument("--run-id", required=True, help="the run: training/RUN_ID/ in the store; rerun it to resume")
     p.add_argument("--data", default=d.data, help="the training set's name (built by `lookalike train-data`)")
-    p.add_argument("--model", default=d.model, help="the backbone, from its ImageNet weights")
+    p.add_argument("--model", default=d.model,
+                   help="the backbone and the weights training starts from: efficientnet_lite0 (ImageNet) or "
+                        "efficientnet_lite0_marks (the shipped model, trained further)")
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--trainable", type=int, default=d.trainable, help="last stages that learn")
     p.add_argument("--steps", type=int, default=d.steps)

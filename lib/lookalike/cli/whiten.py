@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_model_args, add_store_args, key_values, model_spec
+from lookalike.cli.args import add_model_args, add_store_args, key_values, model_flags_given, model_spec
 from lookalike.core.errors import ConfigError
 
 
@@ -43,6 +43,12 @@ def run_whiten(args: argparse.Namespace) -> str:
                         f"synthetic copies a drawing) of {source['groups']:,} groups of training set "
                         f"{source['training_set']}, embedded by {source['model']}")
     else:
+        # A PCA-whitening is learned from vectors already embedded: their version's model is the model.
+        ignored = model_flags_given(args) + (["--copies"] if args.copies else [])
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)} only go with --training-set (drawings embedded by that model): "
+                              "a PCA-whitening is learned from the --embeddings version's vectors, made by its "
+                              "own model")
         version = open_ref(store, args.embeddings)
         uri, whitening = learn_from_version(store, version, args.dim, args.sample, args.seed)
         learned_from = version.layout.prefix

@@ -65,8 +65,7 @@ def learn(vectors: np.ndarray, dim: int) -> Whitening:
     """PCA with eigenvalue^-1/2 scaling to `dim` dimensions, learned on the rows of `vectors`."""
     import faiss
     n, d = vectors.shape
-    if not 1 <= dim <= d:
-        raise WhiteningError(f"whitening dimension {dim}: give 1..{d} (the embeddings' dimension)")
+    _check_dim(dim, d)
     if n <= dim:
         raise WhiteningError(f"{n} vectors cannot whiten to {dim} dimensions: learn it from more images than "
                              "dimensions (ideally 10× more), or give a smaller --dim")
@@ -83,8 +82,7 @@ def learn_from_pairs(vectors: np.ndarray, pairs: np.ndarray, dim: int) -> Whiten
     drawings of one mark counts least, then rotate onto the principal directions of all vectors in that space and
     keep the first `dim`. Unlike PCA-whitening it needs labels: the pairs of a training set's groups."""
     d = vectors.shape[1]
-    if not 1 <= dim <= d:
-        raise WhiteningError(f"whitening dimension {dim}: give 1..{d} (the embeddings' dimension)")
+    _check_dim(dim, d)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) <= d:
         raise WhiteningError(f"{len(pairs)} matching pairs cannot whiten {d}-d vectors: learn it from more pairs "
@@ -101,6 +99,11 @@ def learn_from_pairs(vectors: np.ndarray, pairs: np.ndarray, dim: int) -> Whiten
     order = np.argsort(eigenvalues)[::-1][:dim]
     projection = (eigenvectors[:, order].T @ to_white).astype(np.float32)
     return Whitening(projection, (-projection.astype(np.float64) @ mean).astype(np.float32))
+
+
+def _check_dim(dim: int, d: int) -> None:
+    if not 1 <= dim <= d:
+        raise WhiteningError(f"whitening dimension {dim}: give 1..{d} (the embeddings' dimension)")
 
 
 class WhiteningHead(nn.Module):

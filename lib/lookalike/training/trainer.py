@@ -44,7 +44,7 @@ class TrainConfig:
     store: str
     run_id: str
     data: str = "default"                # the training set's name (training-data/<name>)
-    model: str = "efficientnet_lite0"    # the backbone, from its ImageNet weights
+    model: str = "efficientnet_lite0"    # the backbone and its weights training starts from (ImageNet here)
     image_size: int = 224
     trainable: int = 2                   # last stages (blocks) that learn, with the head convolution
     steps: int = 1500
@@ -150,7 +150,7 @@ def train_process(config_json: str) -> dict[str, Any]:
         history["resumed"].append(step)
         log.info("rank %d resumed at step %d", rank, step)
     validation = read_split(store, config.data, "validation") if rank == 0 else None
-    if state is None and rank == 0:  # where training starts from: the ImageNet weights' figures
+    if state is None and rank == 0:  # where training starts from: the starting weights' figures
         history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
         history["start"] = _validation_metrics(model, validation, config)
     started, first_step, batches = time.perf_counter(), step, iter(loader)
