@@ -1,6 +1,7 @@
 """Local-feature verification of the global shortlist, side by side with the global search alone, on the same
-queries: the default model (bundled EfficientNet-Lite0 ImageNet, GeM 320 px, PCA-whitened 512 d, exact search)
-proposes the top --shortlist of all 3,470 simple-icons logos; RootSIFT matches and a RANSAC similarity fit
+queries: a recipe of bench/quality.py (default gem:320: the default model, efficientnet_lite0_marks; e.g.
+gem:320@efficientnet_lite0 for the ImageNet weights), PCA-whitened 512 d, exact search, proposes the top
+--shortlist of all 3,470 simple-icons logos; RootSIFT matches and a RANSAC similarity fit
 (lookalike.retrieval.verify) re-rank them.
 
   copies            altered copies (lookalike.dev.alterations: recolour, rotate 15-30°, crop 20%, rescale,
@@ -9,11 +10,15 @@ proposes the top --shortlist of all 3,470 simple-icons logos; RootSIFT matches a
   cross-collection  bench/quality.py's queries (iconify-logos, devicon drawings of the same brands)
 
 Brands are split in two by a seeded hash of the brand id (as bench/rerank.py): the fusion settings are chosen on
-the tune half of the cross-collection queries and the copies of tune brands, and reported on the test half.
+the tune half of the cross-collection queries and the copies of tune brands, and reported on the test half. With
+--training-split the training set's split (training/data.py) decides instead: chosen on its validation brands,
+reported on its test brands, which no collection gave to training (the fair split for a trained model).
 Also prints the verification time per query (in-process; shortlists of 50/100/200, p50/p99) and the stored
-bytes per image. Vectors and features are computed once and kept in --cache.
+bytes per image. Vectors and features are computed once per model and kept in --cache.
 
   python bench/verify.py
+  python bench/verify.py --training-split
+  python bench/verify.py --recipe gem:320@efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
 from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.image.local_features import extract, mirrored  # noqa: E402
+from lookalike.model.loading import cached_model  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts  # noqa: E402
+from lookalike.training.data import brand_group, split_of  # noqa: E402
 
 SHOWN = ("precision@1", "recall@10", "map")
 
@@ -50,7 +57,7 @@ def half(brand: str, seed: int = 15) -> int:
     return int(hashlib.sha1(f"{seed}:{brand}".encode()).hexdigest(), 16) % 2
 
 
-def load(data: Path, cache: Path, per_alteration: int) -> dict[str, Any]:
+def load(data: Path, cache: Path, per_alteration: int, recipe: str) -> dict[str, Any]:
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
@@ -68,7 +75,7 @@ def load(data: Path, cache: Path, per_alteration: int) -> dict[str, Any]:
             copy_rows.append(row)
             copy_uris.append(str(path))
             copy_kinds.append(name)
-    spec = spec_of("gem:320")
+    spec = spec_of(recipe)
     t0 = time.perf_counter()
     out = {"db_ids": ids, "x": embed_all(spec, uris), "cross_q": embed_all(spec, cross["uri"].to_pylist()),
            "cross_relevant": cross["relevant"].to_pylist(), "copy_q": embed_all(spec, copy_uris),
@@ -132,11 +139,19 @@ def timing(q_features: list, db_features: list, ids: np.ndarray, shortlist: int,
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--cache", default="data/verify-gem320.pickle", help="vectors and features, made once")
+    p.add_argument("--recipe", default="gem:320", help="bench/quality.py's POOLING:SIZE[:SCALES][@MODEL|@URI]")
+    p.add_argument("--cache", default=None,
+                   help="vectors and features, made once (default: DATA/verify-<the model's fingerprint id>.pickle)")
     p.add_argument("--per-alteration", type=int, default=150, help="copies made per alteration")
     p.add_argument("--shortlist", type=int, default=100)
+    p.add_argument("--training-split", action="store_true",
+                   help="tune on the training split's validation brands, report on its test brands")
+    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
     args = p.parse_args()
-    v = load(Path(args.data), Path(args.cache), args.per_alteration)
+    spec = spec_of(args.recipe)
+    cache = Path(args.cache or Path(args.data) / f"verify-{cached_model(spec, 'cpu').fingerprint_id}.pickle")
+    print(f"recipe {args.recipe}: {spec.name}", flush=True)
+    v = load(Path(args.data), cache, args.per_alteration, args.recipe)
     whitening = learn(v["x"], 512)
     x = whitening.apply(v["x"])
     db_bytes = np.mean([f.nbytes for f in v["db_features"]])
@@ -146,8 +161,14 @@ def main() -> int:
                      v["cross_features"], v["db_features"], args.shortlist)
     copies = Protocol("copies", x, whitening.apply(v["copy_q"]), v["copy_relevant"], v["db_ids"],
                       v["copy_features"], v["db_features"], args.shortlist)
-    halves = {p.name: (np.flatnonzero([half(b) == 0 for b in p.relevant]),
-                       np.flatnonzero([half(b) == 1 for b in p.relevant])) for p in (cross, copies)}
+    if args.training_split:
+        sides = {p.name: [split_of(f"brand:{brand_group(b)}", args.split_seed) for b in p.relevant]
+                 for p in (cross, copies)}
+        halves = {name: (np.flatnonzero([s == "validation" for s in side]), np.flatnonzero([s == "test" for s in side]))
+                  for name, side in sides.items()}
+    else:
+        halves = {p.name: (np.flatnonzero([half(b) == 0 for b in p.relevant]),
+                           np.flatnonzero([half(b) == 1 for b in p.relevant])) for p in (cross, copies)}
     grid = [VerifySettings(min_inliers=m, bonus=b, saturation=s)
             for m in (6, 8, 10, 12, 16) for b in (0.05, 0.1, 0.2, 0.4, 1.0) for s in (20, 40)]
 
@@ -155,7 +176,8 @@ def main() -> int:
         tune = halves[protocol.name][0]
         return protocol.judge(tune, None)["map"]
     best = max(grid, key=lambda s: sum(p.judge(halves[p.name][0], s)["map"] - tuned(p) for p in (cross, copies)))
-    print(f"fusion chosen on the tune halves: min_inliers {best.min_inliers}, bonus {best.bonus}, "
+    tuned_on = "the validation brands" if args.training_split else "the tune halves"
+    print(f"fusion chosen on {tuned_on}: min_inliers {best.min_inliers}, bonus {best.bonus}, "
           f"saturation {best.saturation}\n")
     for protocol in (copies, cross):
         test = halves[protocol.name][1]
