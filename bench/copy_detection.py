@@ -27,11 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
-from quality import WHITEN_DIM, Judge, embed_all, sign_test, spec_of  # noqa: E402
+from quality import WHITEN_DIM, Judge, embed_all, sign_test, spec_of, training_split_of  # noqa: E402
 
 from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
 from lookalike.dev.datasets import simple_icons_catalogue  # noqa: E402
-from lookalike.training.data import brand_group, split_of  # noqa: E402
 
 
 def main() -> int:
@@ -45,7 +44,7 @@ def main() -> int:
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
     ids, uris = database["image_id"].to_pylist(), database["uri"].to_pylist()
-    test = [i for i, slug in enumerate(ids) if split_of(f"brand:{brand_group(slug)}", args.split_seed) == "test"]
+    test = [i for i, slug in enumerate(ids) if training_split_of(slug, args.split_seed) == "test"]
     rng = np.random.default_rng(7)
     out_dir = data / "alterations"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,17 @@ def spec_of(recipe: str, weights_store: str | None = None) -> ModelSpec:
                      scales=tuple(float(s) for s in scales[0].split(",")) if scales else (1.0,))
 
 
+def training_split_of(brand: str, seed: int = 0) -> str:
+    """Which side of the training set's split (training/data.py) a benchmark brand is on."""
+    return split_of(f"brand:{brand_group(brand)}", seed)
+
+
+def validation_and_test_rows(brands: list[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose brand is a validation brand of the training split (to tune on) and a test brand (to report)."""
+    sides = np.array([training_split_of(b, seed) for b in brands])
+    return np.flatnonzero(sides == "validation"), np.flatnonzero(sides == "test")
+
+
 def embed_all(spec: ModelSpec, uris: list[str]) -> np.ndarray:
     vectors, failed = EmbeddingEngine(cached_model(spec, "cpu"), batch_size=32, io_threads=2).embed_all(uris)
     if failed:
@@ -128,8 +139,7 @@ def main() -> int:
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
     queries = pq.read_table(cross_collection_queries(data, collections=args.collections))
     if args.split:
-        keep = [split_of(f"brand:{brand_group(b)}", args.split_seed) == args.split
-                for b in queries["relevant"].to_pylist()]
+        keep = [training_split_of(b, args.split_seed) == args.split for b in queries["relevant"].to_pylist()]
         queries = queries.filter(pa.array(keep))
     judge = Judge(database["image_id"].to_pylist(), [{b} for b in queries["relevant"].to_pylist()])
     counts = {c: queries["collection"].to_pylist().count(c) for c in args.collections}

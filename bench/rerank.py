@@ -1,6 +1,7 @@
 """Re-ranking after the first search, side by side with search without it, on the cross-collection logo set of
-bench/quality.py (simple-icons database, iconify-logos + devicon queries) at the default model (bundled
-EfficientNet-Lite0, GeM 320 px, PCA-whitened to 512 d, exact search):
+bench/quality.py (simple-icons database, iconify-logos + devicon queries) at a recipe of bench/quality.py (default
+gem:320, the default model; gem:320@efficientnet_lite0 for the ImageNet weights), PCA-whitened to 512 d, exact
+search:
 
   αQE            query expansion over the top n neighbours, weights cos^α            (retrieval.rerank.expand)
   DBA            every database vector augmented with its own top n neighbours         (retrieval.rerank.expand)
@@ -14,9 +15,13 @@ descriptor space has more to work with where several answers are relevant.
 
 The brands are split in two by a seeded hash of the brand id: each method's settings are chosen on the "tune"
 half (best mAP) and reported on the "test" half, paired per query against no re-ranking with the exact sign
-test, so no reported figure was tuned on. Vectors are embedded once and kept in --cache.
+test, so no reported figure was tuned on. With --training-split the training set's split decides instead: tuned
+on its validation brands, reported on its test brands (the fair split for a trained model). Vectors are embedded
+once per model and kept in --cache.
 
   python bench/rerank.py
+  python bench/rerank.py --training-split
+  python bench/rerank.py --recipe gem:320@efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import faiss  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from quality import embed_all, sign_test, spec_of  # noqa: E402
+from quality import embed_all, sign_test, spec_of, validation_and_test_rows  # noqa: E402
 
 from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, expand, k_reciprocal_rerank  # noqa: E402
+from lookalike.model.loading import cached_model  # noqa: E402
+from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 
 SHORTLIST = 100
@@ -48,12 +55,11 @@ SHOWN = ("precision@1", "recall@10", "map")
 OFF = Expansion()
 
 
-def vectors(data: Path, cache: Path) -> dict[str, np.ndarray]:
+def vectors(data: Path, cache: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
     if cache.exists():
         return dict(np.load(cache))
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
     queries = pq.read_table(cross_collection_queries(data, collections=list(COLLECTIONS)))
-    spec = spec_of("gem:320")
     out = {"x": embed_all(spec, database["uri"].to_pylist()), "q": embed_all(spec, queries["uri"].to_pylist()),
            "db_ids": np.array(database["image_id"].to_pylist()), "relevant": np.array(queries["relevant"].to_pylist())}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +115,7 @@ class Bench:
         return {**summary(judged), "hit@1": judged.relevant[:, 0].copy()}
 
 
-def split(brands: list[str], seed: int = 15) -> tuple[np.ndarray, np.ndarray]:
+def halves(brands: list[str], seed: int = 15) -> tuple[np.ndarray, np.ndarray]:
     half = np.array([int(hashlib.sha1(f"{seed}:{b}".encode()).hexdigest(), 16) % 2 for b in brands])
     return np.flatnonzero(half == 0), np.flatnonzero(half == 1)
 
@@ -157,10 +163,21 @@ def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--cache", default="data/rerank-gem320.npz", help="the embedded vectors, made once")
+    p.add_argument("--recipe", default="gem:320", help="bench/quality.py's POOLING:SIZE[:SCALES][@MODEL|@URI]")
+    p.add_argument("--cache", default=None,
+                   help="the embedded vectors, made once (default: DATA/rerank-<the model's fingerprint id>.npz)")
+    p.add_argument("--training-split", action="store_true",
+                   help="tune on the training split's validation brands, report on its test brands")
+    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
     args = p.parse_args()
+
+    def split(brands: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return validation_and_test_rows(brands, args.split_seed) if args.training_split else halves(brands)
     t0 = time.perf_counter()
-    v = vectors(Path(args.data), Path(args.cache))
+    spec = spec_of(args.recipe)
+    cache = Path(args.cache or Path(args.data) / f"rerank-{cached_model(spec, 'cpu').fingerprint_id}.npz")
+    print(f"recipe {args.recipe}: {spec.name}", flush=True)
+    v = vectors(Path(args.data), cache, spec)
     whitening = learn(v["x"], 512)
     x, q = whitening.apply(v["x"]), whitening.apply(v["q"])
     relevant = v["relevant"].tolist()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
-from quality import embed_all, sign_test, spec_of  # noqa: E402
+from quality import embed_all, sign_test, spec_of, validation_and_test_rows  # noqa: E402
 from rerank import exact  # noqa: E402
 
 from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
@@ -48,7 +48,6 @@ from lookalike.image.local_features import extract, mirrored  # noqa: E402
 from lookalike.model.loading import cached_model  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts  # noqa: E402
-from lookalike.training.data import brand_group, split_of  # noqa: E402
 
 SHOWN = ("precision@1", "recall@10", "map")
 
@@ -162,10 +161,7 @@ def main() -> int:
     copies = Protocol("copies", x, whitening.apply(v["copy_q"]), v["copy_relevant"], v["db_ids"],
                       v["copy_features"], v["db_features"], args.shortlist)
     if args.training_split:
-        sides = {p.name: [split_of(f"brand:{brand_group(b)}", args.split_seed) for b in p.relevant]
-                 for p in (cross, copies)}
-        halves = {name: (np.flatnonzero([s == "validation" for s in side]), np.flatnonzero([s == "test" for s in side]))
-                  for name, side in sides.items()}
+        halves = {p.name: validation_and_test_rows(p.relevant, args.split_seed) for p in (cross, copies)}
     else:
         halves = {p.name: (np.flatnonzero([half(b) == 0 for b in p.relevant]),
                            np.flatnonzero([half(b) == 1 for b in p.relevant])) for p in (cross, copies)}
