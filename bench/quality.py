@@ -27,6 +27,7 @@ collection contributed a drawing of those brands to training.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -77,10 +78,35 @@ def training_split_of(brand: str, seed: int = 0) -> str:
     return split_of(f"brand:{brand_group(brand)}", seed)
 
 
-def validation_and_test_rows(brands: list[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose brand is a validation brand of the training split (to tune on) and a test brand (to report)."""
-    sides = np.array([training_split_of(b, seed) for b in brands])
-    return np.flatnonzero(sides == "validation"), np.flatnonzero(sides == "test")
+def add_tuned_recipe_args(p: argparse.ArgumentParser, cache_name: str) -> None:
+    """The arguments of a bench that embeds one recipe once (cached per model) and tunes on one side of the brands,
+    reporting on the other: bench/verify.py, bench/rerank.py. `cache_name` has a {} for the fingerprint id."""
+    p.add_argument("--recipe", default="gem:320", help="POOLING:SIZE[:SCALES][@MODEL|@URI], as bench/quality.py")
+    p.add_argument("--cache", default=None,
+                   help=f"what is embedded, made once (default: DATA/{cache_name.format('<fingerprint id>')})")
+    p.add_argument("--training-split", action="store_true",
+                   help="tune on the training split's validation brands, report on its test brands")
+    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
+    p.set_defaults(cache_name=cache_name)
+
+
+def recipe_and_cache(args: argparse.Namespace) -> tuple[ModelSpec, Path]:
+    """The recipe's model spec and its cache file: named by the model's fingerprint, so a changed default model or
+    retrained weights never reuse another model's vectors."""
+    spec = spec_of(args.recipe)
+    print(f"recipe {args.recipe}: {spec.name}", flush=True)
+    fingerprint = cached_model(spec, "cpu").fingerprint_id
+    return spec, Path(args.cache or Path(args.data) / args.cache_name.format(fingerprint))
+
+
+def tune_and_report_rows(brands: list[str], args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to tune on and rows to report: the training split's validation and test brands with --training-split
+    (the fair split for a trained model), else two halves of the brands by a seeded hash."""
+    if args.training_split:
+        sides = np.array([training_split_of(b, args.split_seed) for b in brands])
+        return np.flatnonzero(sides == "validation"), np.flatnonzero(sides == "test")
+    half = np.array([int(hashlib.sha1(f"15:{b}".encode()).hexdigest(), 16) % 2 for b in brands])
+    return np.flatnonzero(half == 0), np.flatnonzero(half == 1)
 
 
 def embed_all(spec: ModelSpec, uris: list[str]) -> np.ndarray:

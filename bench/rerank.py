@@ -27,7 +27,6 @@ once per model and kept in --cache.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import sys
 import time
@@ -41,12 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import faiss  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from quality import embed_all, sign_test, spec_of, validation_and_test_rows  # noqa: E402
+from quality import add_tuned_recipe_args, embed_all, recipe_and_cache, sign_test, tune_and_report_rows  # noqa: E402
 
 from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, expand, k_reciprocal_rerank  # noqa: E402
-from lookalike.model.loading import cached_model  # noqa: E402
 from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 
@@ -115,11 +113,6 @@ class Bench:
         return {**summary(judged), "hit@1": judged.relevant[:, 0].copy()}
 
 
-def halves(brands: list[str], seed: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    half = np.array([int(hashlib.sha1(f"{seed}:{b}".encode()).hexdigest(), 16) % 2 for b in brands])
-    return np.flatnonzero(half == 0), np.flatnonzero(half == 1)
-
-
 def grid() -> dict[str, list[dict[str, Any]]]:
     qe = [Expansion(n, a) for n, a in itertools.product((1, 2, 3, 5), (1.0, 3.0, 5.0))]
     dba = [Expansion(n, a) for n, a in itertools.product((1, 2, 3), (1.0, 3.0))]
@@ -163,27 +156,17 @@ def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--recipe", default="gem:320", help="bench/quality.py's POOLING:SIZE[:SCALES][@MODEL|@URI]")
-    p.add_argument("--cache", default=None,
-                   help="the embedded vectors, made once (default: DATA/rerank-<the model's fingerprint id>.npz)")
-    p.add_argument("--training-split", action="store_true",
-                   help="tune on the training split's validation brands, report on its test brands")
-    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
+    add_tuned_recipe_args(p, "rerank-{}.npz")
     args = p.parse_args()
-
-    def split(brands: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return validation_and_test_rows(brands, args.split_seed) if args.training_split else halves(brands)
     t0 = time.perf_counter()
-    spec = spec_of(args.recipe)
-    cache = Path(args.cache or Path(args.data) / f"rerank-{cached_model(spec, 'cpu').fingerprint_id}.npz")
-    print(f"recipe {args.recipe}: {spec.name}", flush=True)
+    spec, cache = recipe_and_cache(args)
     v = vectors(Path(args.data), cache, spec)
     whitening = learn(v["x"], 512)
     x, q = whitening.apply(v["x"]), whitening.apply(v["q"])
     relevant = v["relevant"].tolist()
     print(f"{len(q):,} queries against {len(x):,} logos ({time.perf_counter() - t0:.0f}s to embed or load)")
     cross = Bench(x, q, v["db_ids"].tolist(), [{r} for r in relevant])
-    compare("cross-collection", cross, *split(relevant))
+    compare("cross-collection", cross, *tune_and_report_rows(relevant, args))
     # All renditions: simple-icons rows are their brand id; iconify/devicon rows name the brand they draw.
     brands = v["db_ids"].tolist() + relevant
     labels = [f"{b}#{i}" for i, b in enumerate(brands)]
@@ -192,7 +175,7 @@ def main() -> int:
     together = np.vstack([x, q])
     everyone = Bench(together, together[rows], labels,
                      [{labels[j] for j, c in enumerate(brands) if c == brands[i] and j != i} for i in rows], rows)
-    compare("all renditions", everyone, *split([brands[i] for i in rows]))
+    compare("all renditions", everyone, *tune_and_report_rows([brands[i] for i in rows], args))
     return 0
 
 

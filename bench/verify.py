@@ -24,7 +24,6 @@ bytes per image. Vectors and features are computed once per model and kept in --
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import sys
 import time
@@ -38,25 +37,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
-from quality import embed_all, sign_test, spec_of, validation_and_test_rows  # noqa: E402
+from quality import add_tuned_recipe_args, embed_all, recipe_and_cache, sign_test, tune_and_report_rows  # noqa: E402
 from rerank import exact  # noqa: E402
 
 from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
 from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
 from lookalike.image.local_features import extract, mirrored  # noqa: E402
-from lookalike.model.loading import cached_model  # noqa: E402
+from lookalike.model.spec import ModelSpec  # noqa: E402
 from lookalike.model.whitening import learn  # noqa: E402
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts  # noqa: E402
 
 SHOWN = ("precision@1", "recall@10", "map")
 
 
-def half(brand: str, seed: int = 15) -> int:
-    return int(hashlib.sha1(f"{seed}:{brand}".encode()).hexdigest(), 16) % 2
-
-
-def load(data: Path, cache: Path, per_alteration: int, recipe: str) -> dict[str, Any]:
+def load(data: Path, cache: Path, per_alteration: int, spec: ModelSpec) -> dict[str, Any]:
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
@@ -74,7 +69,6 @@ def load(data: Path, cache: Path, per_alteration: int, recipe: str) -> dict[str,
             copy_rows.append(row)
             copy_uris.append(str(path))
             copy_kinds.append(name)
-    spec = spec_of(recipe)
     t0 = time.perf_counter()
     out = {"db_ids": ids, "x": embed_all(spec, uris), "cross_q": embed_all(spec, cross["uri"].to_pylist()),
            "cross_relevant": cross["relevant"].to_pylist(), "copy_q": embed_all(spec, copy_uris),
@@ -138,19 +132,12 @@ def timing(q_features: list, db_features: list, ids: np.ndarray, shortlist: int,
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
-    p.add_argument("--recipe", default="gem:320", help="bench/quality.py's POOLING:SIZE[:SCALES][@MODEL|@URI]")
-    p.add_argument("--cache", default=None,
-                   help="vectors and features, made once (default: DATA/verify-<the model's fingerprint id>.pickle)")
     p.add_argument("--per-alteration", type=int, default=150, help="copies made per alteration")
     p.add_argument("--shortlist", type=int, default=100)
-    p.add_argument("--training-split", action="store_true",
-                   help="tune on the training split's validation brands, report on its test brands")
-    p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
+    add_tuned_recipe_args(p, "verify-{}.pickle")
     args = p.parse_args()
-    spec = spec_of(args.recipe)
-    cache = Path(args.cache or Path(args.data) / f"verify-{cached_model(spec, 'cpu').fingerprint_id}.pickle")
-    print(f"recipe {args.recipe}: {spec.name}", flush=True)
-    v = load(Path(args.data), cache, args.per_alteration, args.recipe)
+    spec, cache = recipe_and_cache(args)
+    v = load(Path(args.data), cache, args.per_alteration, spec)
     whitening = learn(v["x"], 512)
     x = whitening.apply(v["x"])
     db_bytes = np.mean([f.nbytes for f in v["db_features"]])
@@ -160,11 +147,7 @@ def main() -> int:
                      v["cross_features"], v["db_features"], args.shortlist)
     copies = Protocol("copies", x, whitening.apply(v["copy_q"]), v["copy_relevant"], v["db_ids"],
                       v["copy_features"], v["db_features"], args.shortlist)
-    if args.training_split:
-        halves = {p.name: validation_and_test_rows(p.relevant, args.split_seed) for p in (cross, copies)}
-    else:
-        halves = {p.name: (np.flatnonzero([half(b) == 0 for b in p.relevant]),
-                           np.flatnonzero([half(b) == 1 for b in p.relevant])) for p in (cross, copies)}
+    halves = {p.name: tune_and_report_rows(p.relevant, args) for p in (cross, copies)}
     grid = [VerifySettings(min_inliers=m, bonus=b, saturation=s)
             for m in (6, 8, 10, 12, 16) for b in (0.05, 0.1, 0.2, 0.4, 1.0) for s in (20, 40)]
 
