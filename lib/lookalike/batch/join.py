@@ -13,7 +13,7 @@ from lookalike.batch.clusters import connected_clusters
 from lookalike.batch.join_task import JoinTask
 from lookalike.batch.text_queries import TEXT_QUERIES, embed_text_queries
 from lookalike.core.errors import ConfigError
-from lookalike.core.layout import RUN_ID_PATTERN, JoinLayout
+from lookalike.core.layout import EMBEDDINGS_PREFIX, RUN_ID_PATTERN, JoinLayout
 from lookalike.core.manifest import ManifestError, new_manifest, new_run_id, read_manifest
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
@@ -97,14 +97,14 @@ def run(config: JoinConfig) -> dict[str, Any]:
                                                        layout.key(TEXT_QUERIES)), config.query_texts)
     else:
         base = _resolve_base(config, store, config.index_version)
-        queries = _Queries.of_version(_resolve_queries(config, store, base))
+        queries = _Queries.of_version(_resolve_queries(config, store, base, layout))
     if queries.version is not None:
         _check_compatible(base, queries.version)  # before any Spark work
     params = _params(config, base)
     store.write_json(plan_key, {"base_version": base["version"], **queries.plan})
 
     task = JoinTask(store.url, json.dumps(config.storage_options, sort_keys=True), run_id,
-                    queries.fingerprint_id, queries.run_id, tuple(queries.parts), base["kind"],
+                    queries.fingerprint_id, queries.run_id, queries.namespace, tuple(queries.parts), base["kind"],
                     base["name"], base["version"], config.k, params, config.threshold, config.self_join,
                     config.with_metadata, config.batch_size, config.shortlist if config.verify else None)
     t0 = time.perf_counter()
@@ -150,10 +150,15 @@ class _Queries:
     def run_id(self) -> str | None:
         return None if self.version is None else self.version.layout.run_id
 
+    @property
+    def namespace(self) -> str | None:
+        return None if self.version is None else self.version.layout.namespace
+
     @classmethod
     def of_version(cls, version: EmbeddingsVersion) -> _Queries:
         fingerprint_id, run = version.layout.fingerprint_id, version.layout.run_id
-        return cls(version.parts, {"query_fingerprint": fingerprint_id, "query_run": run, "tasks": len(version.parts)},
+        return cls(version.parts, {"query_fingerprint": fingerprint_id, "query_run": run,
+                                   "query_namespace": version.layout.namespace, "tasks": len(version.parts)},
                    {"embeddings": version.layout.prefix, "fingerprint_id": fingerprint_id}, version)
 
     @classmethod
@@ -165,7 +170,8 @@ class _Queries:
     def of_plan(cls, store: Store, plan: dict[str, Any]) -> _Queries:
         if "query_texts" in plan:
             return cls.of_texts(plan["query_texts"], plan["query_texts"]["source"])
-        return cls.of_version(open_embeddings(store, plan["query_fingerprint"], plan["query_run"]))
+        return cls.of_version(open_embeddings(store, plan["query_fingerprint"], plan["query_run"],
+                                              plan.get("query_namespace", EMBEDDINGS_PREFIX)))
 
 
 def _resolve_base(config: JoinConfig, store: Store, version: str | None) -> dict[str, Any]:
@@ -182,7 +188,8 @@ def _resolve_base(config: JoinConfig, store: Store, version: str | None) -> dict
             "describe": {"embeddings": version.layout.prefix, "exact": True}}
 
 
-def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> EmbeddingsVersion:
+def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any], layout: JoinLayout
+                     ) -> EmbeddingsVersion:
     if config.self_join:
         if base["kind"] == "embeddings":
             return open_embeddings(store, base["name"], base["version"])
@@ -192,9 +199,11 @@ def _resolve_queries(config: JoinConfig, store: Store, base: dict[str, Any]) -> 
         return _embeddings(store, config.query_embeddings, "--query-embeddings")
     spec = base["provenance"].require_spec("embed the queries yourself and give --query-embeddings")
     log.info("embedding the query images with %s before joining", spec.name)
+    # Under the join's own run (a rerun of the join resumes it), never as a version of the catalogue.
     m = embed.run(EmbedConfig(images=config.query_images, store=config.store, model=spec, master=config.master,
+                              run_id=layout.run_id, namespace=layout.queries_namespace,
                               storage_options=config.storage_options, spark_conf=config.spark_conf))
-    return open_embeddings(store, m["fingerprint_id"], m["run_id"])
+    return open_embeddings(store, m["fingerprint_id"], m["run_id"], layout.queries_namespace)
 
 
 def _embeddings(store: Store, spec: str, flag: str) -> EmbeddingsVersion:

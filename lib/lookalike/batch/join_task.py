@@ -78,6 +78,7 @@ class JoinTask:
     run_id: str
     query_fingerprint: str | None  # None: the parts are text queries written by the join (batch/text_queries.py)
     query_run: str | None
+    query_namespace: str | None    # where the query version lives (a join embeds query images under its run)
     query_parts: tuple[str, ...]
     base_kind: str             # "index" or "embeddings"
     base_name: str             # index name, or the base embeddings' fingerprint id
@@ -98,7 +99,7 @@ class JoinTask:
         started = time.perf_counter()
         base = open_base(self.store_url, self.options_json, self.base_kind, self.base_name, self.base_version)
         queries = None if self.query_fingerprint is None else open_embeddings(store, self.query_fingerprint,
-                                                                               self.query_run)
+                                                                               self.query_run, self.query_namespace)
         key = self.query_parts[task]
         columns = row_columns(store.read_parquet_schema(key).names) if self.with_metadata else ["image_id"]
         query_table = store.read_parquet(key, columns) if queries is None else queries.read_part(key, columns)

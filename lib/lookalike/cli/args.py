@@ -64,6 +64,19 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
                         "from the standard AWS environment, profile or instance role")
 
 
+def add_index_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True,
+                  help: str = "index name, e.g. trademarks") -> None:
+    """The index a command works on: --index in every command (--name, its first spelling, is still accepted)."""
+    p.add_argument("--index", "--name", dest="index", required=required, default=None, metavar="NAME", help=help)
+
+
+def add_version_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """An index version other than LATEST (--index-version, the join's first spelling, is still accepted)."""
+    p.add_argument("--version", "--index-version", dest="version", default=None, metavar="VERSION",
+                   help="a version of the index other than LATEST (`lookalike indexes list` shows them; "
+                        "default: LATEST)")
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help=f"backbone (default {DEFAULT_MODEL}, trained for marks; {WORD_SPACE_MODEL}, ImageNet, for "

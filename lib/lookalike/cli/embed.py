@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from lookalike.cli.args import (
@@ -56,7 +55,6 @@ def embed_config(args: argparse.Namespace) -> EmbedConfig:
         master=args.master, storage_options=options, images_per_task=args.images_per_task,
         batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
         incremental=not args.no_incremental, rehash=args.rehash, images_in_flight=args.images_in_flight,
-        progress=sys.stderr.isatty() and not args.json,
         local_features=local_features(args),
         spark_conf=spark_conf(args.spark_conf, args.event_log),
     )

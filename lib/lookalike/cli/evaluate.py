@@ -7,6 +7,7 @@ import json
 
 from lookalike.cli.args import (
     add_expansion_args,
+    add_index_arg,
     add_master_arg,
     add_model_args,
     add_store_args,
@@ -24,7 +25,8 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
                         "model options below, and evaluate it")
     add_model_args(p)
     add_master_arg(p, submitted=False)
-    p.add_argument("--index", default=None, help="also search through this published index (ANN vs exact)")
+    add_index_arg(p, required=False, help="also search through this published index (ANN vs exact); without "
+                  "--embeddings, the version it was built from is evaluated")
     p.add_argument("--queries", default=None, metavar="TABLE",
                    help="a query set (.parquet/.csv: image_id, uri, relevant[, junk]; several ids as a list or "
                         "'a|b'): its images are embedded with the catalogue's model and searched; without it, "

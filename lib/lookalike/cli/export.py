@@ -7,13 +7,22 @@ import argparse
 import json
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, read_token, spark_conf
+from lookalike.cli.args import (
+    add_index_arg,
+    add_master_arg,
+    add_spark_args,
+    add_store_args,
+    add_version_arg,
+    key_values,
+    read_token,
+    spark_conf,
+)
 
 
 def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
-    p.add_argument("--name", required=True)
-    p.add_argument("--version", default=None, help="default: LATEST")
+    add_index_arg(p)
+    add_version_arg(p)
     p.add_argument("--dest", action="append", required=True, metavar="URL",
                    help="one destination store URL per shard, in shard order (repeat; folder, s3://, sftp://...)")
     p.add_argument("--dest-option", action="append", default=[], metavar="KEY=VALUE",
@@ -26,7 +35,7 @@ def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
 def run_export(args: argparse.Namespace) -> str:
     from lookalike.index.export import ExportConfig, run
     summary = run(ExportConfig(
-        store=args.store, name=args.name, destinations=tuple(args.dest), version=args.version,
+        store=args.store, name=args.index, destinations=tuple(args.dest), version=args.version,
         storage_options=key_values(args.store_option, "--store-option"),
         destination_options=key_values(args.dest_option, "--dest-option"), master=args.master,
         spark_conf=spark_conf(args.spark_conf, args.event_log)))

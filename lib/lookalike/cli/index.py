@@ -7,13 +7,21 @@ import argparse
 import json
 from typing import Any
 
-from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, parse_bytes, spark_conf
+from lookalike.cli.args import (
+    add_index_arg,
+    add_master_arg,
+    add_spark_args,
+    add_store_args,
+    key_values,
+    parse_bytes,
+    spark_conf,
+)
 from lookalike.index.choice import CODES
 
 
 def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
-    p.add_argument("--name", required=True, help="index name, e.g. trademarks")
+    add_index_arg(p)
     p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
     p.add_argument("--memory-budget", type=parse_bytes, default="4GiB", help="bytes for the index, e.g. 48MiB")
     p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32'")
@@ -43,7 +51,7 @@ def build_index_config(args: argparse.Namespace):
     from lookalike.index.build import BuildIndexConfig
     options = key_values(args.store_option, "--store-option")
     return BuildIndexConfig(
-        store=args.store, name=args.name, embeddings=args.embeddings, memory_budget=args.memory_budget,
+        store=args.store, name=args.index, embeddings=args.embeddings, memory_budget=args.memory_budget,
         factory=args.factory, codes=args.codes, target_recall=args.target_recall, min_recall=args.min_recall,
         force=args.force, publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries,
         seed=args.seed, master=args.master, storage_options=options,
@@ -60,7 +68,7 @@ def summarise_index(m: dict[str, Any]) -> str:
 
 def publish_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
-    p.add_argument("--name", required=True)
+    add_index_arg(p)
     p.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
     p.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
 
@@ -68,7 +76,7 @@ def publish_parser(p: argparse.ArgumentParser) -> None:
 def indexes_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"])
     add_store_args(p)
-    p.add_argument("--name", required=True)
+    add_index_arg(p)
     p.add_argument("--json", action="store_true")
 
 
@@ -84,10 +92,10 @@ def run_publish(args: argparse.Namespace) -> str:
     store = Store(args.store, key_values(args.store_option, "--store-option"))
     lines = []
     if args.rollback:
-        publish.set_latest(store, args.name, args.rollback)
-        lines.append(f"LATEST of {args.name} is now {args.rollback}")
+        publish.set_latest(store, args.index, args.rollback)
+        lines.append(f"LATEST of {args.index} is now {args.rollback}")
     if args.keep:
-        deleted = publish.retain(store, args.name, args.keep)
+        deleted = publish.retain(store, args.index, args.keep)
         lines.append(f"deleted {len(deleted)} version(s): {', '.join(deleted) or '-'}")
     return "\n".join(lines) or "nothing to do: give --rollback VERSION and/or --keep N"
 
@@ -95,7 +103,7 @@ def run_publish(args: argparse.Namespace) -> str:
 def run_list(args: argparse.Namespace) -> str:
     from lookalike.core.store import Store
     from lookalike.index import publish
-    rows = publish.list_versions(Store(args.store, key_values(args.store_option, "--store-option")), args.name)
+    rows = publish.list_versions(Store(args.store, key_values(args.store_option, "--store-option")), args.index)
     if args.json:
         return json.dumps(rows, indent=2)
     out = [f"{'version':28} {'state':10} {'vectors':>10} {'10-R@10':>8}  factory"]

@@ -8,9 +8,11 @@ from typing import Any
 
 from lookalike.cli.args import (
     add_expansion_args,
+    add_index_arg,
     add_master_arg,
     add_spark_args,
     add_store_args,
+    add_version_arg,
     key_values,
     spark_conf,
 )
@@ -19,8 +21,8 @@ from lookalike.cli.args import (
 def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
     base = p.add_argument_group("base (one of)")
-    base.add_argument("--index", default=None, help="a published index name")
-    base.add_argument("--index-version", default=None, help="a version of it other than LATEST")
+    add_index_arg(base, required=False, help="a published index")
+    add_version_arg(base)
     base.add_argument("--base-embeddings", default=None, metavar="FINGERPRINT[/RUN]",
                       help="an embeddings version, searched exactly (small sets, or to check the index)")
     queries = p.add_argument_group("queries (one of)")
@@ -52,7 +54,7 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
 def join_config(args: argparse.Namespace):
     from lookalike.batch.join import JoinConfig
     return JoinConfig(
-        store=args.store, index=args.index, index_version=args.index_version, base_embeddings=args.base_embeddings,
+        store=args.store, index=args.index, index_version=args.version, base_embeddings=args.base_embeddings,
         query_embeddings=args.query_embeddings, query_images=args.query_images, query_texts=args.query_texts,
         self_join=args.self_join,
         k=args.k, threshold=args.threshold, nprobe=args.nprobe, rerank=args.rerank,

@@ -11,8 +11,10 @@ from typing import Any
 from lookalike.cli.args import (
     TOKEN_ENV,
     add_expansion_args,
+    add_index_arg,
     add_model_args,
     add_store_args,
+    add_version_arg,
     key_values,
     model_spec,
     read_token,
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def add_worker_args(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
-    p.add_argument("--name", required=True, help="index name")
+    add_index_arg(p)
     p.add_argument("--cache-dir", default=None, help=f"local cache of index versions (default {default_cache_dir()}, "
                                                      "or $LOOKALIKE_CACHE_DIR)")
     add_model_args(p)
@@ -67,7 +69,7 @@ def search_parser(p: argparse.ArgumentParser) -> None:
                         "average their vectors (repeatable)")
     p.add_argument("--id", action="append", default=[], dest="ids", metavar="IMAGE_ID",
                    help="search with a catalogue image's stored vector (repeatable); its own hit is left out")
-    p.add_argument("--version", default=None, help="a version other than LATEST")
+    add_version_arg(p)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--nprobe", type=int, default=None)
     p.add_argument("--rerank", type=int, default=None)
@@ -92,7 +94,7 @@ def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
     # The model comes from the index unless a model option is given (--pooling alone counts): the fingerprint
     # check then guards the choice.
     spec = model_spec(args, options)
-    return WorkerSettings(name=args.name, cache_dir=args.cache_dir or default_cache_dir(),
+    return WorkerSettings(name=args.index, cache_dir=args.cache_dir or default_cache_dir(),
                           model=spec if spec != ModelSpec() else None, **extra)
 
 
@@ -149,7 +151,7 @@ def run_search(args: argparse.Namespace) -> str:
     if weighted and args.texts:
         raise ConfigError("--weight-class weights a query image's features: text queries have none")
     if (args.images or weighted) and served.embedder is None:
-        raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search by image "
+        raise ConfigError(f"{args.index}/{version.version} does not name its model: give --model to search by image "
                           "or by class")
     focus = served.embedder.focus(args.weight_class, args.weight_strength) if weighted else None
     labels, results = [], []
@@ -162,7 +164,7 @@ def run_search(args: argparse.Namespace) -> str:
                                   verification=views and Verification(views, shortlist))
     if args.texts:
         if served.embedder is None:
-            raise ConfigError(f"{args.name}/{version.version} does not name its model: give --model to search "
+            raise ConfigError(f"{args.index}/{version.version} does not name its model: give --model to search "
                               "by text")
         labels += args.texts
         results += search_vectors(version, served.embedder.embed_texts(args.texts), args.k, params, filters)
@@ -176,13 +178,14 @@ def run_search(args: argparse.Namespace) -> str:
         results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,
                                   verification=views and Verification(views, shortlist))
     if args.json:
-        return json.dumps({"name": args.name, "version": version.version, "params": params.as_dict(),
+        return json.dumps({"name": args.index, "version": version.version, "params": params.as_dict(),
                            **({"weighted_toward": focus.describe()} if focus else {}),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
                                        for q, hits in zip(labels, results, strict=True)]}, indent=2)
     expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
     toward = f", weighted toward {focus.name!r} ({focus.class_id}) at {focus.strength:g}" if focus else ""
-    lines = [f"index {args.name}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}{toward})"]
+    lines = [f"index {args.index}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}"
+             f"{toward})"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")
         lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}"

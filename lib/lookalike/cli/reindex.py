@@ -6,6 +6,7 @@ import argparse
 import json
 
 from lookalike.cli.args import (
+    add_index_arg,
     add_master_arg,
     add_model_args,
     add_spark_args,
@@ -21,7 +22,7 @@ from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
 def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
     add_store_args(p)
-    p.add_argument("--name", required=True, help="index name, e.g. trademarks")
+    add_index_arg(p)
     add_model_args(p)
     add_master_arg(p, submitted)
     p.add_argument("--run-id", default=None,

@@ -104,22 +104,32 @@ class TrainingLayout(_Folder):
         return self.key("history.json")
 
 
-def embeddings_latest_key(fingerprint_id: str) -> str:
-    return f"{EMBEDDINGS_PREFIX}/{fingerprint_id}/{LATEST}"
+def embeddings_latest_key(fingerprint_id: str, namespace: str = EMBEDDINGS_PREFIX) -> str:
+    return f"{namespace}/{fingerprint_id}/{LATEST}"
+
+
+def check_namespace(namespace: str) -> str:
+    """A folder of embeddings versions: `embeddings` (the catalogues'), or one a job keeps to itself (a join's
+    query images live under the join's run, so that no catalogue's LATEST ever moves for them)."""
+    parts = namespace.split("/")
+    if not namespace or namespace.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigError(f"embeddings namespace {namespace!r}: a relative store key such as 'embeddings'")
+    return namespace
 
 
 @dataclass(frozen=True)
 class EmbeddingsLayout(_TaskRun):
-    """embeddings/<fingerprint>/<run_id>/{part-*.parquet, errors/, features/, _tasks/, _plan.parquet,
-    _plan.json, _carry.parquet, _MANIFEST.json}"""
+    """<namespace>/<fingerprint>/<run_id>/{part-*.parquet, errors/, features/, _tasks/, _plan.parquet,
+    _plan.json, _carry.parquet, _MANIFEST.json}; the namespace is `embeddings` for every catalogue."""
 
     store: Store
     fingerprint_id: str
     run_id: str
+    namespace: str = EMBEDDINGS_PREFIX
 
     @property
     def prefix(self) -> str:
-        return f"{EMBEDDINGS_PREFIX}/{self.fingerprint_id}/{self.run_id}"
+        return f"{self.namespace}/{self.fingerprint_id}/{self.run_id}"
 
     @property
     def plan(self) -> str:
@@ -230,7 +240,7 @@ class IndexLayout(_Folder):
 
 @dataclass(frozen=True)
 class JoinLayout(_TaskRun):
-    """joins/<run_id>/{part-*.parquet, _tasks/, _plan.json, clusters.parquet, _MANIFEST.json}"""
+    """joins/<run_id>/{part-*.parquet, _tasks/, _plan.json, clusters.parquet, _MANIFEST.json, queries/}"""
 
     store: Store
     run_id: str
@@ -238,6 +248,12 @@ class JoinLayout(_TaskRun):
     @property
     def prefix(self) -> str:
         return f"joins/{self.run_id}"
+
+    @property
+    def queries_namespace(self) -> str:
+        """Where the join's query images are embedded (queries/<fingerprint>/<run_id>/): the join's own, never a
+        catalogue's version nor the previous version of a catalogue's next run."""
+        return self.key("queries")
 
     @property
     def plan(self) -> str:

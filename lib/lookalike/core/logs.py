@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from lookalike.core.progress import DEFAULT_INTERVAL_S, PROGRESS_LOGGER, configure_progress
+
 LOG_FORMATS = ("text", "json")
 _NONE: dict[str, str] = {}
 _run: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("lookalike_run", default=_NONE)
@@ -45,6 +47,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
                 "logger": record.name, "message": record.getMessage(), **getattr(record, "run", {})}
+        if hasattr(record, "progress"):  # a long step's figures (core.progress), as fields a dashboard reads
+            line["progress"] = record.progress
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -68,6 +72,11 @@ class TaskLogging:
 _configured: TaskLogging | None = None  # set by configure(): None where the host application owns logging
 
 
+def verbose() -> bool:
+    """Whether this process was configured to log at INFO (-v)."""
+    return _configured is not None and _configured.verbose
+
+
 def for_tasks() -> TaskLogging | None:
     """This process's logging settings and current run ids, to ship with tasks; None if never configured."""
     if _configured is None:
@@ -85,8 +94,10 @@ def in_task(settings: TaskLogging | None, **ids: str | None) -> Iterator[None]:
         yield
 
 
-def configure(verbose: bool, log_format: str = "text") -> None:
-    """The process's logging: INFO with -v, else WARNING; text or JSON lines on stderr."""
+def configure(verbose: bool, log_format: str = "text", progress_mode: str = "auto",
+              progress_interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    """The process's logging: INFO with -v, else WARNING, and the long steps' progress (a bar on a terminal, else
+    lines at INFO even without -v: what a log of an hours-long job needs); text or JSON lines on stderr."""
     global _configured
     _configured = TaskLogging(log_format, verbose)
     handler = logging.StreamHandler(sys.stderr)
@@ -96,3 +107,5 @@ def configure(verbose: bool, log_format: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+    mode = configure_progress(progress_mode, progress_interval_s, json_logs=log_format == "json")
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO if mode == "log" else logging.WARNING)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from lookalike.core import logs
+from lookalike.core import jvm_output, logs
 
 T = TypeVar("T")
 
@@ -61,14 +61,34 @@ def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    submitted = submitted_conf()
+    settings = resolve_conf(master, submitted, conf or {})
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
         # Local and same-machine clusters run executors with this interpreter; real clusters set their own.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in resolve_conf(master, submitted_conf(), conf or {}).items():
+    if not submitted:
+        _start_jvm(master, app_name, settings)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _start_jvm(master: str | None, app_name: str, settings: dict[str, str]) -> None:
+    """This process starts the driver JVM (no spark-submit above it): with lookalike's log4j settings, and its
+    output read back through Python's logging (core.jvm_output), so a command prints what the user needs."""
+    from pyspark import SparkConf, SparkContext
+
+    if SparkContext._gateway is not None:  # started earlier in this process (a stopped session's JVM lives on)
+        return
+    verbose = logs.verbose()
+    key = "spark.driver.extraJavaOptions"
+    settings[key] = f"{settings.get(key, '')} {jvm_output.java_options(verbose)}".strip()
+    launch = SparkConf(loadDefaults=False).setAppName(app_name).setAll(list(settings.items()))
+    if master:
+        launch.setMaster(master)
+    SparkContext._ensure_initialized(gateway=jvm_output.launch_gateway(launch, verbose))
 
 
 def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None, app_name: str,
@@ -97,11 +117,14 @@ def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None,
         watcher = threading.Thread(target=_watch, args=(sc, group, on_progress, stop), daemon=True)
         watcher.start()
     try:
-        return sc.parallelize(task_ids, len(task_ids)).map(LoggedTask(task, logs.for_tasks())).collect()
+        results = sc.parallelize(task_ids, len(task_ids)).map(LoggedTask(task, logs.for_tasks())).collect()
     finally:
         stop.set()
         if watcher:
             watcher.join(timeout=2)
+    if on_progress:
+        on_progress(len(task_ids))  # the tracker is polled: the last tasks may have finished in between
+    return results
 
 
 @dataclass(frozen=True)

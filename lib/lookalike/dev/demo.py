@@ -5,7 +5,6 @@ logo collection."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 
 from lookalike.batch import evaluate
 from lookalike.batch.evaluate import EvaluateConfig, metrics_table
+from lookalike.core.logs import configure
 from lookalike.core.store import Store
 from lookalike.dev.datasets import cross_collection_queries, logo_variant, simple_icons_catalogue
 from lookalike.embed import job as embed
@@ -38,7 +38,7 @@ ROOT = Path(os.environ.get("DEMO_DIR", Path.cwd()))
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING)
+    configure(verbose=False)  # warnings, and the long steps' progress
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     full = os.environ.get("DEMO_FULL") == "1"
     started = time.perf_counter()
@@ -48,8 +48,7 @@ def main() -> int:
     print(f"2/5 nightly reindex of {table.name} with Spark local[2] into {store}: embed (only new or changed "
           "logos), build or update the index 'logos', measure its recall, publish ...", flush=True)
     report = reindex.run(ReindexConfig(
-        embed=EmbedConfig(images=str(table), store=str(store), master="local[2]", images_per_task=250,
-                          progress=sys.stderr.isatty()),
+        embed=EmbedConfig(images=str(table), store=str(store), master="local[2]", images_per_task=250),
         index=BuildIndexConfig(store=str(store), name="logos", master="local[2]", incremental=True, queries=200),
         keep=3))
     print(reindex.summarise(report))
@@ -93,7 +92,7 @@ def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
 def words(store: Path, catalogue: Path, data_dir: Path, k: int = 5) -> None:
     """`lookalike embed --space words`, `build-index`, then `POST /search/text` and `POST /tag` on its worker."""
     m = embed.run(EmbedConfig(images=str(catalogue), store=str(store), master="local[2]", images_per_task=250,
-                              model=ModelSpec(space="words"), local_features=None, progress=sys.stderr.isatty()))
+                              model=ModelSpec(space="words"), local_features=None))
     build.run(BuildIndexConfig(store=str(store), name="logos-words", embeddings=f"{m['fingerprint_id']}/{m['run_id']}",
                                master="local[2]", queries=200, publish=True))
     served = ServedIndex(Store(str(store)), WorkerSettings(name="logos-words", poll_s=3600,

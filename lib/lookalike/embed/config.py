@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lookalike.core.errors import ConfigError
-from lookalike.core.layout import RUN_ID_PATTERN
+from lookalike.core.layout import EMBEDDINGS_PREFIX, RUN_ID_PATTERN, check_namespace
 from lookalike.core.store import redact
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -32,8 +32,11 @@ class EmbedConfig:
     images_in_flight: int | None = None  # per task: read/decoded/batched at once (None: the engine's default)
     # Keypoints beside each vector, for geometric verification of searches by image (None: vectors only).
     local_features: FeatureSettings | None = field(default_factory=FeatureSettings)
-    progress: bool = False
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # The store folder of this run's version: every catalogue's is `embeddings`; a one-off use (a join's query
+    # images) gets its own, so that it never moves a catalogue's LATEST nor becomes the previous version of a
+    # catalogue's next run.
+    namespace: str = EMBEDDINGS_PREFIX
 
     def __post_init__(self):
         if not self.images:
@@ -53,6 +56,7 @@ class EmbedConfig:
                               f"({self.batch_size}): a batch is made of images in flight")
         if self.max_bytes < 1 or self.max_pixels < 1:
             raise ConfigError("max_bytes and max_pixels must be >= 1")
+        check_namespace(self.namespace)
 
     def for_manifest(self) -> dict[str, Any]:
         d = asdict(self)

@@ -10,7 +10,8 @@ from lookalike.core.errors import JobFailed
 from lookalike.core.layout import EmbeddingsLayout, embeddings_latest_key
 from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import new_manifest, new_run_id, read_manifest
-from lookalike.core.spark import IN_PROCESS, run_tasks
+from lookalike.core.progress import progress
+from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store
 from lookalike.embed.catalogue import load_catalogue
 from lookalike.embed.config import EmbedConfig
@@ -43,7 +44,7 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     model = cached_model(config.model, "cpu")  # the driver needs only the fingerprint and dimension
     fingerprint_id = model.fingerprint_id
     bind(fingerprint_id=fingerprint_id)
-    layout = EmbeddingsLayout(store, fingerprint_id, run_id)
+    layout = EmbeddingsLayout(store, fingerprint_id, run_id, config.namespace)
     if store.exists(layout.manifest):
         log.info("run %s is already complete", run_id)
         return read_manifest(store, layout.manifest, KIND)
@@ -63,15 +64,11 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     n_tasks = plan_info.tasks
-    task = EmbedTask(config, fingerprint_id, run_id, plan_info.previous_run is not None,
-                     show_progress=config.progress and config.master == IN_PROCESS)
-    bar = _TaskBar(n_tasks, plan_info.images) if config.progress and config.master != IN_PROCESS else None
-    try:
+    task = EmbedTask(config, fingerprint_id, run_id, plan_info.previous_run is not None)
+    per_task = plan_info.images / max(1, n_tasks)  # tasks hold about the same number of images each
+    with progress("embed", plan_info.images, "images") as bar:
         markers = run_tasks(task, list(range(n_tasks)), config.master, "lookalike-embed", config.spark_conf,
-                            on_progress=bar.set_done if bar else None)
-    finally:
-        if bar:
-            bar.close()
+                            on_progress=lambda done: bar.at_least(round(done * per_task)))
     timings["tasks_s"] = round(time.perf_counter() - t0, 3)
     markers = sorted(markers, key=lambda m: m["task"])
     if [m["task"] for m in markers] != list(range(n_tasks)):
@@ -98,7 +95,7 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
         memory={"worker_peak_rss_mb": max((m.get("worker_peak_rss_mb", 0) for m in markers), default=0)},
     )
     store.write_json(layout.manifest, manifest)                 # the commit of the version
-    store.write_text(embeddings_latest_key(fingerprint_id), run_id + "\n")  # then readers move to it
+    store.write_text(embeddings_latest_key(fingerprint_id, config.namespace), run_id + "\n")  # then readers move to it
     return manifest
 
 
@@ -125,18 +122,3 @@ def _engine_totals(markers: list[dict[str, Any]]) -> dict[str, float]:
     totals["devices"] = sorted({m["device"] for m in markers})
     return totals
 
-
-class _TaskBar:
-    """Progress over Spark tasks, reported in images (tasks hold about the same number each)."""
-
-    def __init__(self, tasks: int, images: int):
-        from tqdm.auto import tqdm
-        self.per_task = images / max(1, tasks)
-        self.bar = tqdm(total=images, unit="img", desc="embed")
-
-    def set_done(self, tasks_done: int) -> None:
-        self.bar.n = min(self.bar.total, round(tasks_done * self.per_task))
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()

@@ -162,11 +162,11 @@ def _with_carry(plan: pa.Table, previous_key: pa.Array, part: pa.Array, row: pa.
 
 def _previous(config: EmbedConfig, store: Store, layout: EmbeddingsLayout) -> EmbeddingsVersion | None:
     """The version this run carries over from: LATEST of the same model, unless it cannot be carried."""
-    prev_run_id = latest_run_id(store, layout.fingerprint_id) if config.incremental else None
+    prev_run_id = latest_run_id(store, layout.fingerprint_id, layout.namespace) if config.incremental else None
     if prev_run_id is None or prev_run_id == layout.run_id:
         return None
     try:
-        previous = open_version(store, layout.fingerprint_id, prev_run_id)
+        previous = open_version(store, layout.fingerprint_id, prev_run_id, layout.namespace)
     except ManifestError as e:
         log.warning("not carrying over from %s: %s", prev_run_id, e)
         return None

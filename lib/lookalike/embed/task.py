@@ -16,6 +16,7 @@ import torch
 
 from lookalike.core.errors import ArtefactError
 from lookalike.core.layout import EmbeddingsLayout, features_part_of
+from lookalike.core.progress import tick
 from lookalike.core.row_keys import string_keys
 from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema, features_schema
 from lookalike.core.spark import task_resources
@@ -39,11 +40,10 @@ class EmbedTask:
     fingerprint_id: str
     run_id: str
     has_carry: bool
-    show_progress: bool = False
 
     def __call__(self, task: int) -> dict[str, Any]:
         store = Store(self.config.store, self.config.storage_options)
-        layout = EmbeddingsLayout(store, self.fingerprint_id, self.run_id)
+        layout = EmbeddingsLayout(store, self.fingerprint_id, self.run_id, self.config.namespace)
         if store.exists(layout.marker(task)):
             return store.read_json(layout.marker(task))  # committed by an earlier attempt or run
         started = time.perf_counter()
@@ -61,11 +61,8 @@ class EmbedTask:
         engine = EmbeddingEngine(model, device, self.config.batch_size, self.config.io_threads,
                                  self.config.max_bytes, self.config.max_pixels, self.config.storage_options,
                                  self.config.local_features, self.config.images_in_flight)
-        bar = _progress_bar(plan.num_rows, task) if self.show_progress else None
-        results, locations, unread, read = _results(plan, engine, carry, store,
-                                                    (lambda _: bar.update()) if bar else None)
-        if bar:
-            bar.close()
+        # Each image ticks the driver's progress when the task runs in its process (the in-process master).
+        results, locations, unread, read = _results(plan, engine, carry, store, lambda _: tick())
 
         ok = sorted((r for r in results if not isinstance(r, Failed)), key=lambda r: r.index)
         failed = sorted((r for r in results if isinstance(r, Failed)), key=lambda r: r.index)
@@ -264,7 +261,3 @@ def _errors_table(plan: pa.Table, failed: list[Failed], metadata: pa.Table) -> p
     columns.update({name: metadata[name].take(idx) for name in metadata.column_names})
     return pa.Table.from_pydict(columns, schema=errors_schema(metadata.schema))
 
-
-def _progress_bar(total: int, task: int):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"task {task}", unit="img", leave=False)

@@ -26,10 +26,10 @@ def read_vectors(store: Store, part_key: str) -> np.ndarray:
     return column.values.to_numpy().reshape(len(column), -1).astype(np.float32, copy=False)
 
 
-def latest_run_id(store: Store, fingerprint_id: str) -> str | None:
+def latest_run_id(store: Store, fingerprint_id: str, namespace: str = EMBEDDINGS_PREFIX) -> str | None:
     """The run id LATEST names for this fingerprint, or None before the first completed run."""
     try:
-        return store.read_text(embeddings_latest_key(fingerprint_id)).strip() or None
+        return store.read_text(embeddings_latest_key(fingerprint_id, namespace)).strip() or None
     except FileNotFoundError:
         return None
 
@@ -126,13 +126,14 @@ class EmbeddingsVersion:
         return pa.concat_tables(tables, promote_options="permissive")
 
 
-def open_version(store: Store, fingerprint_id: str, run_id: str | None = None) -> EmbeddingsVersion:
+def open_version(store: Store, fingerprint_id: str, run_id: str | None = None,
+                 namespace: str = EMBEDDINGS_PREFIX) -> EmbeddingsVersion:
     """A completed version: the given run, or LATEST. Fails with what to do when there is none."""
-    run_id = run_id or latest_run_id(store, fingerprint_id)
+    run_id = run_id or latest_run_id(store, fingerprint_id, namespace)
     if run_id is None:
         raise ManifestError(f"no completed embeddings for model {fingerprint_id} in {store.url}: run "
                             "`lookalike embed` first")
-    layout = EmbeddingsLayout(store, fingerprint_id, run_id)
+    layout = EmbeddingsLayout(store, fingerprint_id, run_id, namespace)
     try:
         manifest = read_manifest(store, layout.manifest, KIND)
     except ManifestMissing as e:
