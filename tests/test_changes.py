@@ -93,7 +93,7 @@ def catalogue(tmp_path) -> Path:
 def test_a_night_reads_only_new_and_changed_objects_and_carries_rewritten_identical_bytes(catalogue, tmp_path):
     images, store = f"counting://{catalogue}", str(tmp_path / "store")
     first = night(images, store)
-    assert first["counts"]["new"] == 10 and first["change_detection"] == {"mode": "read", "untagged": 0}
+    assert first["counts"]["new"] == 10 and first["change_detection"] == {"mode": "first", "untagged": 0}
     assert set(CountingFileSystem.opened) == {f"mark-{i}.bmp" for i in range(10)}
 
     size = (catalogue / "mark-3.bmp").stat().st_size

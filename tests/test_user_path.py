@@ -2,16 +2,18 @@
 the catalogue alone, a failed night that recovers the way its message says, and what the command tells the user."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from lookalike.cli.main import main
+from lookalike.core.errors import EXIT_FAILED
 from lookalike.core.store import Store
 from lookalike.embed.versions import fingerprints, latest_run_id
 from lookalike.index import publish
 
-from imagefactory import PHOTOS, write_photo_crops
+from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, write_photo_crops
 
 NAME = "marks"
 
@@ -63,3 +65,38 @@ def test_a_join_of_query_images_never_moves_the_catalogue(spark, catalogue, tmp_
     assert rc == 0 and night["status"] == "unchanged", night
     assert (night["images"]["new"], night["images"]["removed"], night["images"]["embedded"]) == (0, 0, 0)
     assert publish.latest_version(store, NAME) == first["latest"]["after"]
+
+
+def test_a_night_failed_by_bad_files_recovers_by_doing_what_its_message_says(spark, catalogue, tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    broken = broken_images()
+    bad = {"zz-bad-0.jpg": broken["truncated.jpg"][0], "zz-bad-1.jpg": b"", "zz-bad-2.jpg": b"not an image"}
+    for name, data in bad.items():  # sorted last: all in the last of three tasks
+        (catalogue / name).write_bytes(data)
+    rc, message = cli(reindex(catalogue, store_dir), capsys)
+    assert rc == EXIT_FAILED, message
+    assert "3 of 19 images failed (15.8%), above max_error_rate 5.0%" in message
+    run_id = re.search(r"then rerun with --run-id (\S+)", message).group(1)
+    store = Store(str(store_dir))
+    [fingerprint] = fingerprints(store)
+    tasks = f"embeddings/{fingerprint}/{run_id}/_tasks"
+    committed = {key: store.read_bytes(key) for key in store.list(tasks)}
+    assert len(committed) == 3
+
+    # Run again unchanged: the same refusal (nothing can have passed), and no word of taking over a lease.
+    rc, again = cli(reindex(catalogue, store_dir), capsys)
+    assert rc == EXIT_FAILED and f"rerun with --run-id {run_id}" in again and "taking over" not in again, again
+
+    # Fix the inputs (two bad files deleted, one replaced by a good image) and do what the message says.
+    (catalogue / "zz-bad-0.jpg").unlink()
+    (catalogue / "zz-bad-1.jpg").unlink()
+    (catalogue / "zz-bad-2.jpg").write_bytes(jpeg_bytes(photo("coins", 200)))
+    rc, night = cli(reindex(catalogue, store_dir, "--run-id", run_id), capsys)
+    assert rc == 0 and night["status"] == "published", night
+    assert night["run_id"] == run_id and night["images"]["failed"] == 0
+    assert (night["images"]["listed"], night["images"]["indexed"]) == (17, 17)
+    # Only the task that held the bad files ran again; the others' results were kept as they were.
+    after = {key: store.read_bytes(key) for key in store.list(tasks)}
+    assert [k for k in after if after[k] != committed[k]] == [f"{tasks}/task-00002.json"]
+    ids = store.read_parquet(f"indexes/{NAME}/{night['latest']['after']}/ids.parquet", ["image_id"])
+    assert "zz-bad-2.jpg" in ids["image_id"].to_pylist() and "zz-bad-0.jpg" not in ids["image_id"].to_pylist()

@@ -120,7 +120,7 @@ def check_namespace(namespace: str) -> str:
 @dataclass(frozen=True)
 class EmbeddingsLayout(_TaskRun):
     """<namespace>/<fingerprint>/<run_id>/{part-*.parquet, errors/, features/, _tasks/, _plan.parquet,
-    _plan.json, _carry.parquet, _MANIFEST.json}; the namespace is `embeddings` for every catalogue."""
+    _plan.json, _carry.parquet, _failed.json, _MANIFEST.json}; the namespace is `embeddings` for every catalogue."""
 
     store: Store
     fingerprint_id: str
@@ -143,6 +143,11 @@ class EmbeddingsLayout(_TaskRun):
     @property
     def carry(self) -> str:
         return self.key("_carry.parquet")
+
+    @property
+    def failed(self) -> str:
+        """Written when a run failed its error rate: the tasks a rerun re-plans (embed.repair)."""
+        return self.key("_failed.json")
 
     @property
     def errors(self) -> str:

@@ -195,7 +195,10 @@ class Lease:
                 previous = _decode(current[0])
                 if previous.state == "running" and previous.expires_at > time.time():
                     raise LeaseHeld(self._held_message(previous))
-                log.warning("taking over the lease of %s: %s", self.what, previous.describe())
+                if previous.state == "running":  # its holder died without a word
+                    log.warning("taking over the lease of %s: %s", self.what, previous.describe())
+                else:  # released when its run failed: nothing to warn about, the run may be resumed
+                    log.info("the last run of %s failed and released its lease: %s", self.what, previous.describe())
                 self._tag = self.obj.replace(_encode(record), current[1])
         except PreconditionFailed as e:
             now_there = self.obj.read()

@@ -150,7 +150,8 @@ class Store:
         return posixpath.join(self.root, *parts)
 
     def child_url(self, *parts: str) -> str:
-        return "/".join([self.url, *parts])
+        """A key as a URL to show or hand on; a local store's as an absolute path, usable from any folder."""
+        return posixpath.join(self.root, *parts) if self.is_local else "/".join([self.url, *parts])
 
     @retried("exists")
     def exists(self, key: str) -> bool:

@@ -16,6 +16,7 @@ from lookalike.core.store import Store
 from lookalike.embed.catalogue import load_catalogue
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.plan import PlanInfo, write_plan
+from lookalike.embed.repair import record_failure, replan_failed
 from lookalike.embed.task import EmbedTask
 from lookalike.embed.versions import KIND
 from lookalike.model.loading import cached_model
@@ -53,6 +54,8 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     if store.exists(layout.plan_info):  # written last when planning, so the plan is whole
         plan_info = PlanInfo.from_dict(store.read_json(layout.plan_info))
         log.info("resuming run %s: %d tasks planned", run_id, plan_info.tasks)
+        if store.exists(layout.failed):  # it failed its error rate: the inputs may have been fixed since
+            plan_info = replan_failed(config, store, layout, plan_info)
     else:
         t0 = time.perf_counter()
         catalogue = load_catalogue(config.images, config.storage_options)  # fails fast, before Spark
@@ -77,6 +80,7 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     counts = _counts(markers, plan_info)
     rate = counts["failed"] / max(1, counts["images"])
     if rate > config.max_error_rate:
+        record_failure(store, layout, markers)
         raise ErrorRateExceeded(
             f"{counts['failed']} of {counts['images']} images failed ({rate:.1%}), above max_error_rate "
             f"{config.max_error_rate:.1%}; the errors table is at {store.child_url(layout.key('errors'))}. "

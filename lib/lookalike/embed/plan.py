@@ -49,7 +49,9 @@ class PlanInfo:
     carry_rows: int              # distinct hashes in the carry index
     unchanged_by_listing: int    # images the plan carries on their tag, unread (tasks add vouched hashes found)
     untagged: int                # images whose listing or table row said nothing about their bytes
-    change_detection: str        # "listing", "rehash" (--rehash), "read" (no previous version or no tags)
+    # "listing", "rehash" (--rehash), "read" (the listing has no tags), "first" (no previous version), "full" (a
+    # previous version not carried from: --no-incremental, other local features)
+    change_detection: str
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +81,9 @@ def write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cata
     with tempfile.TemporaryDirectory(prefix="lookalike-plan-") as tmp:
         if previous is None:
             plan = _with_carry(plan, pa.nulls(n, pa.uint64()), pa.nulls(n, pa.int32()), pa.nulls(n, pa.int64()))
+            # Nothing to compare with: the first version of this model, or one not carried from.
+            known = latest_run_id(store, layout.fingerprint_id, layout.namespace) not in (None, layout.run_id)
+            info["change_detection"] = "full" if known else "first"
         else:
             carry_rows = write_carry(store, layout.carry, previous.parts, tmp)
             before = PreviousRows.read(previous)

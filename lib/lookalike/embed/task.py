@@ -162,8 +162,8 @@ def _id_changes(plan: pa.Table, ok: list) -> dict[str, int]:
 
 def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:
     # The plan is written with one row group per task, so a task reads only its own rows.
-    table = store.read_row_group(key, task)
-    if table.num_rows == 0 or table["task"][0].as_py() != task:
+    table = store.read_row_group(key, task)  # empty when every image of the task was gone at a rerun (embed.repair)
+    if table.num_rows and table["task"][0].as_py() != task:
         raise ArtefactError(f"plan {key}: row group {task} does not hold task {task}; the plan is damaged, "
                            "start a new run id")
     # A plan written before 64-bit keys: its hash columns are not metadata (its carry rows are still valid).

@@ -7,6 +7,10 @@ from typing import Any
 from lookalike.core.store import filesystem, with_retries
 from lookalike.image.decode import ImageError
 
+# Error kinds an image can get past without its bytes changing (a store's hiccup, a permission granted since, an
+# object listed before it could be read): a rerun of a failed run tries them again.
+MAY_PASS_UNCHANGED = frozenset({"read_error", "permission_denied", "not_found"})
+
 
 def read_image_bytes(uri: str, storage_options: dict[str, Any], max_bytes: int) -> bytes:
     """The bytes of one image, transient errors retried; every failure an ImageError with a stable kind."""

@@ -133,8 +133,7 @@ def _choose_run_id(config: ReindexConfig, previous, acquired_run_id: str) -> tup
     unless the user named a run id or asked for a fresh run."""
     if config.embed.run_id or config.fresh or previous is None:
         return acquired_run_id, False
-    log.warning("resuming run %s, left unfinished by its holder (--fresh starts a new run instead)",
-                previous.run_id)
+    log.info("resuming run %s, left unfinished by its holder (--fresh starts a new run instead)", previous.run_id)
     return previous.run_id, True
 
 
@@ -229,8 +228,10 @@ def summarise(r: dict[str, Any]) -> str:
         if r.get("reading"):
             d = r["reading"]
             how = {"listing": "by the listing", "rehash": "--rehash: everything read",
-                   "read": "by reading (the listing gives no ETag or mtime)"}.get(d["change_detection"],
-                                                                               d["change_detection"])
+                   "read": "by reading (the listing gives no ETag or mtime)",
+                   "first": "by reading everything: there is no previous version to compare with",
+                   "full": "by reading everything: the previous version is not carried from"}.get(
+                d["change_detection"], d["change_detection"])
             lines.append(f"  changes found {how}: {d['unchanged_by_listing']:,} unchanged by the listing, "
                          f"{d['read']:,} read ({(d['bytes_read'] or 0) / 1e6:,.1f} MB), {d['hashed'] or 0:,} hashed"
                          + (f"; worker peak RSS {r['memory']['worker_peak_rss_mb']:,} MB"
