@@ -30,7 +30,7 @@ demo: venv
 	$(BIN)/python -m lookalike.dev.demo
 
 test: venv browser dag-check
-	$(BIN)/ruff check lib jobs tests bench deploy
+	$(BIN)/ruff check lib jobs tests bench deploy examples
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -61,7 +61,7 @@ image:
 	docker build -f deploy/Dockerfile -t $(IMAGE) $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) .
 
 lint: venv
-	$(BIN)/ruff check lib jobs tests bench deploy
+	$(BIN)/ruff check lib jobs tests bench deploy examples
 	$(BIN)/lint-imports
 
 bench: venv

@@ -38,7 +38,8 @@ else
     if [ -n "${TORCH_INDEX_URL:-}" ]; then
         "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" torch torchvision
     fi
-    "${pip[@]}" "$repo" venv-pack
+    # What executors and the driver run: the jobs on Spark, word spaces, training (no serving, no reports).
+    "${pip[@]}" "$repo[spark,words,train]" venv-pack
 fi
 mkdir -p "$(dirname "$out")"
 "$build/env/bin/venv-pack" -p "$build/env" -o "$out" --force -q

@@ -31,8 +31,8 @@ fi
 job="${1//-/_}"
 shift
 script="$repo/jobs/$job.py"
-if [ ! -f "$script" ]; then
-    echo "submit.sh: no job '$job'; one of: $(cd "$repo/jobs" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2
+if [[ "$job" == _* ]] || [ ! -f "$script" ]; then
+    echo "submit.sh: no job '$job'; one of: $(cd "$repo/jobs" && ls [a-z]*.py | sed 's/\.py$//' | tr '\n' ' ')" >&2
     exit 2
 fi
 

@@ -120,8 +120,8 @@ def test_weighting_toward_a_class_moves_the_hits_to_that_part_over_http_and_the_
         assert set(photos_of(toward_mug, 8)) == {"coffee", "chelsea"}  # still the query's two parts, nothing else
         toward_cat = by_image(worker, weight_class="281")  # tabby, by id
         assert photos_of(toward_cat, 4) == ["chelsea"] * 4
-        cat_score = next(h["score"] for h in plain["hits"] if h["image_id"] != BOTH)
-        assert next(h["score"] for h in toward_cat["hits"] if h["image_id"] != BOTH) > cat_score
+        cat_score = next(h["cosine"] for h in plain["hits"] if h["image_id"] != BOTH)
+        assert next(h["cosine"] for h in toward_cat["hits"] if h["image_id"] != BOTH) > cat_score
 
         # A catalogue id: its image is read from where the catalogue keeps it and re-pooled toward the class.
         body = {"image_ids": [BOTH], "k": 4, "weight_class": "coffee mug"}

@@ -140,9 +140,9 @@ def test_nightly_reindex_on_a_cluster_served_and_updated(spark_cluster, s3_store
 
         wait_served(url, worker, worker_log, night2["latest"]["after"])
         hit = search(url, new["clock-1.jpg"])[0]
-        assert (hit["image_id"], round(hit["score"], 3)) == ("clock-1.jpg", 1.0)
+        assert (hit["image_id"], round(hit["cosine"], 3)) == ("clock-1.jpg", 1.0)
         hit = search(url, changed)[0]
-        assert (hit["image_id"], round(hit["score"], 3)) == ("rocket-1.jpg", 1.0)
+        assert (hit["image_id"], round(hit["cosine"], 3)) == ("rocket-1.jpg", 1.0)
         assert "coins-4.jpg" not in {h["image_id"] for h in search(url, coins_4, k=10)}
     finally:
         worker.terminate()

@@ -32,7 +32,7 @@ def test_the_image_is_one_python_one_spark_one_cuda():
     assert froms == ["python:${PYTHON_VERSION}-slim-bookworm"]  # no Spark or CUDA base image beside pip's
     assert 'ENTRYPOINT ["/opt/lookalike/deploy/image/entrypoint.sh"]' in DOCKERFILE
     # Dependencies before code: the layer that installs them copies only pyproject.toml and the pins.
-    assert DOCKERFILE.index("requirements.py gcs azure") < DOCKERFILE.index("COPY lib ")
+    assert DOCKERFILE.index("requirements.py all gcs azure") < DOCKERFILE.index("COPY lib ")
 
 
 @pytest.mark.timeout(300)
@@ -41,7 +41,7 @@ def test_the_image_dependencies_resolve_with_its_pins(tmp_path):
     fresh image): the pinned torch with CUDA 13's runtime wheels and nothing of CUDA 12, the pinned pyspark."""
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(subprocess.run(
-        [sys.executable, str(REPO / "deploy" / "image" / "requirements.py"), "gcs", "azure"],
+        [sys.executable, str(REPO / "deploy" / "image" / "requirements.py"), "all", "gcs", "azure"],
         capture_output=True, text=True, check=True).stdout)
     report = tmp_path / "report.json"
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",

@@ -13,8 +13,9 @@ from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.index.reader import fetch_version, load_index_version, version_dir
 from lookalike.index.search import SearchParams
+from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import QueryError
-from lookalike.retrieval.query import UnknownImageIds, as_queries, search_vectors, vectors_of_ids
+from lookalike.retrieval.query import as_queries, search_vectors
 
 N, D = 12_000, 64
 

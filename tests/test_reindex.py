@@ -73,7 +73,7 @@ def top_hit(store: Store, image: Path, capsys) -> tuple[str, float]:
                        str(image), "--k", "1", "--json"], capsys)
     assert rc == 0, out
     hit = out["results"][0]["hits"][0]
-    return hit["image_id"], hit["score"]
+    return hit["image_id"], hit["cosine"]
 
 
 def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_server, spark, tmp_path, capsys):

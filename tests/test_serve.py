@@ -131,7 +131,7 @@ def test_search_by_image_id_vector_and_uri(worker, model):
     hits = answer["results"][0]["hits"]
     assert answer["version"] == worker.health()["version"] and answer["results"][0]["query"] == "coffee.jpg"
     assert [h["rank"] for h in hits] == [1, 2, 3] and hits[0]["image_id"] == "coffee"
-    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3) and hits[0]["score"] > hits[1]["score"]
+    assert hits[0]["cosine"] == pytest.approx(1.0, abs=1e-3) and hits[0]["score"] > hits[1]["score"]
     assert hits[0]["uri"].endswith("images/coffee.jpg") and hits[0]["metadata"]["class"] == "9"
 
     by_id = worker.post("/search/ids", json={"image_ids": ["coffee", "horse"], "k": 7}).json()["results"]
@@ -147,8 +147,8 @@ def test_search_by_image_id_vector_and_uri(worker, model):
     # The query image embedded here and sent by value: the worker's own answer for the upload.
     vector = QueryEmbedder(model).embed([(worker.root / "images" / "coffee.jpg").read_bytes()])
     by_vector = worker.post("/search/vectors", json={"vectors": vector.tolist(), "k": 3}).json()
-    assert [(h["image_id"], pytest.approx(h["score"], abs=1e-5)) for h in by_vector["results"][0]["hits"]] == \
-        [(h["image_id"], h["score"]) for h in hits]
+    assert [(h["image_id"], pytest.approx(h["cosine"], abs=1e-5)) for h in by_vector["results"][0]["hits"]] == \
+        [(h["image_id"], h["cosine"]) for h in hits]
     uri = str(worker.root / "images" / "rocket.jpg")
     by_uri = worker.post("/search/uris", json={"uris": [uri], "k": 1}).json()
     assert by_uri["results"][0]["hits"][0]["image_id"] == "rocket"
@@ -308,7 +308,7 @@ def test_rollback_reuses_the_cache_and_replaces_a_damaged_cached_file(worker):
         worker.wait_for(lambda h: h["version"] == oldest, f"rolled back to {oldest}")
         log = worker.log.read_text()
         assert "vectors.f16.npy is damaged" in log and "downloading it again" in log
-        assert worker.image_search("coffee").json()["results"][0]["hits"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+        assert worker.image_search("coffee").json()["results"][0]["hits"][0]["cosine"] == pytest.approx(1.0, abs=1e-3)
     finally:
         publish.set_latest(worker.store, NAME, served)
         worker.wait_for(lambda h: h["version"] == served, f"served {served} again")

@@ -3,6 +3,8 @@ the catalogue alone, a failed night that recovers the way its message says, and 
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,10 @@ def cli(args: list[str], capsys) -> tuple[int, dict | str]:
     """Run `lookalike ARGS`; its JSON output when it printed JSON, else what it wrote to stderr."""
     rc = main(args)
     out, err = capsys.readouterr()
-    return rc, (json.loads(out) if rc == 0 and out.strip().startswith("{") else out + err)
+    try:
+        return rc, json.loads(out) if rc == 0 else out + err
+    except json.JSONDecodeError:  # text, or JSON lines
+        return rc, out + err
 
 
 def reindex(images: Path, store: Path, *extra: str) -> list[str]:
@@ -56,6 +61,11 @@ def test_a_join_of_query_images_never_moves_the_catalogue(spark, catalogue, tmp_
     assert joined["queries"]["embeddings"] == f"joins/{joined['run_id']}/queries/{fingerprint}/{joined['run_id']}"
     assert fingerprints(store) == [fingerprint] and latest_run_id(store, fingerprint) == catalogue_run
 
+    # An id is the image's path relative to the folder, extension included: a bare name is answered with near ids.
+    rc, message = cli(["search", "--store", str(store_dir), "--index", NAME, "--id", "Coffee"], capsys)
+    assert rc == 2 and "not in index version" in message and "extension included" in message, message
+    assert "did you mean 'coffee-0.jpg', 'coffee-1.jpg', 'coffee-2.jpg'?" in message
+
     # The next build indexes the catalogue, not the queries ...
     rc, built = cli(["build-index", "--store", str(store_dir), "--index", NAME, "--master", "local[2]", "--json"],
                     capsys)
@@ -82,6 +92,12 @@ def test_a_night_failed_by_bad_files_recovers_by_doing_what_its_message_says(spa
     tasks = f"embeddings/{fingerprint}/{run_id}/_tasks"
     committed = {key: store.read_bytes(key) for key in store.list(tasks)}
     assert len(committed) == 3
+    # Why they failed, without reading Parquet by hand.
+    rc, listed = cli(["errors", "--store", str(store_dir), "--embeddings", f"{fingerprint}/{run_id}", "--json"],
+                     capsys)
+    rows = [json.loads(line) for line in listed.splitlines()]
+    assert rc == 0 and [(r["image_id"], r["error_kind"]) for r in rows] == [
+        ("zz-bad-0.jpg", "truncated"), ("zz-bad-1.jpg", "empty"), ("zz-bad-2.jpg", "not_an_image")]
 
     # Run again unchanged: the same refusal (nothing can have passed), and no word of taking over a lease.
     rc, again = cli(reindex(catalogue, store_dir), capsys)
@@ -100,3 +116,25 @@ def test_a_night_failed_by_bad_files_recovers_by_doing_what_its_message_says(spa
     assert [k for k in after if after[k] != committed[k]] == [f"{tasks}/task-00002.json"]
     ids = store.read_parquet(f"indexes/{NAME}/{night['latest']['after']}/ids.parquet", ["image_id"])
     assert "zz-bad-2.jpg" in ids["image_id"].to_pylist() and "zz-bad-0.jpg" not in ids["image_id"].to_pylist()
+
+
+def test_a_json_log_shows_each_long_step_with_its_figures_and_nothing_of_the_jvm(catalogue, tmp_path):
+    args = ["--log-format", "json", "--progress-interval", "0.5", *reindex(catalogue, tmp_path / "store")]
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["status"] == "published"
+    lines = done.stderr.splitlines()
+    records = [json.loads(line) for line in lines]  # one format on the stream: every line is a JSON object
+    steps = {}
+    for r in records:
+        if "progress" in r:
+            steps.setdefault(r["progress"]["stage"], []).append(r["progress"])
+    embed = steps["embed"]
+    assert [p["state"] for p in (embed[0], embed[-1])] == ["started", "done"]
+    assert (embed[-1]["done"], embed[-1]["total"], embed[-1]["unit"]) == (16, 16, "images")
+    assert embed[-1]["rate_per_s"] > 0 and embed[-1]["elapsed_s"] > 0
+    assert {"index: check and sample", "index: exact neighbours of the held-out queries",
+            "index: recall sweep"} <= set(steps)
+    assert all(r["run_id"] for r in records if "progress" in r)  # the night's lines carry its id
+    assert not any("incubator" in line or "log4j" in line or "NativeCodeLoader" in line for line in lines)

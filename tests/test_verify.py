@@ -118,7 +118,11 @@ def test_features_flow_from_the_embed_job_through_the_index_to_verified_worker_a
                            timeout=60).json()["results"][0]["hits"]
     assert verified[0]["image_id"] == "astronaut.jpg" and verified[0]["inliers"] >= SETTINGS.min_inliers
     assert all(h["inliers"] < SETTINGS.min_inliers for h in verified[1:])
-    assert all("inliers" not in h for h in plain)
+    assert all("inliers" not in h and h["score"] == h["cosine"] for h in plain)
+    # The score shown is the one that ranks: the cosine plus the verification bonus, non-increasing with rank.
+    assert [h["score"] for h in verified] == sorted((h["score"] for h in verified), reverse=True)
+    for h in verified:
+        assert h["score"] == pytest.approx(fuse(np.array([h["cosine"]]), np.array([h["inliers"]]))[0], abs=1e-5)
     assert by_id[0]["image_id"] == "chelsea.jpg" and by_id[0]["inliers"] >= 50   # itself: every keypoint fits
 
     # Exported shards carry their features; the router has every shard verify its own shortlist and merges.
@@ -136,6 +140,7 @@ def test_features_flow_from_the_embed_job_through_the_index_to_verified_worker_a
                             data={"k": "3"}, timeout=60).json()["results"][0]["hits"]
     assert [h["image_id"] for h in routed] == [h["image_id"] for h in verified]
     assert routed[0]["inliers"] == verified[0]["inliers"]
+    assert [(h["score"], h["cosine"]) for h in routed] == [(h["score"], h["cosine"]) for h in verified]
 
     # A join of image queries against the index verifies too, when asked (--verify).
     queries = tmp_path / "queries"
@@ -145,3 +150,7 @@ def test_features_flow_from_the_embed_job_through_the_index_to_verified_worker_a
                                  master=IN_PROCESS))
     pairs = store.read_parquet(joined["files"]["pairs"][0]["key"])
     assert pairs["neighbor_id"].to_pylist()[0] == "astronaut.jpg" and pairs["rank"].to_pylist()[0] == 1
+    # As in every search, the pair's score is the one that ranked it, its cosine and inliers beside it.
+    assert pairs.column_names[-2:] == ["cosine", "inliers"] and pairs["inliers"][0].as_py() >= SETTINGS.min_inliers
+    assert pairs["score"].to_pylist() == sorted(pairs["score"].to_pylist(), reverse=True)
+    assert pairs["score"][0].as_py() > pairs["cosine"][0].as_py()

@@ -136,7 +136,7 @@ def test_an_index_of_whitened_vectors_is_searched_by_image_with_the_whitening(im
     query = root / "photos" / "astronaut.jpg"
     assert main(["search", "--store", store.url, "--name", "w", str(query), "--k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
-    assert hit["image_id"] == "photos/astronaut.jpg" and hit["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hit["image_id"] == "photos/astronaut.jpg" and hit["cosine"] == pytest.approx(1.0, abs=1e-3)
 
     # An exported bundle carries the whitening: a host without the source store serves it by image.
     bundle = tmp_path / "bundle"
@@ -146,7 +146,7 @@ def test_an_index_of_whitened_vectors_is_searched_by_image_with_the_whitening(im
     capsys.readouterr()
     assert main(["search", "--store", str(bundle), "--name", "w", str(query), "--k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
-    assert hit["image_id"] == "photos/astronaut.jpg" and hit["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hit["image_id"] == "photos/astronaut.jpg" and hit["cosine"] == pytest.approx(1.0, abs=1e-3)
     # A bundle whose model points outside itself (as exports wrote them before) fails verification.
     [manifest_path] = bundle.glob("indexes/w/*/manifest.json")
     manifest = json.loads(manifest_path.read_text())

@@ -15,10 +15,24 @@ import tomllib
 
 def requirements(pyproject: Path, extras: list[str]) -> list[str]:
     project = tomllib.loads(pyproject.read_text())["project"]
-    unknown = sorted(set(extras) - set(project.get("optional-dependencies", {})))
+    optional = project.get("optional-dependencies", {})
+    unknown = sorted(set(extras) - set(optional))
     if unknown:
         raise SystemExit(f"no such extra in {pyproject}: {', '.join(unknown)}")
-    return [*project["dependencies"], *(r for extra in extras for r in project["optional-dependencies"][extra])]
+    out: list[str] = list(project["dependencies"])
+    todo, seen = list(extras), set()
+    while todo:  # an extra may name others of the project's own (all = lookalike[spark,serve,...])
+        extra = todo.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in optional[extra]:
+            own = requirement.replace(" ", "")
+            if own.startswith(f"{project['name']}[") and own.endswith("]"):
+                todo += own[len(project["name"]) + 1:-1].split(",")
+            elif requirement not in out:
+                out.append(requirement)
+    return out
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from lookalike.batch.metrics import (
     summary,
 )
 from lookalike.core.errors import ConfigError
+from lookalike.core.extras import require
+from lookalike.core.progress import progress
 from lookalike.core.store import Store
 from lookalike.embed.catalogue import load_catalogue
 from lookalike.embed.config import EmbedConfig
@@ -53,11 +55,14 @@ from lookalike.retrieval.query import Verification, search_vectors, stored_views
 log = logging.getLogger(__name__)
 
 GRID_QUERIES, GRID_HITS = 6, 8
+VERIFIED_BATCH = 64  # queries verified between two progress updates
 ID_SEPARATOR = "|"  # several relevant/junk ids in one text column (CSV): "a|b|c"
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    """What `lookalike evaluate` measures: which vectors (and index), under which protocol, into which report."""
+
     store: str
     report: str                           # local folder for the report
     embeddings: str | None = None         # FINGERPRINT[/RUN]; None: the version `index` was built from
@@ -93,6 +98,7 @@ class Protocol:
 
 
 def run(config: EvaluateConfig) -> dict[str, Any]:
+    require("report", "lookalike evaluate's report (curves and result grids)")
     store = Store(config.store, config.storage_options)
     # One index version for the whole evaluation, even if LATEST moves meanwhile.
     index = _open_index(store, config.index) if config.index else None
@@ -255,7 +261,8 @@ def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVers
     their reason (a bad query must not stop the evaluation)."""
     model = of_embeddings(version).load_model(config.device, "query images cannot be embedded the same way")
     engine = EmbeddingEngine(model, device=torch.device(config.device), storage_options=store.options)
-    vectors, failed = engine.embed_all(uris)
+    with progress("evaluate: embed the queries", len(uris), "images"):
+        vectors, failed = engine.embed_all(uris)
     if failed:
         log.warning("%d query image(s) could not be embedded and are left out: %s", len(failed),
                     [uris[i] for i in sorted(failed)][:5])
@@ -289,12 +296,18 @@ def _verified_neighbours(store: Store, index: dict[str, Any], database: pa.Table
     v = load_index_version(store, index["name"], index["version"])
     if v.features is None:
         return None
-    if protocol.leave_one_out:
-        faiss_ids = [v.faiss_id_of(i) for i in protocol.query_ids]
-        views = stored_views(v, np.array([-1 if f is None else f for f in faiss_ids]))
-    else:
-        views = [_image_views(store, uri, v.features.settings) for uri in protocol.query_uris]
-    hits = search_vectors(v, protocol.queries, depth, v.default_params, verification=Verification(views))
+    hits = []
+    with progress("evaluate: verify the index's shortlists", len(protocol.queries), "queries") as step:
+        for lo in range(0, len(protocol.queries), VERIFIED_BATCH):
+            chunk = slice(lo, lo + VERIFIED_BATCH)
+            if protocol.leave_one_out:
+                faiss_ids = [v.faiss_id_of(i) for i in protocol.query_ids[chunk]]
+                views = stored_views(v, np.array([-1 if f is None else f for f in faiss_ids]))
+            else:
+                views = [_image_views(store, uri, v.features.settings) for uri in protocol.query_uris[chunk]]
+            hits += search_vectors(v, protocol.queries[chunk], depth, v.default_params,
+                                   verification=Verification(views))
+            step.advance(len(views))
     row_of_image = {image_id: row for row, image_id in enumerate(database["image_id"].to_pylist())}
     rows = np.full((len(hits), depth), -1, dtype=np.int64)
     scores = np.zeros((len(hits), depth), dtype=np.float32)

@@ -32,6 +32,8 @@ KIND = "join"
 
 @dataclass(frozen=True)
 class JoinConfig:
+    """What `lookalike join` searches: one base (an index or an embeddings version) and one kind of queries."""
+
     store: str
     index: str | None = None              # base: a published index name ...
     index_version: str | None = None      # ... at this version (default LATEST)
@@ -109,7 +111,8 @@ def run(config: JoinConfig) -> dict[str, Any]:
                     config.with_metadata, config.batch_size, config.shortlist if config.verify else None)
     t0 = time.perf_counter()
     markers = sorted(run_tasks(task, list(range(len(queries.parts))), config.master, "lookalike-join",
-                               config.spark_conf), key=lambda m: m["task"])
+                               config.spark_conf, stage="join", unit="queries", total=queries.count),
+                     key=lambda m: m["task"])
     timings = {"tasks_s": round(time.perf_counter() - t0, 3),
                "search_s": round(sum(m["timings"]["search_s"] for m in markers), 3)}
     n_queries = sum(m["queries"] for m in markers)
@@ -126,7 +129,7 @@ def run(config: JoinConfig) -> dict[str, Any]:
     timings["total_s"] = round(time.perf_counter() - started, 3)
     timings["queries_per_s"] = round(n_queries / max(timings["tasks_s"], 1e-9), 1)
     manifest = new_manifest(
-        KIND, run_id=run_id, base=base["describe"], queries=queries.describe,
+        KIND, run_id=run_id, base=base["describe"], queries=queries.describe, output=store.child_url(layout.prefix),
         params={"k": config.k, "threshold": config.threshold, **params.as_dict()}, counts=counts, timings=timings,
         files=files, config={**asdict(config), "storage_options": redact(config.storage_options)})
     store.write_json(layout.manifest, manifest)  # the commit of the whole join
@@ -149,6 +152,10 @@ class _Queries:
     @property
     def run_id(self) -> str | None:
         return None if self.version is None else self.version.layout.run_id
+
+    @property
+    def count(self) -> int:
+        return self.plan["query_texts"]["rows"] if self.version is None else sum(self.version.part_rows)
 
     @property
     def namespace(self) -> str | None:

@@ -113,11 +113,12 @@ class JoinTask:
         pieces = []
         for lo in range(0, len(vectors), self.batch_size):
             scores, rows = base.search(vectors[lo:lo + self.batch_size], depth, self.params)
+            verified = None
             if views is not None:
-                scores, rows = _verified(scores, rows, views[lo:lo + len(rows)], base)
-            pieces.append(self._pairs(query_table["image_id"].slice(lo, len(rows)), base, scores, rows))
+                scores, rows, verified = _verified(scores, rows, views[lo:lo + len(rows)], base)
+            pieces.append(self._pairs(query_table["image_id"].slice(lo, len(rows)), base, scores, rows, verified))
         search_s = time.perf_counter() - t0
-        pairs = pa.concat_tables(pieces) if pieces else _empty_pairs()
+        pairs = pa.concat_tables(pieces) if pieces else _empty_pairs(self.shortlist is not None)
         if self.with_metadata:
             pairs = _with_metadata(pairs, query_table, base)
         nbytes = store.write_parquet(layout.part(task), pairs)
@@ -136,7 +137,9 @@ class JoinTask:
             return None
         return [[f] for f in read_features_part(store, features_part_of(key), settings)]
 
-    def _pairs(self, query_ids: pa.Array, base: Base, scores: np.ndarray, rows: np.ndarray) -> pa.Table:
+    def _pairs(self, query_ids: pa.Array, base: Base, scores: np.ndarray, rows: np.ndarray,
+               verified: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Table:
+        """scores: what ranks (with `verified`, the fused scores; then verified holds their cosines and inliers)."""
         valid = rows >= 0
         if self.self_join:
             # The image itself is not its own near-duplicate; compared by id, not by position, so exact
@@ -148,32 +151,45 @@ class JoinTask:
         keep = np.take_along_axis(valid, order, axis=1)
         scores = np.take_along_axis(scores, order, axis=1)
         rows = np.take_along_axis(rows, order, axis=1)
+        cosines = scores if verified is None else np.take_along_axis(verified[0], order, axis=1)
         ranks = np.broadcast_to(np.arange(1, self.k + 1, dtype=np.int32), keep.shape)
-        if self.threshold is not None:
-            keep &= scores >= self.threshold
+        if self.threshold is not None:  # a threshold is on the cosine, verified or not
+            keep &= cosines >= self.threshold
         q_index = np.broadcast_to(np.arange(len(rows))[:, None], keep.shape)[keep]
-        return pa.table({
+        columns = {
             "query_id": query_ids.take(pa.array(q_index)),
             "rank": pa.array(ranks[keep], pa.int32()),
             "neighbor_id": base.image_ids.take(pa.array(rows[keep])),
             "score": pa.array(scores[keep].astype(np.float32)),
-        })
+        }
+        if self.shortlist is not None:
+            inliers = np.full(rows.shape, -1, np.int32) if verified is None else \
+                np.take_along_axis(verified[1], order, axis=1)
+            columns["cosine"] = pa.array(cosines[keep].astype(np.float32))
+            columns["inliers"] = pa.array(inliers[keep], pa.int32(), mask=inliers[keep] < 0)
+        return pa.table(columns)
 
 
-def _verified(scores: np.ndarray, rows: np.ndarray, views: list, base: Base) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's candidates re-ordered by the fused score (cosine + the inlier bonus); cosines reported."""
-    scores, rows = scores.copy(), rows.copy()
+def _verified(scores: np.ndarray, rows: np.ndarray, views: list, base: Base
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Each query's candidates re-ordered by the fused score (cosine + the inlier bonus): (fused scores, rows,
+    (cosines, inliers)) in that order."""
+    fused, cosines, rows = scores.copy(), scores.copy(), rows.copy()
+    inliers = np.zeros(rows.shape, np.int32)
     for q, query_views in enumerate(views):
         counts = inlier_counts(query_views, base.features(rows[q]))
-        fused = np.where(rows[q] >= 0, fuse(scores[q], counts), -np.inf)
-        order = np.argsort(-fused, kind="stable")
-        scores[q], rows[q] = scores[q][order], rows[q][order]
-    return scores, rows
+        ranked = np.where(rows[q] >= 0, fuse(scores[q], counts), -np.inf)
+        order = np.argsort(-ranked, kind="stable")
+        fused[q], cosines[q], rows[q], inliers[q] = ranked[order], scores[q][order], rows[q][order], counts[order]
+    return fused, rows, (cosines, inliers)
 
 
-def _empty_pairs() -> pa.Table:
-    return pa.table({"query_id": pa.array([], pa.string()), "rank": pa.array([], pa.int32()),
-                     "neighbor_id": pa.array([], pa.string()), "score": pa.array([], pa.float32())})
+def _empty_pairs(verified: bool) -> pa.Table:
+    columns = {"query_id": pa.array([], pa.string()), "rank": pa.array([], pa.int32()),
+               "neighbor_id": pa.array([], pa.string()), "score": pa.array([], pa.float32())}
+    if verified:
+        columns |= {"cosine": pa.array([], pa.float32()), "inliers": pa.array([], pa.int32())}
+    return pa.table(columns)
 
 
 def _with_metadata(pairs: pa.Table, queries: pa.Table, base: Base) -> pa.Table:

@@ -16,6 +16,18 @@ from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, WORD_SPACE_MOD
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
 
 
+class CommandHelp(argparse.RawDescriptionHelpFormatter):
+    """Help as written (descriptions keep their lines), every flag with its default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower() or not action.option_strings or action.nargs == 0:
+            return text
+        if action.default in (None, argparse.SUPPRESS, [], ()) or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def key_values(pairs: Sequence[str], what: str) -> dict[str, Any]:
     """['a=1', 'b.c=x'] → {'a': 1, 'b': {'c': 'x'}}; values parse as JSON when they can."""
     out: dict[str, Any] = {}
@@ -82,10 +94,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"backbone (default {DEFAULT_MODEL}, trained for marks; {WORD_SPACE_MODEL}, ImageNet, for "
                         "--space words and conse; weights of both bundled)")
     p.add_argument("--weights", default=None, help="state dict URI for models without bundled weights")
-    p.add_argument("--pooling", default="gem", choices=POOLINGS)
-    p.add_argument("--gem-p", type=float, default=3.0)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"))
+    p.add_argument("--pooling", default="gem", choices=POOLINGS,
+                   help="how the backbone's feature map becomes one vector (generalised mean, average, max, R-MAC)")
+    p.add_argument("--gem-p", type=float, default=3.0, help="GeM's exponent: 1 is the average, larger nears the max")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="the model's input size in pixels (default: the model's own, 320 for EfficientNet-Lite0)")
+    p.add_argument("--resize", default="pad", choices=("pad", "crop", "squash"),
+                   help="to the square input: pad keeps the whole image (aspect kept, on white), crop its centre, "
+                        "squash stretches it")
     p.add_argument("--whitening", default=None, metavar="URI",
                    help="apply a PCA-whitening learned with `lookalike whiten` (part of the model fingerprint)")
     p.add_argument("--scales", default=(1.0,), type=scale_factors, metavar="S1,S2,...",
@@ -129,6 +145,15 @@ def add_local_features_arg(p: argparse.ArgumentParser) -> None:
 def local_features(args: argparse.Namespace):
     from lookalike.image.feature_spec import FeatureSettings
     return None if args.local_features == "none" else FeatureSettings(args.local_features, args.max_keypoints)
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    """How many hits, and the operating point of a search (the index manifest's unless overridden)."""
+    p.add_argument("--k", type=int, default=10, help="hits per query")
+    p.add_argument("--nprobe", type=int, default=None,
+                   help="inverted lists probed (default: the index's operating point, chosen by its recall sweep)")
+    p.add_argument("--rerank", type=int, default=None,
+                   help="candidates re-scored exactly from the stored vectors (default: the index's operating point)")
 
 
 def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0) -> None:

@@ -34,15 +34,19 @@ def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
 
 def add_embedding_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """How images are read and embedded: shared by `embed` and `reindex`."""
-    p.add_argument("--images-per-task", type=int, default=500)
+    p.add_argument("--images-per-task", type=int, default=500,
+                   help="images per Spark task: a task is what a failure retries and a rerun skips when committed")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default 8 on a CPU, where a batch's activations are the worker's "
                         "memory; 64 on a GPU)")
-    p.add_argument("--io-threads", type=int, default=2)
+    p.add_argument("--io-threads", type=int, default=2,
+                   help="threads per task reading and decoding images (and extracting local features) while the "
+                        "model runs")
     p.add_argument("--images-in-flight", type=int, default=None, metavar="N",
                    help="per task, images read, decoded or batched at once: fewer bound a worker's memory more "
                         "tightly, more keep the model busier on a slow store (default: 2 batches)")
-    p.add_argument("--max-error-rate", type=float, default=0.05)
+    p.add_argument("--max-error-rate", type=float, default=0.05,
+                   help="the share of images that may fail (errors table) before the run refuses to commit")
     p.add_argument("--rehash", action="store_true",
                    help="read and hash every image instead of trusting the listing's ETag/mtime (a weekly check)")
     add_local_features_arg(p)

@@ -33,8 +33,9 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
                         "leave-one-out over the catalogue's label column")
     p.add_argument("--label-column", default="label",
                    help="leave-one-out: same label = relevant; with --queries: groups the per-label table")
-    p.add_argument("--relevant-column", default="relevant")
-    p.add_argument("--junk-column", default="junk")
+    p.add_argument("--relevant-column", default="relevant", help="the query set's column of relevant ids")
+    p.add_argument("--junk-column", default="junk",
+                   help="the query set's column of ids left out of a query's ranking (neither right nor wrong)")
     p.add_argument("--depth", type=int, default=100, help="ranked results judged per query (default 100)")
     add_expansion_args(p)
     p.add_argument("--no-verify", dest="verify", action="store_false",

@@ -17,6 +17,7 @@ from lookalike.cli.args import (
     read_token,
     spark_conf,
 )
+from lookalike.core.extras import require
 
 
 def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -29,7 +30,7 @@ def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                    help="fsspec options for the destinations (default: the --store-option values)")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the export's summary as JSON")
 
 
 def run_export(args: argparse.Namespace) -> str:
@@ -50,7 +51,8 @@ def run_export(args: argparse.Namespace) -> str:
 
 def verify_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE_URL", help="URL/indexes/<name>/<version>, or a host's store root")
-    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for an s3:// or other remote bundle (repeatable)")
 
 
 def run_verify(args: argparse.Namespace) -> str:
@@ -64,17 +66,19 @@ def run_verify(args: argparse.Namespace) -> str:
 
 def route_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", required=True, help="shard worker URLs, comma-separated")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1: this host only)")
+    p.add_argument("--port", type=int, default=8100, help="port to listen on")
     p.add_argument("--on-missing", choices=("partial", "error"), default="partial",
                    help="a dead or slow shard: answer from the others and say so, or fail the request")
-    p.add_argument("--shard-timeout", type=float, default=5.0)
+    p.add_argument("--shard-timeout", type=float, default=5.0,
+                   help="seconds a shard may take to answer before it counts as missing")
     p.add_argument("--token-file", default=None, help="bearer token for clients and shards (or $LOOKALIKE_API_TOKEN)")
     p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
                    help="larger request bodies are refused (413), never forwarded to the shards")
 
 
 def run_route(args: argparse.Namespace) -> None:
+    require("serve", "lookalike route")
     import uvicorn
 
     from lookalike.serve.router import RouterSettings, create_router

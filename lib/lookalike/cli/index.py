@@ -23,28 +23,32 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
     add_store_args(p)
     add_index_arg(p)
     p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
-    p.add_argument("--memory-budget", type=parse_bytes, default="4GiB", help="bytes for the index, e.g. 48MiB")
-    p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32'")
-    add_codes_arg(p)
-    p.add_argument("--target-recall", type=float, default=0.95, help="10-R@10 the default operating point reaches")
-    p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
+    add_index_build_args(p)
     p.add_argument("--force", action="store_true", help="publish even below --min-recall")
     p.add_argument("--publish", action="store_true", help="move LATEST to the new version")
     p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
     p.add_argument("--incremental", action="store_true",
                    help="update LATEST (drop removed ids, add new ones) instead of retraining, if drift allows")
-    p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
-    p.add_argument("--seed", type=int, default=0)
     add_master_arg(p, submitted)
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
-def add_codes_arg(p: argparse.ArgumentParser) -> None:
+def add_index_build_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """What index is built and the recall it must reach: shared by `build-index` and `reindex`."""
+    p.add_argument("--memory-budget", type=parse_bytes, default="4GiB",
+                   help="bytes the index may take, e.g. 48MiB: the largest code that fits is chosen")
+    p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32' "
+                                                   "(default: chosen from the vectors' count and the budget)")
     p.add_argument("--codes", choices=CODES, default="auto",
                    help="the index's codes: 'pq' (IVF-PQ), 'binary' (ITQ bits ranked by Hamming distance, then "
-                        "re-scored exactly; top-1000 answers 5-20%% faster, top-10 ones slower), or 'auto', the "
+                        "re-scored exactly: faster for top-1000 answers, slower for top-10 ones), or 'auto', the "
                         "builder's choice (IVF-PQ)")
+    p.add_argument("--target-recall", type=float, default=0.95,
+                   help="10-R@10 the default operating point must reach (the fastest setting that does is chosen)")
+    p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
+    p.add_argument("--seed", type=int, default=0, help="of the training sample and the held-out queries")
 
 
 def build_index_config(args: argparse.Namespace):
@@ -77,7 +81,7 @@ def indexes_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"])
     add_store_args(p)
     add_index_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the versions as JSON")
 
 
 def run_build_index(args: argparse.Namespace) -> str:
@@ -122,7 +126,7 @@ def augment_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
     p.add_argument("--neighbours", type=int, default=1, metavar="N", help="top N neighbours averaged in (default 1)")
     p.add_argument("--alpha", type=float, default=3.0, help="neighbours weigh cosine ** ALPHA (default 3)")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=4096, help="vectors searched at once in a task")
     add_master_arg(p, submitted)
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")

@@ -10,6 +10,7 @@ from lookalike.cli.args import (
     add_expansion_args,
     add_index_arg,
     add_master_arg,
+    add_search_args,
     add_spark_args,
     add_store_args,
     add_version_arg,
@@ -26,7 +27,8 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     base.add_argument("--base-embeddings", default=None, metavar="FINGERPRINT[/RUN]",
                       help="an embeddings version, searched exactly (small sets, or to check the index)")
     queries = p.add_argument_group("queries (one of)")
-    queries.add_argument("--query-embeddings", default=None, metavar="FINGERPRINT[/RUN]")
+    queries.add_argument("--query-embeddings", default=None, metavar="FINGERPRINT[/RUN]",
+                         help="an embeddings version made with the base's model")
     queries.add_argument("--query-images", default=None, metavar="URL",
                          help="an images folder/table: embedded first with the base's model")
     queries.add_argument("--query-texts", default=None, metavar="URL",
@@ -34,10 +36,8 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                               "base: embedded by its text encoder; the text is the query_id")
     queries.add_argument("--self-join", action="store_true",
                          help="near-duplicate sweep of the base's own images: pairs above --threshold and clusters")
-    p.add_argument("--k", type=int, default=10)
+    add_search_args(p)
     p.add_argument("--threshold", type=float, default=None, help="keep pairs with cosine score >= this")
-    p.add_argument("--nprobe", type=int, default=None)
-    p.add_argument("--rerank", type=int, default=None)
     add_expansion_args(p)
     p.add_argument("--verify", action="store_true",
                    help="verify each query's shortlist geometrically, where queries and base both carry local "
@@ -45,7 +45,7 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--shortlist", type=int, default=100, help="candidates verified per query (default 100)")
     p.add_argument("--with-metadata", action="store_true", help="add both sides' columns (query_*, neighbor_*)")
     p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=4096, help="queries searched at once in a task")
     add_master_arg(p, submitted)
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -66,13 +66,17 @@ def join_config(args: argparse.Namespace):
 
 
 def summarise_join(m: dict[str, Any]) -> str:
-    c, t = m["counts"], m["timings"]
-    line = (f"join {m['run_id']}: {c['queries']:,} queries → {c['pairs']:,} pairs against {m['base']} in "
-            f"{t['total_s']:.1f}s ({t['queries_per_s']:,.0f} queries/s); output joins/{m['run_id']}/")
+    c, t, base = m["counts"], m["timings"], m["base"]
+    against = (f"index {base['index']} version {base['version']} ({base['factory']})" if "index" in base
+               else f"embeddings {base['embeddings']} (exact)")
+    output = m.get("output", f"joins/{m['run_id']}")
+    lines = [f"join {m['run_id']}: {c['queries']:,} queries → {c['pairs']:,} pairs against {against} in "
+             f"{t['total_s']:.1f}s ({t['queries_per_s']:,.0f} queries/s)",
+             f"  pairs: {output}/part-*.parquet (query_id, rank, neighbor_id, score)"]
     if "clusters" in c:
-        line += (f"\n  {c['clusters']:,} near-duplicate clusters over {c['clustered_images']:,} images (largest "
-                 f"{c['largest_cluster']}) in joins/{m['run_id']}/clusters.parquet")
-    return line
+        lines.append(f"  {c['clusters']:,} near-duplicate clusters over {c['clustered_images']:,} images (largest "
+                     f"{c['largest_cluster']}): {output}/clusters.parquet")
+    return "\n".join(lines)
 
 
 def run_join(args: argparse.Namespace) -> str:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from lookalike._version import __version__
+from lookalike.cli.args import CommandHelp
 from lookalike.cli.embed import embed_parser, run_embed
+from lookalike.cli.errors import errors_parser, run_errors
 from lookalike.cli.evaluate import evaluate_parser, run_evaluate
 from lookalike.cli.export import export_parser, route_parser, run_export, run_route, run_verify, verify_parser
 from lookalike.cli.index import (
@@ -26,51 +30,96 @@ from lookalike.cli.query import run_search, run_serve, run_tag, search_parser, s
 from lookalike.cli.reindex import reindex_parser, run_reindex
 from lookalike.cli.train import run_train, run_train_data, train_data_parser, train_parser
 from lookalike.cli.whiten import run_whiten, whiten_parser
-from lookalike.core.errors import EXIT_USAGE, LookalikeError
+from lookalike.core.errors import EXIT_CODES, EXIT_USAGE, LookalikeError
 from lookalike.core.logs import LOG_FORMATS, configure
+from lookalike.core.progress import DEFAULT_INTERVAL_S, MODES
+
+DESCRIPTION = """\
+Find the images of a catalogue that look like a given one, at catalogue scale: embed images into vectors (on
+Spark, or in this process for small folders), build and publish a Faiss index, search it, serve it, join many
+queries against it, export it to serving hosts.
+
+Index a folder of images and search it:
+  lookalike reindex --images marks/ --store store/ --index marks --master in-process
+  lookalike search --store store/ --index marks query.png
+  lookalike serve --store store/ --index marks        # a search page and an HTTP API on 127.0.0.1:8000
+
+`lookalike COMMAND --help` describes a command and every flag with its default."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[..., None]
+    run: Callable[[argparse.Namespace], str | None]  # what to print; None for the servers, which run until stopped
+    submittable: bool = False  # also a spark-submit job: its --master defaults to spark-submit's
+
+
+COMMANDS = (
+    Command("reindex", "the nightly run: embed what changed, update the index, publish, report; one run per index "
+            "at a time", reindex_parser, run_reindex, True),
+    Command("embed", "embed images into an embeddings version", embed_parser, run_embed, True),
+    Command("build-index", "build, measure and publish a Faiss index", build_index_parser, run_build_index, True),
+    Command("search", "top-k neighbours of images, texts or catalogue ids, without a server", search_parser,
+            run_search),
+    Command("serve", "query worker: HTTP API and a search page over LATEST of an index", serve_parser, run_serve),
+    Command("join", "top-k neighbours of many queries, or a near-duplicate sweep", join_parser, run_join, True),
+    Command("export", "split a published version into shard bundles for serving hosts", export_parser, run_export,
+            True),
+    Command("verify", "check an exported bundle: READY and every file's sha256", verify_parser, run_verify),
+    Command("route", "one search API over shard workers, merging their top-k", route_parser, run_route),
+    Command("indexes", "list the versions of an index", indexes_parser, run_list),
+    Command("publish", "roll LATEST back to a version, apply retention", publish_parser, run_publish),
+    Command("errors", "the images an embed run could not use, and why", errors_parser, run_errors),
+    Command("evaluate", "retrieval metrics and a visual report for labelled images", evaluate_parser, run_evaluate),
+    Command("whiten", "learn a PCA-whitening from an embeddings version", whiten_parser, run_whiten),
+    Command("augment", "database-side augmentation (DBA): an embeddings version whose vectors are averaged with "
+            "their neighbours", augment_parser, run_augment, True),
+    Command("tag", "the nearest words of images in the word space (no index needed)", tag_parser, run_tag),
+    Command("train-data", "the training set: open collections' marks, grouped by brand and concept, split by group",
+            train_data_parser, run_train_data),
+    Command("train", "fine-tune the backbone on a training set, data-parallel on Spark", train_parser, run_train,
+            True),
+)
+
+
+def exit_codes_text() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+def build_parser(submitted: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `submitted`: as the jobs/*.py entry points that spark-submit starts see it."""
+    parser = argparse.ArgumentParser(prog="lookalike", description=DESCRIPTION, epilog=exit_codes_text(),
+                                     formatter_class=CommandHelp)
+    parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what each step does (and the Spark JVM's warnings), and show tracebacks of errors")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="json: one JSON object per line, with the run id, for a cluster's log pipeline")
+    parser.add_argument("--progress", choices=MODES, default="auto",
+                        help="how long steps show their progress: a bar, a log line every --progress-interval, or "
+                             "nothing; auto is a bar on a terminal and log lines elsewhere")
+    parser.add_argument("--progress-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+                        help="seconds between two progress lines in a log")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help, formatter_class=CommandHelp,
+                           epilog=exit_codes_text())
+        if command.submittable:
+            command.add_arguments(p, submitted)
+        else:
+            command.add_arguments(p)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     """Run one command; `submitted` is set by the jobs/*.py entry points that spark-submit starts."""
-    parser = argparse.ArgumentParser(prog="lookalike", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress, and show tracebacks of errors")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
-                        help="json: one JSON object per line, with the run id, for a cluster's log pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
-    embed_parser(sub.add_parser("embed", help="embed images into an embeddings version"), submitted)
-    build_index_parser(sub.add_parser("build-index", help="build, measure and publish a Faiss index"), submitted)
-    publish_parser(sub.add_parser("publish", help="roll LATEST back to a version, apply retention"))
-    whiten_parser(sub.add_parser("whiten", help="learn a PCA-whitening from an embeddings version"))
-    augment_parser(sub.add_parser("augment", help="database-side augmentation (DBA): an embeddings version whose "
-                                                  "vectors are averaged with their neighbours"), submitted)
-    reindex_parser(sub.add_parser("reindex", help="the nightly run: embed what changed, update the index, "
-                                                  "publish, report; one run per index at a time"), submitted)
-    join_parser(sub.add_parser("join", help="top-k neighbours of many queries, or a near-duplicate sweep"), submitted)
-    export_parser(sub.add_parser("export", help="split a published version into shard bundles for serving hosts"),
-                  submitted)
-    verify_parser(sub.add_parser("verify", help="check an exported bundle: READY and every file's sha256"))
-    evaluate_parser(sub.add_parser("evaluate", help="retrieval metrics and a visual report for labelled images"))
-    route_parser(sub.add_parser("route", help="one search API over shard workers, merging their top-k"))
-    serve_parser(sub.add_parser("serve", help="query worker: HTTP API and a search page over LATEST of an index"))
-    search_parser(sub.add_parser("search", help="top-k neighbours of images or catalogue ids, without a server"))
-    indexes_parser(sub.add_parser("indexes", help="list the versions of an index"))
-    tag_parser(sub.add_parser("tag", help="the nearest words of images in the word space (no index needed)"))
-    train_data_parser(sub.add_parser("train-data", help="the training set: open collections' marks, grouped by "
-                                                        "brand and concept, split by group"))
-    train_parser(sub.add_parser("train", help="fine-tune the backbone on a training set, data-parallel on Spark"),
-                 submitted)
-    args = parser.parse_args(argv)
-    configure(args.verbose, args.log_format)
-    # Each command returns what it prints (None for the servers, which run until stopped).
-    commands = {
-        "embed": run_embed, "build-index": run_build_index, "publish": run_publish, "indexes": run_list,
-        "join": run_join, "evaluate": run_evaluate, "export": run_export, "verify": run_verify,
-        "route": run_route, "serve": run_serve, "search": run_search, "reindex": run_reindex,
-        "whiten": run_whiten, "augment": run_augment, "tag": run_tag, "train-data": run_train_data,
-        "train": run_train,
-    }
+    args = build_parser(submitted).parse_args(argv)
+    configure(args.verbose, args.log_format, args.progress, args.progress_interval)
+    run = {c.name: c.run for c in COMMANDS}[args.command]
     try:
-        output = commands[args.command](args)
+        output = run(args)
     except LookalikeError as e:
         return _report(args, e, e.exit_code)
     except OSError as e:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from typing import Any
 
 from lookalike.cli.args import (
@@ -13,6 +12,7 @@ from lookalike.cli.args import (
     add_expansion_args,
     add_index_arg,
     add_model_args,
+    add_search_args,
     add_store_args,
     add_version_arg,
     key_values,
@@ -20,8 +20,9 @@ from lookalike.cli.args import (
     read_token,
 )
 from lookalike.core.errors import ConfigError
+from lookalike.core.extras import require
 from lookalike.core.store import Store
-from lookalike.index.reader import default_cache_dir
+from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
 from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RERANK
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,16 @@ log = logging.getLogger(__name__)
 def add_worker_args(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
     add_index_arg(p)
-    p.add_argument("--cache-dir", default=None, help=f"local cache of index versions (default {default_cache_dir()}, "
-                                                     "or $LOOKALIKE_CACHE_DIR)")
+    p.add_argument("--cache-dir", default=None,
+                   help=f"where copies of index versions are kept on this host (a version and its predecessor: "
+                        f"plan disk for both); default ${CACHE_ENV}, else ~/.cache/lookalike")
     add_model_args(p)
 
 
 def serve_parser(p: argparse.ArgumentParser) -> None:
     add_worker_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this host only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between reads of LATEST")
     p.add_argument("--retry-after", type=float, default=60.0, help="seconds before a version that failed to "
                                                                    "load is tried again")
@@ -48,7 +50,8 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
                    help="let /search/uris read images under this URI prefix (repeatable; default: none)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="also serve Prometheus /metrics alone on this port, without the token (for a scraper)")
-    p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
+    p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
+                   help="larger request bodies are refused (413) before they are read")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
     p.add_argument("--max-pixels-in-flight", type=int, default=160_000_000,
                    help="pixels decoded at once over all requests; a decode waits beyond it")
@@ -70,9 +73,7 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", action="append", default=[], dest="ids", metavar="IMAGE_ID",
                    help="search with a catalogue image's stored vector (repeatable); its own hit is left out")
     add_version_arg(p)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--nprobe", type=int, default=None)
-    p.add_argument("--rerank", type=int, default=None)
+    add_search_args(p)
     add_expansion_args(p, default=None)
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="rank by the global descriptor alone (by default an index with local features verifies "
@@ -85,7 +86,7 @@ def search_parser(p: argparse.ArgumentParser) -> None:
                         "0-999): image and --id queries are pooled where the class is seen")
     p.add_argument("--weight-strength", type=float, default=None, metavar="S",
                    help="0 = plain search … 1 = only where the class is seen (the default)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the hits as JSON")
 
 
 def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
@@ -99,6 +100,7 @@ def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
 
 
 def run_serve(args: argparse.Namespace) -> None:
+    require("serve", "lookalike serve")
     import uvicorn
 
     from lookalike.retrieval.limits import QueryLimits
@@ -129,67 +131,44 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> str:
-    from lookalike.retrieval.limits import DEFAULT_SHORTLIST
-    from lookalike.retrieval.query import (
-        Verification,
-        params_for,
-        search_vectors,
-        stored_views,
-        vectors_of_ids,
-    )
-    from lookalike.serve.worker import ServedIndex
+    from lookalike.api.index import open_index
     if not args.images and not args.ids and not args.texts:
         raise ConfigError("give query images (paths or URIs), --id IMAGE_ID and/or --text WORDS")
-    options = key_values(args.store_option, "--store-option")
-    served = ServedIndex(Store(args.store, options), worker_settings(args, options))
-    served.start(watch=False, version=args.version)
-    version = served.current
-    params = params_for(version, args.nprobe, args.rerank, args.expand, args.expand_alpha)
-    filters = _filters(args.filter)
-    verify, shortlist = args.verify and version.features is not None, args.shortlist or DEFAULT_SHORTLIST
     weighted = args.weight_class is not None or args.weight_strength is not None
     if weighted and args.texts:
         raise ConfigError("--weight-class weights a query image's features: text queries have none")
-    if (args.images or weighted) and served.embedder is None:
-        raise ConfigError(f"{args.index}/{version.version} does not name its model: give --model to search by image "
-                          "or by class")
-    focus = served.embedder.focus(args.weight_class, args.weight_strength) if weighted else None
+    options = key_values(args.store_option, "--store-option")
+    settings = worker_settings(args, options)
+    index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
+                       model=settings.model)
+    common = {"filters": _filters(args.filter), "nprobe": args.nprobe, "rerank": args.rerank, "expand": args.expand,
+              "expand_alpha": args.expand_alpha}
+    by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
+                "weight_strength": args.weight_strength}
+    focus = index.class_focus(args.weight_class, args.weight_strength)
     labels, results = [], []
     if args.images:
-        data = [served.embedder.read(_as_uri(i)) for i in args.images]
-        vectors = served.embedder.embed(data, focus)
-        views = served.embedder.views(data, version.features.settings) if verify else None
         labels += args.images
-        results += search_vectors(version, vectors, args.k, params, filters,
-                                  verification=views and Verification(views, shortlist))
+        results += index.search(list(args.images), args.k, **common, **by_image)
     if args.texts:
-        if served.embedder is None:
-            raise ConfigError(f"{args.index}/{version.version} does not name its model: give --model to search "
-                              "by text")
         labels += args.texts
-        results += search_vectors(version, served.embedder.embed_texts(args.texts), args.k, params, filters)
+        results += index.search_text(list(args.texts), args.k, **common)
     if args.ids:
-        if focus is None:
-            vectors, faiss_ids = vectors_of_ids(version, args.ids)
-        else:  # the catalogue images themselves, pooled toward the class
-            vectors, faiss_ids = served.embedder.embed_catalogue(version, args.ids, focus)
-        views = stored_views(version, faiss_ids) if verify else None
         labels += args.ids
-        results += search_vectors(version, vectors, args.k, params, filters, exclude=faiss_ids,
-                                  verification=views and Verification(views, shortlist))
+        results += index.search_ids(list(args.ids), args.k, **common, **by_image)
+    params = index.search_params(args.nprobe, args.rerank, args.expand, args.expand_alpha)
     if args.json:
-        return json.dumps({"name": args.index, "version": version.version, "params": params.as_dict(),
+        return json.dumps({"name": index.name, "version": index.version, "params": params.as_dict(),
                            **({"weighted_toward": focus.describe()} if focus else {}),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
                                        for q, hits in zip(labels, results, strict=True)]}, indent=2)
     expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
     toward = f", weighted toward {focus.name!r} ({focus.class_id}) at {focus.strength:g}" if focus else ""
-    lines = [f"index {args.index}/{version.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}"
-             f"{toward})"]
+    lines = [f"index {index.name}/{index.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}"
+             f"{toward}); rank, score, id"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")
-        lines += [f"  {h.rank:3d}  {h.score:.3f}  {h.image_id}"
-                  + (f"  ({h.inliers} inliers)" if h.inliers is not None else "") for h in hits] or ["  (no hits)"]
+        lines += [f"  {h.describe()}" for h in hits] or ["  (no hits)"]
     return "\n".join(lines)
 
 
@@ -200,18 +179,19 @@ def tag_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(space="words")
     p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec option for reading s3:// images and weights (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the tags as JSON")
 
 
 def run_tag(args: argparse.Namespace) -> str:
     """The nearest words of each image in the word space (ImageNet class names), with no index needed."""
+    from lookalike.api.images import as_uri
     from lookalike.model.loading import cached_model
     from lookalike.retrieval.query import QueryEmbedder
     options = key_values(args.store_option, "--store-option")
     if args.k < 1:
         raise ConfigError("--k must be >= 1")
     embedder = QueryEmbedder(cached_model(model_spec(args, options), "cpu"), storage_options=options)
-    vectors = embedder.embed([embedder.read(_as_uri(i)) for i in args.images])
+    vectors = embedder.embed([embedder.read(as_uri(i)) for i in args.images])
     tags = embedder.tags(vectors, args.k)
     if args.json:
         return json.dumps([{"image": i, "tags": [{"word": w, "score": s} for w, s in row]}
@@ -230,5 +210,4 @@ def _filters(pairs: list[str]) -> dict[str, list[str]] | None:
     return out or None
 
 
-def _as_uri(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
+

@@ -11,10 +11,9 @@ from lookalike.cli.args import (
     add_model_args,
     add_spark_args,
     add_store_args,
-    parse_bytes,
 )
 from lookalike.cli.embed import add_embedding_args, embed_config
-from lookalike.cli.index import add_codes_arg, build_index_config
+from lookalike.cli.index import add_index_build_args, build_index_config
 from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
 from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
 
@@ -41,14 +40,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--whiten-sample", type=int, default=SAMPLE_IMAGES, metavar="IMAGES",
                    help=f"images embedded unwhitened to learn the whitening from (default {SAMPLE_IMAGES:,})")
     add_embedding_args(p.add_argument_group("embedding"))
-    index = p.add_argument_group("index")
-    index.add_argument("--memory-budget", type=parse_bytes, default="4GiB")
-    index.add_argument("--factory", default=None)
-    add_codes_arg(index)
-    index.add_argument("--target-recall", type=float, default=0.95)
-    index.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this 10-R@10")
-    index.add_argument("--queries", type=int, default=1000)
-    index.add_argument("--seed", type=int, default=0)
+    add_index_build_args(p.add_argument_group("index"))
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
 

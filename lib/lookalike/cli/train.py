@@ -17,7 +17,7 @@ def train_data_parser(p: argparse.ArgumentParser) -> None:
                    help="where npm packages and renderings are kept between runs")
     p.add_argument("--seed", type=int, default=0, help="of the train / validation / test split by group")
     p.add_argument("--max-concepts", type=int, default=2000, help="concept groups kept (0: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the training set's manifest as JSON")
 
 
 def run_train_data(args: argparse.Namespace) -> str:
@@ -36,7 +36,7 @@ def run_train_data(args: argparse.Namespace) -> str:
 
 
 def train_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
-    from lookalike.training.trainer import TrainConfig
+    from lookalike.training.config import TrainConfig
     d = TrainConfig(store="", run_id="")
     add_store_args(p)
     p.add_argument("--run-id", required=True, help="the run: training/RUN_ID/ in the store; rerun it to resume")
@@ -44,27 +44,30 @@ def train_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     p.add_argument("--model", default=d.model,
                    help="the backbone and the weights training starts from: efficientnet_lite0 (ImageNet) or "
                         "efficientnet_lite0_marks (the shipped model, trained further)")
-    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--image-size", type=int, default=d.image_size, help="the input size trained at, in pixels")
     p.add_argument("--trainable", type=int, default=d.trainable, help="last stages that learn")
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (batches per process)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--m-per-group", type=int, default=d.m_per_group)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--validate-every", type=int, default=d.validate_every)
+    p.add_argument("--m-per-group", type=int, default=d.m_per_group,
+                   help="drawings of each group in a batch (the positives each anchor sees)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (warm-up, then cosine decay)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints in the store (what a killed run resumes from)")
+    p.add_argument("--validate-every", type=int, default=d.validate_every,
+                   help="steps between validations (the best weights by validation mAP are kept)")
     p.add_argument("--processes", type=int, default=d.processes, help="data-parallel processes (Spark tasks)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no synthetic copies")
     p.add_argument("--gpu", action="store_true", help="one GPU per process (executors with spark.task.resource.gpu)")
     p.add_argument("--out", default=None, metavar="DIR", help="also write the best weights and their model card here")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the training run's manifest as JSON")
 
 
 def run_train(args: argparse.Namespace) -> str:
     from lookalike.core.store import Store
+    from lookalike.training.config import TrainConfig
     from lookalike.training.job import model_card, run
-    from lookalike.training.trainer import TrainConfig
     options = key_values(args.store_option, "--store-option")
     config = TrainConfig(store=args.store, run_id=args.run_id, data=args.data, model=args.model,
                          image_size=args.image_size, trainable=args.trainable, steps=args.steps,

@@ -22,8 +22,8 @@ def whiten_parser(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--dim", type=int, default=512, help="dimensions kept (512 measured best on the logo set)")
     p.add_argument("--sample", type=int, default=200_000, help="vectors sampled at random to learn from")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="of the random sample")
+    p.add_argument("--json", action="store_true", help="print the whitening's URI and dimensions as JSON")
 
 
 def run_whiten(args: argparse.Namespace) -> str:

@@ -10,6 +10,18 @@ EXIT_FAILED = 3       # the job ran and refused its result (too many bad images,
 EXIT_UNAVAILABLE = 69  # the store (or another service) did not answer: check the endpoint (sysexits EX_UNAVAILABLE)
 EXIT_BUSY = 75        # another run holds the lease: nothing was done, try later (sysexits EX_TEMPFAIL)
 
+# What each code tells the person or scheduler reading it: the command's help and the docs list these.
+EXIT_CODES = {
+    0: "done",
+    EXIT_BUG: "a bug: an unexpected error, shown with its traceback (please report it)",
+    EXIT_USAGE: "the call or its inputs are wrong (a flag, a path, a missing index): fix them and run again",
+    EXIT_FAILED: "the job ran and refused its result (too many bad images, recall below --min-recall); nothing "
+                 "was published: the message says what to fix, then rerun as it says",
+    EXIT_UNAVAILABLE: "the store or another service kept failing with transient errors: check it, then rerun (a rerun "
+                      "resumes)",
+    EXIT_BUSY: "another run holds the index's lease: nothing was done, try later",
+}
+
 
 class LookalikeError(Exception):
     """Base of the errors lookalike raises on purpose; the message says what to do."""

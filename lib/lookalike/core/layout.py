@@ -27,8 +27,11 @@ def part_name(task: int) -> str:
     return f"part-{task:05d}.parquet"
 
 
+TASKS_FOLDER = "_tasks"
+
+
 def marker_name(task: int) -> str:
-    return f"_tasks/task-{task:05d}.json"
+    return f"{TASKS_FOLDER}/task-{task:05d}.json"
 
 
 class _Folder:
@@ -54,6 +57,11 @@ class _TaskRun(_Folder):
 
     def marker(self, task: int) -> str:
         return self.key(marker_name(task))
+
+    @property
+    def markers(self) -> str:
+        """The folder of the tasks' commit markers."""
+        return self.key(TASKS_FOLDER)
 
 
 EMBEDDINGS_PREFIX = "embeddings"
@@ -102,6 +110,11 @@ class TrainingLayout(_Folder):
     @property
     def history(self) -> str:
         return self.key("history.json")
+
+    @property
+    def progress(self) -> str:
+        """The step rank 0 reached, written every few seconds: how the driver shows a run's progress."""
+        return self.key("progress.json")
 
 
 def embeddings_latest_key(fingerprint_id: str, namespace: str = EMBEDDINGS_PREFIX) -> str:

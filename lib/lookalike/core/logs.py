@@ -37,6 +37,19 @@ def bind(**ids: str | None) -> None:
         current.update({k: str(v) for k, v in ids.items() if v is not None})
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is written: a redirect made after configure() (a test's
+    capture, a caller's) is followed, and a stream closed since is never written to."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class _RunIds(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.run = _run.get()
@@ -100,7 +113,7 @@ def configure(verbose: bool, log_format: str = "text", progress_mode: str = "aut
     lines at INFO even without -v: what a log of an hours-long job needs); text or JSON lines on stderr."""
     global _configured
     _configured = TaskLogging(log_format, verbose)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.addFilter(_RunIds())
     handler.setFormatter(JsonFormatter() if log_format == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from typing import Any
 
-from lookalike import __version__
+from lookalike._version import __version__
 from lookalike.core.errors import ArtefactError
 from lookalike.core.store import Store
 

@@ -3,7 +3,7 @@ a bar on a terminal, and in a log (no terminal, or `--log-format json`) one line
 figures (done / total, rate, ETA), plus one when the step starts and one when it ends.
 
 The driver reports: Spark tasks cannot draw on the user's terminal, so a job feeds its step from Spark's status
-tracker (`core.spark.run_tasks(on_progress=...)`), and work run in this process (the in-process master) ticks the
+tracker (`core.spark.run_tasks(stage=...)`), and work run in this process (the in-process master) ticks the
 step that is active (`tick`). Lines go to the `lookalike.progress` logger at INFO, which the command line shows
 without -v; a library user sees them when their logging shows INFO.
 """
@@ -66,7 +66,9 @@ class Progress:
             self._line("started")
             # A line every interval whether or not anything moved: a long single task (training an index) still
             # shows that the job is alive and for how long it has been at it.
-            threading.Thread(target=self._lines, name=f"progress-{stage}", daemon=True).start()
+            # In the creator's context: its lines carry the run's ids (logging's context lives in contextvars).
+            context = contextvars.copy_context()
+            threading.Thread(target=context.run, args=(self._lines,), name=f"progress-{stage}", daemon=True).start()
 
     def advance(self, n: int = 1) -> None:
         with self._lock:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from lookalike.core import jvm_output, logs
+from lookalike.core.extras import require
+from lookalike.core.progress import progress
 
 T = TypeVar("T")
 
@@ -56,6 +58,7 @@ def submitted_conf() -> dict[str, str]:
 
 def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = None):
     """The active SparkSession, or a new one. Under spark-submit, master is None and comes from the submit."""
+    require("spark", f"running on Spark ({master or 'spark-submit'}; --master in-process runs without it)")
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -92,14 +95,25 @@ def _start_jvm(master: str | None, app_name: str, settings: dict[str, str]) -> N
 
 
 def run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None, app_name: str,
-              conf: Mapping[str, str] | None = None, on_progress: Callable[[int], None] | None = None) -> list[T]:
+              conf: Mapping[str, str] | None = None, stage: str | None = None, unit: str = "tasks",
+              total: int | None = None) -> list[T]:
     """Run task(i) for every id, one Spark task each (or in this process), and return their results.
 
     The function is shipped by reference (it must be importable on executors) with its small bound
-    arguments; tasks load models and indexes themselves, from the store.
+    arguments; tasks load models and indexes themselves, from the store. `stage` names the step's progress,
+    counted in tasks, or in `unit` when `total` says how many the tasks hold together (counted as tasks finish).
     """
     if not task_ids:
         return []
+    if stage is None:
+        return _run_tasks(task, task_ids, master, app_name, conf, None)
+    per_task = (total if total is not None else len(task_ids)) / len(task_ids)
+    with progress(stage, total if total is not None else len(task_ids), unit) as step:
+        return _run_tasks(task, task_ids, master, app_name, conf, lambda done: step.at_least(round(done * per_task)))
+
+
+def _run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None, app_name: str,
+               conf: Mapping[str, str] | None, on_progress: Callable[[int], None] | None) -> list[T]:
     if master == IN_PROCESS:  # this process: its logging is already set up and its run ids in force
         results = []
         for done, i in enumerate(task_ids, 1):

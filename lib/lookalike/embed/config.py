@@ -15,6 +15,8 @@ from lookalike.model.spec import ModelSpec
 
 @dataclass(frozen=True)
 class EmbedConfig:
+    """What `lookalike embed` does: which images, into which store, with which model, on which master."""
+
     images: str                          # folder/prefix URL, or a .parquet/.csv images table
     store: str                           # store root URL
     model: ModelSpec = field(default_factory=ModelSpec)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lookalike.core.progress import tick
 from lookalike.image.decode import ImageError, decode, to_tensor
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -179,6 +180,7 @@ class EmbeddingEngine:
                 vectors[r.index] = r.vector
             else:
                 failed[r.index] = f"{r.kind}: {r.message}"
+            tick()
         rows = [vectors[i] for i in sorted(vectors)]
         return (np.stack(rows) if rows else np.zeros((0, self.model.dim), np.float32)), failed
 

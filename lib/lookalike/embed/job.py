@@ -10,7 +10,6 @@ from lookalike.core.errors import JobFailed
 from lookalike.core.layout import EmbeddingsLayout, embeddings_latest_key
 from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import new_manifest, new_run_id, read_manifest
-from lookalike.core.progress import progress
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store
 from lookalike.embed.catalogue import load_catalogue
@@ -68,10 +67,8 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     n_tasks = plan_info.tasks
     task = EmbedTask(config, fingerprint_id, run_id, plan_info.previous_run is not None)
-    per_task = plan_info.images / max(1, n_tasks)  # tasks hold about the same number of images each
-    with progress("embed", plan_info.images, "images") as bar:
-        markers = run_tasks(task, list(range(n_tasks)), config.master, "lookalike-embed", config.spark_conf,
-                            on_progress=lambda done: bar.at_least(round(done * per_task)))
+    markers = run_tasks(task, list(range(n_tasks)), config.master, "lookalike-embed", config.spark_conf,
+                        stage="embed", unit="images", total=plan_info.images)
     timings["tasks_s"] = round(time.perf_counter() - t0, 3)
     markers = sorted(markers, key=lambda m: m["task"])
     if [m["task"] for m in markers] != list(range(n_tasks)):

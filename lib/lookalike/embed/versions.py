@@ -154,5 +154,5 @@ def open_ref(store: Store, ref: str | EmbeddingsRef | None) -> EmbeddingsVersion
     parsed = ref if isinstance(ref, EmbeddingsRef) else EmbeddingsRef.parse(ref)
     try:
         return open_version(store, parsed.fingerprint_id, parsed.run_id)
-    except ManifestError as e:
-        raise ManifestError(f"{e} (models in this store: {', '.join(found) or 'none'})") from e
+    except ManifestError as e:  # the same kind (a missing manifest stays ManifestMissing), with what there is
+        raise type(e)(f"{e} (models in this store: {', '.join(found) or 'none'})") from e

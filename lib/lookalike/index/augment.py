@@ -69,7 +69,8 @@ def run(config: AugmentConfig) -> dict[str, Any]:
     task = AugmentTask(store.url, json.dumps(store.options), source.layout.fingerprint_id, source.layout.run_id,
                        run_id, tuple(source.parts), tuple(offsets[:-1]), config.expansion, config.batch_size)
     markers = sorted(run_tasks(task, list(range(len(source.parts))), config.master, "lookalike-dba",
-                               config.spark_conf), key=lambda m: m["task"])
+                               config.spark_conf, stage="augment", unit="vectors", total=sum(source.part_rows)),
+                     key=lambda m: m["task"])
     manifest = new_manifest(
         KIND, run_id=run_id, fingerprint_id=source.layout.fingerprint_id, fingerprint=source.manifest["fingerprint"],
         dim=source.dim, counts={**source.manifest["counts"], "rows": sum(m["rows"] for m in markers)},

@@ -18,6 +18,7 @@ from lookalike.core.errors import ConfigError, InputError, JobFailed
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.logs import run_context
 from lookalike.core.manifest import new_manifest
+from lookalike.core.progress import progress
 from lookalike.core.schemas import row_columns
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
@@ -41,8 +42,10 @@ class IndexInputError(InputError):
 
 @dataclass(frozen=True)
 class BuildIndexConfig:
+    """What `lookalike build-index` builds: from which embeddings version, in which memory, to which recall."""
+
     store: str
-    name: str
+    name: str                            # the index's name: indexes/<name>/ in the store
     embeddings: str | None = None        # "FINGERPRINT" or "FINGERPRINT/RUN_ID"; None: the store's only one
     memory_budget: int = 4 * GiB
     factory: str | None = None           # forces a Faiss factory string
@@ -182,7 +185,8 @@ def scan(config: BuildIndexConfig, plan: BuildPlan) -> HeldOut:
     query_rows = tuple(sorted(rng.choice(plan.n, max(1, held_out), replace=False).tolist()))
     fraction = min(1.0, 1.2 * train_size / max(1, plan.n - len(query_rows))) if train_size else 0.0
     results = run_tasks(ScanTask(plan.store, plan.parts, plan.offsets, fraction, query_rows, plan.layout, config.seed),
-                        list(range(len(plan.parts))), config.master, "lookalike-index-scan", config.spark_conf)
+                        list(range(len(plan.parts))), config.master, "lookalike-index-scan", config.spark_conf,
+                        stage="index: check and sample", unit="vectors", total=plan.n)
     _check_scan(results, plan.d, plan.source)
     sampled = sum(s["sampled"] for s in results)
     choice = plan.choice
@@ -222,9 +226,11 @@ def _full_build(config: BuildIndexConfig, plan: BuildPlan, decision: dict[str, A
     store, layout, choice = plan.store, plan.layout, plan.choice
     [training] = _timed(timings, "train_s", run_tasks,
                         TrainTask(store, choice.factory, plan.d, len(plan.parts), max(1, choice.train_size), layout,
-                                  config.seed), [0], config.master, "lookalike-index-train", config.spark_conf)
+                                  config.seed), [0], config.master, "lookalike-index-train", config.spark_conf,
+                        f"index: train {choice.factory}")
     added = _timed(timings, "add_s", run_tasks, AddTask(store, plan.parts, plan.offsets, layout),
-                   list(range(len(plan.parts))), config.master, "lookalike-index-add", config.spark_conf)
+                   list(range(len(plan.parts))), config.master, "lookalike-index-add", config.spark_conf,
+                   "index: add", "vectors", plan.n)
     if sum(a["added"] for a in added) != plan.n:
         raise JobFailed(f"add tasks indexed {sum(a['added'] for a in added)} vectors, expected {plan.n}")
     t0 = time.perf_counter()
@@ -255,7 +261,8 @@ def measure(config: BuildIndexConfig, plan: BuildPlan, built: Built, held_out: H
             ) -> Measured:
     """Exact ground truth of the held-out queries (distributed brute force), then the recall/QPS sweep."""
     partial = run_tasks(GroundTruthTask(plan.store, plan.parts, plan.offsets, plan.layout, config.k + 1),
-                        list(range(len(plan.parts))), config.master, "lookalike-index-gt", config.spark_conf)
+                        list(range(len(plan.parts))), config.master, "lookalike-index-gt", config.spark_conf,
+                        stage="index: exact neighbours of the held-out queries", unit="vectors", total=plan.n)
     # Tasks see rows of the embeddings version; the index speaks faiss ids.
     row_to_faiss = built.row_to_faiss
     partial = [(dist, np.where(ids >= 0, row_to_faiss[np.maximum(ids, 0)], -1)) for dist, ids in partial]
@@ -327,8 +334,10 @@ def _merge(store: Store, layout: IndexLayout, trained_bytes: bytes, n_parts: int
     trained = deserialize(trained_bytes)
     estimated = n * choice.bytes_per_vector
     if not choice.nlist or estimated <= budget:  # on-disk lists are inverted lists: an IVF's only
-        for i in range(n_parts):
-            trained.merge_from(deserialize(store.read_bytes(layout.partial(i))), 0)
+        with progress("index: merge", n_parts, "parts") as step:
+            for i in range(n_parts):
+                trained.merge_from(deserialize(store.read_bytes(layout.partial(i))), 0)
+                step.advance()
         return trained, [_upload_index(store, layout.key(INDEX_FILE), trained, tmp)], False
     # Larger than the budget: merge the lists into one mmap-able .ivfdata file (faiss.contrib.ondisk).
     from faiss.contrib.ondisk import merge_ondisk

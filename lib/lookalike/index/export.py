@@ -44,8 +44,10 @@ READY = "READY"
 
 @dataclass(frozen=True)
 class ExportConfig:
+    """What `lookalike export` writes: a published version split into one bundle per destination."""
+
     store: str
-    name: str
+    name: str                              # the index's name
     destinations: tuple[str, ...]          # one store URL per shard (a folder, s3 prefix, sftp://...)
     version: str | None = None             # default LATEST
     storage_options: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +71,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     started = time.perf_counter()
     task = ExportTask(config, manifest["version"])
     shards = run_tasks(task, list(range(len(config.destinations))), config.master, "lookalike-export",
-                       config.spark_conf)
+                       config.spark_conf, stage="export", unit="shards")
     return {"name": config.name, "version": manifest["version"], "ntotal": manifest["ntotal"],
             "split": shards[0]["split"], "shards": sorted(shards, key=lambda s: s["shard"]),
             "total_s": round(time.perf_counter() - started, 3)}

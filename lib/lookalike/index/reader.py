@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -21,8 +20,10 @@ import pyarrow.parquet as pq
 
 from lookalike.core.errors import InputError
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, VECTORS_FILE
+from lookalike.core.progress import progress
 from lookalike.core.store import Store
 from lookalike.index.features import VersionFeatures, load_version_features
+from lookalike.index.local_cache import default_cache_dir
 from lookalike.index.publish import VersionError, open_version
 from lookalike.index.search import SearchParams, exact_scorer, search, write_exact_scorer
 
@@ -30,10 +31,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_MANIFEST = "manifest.json"  # written last into a cached version: a folder without it is incomplete
 EXACT_FILE = "exact.faiss"        # derived locally from vectors.f16.npy, mapped instead of rebuilt each time
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("LOOKALIKE_CACHE_DIR") or os.path.join(Path.home(), ".cache", "lookalike")
 
 
 @dataclass
@@ -104,6 +101,7 @@ def fetch_version(store: Store, manifest: dict[str, Any], cache_dir: str) -> str
     # Executors on one host share the cache: one process fetches, the others wait and then find it verified.
     with open(f"{target}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = []
         for entry in manifest["files"]:
             path = os.path.join(target, entry["key"].rsplit("/", 1)[-1])
             if os.path.exists(path):
@@ -111,7 +109,15 @@ def fetch_version(store: Store, manifest: dict[str, Any], cache_dir: str) -> str
                 if problem is None:
                     continue
                 log.warning("cached %s is damaged (%s); downloading it again", path, problem)
-            _download(store, entry, path)
+            missing.append((entry, path))
+        if missing:  # said, since a version can take gigabytes of the cache's disk
+            megabytes = sum(entry["bytes"] for entry, _ in missing) / 1e6
+            log.info("copying %s/%s (%.1f MB) into the cache %s", manifest["name"], manifest["version"], megabytes,
+                     cache_dir)
+            with progress(f"download {manifest['name']}/{manifest['version']}", len(missing), "files") as step:
+                for entry, path in missing:
+                    _download(store, entry, path)
+                    step.advance()
         tmp = os.path.join(target, f"{LOCAL_MANIFEST}.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(manifest, f)

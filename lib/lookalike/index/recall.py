@@ -10,6 +10,7 @@ import faiss
 import numpy as np
 
 from lookalike.core.errors import JobFailed
+from lookalike.core.progress import Progress, progress
 from lookalike.index.choice import IndexChoice
 from lookalike.index.search import SearchParams, search
 
@@ -62,10 +63,18 @@ def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth:
           exact: faiss.Index, k: int, choice: IndexChoice) -> list[dict[str, Any]]:
     """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rerank), re-scoring with `exact` (the version's
     stored vectors as a scorer); stops raising nprobe once recall with the widest re-scoring stops improving."""
+    reranks = (0,) if choice.is_flat else BINARY_RERANKS if choice.is_binary else RERANKS
+    nprobes = nprobe_values(choice)
+    # How many settings are measured is known only at the end: the sweep stops when recall stops improving.
+    with progress("index: recall sweep", None, "settings") as step:
+        return _sweep(index, queries, query_ids, truth, exact, k, nprobes, reranks, step)
+
+
+def _sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray, exact: faiss.Index,
+           k: int, nprobes: list[int], reranks: tuple[int, ...], step: Progress) -> list[dict[str, Any]]:
     table = []
     last_best = -1.0
-    reranks = (0,) if choice.is_flat else BINARY_RERANKS if choice.is_binary else RERANKS
-    for nprobe in nprobe_values(choice):
+    for nprobe in nprobes:
         best_here = 0.0
         for rerank in reranks:
             params = SearchParams(nprobe=nprobe, rerank=rerank)
@@ -77,6 +86,7 @@ def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth:
             row = {"nprobe": nprobe, "rerank": rerank, "recall_at_1": recall_at(found, truth, 1),
                    "recall_at_10": recall_at(found, truth, min(10, k)), "qps": round(len(queries) / elapsed, 1)}
             table.append(row)
+            step.advance()
             best_here = max(best_here, row["recall_at_10"])
         if best_here >= 0.999 or best_here - last_best < 1e-3:
             break

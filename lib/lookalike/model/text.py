@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.core.extras import require
 from lookalike.model.spec import ModelError
 
 TEXT_ENCODER = "all-MiniLM-L6-v2"
@@ -71,6 +72,7 @@ def load_text_encoder() -> TextEncoder:
     # The weights are on disk: nothing may be fetched from a model hub, and nothing should be tried.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    require("words", "a word space (text queries, --space words or conse)")
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
     transformers_logging.disable_progress_bar()  # a bar per load in every worker's log says nothing

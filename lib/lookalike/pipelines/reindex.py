@@ -20,6 +20,7 @@ from lookalike.core.store import Store
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
 from lookalike.index import publish
+from lookalike.model.spec import ModelSpec
 from lookalike.pipelines import whitening as reindex_whitening
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ DEFAULT_WHITEN_DIM = 512  # the best recipe on the logo set (README quality tabl
 
 @dataclass(frozen=True)
 class ReindexConfig:
+    """The nightly run of one index: its embed and build configs (same store) and the run's own settings;
+    `ReindexConfig.of(images, store, index)` makes one with the defaults of `lookalike reindex`."""
+
     embed: EmbedConfig                   # images, store, model, master, run_id (None: new, or resume)
     index: Any                           # BuildIndexConfig: name, budget, recall gate; `publish` is ours
     keep: int | None = None              # retention after publishing
@@ -56,6 +60,17 @@ class ReindexConfig:
     @property
     def name(self) -> str:
         return self.index.name
+
+    @classmethod
+    def of(cls, images: str, store: str, index: str, *, master: str | None = "local[*]",
+           storage_options: dict[str, Any] | None = None, model: ModelSpec | None = None, **options: Any
+           ) -> ReindexConfig:
+        """The nightly run of `index` over the images at `images` (a folder, a prefix URL or an images table) into
+        `store`, with `lookalike reindex`'s defaults; `options` are this config's own fields (keep, whiten, ...)."""
+        from lookalike.index.build import BuildIndexConfig  # faiss, only when a run is configured
+        shared = {"store": store, "master": master, "storage_options": dict(storage_options or {})}
+        return cls(embed=EmbedConfig(images=images, model=model or ModelSpec(), **shared),
+                   index=BuildIndexConfig(name=index, incremental=True, **shared), **options)
 
 
 def run(config: ReindexConfig) -> dict[str, Any]:
@@ -213,7 +228,9 @@ def _finish(report: dict[str, Any], started: float, layout: ReindexLayout) -> No
         layout.store.write_json(layout.last, report)
     except Exception as e:  # the run's outcome stands even if its report cannot be written
         log.error("could not write the reindex report to %s: %s", layout.store.url, e)
-    log.info("%s", text)
+    # One line: the summary itself is what the command prints (or the caller shows), never twice with -v.
+    log.info("reindex %s run %s %s; report at %s", report["name"], report["run_id"], report["status"],
+             layout.store.child_url(layout.report(report["run_id"])))
 
 
 def summarise(r: dict[str, Any]) -> str:

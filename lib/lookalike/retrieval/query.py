@@ -38,6 +38,8 @@ from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.loading import LoadedModel
 from lookalike.model.spec import ModelError
 from lookalike.model.text import load_text_encoder
+from lookalike.retrieval.hit import Hit
+from lookalike.retrieval.ids import uris_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 
@@ -47,30 +49,6 @@ DEFAULT_LIMITS = QueryLimits()
 EXACT_FILTER_LIMIT = 100_000
 SHORTLIST_ROUNDS = 5
 HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id")  # source_: in exported shards
-
-
-class UnknownImageIds(QueryError):
-    def __init__(self, missing: list[str], version: str):
-        shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
-        super().__init__(f"{len(missing)} image id(s) not in index version {version}: {shown}")
-        self.missing = missing
-
-
-@dataclass(frozen=True)
-class Hit:
-    image_id: str
-    uri: str
-    score: float   # cosine similarity, 1.0 = same direction
-    rank: int      # 1-based
-    metadata: dict[str, Any]
-    inliers: int | None = None  # geometric verification: keypoints that fit one transform (None: not verified)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {"rank": self.rank, "image_id": self.image_id, "uri": self.uri, "score": round(self.score, 6),
-               "metadata": self.metadata}
-        if self.inliers is not None:
-            out["inliers"] = self.inliers
-        return out
 
 
 @dataclass(frozen=True)
@@ -114,29 +92,6 @@ def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
         raise QueryError("a vector is all zeros: it has no direction to search")
     q = q / scale
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)  # the index holds unit vectors
-
-
-def faiss_ids_of(version: IndexVersion, image_ids: Sequence[str]) -> np.ndarray:
-    """The faiss ids of catalogue images; unknown ids raise UnknownImageIds."""
-    faiss_ids = [version.faiss_id_of(i) for i in image_ids]
-    missing = [i for i, f in zip(image_ids, faiss_ids, strict=True) if f is None]
-    if missing:
-        raise UnknownImageIds(missing, version.version)
-    return np.asarray(faiss_ids, dtype=np.int64)
-
-
-def vectors_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The stored vectors of catalogue images and their faiss ids; unknown ids raise UnknownImageIds."""
-    ids = faiss_ids_of(version, image_ids)
-    vectors = np.asarray(version.vectors[ids], dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ids
-
-
-def uris_of_ids(version: IndexVersion, image_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Where catalogue images are (their uris) and their faiss ids: a query that needs the image itself, not its
-    stored vector (class-weighted search re-pools its feature map); unknown ids raise UnknownImageIds."""
-    ids = faiss_ids_of(version, image_ids)
-    return version.ids["uri"].take(pa.array(version.row_of_faiss[ids])).to_pylist(), ids
 
 
 def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarray:
@@ -187,24 +142,25 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     if exclude is not None:
         dropped = ids == exclude[:, None]
         ids = np.where(dropped, -1, ids)
-    inliers = None
-    if verify:
-        scores, ids, inliers = _verified(version, scores, ids, verification)
-    return _hits(version, scores, ids, k, inliers)
+    if not verify:
+        return _hits(version, scores, ids, k)
+    fused, cosines, ids, inliers = _verified(version, scores, ids, verification)
+    return _hits(version, fused, ids, k, inliers, cosines)
 
 
 def _verified(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, verification: Verification
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each verified query's shortlist re-ordered by the fused score; the cosines stay the reported scores."""
-    inliers = np.full(ids.shape, -1, dtype=np.int32)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each verified query's shortlist re-ordered by the fused score: (fused scores, cosines, ids, inliers), the
+    inliers -1 for a query without views (its fused scores are its cosines)."""
+    fused, inliers = scores.copy(), np.full(ids.shape, -1, dtype=np.int32)
     for q, views in enumerate(verification.views):
         if not views:
             continue
         counts = inlier_counts(views, version.features.of(ids[q]), verification.settings)
-        fused = np.where(ids[q] >= 0, fuse(scores[q], counts, verification.settings), -np.inf)
-        order = np.argsort(-fused, kind="stable")
-        scores[q], ids[q], inliers[q] = scores[q][order], ids[q][order], counts[order]
-    return scores, ids, inliers
+        ranked = np.where(ids[q] >= 0, fuse(scores[q], counts, verification.settings), -np.inf)
+        order = np.argsort(-ranked, kind="stable")
+        fused[q], scores[q], ids[q], inliers[q] = ranked[order], scores[q][order], ids[q][order], counts[order]
+    return fused, scores, ids, inliers
 
 
 def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: SearchParams, mask: np.ndarray,
@@ -241,8 +197,8 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     return scores, ids
 
 
-def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int,
-          inliers: np.ndarray | None = None) -> list[list[Hit]]:
+def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int, inliers: np.ndarray | None = None,
+          cosines: np.ndarray | None = None) -> list[list[Hit]]:
     found = ids >= 0
     rows = version.row_of_faiss[ids[found]]
     records = version.ids.take(pa.array(rows)).to_pylist()
@@ -257,7 +213,9 @@ def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int,
             if len(hits) < k:
                 metadata = {c: v for c, v in record.items() if c not in HIT_COLUMNS}
                 verified = None if inliers is None or inliers[q, j] < 0 else int(inliers[q, j])
-                hits.append(Hit(record["image_id"], record["uri"], float(score), len(hits) + 1, metadata, verified))
+                cosine = None if verified is None else float(cosines[q, j])
+                hits.append(Hit(record["image_id"], record["uri"], float(score), len(hits) + 1, metadata, verified,
+                                cosine))
         out.append(hits)
     return out
 

@@ -107,7 +107,10 @@ class HitOut(BaseModel):
     rank: int
     image_id: str
     uri: str
-    score: float = Field(description="cosine similarity")
+    score: float = Field(description="what the hits are ranked by: the cosine similarity, plus the verification "
+                                     "bonus where the hit was verified (cosine + 0.4 × min(1, inliers / 20) from 6 "
+                                     "inliers)")
+    cosine: float = Field(description="the cosine similarity of the global descriptors (1 = the same direction)")
     inliers: int | None = Field(None, description="keypoints fitting one transform, where the hit was verified")
     metadata: dict[str, Any] = Field(description="the images table's other columns")
 

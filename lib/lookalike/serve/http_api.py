@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from lookalike import __version__
+from lookalike._version import __version__
 from lookalike.image.decode import ImageError
+from lookalike.retrieval.ids import UnknownImageIds
 from lookalike.retrieval.limits import QueryError
-from lookalike.retrieval.query import UnknownImageIds
 from lookalike.serve.api_middleware import BodyLimit, IndexCollector, Measured, bearer_ok, validation_error
 from lookalike.serve.context import ApiSettings, RequestContext
 from lookalike.serve.routes import add_catalogue_routes, add_search_routes, add_status_routes

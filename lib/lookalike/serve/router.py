@@ -17,11 +17,10 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from lookalike import __version__
+from lookalike._version import __version__
 from lookalike.core.errors import ConfigError, LookalikeError
 from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.limits import MAX_K, MAX_SHORTLIST
-from lookalike.retrieval.verify import fuse
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
 from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, IdQuery, SearchAnswer, TextQuery, VectorQuery
 
@@ -69,24 +68,17 @@ def _reason(error: BaseException) -> str:
     return str(error) if isinstance(error, ShardFailed) else f"{type(error).__name__}: {error}".rstrip(": ")
 
 
-def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None, fused: bool = False
-          ) -> list[list[dict]]:
-    """Per query, every shard's hits by descending score (fused with their inliers where shards verified), the
-    best k, ranked again. drop[i] names a hit to leave out of query i (the query image itself)."""
+def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None) -> list[list[dict]]:
+    """Per query, every shard's hits by descending score (what each shard ranked by: a verified hit's includes its
+    inliers' bonus, so it outranks an unverified one on another shard), the best k, ranked again. drop[i] names a
+    hit to leave out of query i (the query image itself)."""
     n = len(answers[0]["results"])
     merged = []
     for q in range(n):
         hits = [h for a in answers for h in a["results"][q]["hits"] if not drop or h["image_id"] != drop[q]]
-        hits.sort(key=(lambda h: -_fused(h)) if fused else (lambda h: -h["score"]))
+        hits.sort(key=lambda h: -h["score"])
         merged.append([{**h, "rank": r} for r, h in enumerate(hits[:k], 1)])
     return merged
-
-
-def _fused(hit: dict[str, Any]) -> float:
-    inliers = hit.get("inliers")
-    if inliers is None:
-        return hit["score"]
-    return float(fuse(np.array([hit["score"]]), np.array([inliers]))[0])
 
 
 class Shards:
@@ -178,7 +170,7 @@ class Shards:
         outcomes = await asyncio.gather(*(self.call(s, "/search/images", files=files, data=form) for s in shards),
                                         return_exceptions=True)
         answers, missing = self._answered(shards, outcomes)
-        merged = merge(answers, k, fused=True)
+        merged = merge(answers, k)
         return self._answer(answers, missing, merged, k, labels, started)
 
     async def expanded(self, vectors: list, options: dict[str, Any], drop: list[str | None] | None) -> list:
@@ -202,7 +194,7 @@ class Shards:
         for q, row in enumerate(hits):
             for j, h in enumerate(row):
                 if h["image_id"] in stored:
-                    neighbours[q, j], scores[q, j] = stored[h["image_id"]], h["score"]
+                    neighbours[q, j], scores[q, j] = stored[h["image_id"]], h["cosine"]
         alpha = options.get("expand_alpha", Expansion().alpha)
         return expand(queries.astype(np.float32), neighbours, scores, Expansion(n, alpha)).tolist()
 

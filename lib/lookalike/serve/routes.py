@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
+from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K, QueryError
-from lookalike.retrieval.query import UnknownImageIds, vectors_of_ids
 from lookalike.serve.api_models import (
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,

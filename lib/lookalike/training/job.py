@@ -5,19 +5,25 @@ state dict + model card) that `--weights` loads like any other."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 from lookalike.core.errors import ArtefactError
+from lookalike.core.extras import require
 from lookalike.core.layout import TrainingLayout
 from lookalike.core.manifest import new_manifest, read_manifest
+from lookalike.core.progress import Progress, progress
 from lookalike.core.spark import session
 from lookalike.core.store import Store, redact
+from lookalike.training.config import TrainConfig, config_json
 from lookalike.training.data import open_training_set
-from lookalike.training.trainer import TrainConfig, config_json, train_process
+from lookalike.training.trainer import train_process
 
 KIND = "training"
 
@@ -25,6 +31,7 @@ KIND = "training"
 def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[str, str] | None = None,
         use_gpu: bool = False) -> dict[str, Any]:
     """Train (or finish training) run `config.run_id` and return its manifest; a finished run returns it as is."""
+    require("train", "lookalike train")
     from pyspark.ml.torch.distributor import TorchDistributor
 
     store = Store(config.store, config.storage_options)
@@ -34,8 +41,9 @@ def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[s
     data = open_training_set(store, config.data)
     started = time.perf_counter()
     session(master, "lookalike-train", {"spark.task.cpus": str(config.threads_per_process), **(spark_conf or {})})
-    summary = TorchDistributor(num_processes=config.processes, local_mode=False, use_gpu=use_gpu).run(
-        train_process, config_json(config))
+    with progress("train", config.steps, "steps") as step, _following(store, layout, step):
+        summary = TorchDistributor(num_processes=config.processes, local_mode=False, use_gpu=use_gpu).run(
+            train_process, config_json(config))
     if not store.exists(layout.best):
         raise ArtefactError(f"training run {config.run_id} kept no best weights: was any validation run?")
     weights = store.read_bytes(layout.best)
@@ -51,6 +59,24 @@ def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[s
         config={**asdict(config), "storage_options": redact(config.storage_options)})
     store.write_json(layout.manifest, manifest)
     return manifest
+
+
+@contextlib.contextmanager
+def _following(store: Store, layout: TrainingLayout, step: Progress) -> Iterator[None]:
+    """While the block runs, the step rank 0 reports (it trains on an executor) moves the driver's progress."""
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(2.0):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                step.at_least(int(store.read_json(layout.progress)["step"]))
+    watcher = threading.Thread(target=follow, name="training-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
 
 
 def model_card(manifest: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,44 +31,12 @@ from lookalike.core.layout import TrainingLayout
 from lookalike.core.store import Store
 from lookalike.image.decode import to_tensor
 from lookalike.model.loading import LoadedModel, load_model
-from lookalike.model.spec import ModelSpec
 from lookalike.training.augment import synthetic_copy
+from lookalike.training.config import TrainConfig
 from lookalike.training.data import read_split
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    store: str
-    run_id: str
-    data: str = "default"                # the training set's name (training-data/<name>)
-    model: str = "efficientnet_lite0"    # the backbone and its weights training starts from (ImageNet here)
-    image_size: int = 224
-    trainable: int = 2                   # last stages (blocks) that learn, with the head convolution
-    steps: int = 1500
-    batch_size: int = 32                 # per process
-    m_per_group: int = 4
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    checkpoint_every: int = 100
-    validate_every: int = 250
-    max_validation: int = 1500           # validation images embedded each time
-    augment: bool = True
-    processes: int = 2
-    threads_per_process: int = 1
-    seed: int = 0
-    storage_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.batch_size % self.m_per_group:
-            raise ConfigError(f"batch size {self.batch_size} must be a multiple of m_per_group {self.m_per_group}")
-        if min(self.steps, self.batch_size, self.checkpoint_every, self.validate_every, self.processes) < 1:
-            raise ConfigError("steps, batch size, checkpoint_every, validate_every and processes must be >= 1")
-
-    def spec(self) -> ModelSpec:
-        return ModelSpec(name=self.model, image_size=self.image_size)
+PROGRESS_EVERY_S = 5.0  # how often rank 0 writes the step it reached (one small object in the store)
 
 
 def trainable_parameters(model: LoadedModel, stages: int) -> list[torch.nn.Parameter]:
@@ -154,6 +121,7 @@ def train_process(config_json: str) -> dict[str, Any]:
         history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
         history["start"] = _validation_metrics(model, validation, config)
     started, first_step, batches = time.perf_counter(), step, iter(loader)
+    reported = 0.0
     while step < config.steps:
         images, targets = next(batches)
         embeddings = ddp(images.to(device))
@@ -166,6 +134,9 @@ def train_process(config_json: str) -> dict[str, Any]:
         mean_loss = _mean_over_ranks(loss.detach(), world)
         if rank == 0:
             history["loss"].append([step, round(mean_loss, 5)])
+            if time.perf_counter() - reported >= PROGRESS_EVERY_S or step == config.steps:
+                store.write_json(layout.progress, {"step": step, "steps": config.steps, "loss": round(mean_loss, 5)})
+                reported = time.perf_counter()
         if step % config.validate_every == 0 or step == config.steps:
             if rank == 0:
                 history["probe"].append([step, _probe_loss(module, probe, loss_fn)])
@@ -269,7 +240,3 @@ def embed_pngs(model: LoadedModel, pngs: list[bytes], batch: int = 64) -> np.nda
         images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs[lo:lo + batch]]
         out.append(model.embed_batch(torch.stack([to_tensor(i, model.preprocessing) for i in images])))
     return np.concatenate(out) if out else np.zeros((0, model.dim), np.float32)
-
-
-def config_json(config: TrainConfig) -> str:
-    return json.dumps(asdict(config))

@@ -1,0 +1,184 @@
+"""A published index opened in this process, searched as a query worker searches it: by images, catalogue ids,
+vectors or texts, with the same defaults (the version's operating point, geometric verification where the version
+has local features), limits and errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from lookalike.api.images import ImageLike, image_bytes, images_of
+from lookalike.core.errors import ConfigError
+from lookalike.core.store import Store
+from lookalike.index.local_cache import default_cache_dir
+from lookalike.index.reader import IndexVersion
+from lookalike.index.search import SearchParams
+from lookalike.model.class_weighting import ClassFocus
+from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.hit import Hit
+from lookalike.retrieval.ids import vectors_of_ids
+from lookalike.retrieval.limits import DEFAULT_SHORTLIST
+from lookalike.retrieval.query import QueryEmbedder, Verification, as_queries, params_for, search_vectors, stored_views
+from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+Filters = Mapping[str, Any]
+
+
+def open_index(store: str, index: str, version: str | None = None, *, storage_options: Mapping[str, Any] | None = None,
+               cache_dir: str | None = None, model: ModelSpec | None = None) -> Index:
+    """Open LATEST of a published index (or `version`) from a store URL: its files are copied into the local cache
+    (`cache_dir`, default $LOOKALIKE_CACHE_DIR or ~/.cache/lookalike) once, checked and memory-mapped. The model
+    that embeds query images is the one the version names, unless `model` is given (it must make the same
+    vectors)."""
+    served = ServedIndex(Store(store, storage_options), WorkerSettings(index, cache_dir or default_cache_dir(), model))
+    served.start(watch=False, version=version)
+    return Index(served)
+
+
+class Index:
+    """One version of a published index, ready to search. Every search returns, per query, its hits ranked by
+    `Hit.score`; methods given one query return its hits, given a list they return a list of hit lists."""
+
+    def __init__(self, served: ServedIndex):
+        if served.current is None:
+            raise ConfigError("the index is not loaded: use lookalike.open_index()")
+        self._served = served
+        self._version: IndexVersion = served.current
+
+    @property
+    def name(self) -> str:
+        return self._served.settings.name
+
+    @property
+    def version(self) -> str:
+        return self._version.version
+
+    @property
+    def size(self) -> int:
+        """How many images the version holds."""
+        return int(self._version.manifest["ntotal"])
+
+    @property
+    def dim(self) -> int:
+        return self._version.dim
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The version's manifest: model fingerprint, index type and why, recall table, files."""
+        return self._version.manifest
+
+    @property
+    def verifies(self) -> bool:
+        """Whether searches by image and id verify their shortlists (the version has local features)."""
+        return self._version.features is not None
+
+    def __repr__(self) -> str:
+        return f"Index({self.name!r}, version={self.version!r}, size={self.size:,})"
+
+    @overload
+    def search(self, images: ImageLike, k: int = 10, **options: Any) -> list[Hit]: ...
+    @overload
+    def search(self, images: Sequence[ImageLike], k: int = 10, **options: Any) -> list[list[Hit]]: ...
+
+    def search(self, images, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
+               rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
+               verify: bool = True, shortlist: int | None = None, weight_class: str | int | None = None,
+               weight_strength: float | None = None):
+        """The k nearest catalogue images of each query image (a path or URI, bytes, or a PIL image), embedded
+        with the index's model; with `weight_class` (an ImageNet class name or id) pooled where that class is."""
+        listed, one = images_of(images)
+        embedder = self._embedder("search by image")
+        data = [image_bytes(i, embedder.read) for i in listed]
+        vectors = embedder.embed(data, self.class_focus(weight_class, weight_strength))
+        views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
+        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
+                            shortlist=shortlist)
+        return hits[0] if one else hits
+
+    @overload
+    def search_ids(self, image_ids: str, k: int = 10, **options: Any) -> list[Hit]: ...
+    @overload
+    def search_ids(self, image_ids: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
+
+    def search_ids(self, image_ids, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
+                   rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
+                   verify: bool = True, shortlist: int | None = None, include_self: bool = False,
+                   weight_class: str | int | None = None, weight_strength: float | None = None):
+        """The k nearest of catalogue images, by their stored vectors (each image's own hit left out unless
+        `include_self`); class-weighted, by their images read again from where the catalogue keeps them."""
+        one = isinstance(image_ids, str)
+        ids = [image_ids] if one else list(image_ids)
+        focus = self.class_focus(weight_class, weight_strength)
+        if focus is None:
+            vectors, faiss_ids = vectors_of_ids(self._version, ids)
+        else:
+            vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, ids, focus)
+        views = stored_views(self._version, faiss_ids) if verify and self.verifies else None
+        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
+                            shortlist=shortlist, exclude=None if include_self else faiss_ids)
+        return hits[0] if one else hits
+
+    @overload
+    def search_vectors(self, vectors: Sequence[float], k: int = 10, **options: Any) -> list[Hit]: ...
+    @overload
+    def search_vectors(self, vectors: Sequence[Sequence[float]] | np.ndarray, k: int = 10, **options: Any
+                       ) -> list[list[Hit]]: ...
+
+    def search_vectors(self, vectors, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
+                       rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
+        """The k nearest of raw vectors of the index's dimension (normalised here): one vector, or a matrix."""
+        one = np.asarray(vectors).ndim == 1
+        hits = self._search(as_queries(self._version, vectors), k, filters, nprobe, rerank, expand, expand_alpha)
+        return hits[0] if one else hits
+
+    @overload
+    def search_text(self, texts: str, k: int = 10, **options: Any) -> list[Hit]: ...
+    @overload
+    def search_text(self, texts: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
+
+    def search_text(self, texts, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
+                    rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
+        """The k images nearest a text ('bird in a circle'; comma-separated phrases average their vectors), for
+        an index embedded in a word space (`--space words`)."""
+        one = isinstance(texts, str)
+        vectors = self._embedder("search by text").embed_texts([texts] if one else list(texts))
+        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha)
+        return hits[0] if one else hits
+
+    def embed(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
+        """Query images as the index's vectors: (n, dim) float32, unit length (one row for one image)."""
+        listed, _ = images_of(images)
+        embedder = self._embedder("embed images")
+        return embedder.embed([image_bytes(i, embedder.read) for i in listed])
+
+    def vectors_of(self, image_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of catalogue images, in the order given."""
+        return vectors_of_ids(self._version, list(image_ids))[0]
+
+    def search_params(self, nprobe: int | None = None, rerank: int | None = None, expand: int | None = None,
+                      expand_alpha: float | None = None) -> SearchParams:
+        """The parameters a search runs with: the version's operating point, with the ones given instead."""
+        return params_for(self._version, nprobe, rerank, expand, expand_alpha)
+
+    def class_focus(self, weight_class: str | int | None, strength: float | None = None) -> ClassFocus | None:
+        """What `weight_class` (an ImageNet class name or id) resolves to, or None for a plain search; what
+        cannot be weighted raises QueryError saying why."""
+        if weight_class is None and strength is None:
+            return None
+        return self._embedder("weight a query toward a class").focus(weight_class, strength)
+
+    def _search(self, vectors: np.ndarray, k: int, filters: Filters | None, nprobe: int | None, rerank: int | None,
+                expand: int | None, expand_alpha: float | None, views: list | None = None,
+                shortlist: int | None = None, exclude: np.ndarray | None = None) -> list[list[Hit]]:
+        params = self.search_params(nprobe, rerank, expand, expand_alpha)
+        verification = None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)
+        return search_vectors(self._version, vectors, k, params, filters, exclude, verification=verification)
+
+    def _embedder(self, what: str) -> QueryEmbedder:
+        embedder = self._served.embedder
+        if embedder is None:
+            raise ConfigError(f"{self.name}/{self.version} does not name the model of its vectors: cannot {what} "
+                              "(open it with model=ModelSpec(...) of the model that made them)")
+        return embedder

@@ -1,0 +1,41 @@
+"""One hit of a search, as every search path returns it (in-process, the HTTP worker and router, the client): no
+torch or faiss here, so a client reads hits without them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_id: str
+    uri: str
+    score: float   # what the hits are ranked by: the cosine, plus the verification bonus where verified
+    rank: int      # 1-based
+    metadata: dict[str, Any]
+    inliers: int | None = None  # geometric verification: keypoints that fit one transform (None: not verified)
+    cosine: float = None  # type: ignore[assignment]  # the global descriptors' cosine (not given: the score)
+
+    def __post_init__(self) -> None:
+        if self.cosine is None:  # unverified: what ranks is the cosine itself
+            object.__setattr__(self, "cosine", self.score)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"rank": self.rank, "image_id": self.image_id, "uri": self.uri, "score": round(self.score, 6),
+               "cosine": round(self.cosine, 6), "metadata": self.metadata}
+        if self.inliers is not None:
+            out["inliers"] = self.inliers
+        return out
+
+    def describe(self) -> str:
+        """One line of a ranked list: rank, the score that ranks, the id, and the score's parts when verified."""
+        parts = "" if self.inliers is None else f"  (cosine {self.cosine:.3f}, {self.inliers} inliers)"
+        return f"{self.rank:3d}  {self.score:.3f}  {self.image_id}{parts}"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hit:
+        """A hit as the HTTP API writes it (as_dict)."""
+        verified = d.get("inliers")
+        return cls(d["image_id"], d["uri"], float(d["score"]), int(d["rank"]), dict(d.get("metadata") or {}),
+                   verified, None if verified is None else float(d["cosine"]))
