@@ -10,7 +10,7 @@ BROWSER := chromium chromium-driver
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: venv browser demo test lint bench clean dag-check image
+.PHONY: venv browser demo test lint bench clean dag-check image docs
 
 venv: $(STAMP)
 
@@ -32,7 +32,12 @@ demo: venv
 test: venv browser dag-check
 	$(BIN)/ruff check lib jobs tests bench deploy examples
 	$(BIN)/lint-imports
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" && rm -rf "$$site"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The documentation site (docs/, references generated from the code) into site/.
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # The Airflow DAG parsed by the Airflow version deploy/constraints.txt pins (3), and by the last Airflow 2 the
 # DAG still supports, each in a venv of its own (Airflow's pins are not the library's). Airflow 2 is pinned
@@ -55,7 +60,7 @@ dag-check: $(AIRFLOW_VENV)/.installed $(AIRFLOW_VENV)2/.installed
 
 # The Kubernetes image (deploy/Dockerfile); needs a container runtime, which make test does not. Its dependency
 # layer is checked by tests/test_image.py (pip resolves it with the image's pins). IMAGE=registry/name:tag.
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lib/lookalike/_version.py)
 IMAGE   ?= lookalike:$(VERSION)
 image:
 	docker build -f deploy/Dockerfile -t $(IMAGE) $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) .
@@ -68,4 +73,4 @@ bench: venv
 	$(BIN)/python bench/embed_throughput.py
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) $(AIRFLOW_VENV)2 demo-store demo-report data
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(AIRFLOW_VENV)2 demo-store demo-report data site

@@ -67,3 +67,12 @@ def test_the_command_starts_without_loading_torch_faiss_or_spark():
             "print(sorted(m for m in ('torch', 'faiss', 'pyspark') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_cli_reference_of_the_docs_is_made_from_the_same_parsers():
+    from lookalike.dev.docs import cli_reference, exit_codes
+    text = cli_reference()
+    for name, parser in subcommands(build_parser()).items():
+        assert f"## lookalike {name}" in text
+        assert all(f"`{action.option_strings[0]}" in text for action in options(parser)), name
+    assert all(f"| {code} | " in exit_codes() for code in EXIT_CODES)
