@@ -1,4 +1,4 @@
-"""spark-submit entry point of build_index: `spark-submit jobs/build_index.py --store URL --name NAME [...]`.
+"""spark-submit entry point of build_index: `spark-submit jobs/build_index.py --store URL --index NAME [...]`.
 
 Arguments are those of `lookalike build-index`; the master and resources come from spark-submit.
 """

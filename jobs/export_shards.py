@@ -1,4 +1,4 @@
-"""spark-submit entry point of the shard export: `spark-submit jobs/export_shards.py --store URL --name NAME
+"""spark-submit entry point of the shard export: `spark-submit jobs/export_shards.py --store URL --index NAME
 --dest URL [--dest URL ...]`.
 
 Arguments are those of `lookalike export`; the master and resources come from spark-submit.

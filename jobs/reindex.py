@@ -1,8 +1,9 @@
 """spark-submit entry point of the nightly reindex: `spark-submit jobs/reindex.py --images URL --store URL
---name NAME [...]` (or `deploy/submit.sh reindex ...`).
+--index NAME [...]` (or `deploy/submit.sh reindex ...`).
 
 Arguments are those of `lookalike reindex`; the master and resources come from spark-submit. Prints the run
-summary (or the report with --json); exits 2 with a message when another run holds the index's lease.
+summary (or the report with --json); exits with the codes of `lookalike --help` (75: another run holds the
+index's lease, nothing was done; 3: the run refused its result and says how to rerun).
 """
 
 import sys

@@ -36,7 +36,7 @@ with DAG(
 ) as dag:
     reindex = BashOperator(
         task_id="reindex",
-        bash_command=(f"{HOME}/deploy/submit.sh reindex --images {IMAGES} --store {STORE} --name {INDEX} "
+        bash_command=(f"{HOME}/deploy/submit.sh reindex --images {IMAGES} --store {STORE} --index {INDEX} "
                       "--keep 7 --min-recall 0.9 --log-format json"),  # JSON lines with the run id
         env={"LOOKALIKE_MASTER": "spark://spark-master.internal:7077",
              "LOOKALIKE_PROPERTIES": f"{HOME}/deploy/conf/standalone.conf",

@@ -64,7 +64,7 @@ def main() -> int:
           "text, and a logo's tags ...", flush=True)
     words(store, table, ROOT / "data")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; run it again: the next night finds nothing "
-          "changed and leaves LATEST as it is.\nBrowse it: .venv/bin/lookalike serve --store demo-store --name "
+          "changed and leaves LATEST as it is.\nBrowse it: .venv/bin/lookalike serve --store demo-store --index "
           "logos, then open http://127.0.0.1:8000/")
     return 0
 
