@@ -1,6 +1,7 @@
 """The path a new user walks with the `lookalike` command, on Spark local[2] and a local store: a join that leaves
 the catalogue alone, a failed night that recovers the way its message says, and what the command tells the user."""
 
+import io
 import json
 import re
 import subprocess
@@ -118,8 +119,27 @@ def test_a_night_failed_by_bad_files_recovers_by_doing_what_its_message_says(spa
     assert "zz-bad-2.jpg" in ids["image_id"].to_pylist() and "zz-bad-0.jpg" not in ids["image_id"].to_pylist()
 
 
-def test_a_json_log_shows_each_long_step_with_its_figures_and_nothing_of_the_jvm(catalogue, tmp_path):
-    args = ["--log-format", "json", "--progress-interval", "0.5", *reindex(catalogue, tmp_path / "store")]
+def test_the_jvm_s_output_is_quiet_unless_verbose_and_always_in_the_log_s_format(capsys):
+    from lookalike.core.jvm_output import forward
+    from lookalike.core.logs import configure
+    jvm = (b"WARNING: Using incubator modules: jdk.incubator.vector\n"
+           b"Using Spark's default log4j profile: org/apache/spark/log4j2-defaults.properties\n"
+           b"26/12/07 01:10:18 ERROR Executor: Exception in task 0.0\n"
+           b'{"time": "2026-12-07T01:10:19", "level": "WARNING", "logger": "lookalike.embed.task", "message": "x"}\n'
+           b"Traceback (most recent call last):\n")
+    for verbose in (False, True):
+        configure(verbose, "json", "off")
+        forward(io.BytesIO(jvm), verbose)
+        records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(r["logger"], r["level"]) for r in records] == [
+            *([("spark.jvm", "INFO"), ("spark.jvm", "INFO")] if verbose else []),
+            ("spark.Executor", "ERROR"), ("lookalike.embed.task", "WARNING"), ("spark.jvm", "WARNING")]
+    configure(False, "text")  # as the command leaves it for the tests that follow
+
+
+def test_a_json_log_shows_each_long_step_with_its_figures_and_the_summary_once(catalogue, tmp_path):
+    args = ["--log-format", "json", "--progress", "log", "--progress-interval", "0.5", "-v",
+            *reindex(catalogue, tmp_path / "store")]
     done = subprocess.run([sys.executable, "-m", "lookalike.cli.main", *args], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,4 +157,8 @@ def test_a_json_log_shows_each_long_step_with_its_figures_and_nothing_of_the_jvm
     assert {"index: check and sample", "index: exact neighbours of the held-out queries",
             "index: recall sweep"} <= set(steps)
     assert all(r["run_id"] for r in records if "progress" in r)  # the night's lines carry its id
-    assert not any("incubator" in line or "log4j" in line or "NativeCodeLoader" in line for line in lines)
+    # With -v the JVM's start-up lines are shown, as JSON records of the `spark` loggers like every other line.
+    assert any(r["logger"].startswith("spark.") for r in records)
+    # -v says what each step does, and the summary once: on stdout, not again in the log.
+    assert not any("PUBLISHED in" in r["message"] for r in records)
+    assert any(r["logger"] == "lookalike.pipelines.reindex" and "published" in r["message"] for r in records)

@@ -99,7 +99,8 @@ def build_parser(submitted: bool = False) -> argparse.ArgumentParser:
                         help="json: one JSON object per line, with the run id, for a cluster's log pipeline")
     parser.add_argument("--progress", choices=MODES, default="auto",
                         help="how long steps show their progress: a bar, a log line every --progress-interval, or "
-                             "nothing; auto is a bar on a terminal and log lines elsewhere")
+                             "nothing; auto is a bar on a terminal and log lines elsewhere, but none beside a "
+                             "command's --json output (spark-submit mixes a driver's stderr into its stdout)")
     parser.add_argument("--progress-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
                         help="seconds between two progress lines in a log")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,7 +117,10 @@ def build_parser(submitted: bool = False) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     """Run one command; `submitted` is set by the jobs/*.py entry points that spark-submit starts."""
     args = build_parser(submitted).parse_args(argv)
-    configure(args.verbose, args.log_format, args.progress, args.progress_interval)
+    progress = args.progress
+    if progress == "auto" and getattr(args, "json", False) and not sys.stderr.isatty():
+        progress = "off"  # a program reads the output: no lines of ours in it, ever
+    configure(args.verbose, args.log_format, progress, args.progress_interval)
     run = {c.name: c.run for c in COMMANDS}[args.command]
     try:
         output = run(args)

@@ -1,6 +1,6 @@
 """The Spark JVM that the `lookalike` command starts itself (local masters): its start-up noise kept off the user's
-screen, its log4j lines turned into Python log records (so `--log-format json` gives one format on stderr), and
-everything else it prints passed on as it is (the Python workers' own lines come through the JVM too)."""
+screen, its log4j lines and anything else it prints turned into Python log records (so `--log-format json` gives one
+format on stderr), except the lines the Python workers already logged in that format (they come through the JVM)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import IO
 STARTUP_NOISE = ("WARNING: Using incubator modules", "Using Spark's default log4j profile",
                  "Setting default log level to", "To adjust logging level use sc.setLogLevel")
 LOG4J_LINE = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (TRACE|DEBUG|INFO|WARN|ERROR|FATAL) ([^:\s]+): (.*)$")
+OURS = re.compile(r"^(\{\"time\": |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ )")  # core.logs' JSON and text lines
 LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
           "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
 
@@ -37,17 +38,21 @@ def launch_gateway(conf, verbose: bool):
 
 
 def forward(stream: IO[bytes], verbose: bool, out: IO[str] | None = None) -> None:
-    """Until the JVM closes its stderr: log4j lines become log records of `spark.<class>`, start-up noise is
-    dropped unless verbose, anything else goes to `out` (stderr) unchanged."""
+    """Until the JVM closes its stderr: start-up noise is dropped unless verbose; log4j lines become log records of
+    `spark.<class>`; lines a Python worker logged go to `out` (stderr) as they are; anything else (a worker's
+    traceback, the JVM's own notices) becomes a record of `spark.jvm`."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace").rstrip("\n")
-        if not verbose and line.startswith(STARTUP_NOISE):
+        if not line or (not verbose and line.startswith(STARTUP_NOISE)):
             continue
         match = LOG4J_LINE.match(line)
         if match:
             level, source, message = match.groups()
             logging.getLogger(f"spark.{source}").log(LEVELS[level], "%s", message)
-        else:
+        elif OURS.match(line):
             target = out or sys.stderr
             target.write(line + "\n")
             target.flush()
+        else:
+            logging.getLogger("spark.jvm").log(logging.INFO if line.startswith(STARTUP_NOISE) else logging.WARNING,
+                                               "%s", line)
