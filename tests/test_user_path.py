@@ -154,8 +154,8 @@ def test_a_json_log_shows_each_long_step_with_its_figures_and_the_summary_once(c
     assert [p["state"] for p in (embed[0], embed[-1])] == ["started", "done"]
     assert (embed[-1]["done"], embed[-1]["total"], embed[-1]["unit"]) == (16, 16, "images")
     assert embed[-1]["rate_per_s"] > 0 and embed[-1]["elapsed_s"] > 0
-    assert {"index: check and sample", "index: exact neighbours of the held-out queries",
-            "index: recall sweep"} <= set(steps)
+    # Steps shorter than the interval (the index's, at this size) leave no line: a small night's log stays short.
+    assert all(p["elapsed_s"] >= 0.4 for lines_ in steps.values() for p in lines_ if p["state"] != "done")
     assert all(r["run_id"] for r in records if "progress" in r)  # the night's lines carry its id
     # With -v the JVM's start-up lines are shown, as JSON records of the `spark` loggers like every other line.
     assert any(r["logger"].startswith("spark.") for r in records)

@@ -25,6 +25,7 @@ log = logging.getLogger(PROGRESS_LOGGER)
 
 MODES = ("auto", "bar", "log", "off")
 DEFAULT_INTERVAL_S = 30.0
+QUIET_S = 1.0  # a step shorter than this leaves no line in a log: a log of small runs stays readable
 
 
 @dataclass
@@ -58,14 +59,14 @@ class Progress:
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._said = False  # whether a line of this step was logged (then its end is too)
         self._bar = None
         if _settings.mode == "bar":
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total, desc=stage, unit=f" {unit}", dynamic_ncols=True, leave=True)
         elif _settings.mode == "log":
-            self._line("started")
-            # A line every interval whether or not anything moved: a long single task (training an index) still
-            # shows that the job is alive and for how long it has been at it.
+            # A line once the step has lasted QUIET_S, then every interval whether or not anything moved: a long
+            # single task (training an index) still shows that the job is alive and for how long it has been at it.
             # In the creator's context: its lines carry the run's ids (logging's context lives in contextvars).
             context = contextvars.copy_context()
             threading.Thread(target=context.run, args=(self._lines,), name=f"progress-{stage}", daemon=True).start()
@@ -87,7 +88,7 @@ class Progress:
             self._closed.set()
             if self._bar is not None:
                 self._bar.close()
-            elif _settings.mode == "log":
+            elif _settings.mode == "log" and self._said:
                 self._line("done")
 
     def _move(self, done: int) -> None:
@@ -97,10 +98,12 @@ class Progress:
             self._bar.update(step)
 
     def _lines(self) -> None:
-        while not self._closed.wait(_settings.interval_s):
+        wait = min(QUIET_S, _settings.interval_s)
+        while not self._closed.wait(wait):
             with self._lock:
                 if not self._closed.is_set():
-                    self._line("running")
+                    self._line("running" if self._said else "started")
+            wait = _settings.interval_s
 
     def figures(self) -> dict[str, float | int | str | None]:
         elapsed = time.monotonic() - self.started
@@ -111,6 +114,7 @@ class Progress:
                 "elapsed_s": round(elapsed, 1)}
 
     def _line(self, state: str) -> None:
+        self._said = True
         f = self.figures()
         if self.total is None:
             count = f"{self.done:,} {self.unit}"
@@ -118,7 +122,7 @@ class Progress:
             share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
             count = f"{self.done:,}/{self.total:,} {self.unit}{share}"
         text = f"{self.stage}: {count}, {f['rate_per_s']:,.1f} {self.unit}/s, elapsed {_duration(f['elapsed_s'])}"
-        if state == "running" and f["eta_s"] is not None:
+        if state != "done" and f["eta_s"] is not None:
             text += f", ETA {_duration(f['eta_s'])}"
         log.info("%s%s", text, "" if state == "running" else f" ({state})", extra={"progress": {**f, "state": state}})
 

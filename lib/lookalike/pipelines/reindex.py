@@ -246,8 +246,8 @@ def summarise(r: dict[str, Any]) -> str:
             d = r["reading"]
             how = {"listing": "by the listing", "rehash": "--rehash: everything read",
                    "read": "by reading (the listing gives no ETag or mtime)",
-                   "first": "by reading everything: there is no previous version to compare with",
-                   "full": "by reading everything: the previous version is not carried from"}.get(
+                   "first": "by reading every image (the first version: nothing to compare with)",
+                   "full": "by reading every image (the previous version is not carried from)"}.get(
                 d["change_detection"], d["change_detection"])
             lines.append(f"  changes found {how}: {d['unchanged_by_listing']:,} unchanged by the listing, "
                          f"{d['read']:,} read ({(d['bytes_read'] or 0) / 1e6:,.1f} MB), {d['hashed'] or 0:,} hashed"
