@@ -11,6 +11,7 @@ import time
 
 import httpx
 import hypothesis
+import numpy as np
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
@@ -18,6 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance, status_code_conformance
 
 from lookalike.cli.main import main
+from lookalike.core.errors import ConfigError
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
@@ -125,7 +127,13 @@ def test_uris_that_escape_the_allow_list_are_refused_without_reading_them(worker
                f"{files_server}/allowed/%2e%2e/outside/coffee.jpg",
                f"http://127.0.0.1:{files_server.rsplit(':', 1)[1]}@example.org/allowed/coffee.jpg",  # userinfo
                f"{files_server}-other/allowed/coffee.jpg",   # another port behind the same string prefix
-               "relative/coffee.jpg"]
+               "relative/coffee.jpg",
+               f"{tree}/allowed/link.jpg::x",                # fsspec chains on '::': through the symlink out
+               f"{tree}/allowed/link.jpg::",
+               f"file://{tree}/allowed/coffee.jpg::",
+               f"simplecache::file://{tree}/secret.txt",
+               f"{tree}/allowed/coffee\x00.jpg",              # NUL
+               "http://[::1/img/a.png", "http://[zz]/img/a.png"]  # malformed hosts
     for uri in escapes:
         r = post(url, "/search/uris", json={"uris": [uri], "k": 1})
         assert r.status_code == 403, (uri, r.text)
@@ -157,6 +165,10 @@ def test_allow_list_compares_structure():
             allow.check(uri)
     with pytest.raises(UriRefused, match="--allow-uri"):
         UriAllowList([]).check("/srv/allowed/a.png")
+    # fsspec chains filesystems on '::' (an IPv6 literal host is read that way too): never in an allowed entry.
+    for prefix in ("/srv/allowed::x", "http://[::1]:5/imgs", "http://[::1/imgs"):
+        with pytest.raises(ConfigError, match="'::'"):
+            UriAllowList([prefix])
 
 
 def test_a_read_from_a_server_that_never_answers_times_out():
@@ -237,20 +249,20 @@ def test_the_pixel_budget_lets_decodes_wait_instead_of_piling_up():
 
 
 class Shard(http.server.BaseHTTPRequestHandler):
-    """A shard that answers 500 to vectors whose first component is 0.5, and a good answer otherwise."""
+    """A shard that answers by the first component of the query vector: 0.5 → 500; 0.25 → 200 with a body that is
+    not JSON; 0.125 → 200 with JSON of another shape; 0.0625 → a hit scored Infinity; else a good answer."""
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body["vectors"][0][0] == 0.5:
-            self.send_response(500)
-            self.send_header("Content-Length", "21")
-            self.end_headers()
-            self.wfile.write(b"Internal Server Error")
-            return
-        answer = json.dumps({"name": "marks", "version": "v1", "k": body["k"], "took_ms": 1.0, "results": [
-            {"query": i, "hits": [{"rank": 1, "image_id": "a", "uri": "mem://a", "score": 0.9, "metadata": {}}]}
-            for i in range(len(body["vectors"]))]}).encode()
-        self.send_response(200)
+        first = body["vectors"][0][0]
+        score = "Infinity" if first == 0.0625 else "0.9"  # written by hand: json.dumps would not write Infinity
+        hit = f'{{"rank": 1, "image_id": "a", "uri": "mem://a", "score": {score}, "cosine": 0.9, "metadata": {{}}}}'
+        results = ", ".join(f'{{"query": {i}, "hits": [{hit}]}}' for i in range(len(body["vectors"])))
+        answer = (f'{{"name": "marks", "version": "v1", "k": {body["k"]}, "took_ms": 1.0, "results": [{results}]}}'
+                  ).encode()
+        status, answer = {0.5: (500, b"Internal Server Error"), 0.25: (200, b"<html>not json"),
+                          0.125: (200, b'{"results": "x"}')}.get(first, (200, answer))
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
@@ -272,6 +284,11 @@ def test_the_router_names_failing_shards_refuses_bad_input_and_is_not_poisoned()
                 assert r.status_code == 502 and "answered 500" in r.text, r.text
                 good = httpx.post(url + "/search/vectors", json={"vectors": [[1.0, 0.0]], "k": 1}, timeout=10)
                 assert good.status_code == 200, good.text
+            # A shard's 200 that is not JSON, JSON of another shape, or a non-standard number is that shard's
+            # failure, named in the answer: never a 500 of the router, never an Infinity passed on.
+            for first in (0.25, 0.125, 0.0625):
+                r = httpx.post(url + "/search/vectors", json={"vectors": [[first, 1.0]], "k": 1}, timeout=10)
+                assert r.status_code == 502 and "not what /search/vectors returns" in r.text, r.text
             nan = httpx.post(url + "/search/vectors", headers={"content-type": "application/json"},
                              content='{"vectors": [[NaN, 1.0]], "k": 1}', timeout=10)
             assert nan.status_code == 422
@@ -317,6 +334,26 @@ def test_command_line_values_and_environment_errors_are_one_line(tmp_path, capsy
     assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000001", "--rerank",
                  "10000000000000"]) == 2
     assert "rerank must be between 0 and 10000" in capsys.readouterr().err
+    # Factory strings faiss cannot make, or the build cannot add to in parallel and merge: refused before any work.
+    for factory, word in (("IVF16,PQ7", "multiple of the number of subquantizers"), ("PQ4x16", "IndexPQ"),
+                          ("HNSW32", "IndexHNSWFlat"), ("LSH", "IndexLSH"), ("IVF0,Flat", "at least one list"),
+                          ("IVF16,PQ4x16", "8 bits")):
+        assert main(["build-index", "--store", store.url, "--name", "f", "--factory", factory,
+                     "--master", "in-process"]) == 2, factory
+        assert word in capsys.readouterr().err, factory
+    (tmp_path / "token").write_bytes(b"\xff\xfe token")
+    for argv, word in ((["--allow-uri", "http://[::1/x"], "'::'"),
+                       (["--token-file", str(tmp_path / "token")], "UTF-8")):
+        assert main(["serve", "--store", store.url, "--index", "t", *argv]) == 2, argv
+        assert word in capsys.readouterr().err, argv
+    # A manifest that lists no files: one line, not faiss's traceback.
+    version = publish.latest_version(store, "t")
+    manifest = store.read_json(f"indexes/t/{version}/manifest.json")
+    store.write_json(f"indexes/t/{version}/manifest.json", {**manifest, "files": []})
+    assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000001", "--cache-dir",
+                 str(tmp_path / "fresh-cache")]) == 2
+    assert "lists no ids.parquet, index.faiss, vectors.f16.npy" in capsys.readouterr().err
+    store.write_json(f"indexes/t/{version}/manifest.json", manifest)
     (tmp_path / "file").write_text("x")
     for argv in (["export", "--store", store.url, "--name", "t", "--dest", str(tmp_path / "file" / "d"),
                   "--master", "in-process"],
@@ -379,3 +416,110 @@ def test_every_route_keeps_its_documented_contract(api_schema):
             fuzz(operation, GenerationMode.NEGATIVE, checks=[not_a_server_error, status_code_conformance])
     grown = resident_bytes() - before
     assert grown < MAX_FUZZ_GROWTH, f"the worker grew by {grown / 2**20:.0f} MiB under the fuzz"
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """600 synthetic vectors as one index served whole and as two exported shards behind a router, all behind
+    the token: (the whole index's worker, the router, the router's app)."""
+    from contextlib import ExitStack
+
+    from lookalike.index.export import ExportConfig
+    from lookalike.index.export import run as export
+    root = tmp_path_factory.mktemp("sharded")
+    store = Store(str(root / "store"))
+    write_embeddings_version(store, clustered_vectors(600, 32, clusters=20, seed=9), parts=2)
+    index_build.run(BuildIndexConfig(store=store.url, name="v", master=IN_PROCESS, publish=True, queries=20))
+    hosts = [root / "host-0", root / "host-1"]
+    export(ExportConfig(store=store.url, name="v", destinations=tuple(map(str, hosts)), master=IN_PROCESS))
+    with ExitStack() as stack:
+        def worker(where: Store, cache: str) -> str:
+            served = ServedIndex(where, WorkerSettings("v", str(root / cache)))
+            served.start(watch=False)
+            return stack.enter_context(running(create_app(served, ApiSettings(token=TOKEN))))
+        whole = worker(store, "cache-whole")
+        shards = tuple(worker(Store(str(host)), f"cache-{host.name}") for host in hosts)
+        app = create_router(RouterSettings(shards, token=TOKEN))
+        yield whole, stack.enter_context(running(app)), app
+
+
+def test_the_router_answers_what_a_worker_answers_and_guards_its_schema(sharded):
+    whole, router, _ = sharded
+    assert httpx.get(router + "/docs").status_code == 404 and httpx.get(router + "/redoc").status_code == 404
+    assert httpx.get(router + "/openapi.json").status_code == 401
+    schema = httpx.get(router + "/openapi.json", headers=AUTH).json()
+    vectors = schema["components"]["schemas"]["VectorQuery"]["properties"]["vectors"]["items"]
+    assert vectors["minItems"] == vectors["maxItems"] == 32  # the shards' dimension, as they state it
+    responses = schema["paths"]["/search/vectors"]["post"]["responses"]
+    assert {"400", "401", "404", "409", "413", "422", "502"} <= set(responses)
+    rng = np.random.default_rng(3)
+    for body in ({"vectors": rng.normal(size=(1, 32)).tolist(), "k": 5, "expand": 65},
+                 {"vectors": rng.normal(size=(2, 32)).tolist(), "k": 5, "expand": 40},
+                 {"vectors": [[1e308] * 32], "k": 5, "expand": 2}):
+        answers = [post(url, "/search/vectors", json=body) for url in (whole, router)]
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        got, want = (a.json()["results"] for a in answers)
+        assert [[h["image_id"] for h in r["hits"]] for r in got] == [[h["image_id"] for h in r["hits"]] for r in want]
+        np.testing.assert_allclose([h["score"] for r in got for h in r["hits"]],
+                                   [h["score"] for r in want for h in r["hits"]], atol=1e-4)
+    # The upload form is the worker's: the same fields, refused the same way before any shard is asked.
+    for url in (whole, router):
+        r = post(url, "/search/images", files={"images": ("q.png", b"x", "image/png")},
+                 data={"verify": "false", "filters": '{"width": NaN}'})
+        assert r.status_code == 400 and "filters" in r.text, (url, r.text)
+
+
+def test_every_route_of_the_router_keeps_its_documented_contract(sharded):
+    """Over HTTP, as clients meet it: its shards answer its requests, so its schema is theirs, and each thing it
+    passes on or adds is documented."""
+    _, router, _ = sharded
+    schema = schemathesis.openapi.from_url(router + "/openapi.json", headers=AUTH)
+    for operation in (result.ok() for result in schema.get_all_operations()):
+        fuzz(operation, GenerationMode.POSITIVE,
+             excluded=[positive_data_acceptance] if operation.path == "/search/images" else [])
+        if len(operation.body) or len(operation.query) or len(operation.path_parameters):  # inputs to break
+            fuzz(operation, GenerationMode.NEGATIVE, checks=[not_a_server_error, status_code_conformance])
+
+
+def test_what_the_schema_accepts_the_worker_answers_and_what_it_refuses_is_a_short_4xx(worker, tree):
+    url, _ = worker
+    schema = httpx.get(url + "/openapi.json", headers=AUTH).json()
+    upload = next(m for m in schema["components"]["schemas"].values() if "images" in m.get("properties", {}))
+    assert upload["properties"]["images"]["minItems"] == 1
+    assert post(url, "/search/images", data={"k": "1"}).status_code == 422
+    # Texts whose only characters are blank or zero-width hold no phrase: the schema's pattern says so too.
+    for text in ("\u0085", "\u200b\u2060", " ,\u00a0, "):
+        assert post(url, "/search/text", json={"texts": [text]}).status_code == 422, repr(text)
+    vector = post(url, "/vectors", json={"image_ids": ["coffee.jpg"]}).json()["vectors"]
+    for filters in ({"image_id": [True]}, {"image_id": 5}, {"width": [True]}, {"width": 99999999999999999999},
+                    {"width": 2 ** 64}, {"width": ["x"] * 50_000}):
+        r = post(url, "/search/vectors", json={"vectors": vector, "k": 1, "filters": filters})
+        assert r.status_code in (400, 422) and len(r.content) < 2000, (filters, r.status_code, r.text[:300])
+    for body in ({"image_ids": ["coffee.jpg"], "weight_strength": False}, {"image_ids": ["coffee.jpg"], "k": True}):
+        assert post(url, "/search/ids", json=body).status_code == 422, body
+    jpeg = (tree / "allowed" / "coffee.jpg").read_bytes()
+    for data in ({"weight_class": ""}, {"filters": "[" * 100_000}):
+        r = post(url, "/search/images", files={"images": ("q.jpg", jpeg, "image/jpeg")}, data={"k": "1", **data})
+        assert r.status_code == 400, (data, r.text[:300])
+    r = httpx.post(url + "/search/vectors", headers={**AUTH, "content-type": "application/json"},
+                   content='{"vectors": ' + "[" * 100_000, timeout=30)
+    assert r.status_code == 400 and "parsing the body" in r.text, r.text[:300]
+
+
+def test_versions_and_names_from_users_or_files_stay_inside_their_index(tmp_path, capsys):
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(300, 16, seed=5), parts=1)
+    for name in ("t", "u"):
+        index_build.run(BuildIndexConfig(store=store.url, name=name, master=IN_PROCESS, publish=True, queries=10))
+    other = publish.latest_version(store, "u")
+    before = publish.latest_version(store, "t")
+    for argv in (["publish", "--store", store.url, "--index", "t", "--rollback", f"../u/{other}"],
+                 ["search", "--store", store.url, "--index", "t", "--version", f"../u/{other}", "--id", "img-00000001"],
+                 ["search", "--store", store.url, "--index", "../t", "--id", "img-00000001"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "use letters, digits" in err, err
+    assert publish.latest_version(store, "t") == before
+    store.write_json("indexes/t/LATEST", {"version": f"../u/{other}"})  # a pointer written by someone else
+    assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000001"]) == 2
+    assert "use letters, digits" in capsys.readouterr().err

@@ -69,7 +69,11 @@ def test_the_word_space_is_its_own_fingerprinted_model():
         ModelSpec(space="words", whitening_uri="/tmp/w.npz")
     with pytest.raises(ModelError, match="ImageNet classifier"):
         imagenet_classifier(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Linear(8, 10)))
-    np.testing.assert_allclose(np.linalg.norm(encoder.encode_query("bird, circle")), 1.0, rtol=1e-6)
+    queries = encoder.encode_queries(["bird, circle", "bird", "bird,bird," * 50 + " \u200bbird\u200b"])
+    np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(queries[2], queries[1], atol=1e-6)  # one phrase however often it is given
+    with pytest.raises(ModelError, match="holds no words"):
+        encoder.encode_queries(["\u0085 ,\u200b"])
 
 
 def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, catalogue, tmp_path):

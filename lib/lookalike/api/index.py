@@ -24,6 +24,7 @@ from lookalike.retrieval.query import QueryEmbedder, Verification, as_queries, p
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 Filters = Mapping[str, Any]
+BATCH = 64  # image and id queries searched at a time (a query worker's batch): bounds memory and verification
 
 
 def open_index(store: str, index: str, version: str | None = None, *, storage_options: Mapping[str, Any] | None = None,
@@ -90,11 +91,13 @@ class Index:
         with the index's model; with `weight_class` (an ImageNet class name or id) pooled where that class is."""
         listed, one = images_of(images)
         embedder = self._embedder("search by image")
-        data = [image_bytes(i, embedder.read) for i in listed]
-        vectors = embedder.embed(data, self.class_focus(weight_class, weight_strength))
-        views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
-        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
-                            shortlist=shortlist)
+        focus = self.class_focus(weight_class, weight_strength)
+        hits = []
+        for lo in range(0, len(listed), BATCH):  # a worker's batch at a time: memory and verification bounded
+            data = [image_bytes(i, embedder.read) for i in listed[lo:lo + BATCH]]
+            views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
+            hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rerank, expand, expand_alpha,
+                                 views=views, shortlist=shortlist)
         return hits[0] if one else hits
 
     @overload
@@ -111,13 +114,17 @@ class Index:
         one = isinstance(image_ids, str)
         ids = [image_ids] if one else list(image_ids)
         focus = self.class_focus(weight_class, weight_strength)
-        if focus is None:
-            vectors, faiss_ids = vectors_of_ids(self._version, ids)
-        else:
-            vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, ids, focus)
-        views = stored_views(self._version, faiss_ids) if verify and self.verifies else None
-        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
-                            shortlist=shortlist, exclude=None if include_self else faiss_ids)
+        hits = []
+        for lo in range(0, len(ids), BATCH):
+            chunk = ids[lo:lo + BATCH]
+            if focus is None:
+                vectors, faiss_ids = vectors_of_ids(self._version, chunk)
+            else:
+                vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, chunk,
+                                                                                             focus)
+            views = stored_views(self._version, faiss_ids) if verify and self.verifies else None
+            hits += self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
+                                 shortlist=shortlist, exclude=None if include_self else faiss_ids)
         return hits[0] if one else hits
 
     @overload

@@ -228,6 +228,10 @@ def _query_set(store: Store, config: EvaluateConfig, version: EmbeddingsVersion,
     vectors, failed = _embed_queries(store, config, version, table["uri"].to_pylist())
     kept = [q for q in range(table.num_rows) if q not in failed]
     relevant, junk = [relevant[q] for q in kept], [junk[q] for q in kept]
+    if not any(relevant):
+        raise ConfigError(f"none of the {len(kept)} query image(s) of {config.queries} that could be read names a "
+                          f"relevant id in {config.relevant_column!r}: nothing can be judged (the unreadable ones are "
+                          f"{[table['uri'][q].as_py() for q in sorted(failed)][:3]}...)")
     groups_column = config.label_column if config.label_column in table.column_names else config.relevant_column
     groups = [str(v) for v in table[groups_column].to_pylist()]
 
@@ -248,11 +252,14 @@ def _query_set(store: Store, config: EvaluateConfig, version: EmbeddingsVersion,
 
 
 def _id_set(value: Any) -> set[str]:
+    """A relevant or junk cell as image ids: a list, text 'a|b|c', or one id of any type (ids are text)."""
     if value is None:
         return set()
     if isinstance(value, str):
         return {v.strip() for v in value.split(ID_SEPARATOR) if v.strip()}
-    return {str(v) for v in value}
+    if isinstance(value, list | tuple | set):
+        return {str(v) for v in value if v is not None}
+    return {str(value)}
 
 
 def _embed_queries(store: Store, config: EvaluateConfig, version: EmbeddingsVersion, uris: list[str]

@@ -188,8 +188,12 @@ def parse_bytes(text: str) -> int:
 def read_token(path: str | None) -> str | None:
     """The bearer token from --token-file, else $LOOKALIKE_API_TOKEN; None means no auth."""
     if path:
-        with open(path) as f:
-            token = f.read().strip()
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"--token-file {path} is not UTF-8 text ({e.reason} at byte {e.start}): write the "
+                              "token as text") from e
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
     if path and not token:

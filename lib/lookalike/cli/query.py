@@ -23,7 +23,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.extras import require
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
-from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RERANK
+from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RERANK, MAX_VERIFIED
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-nprobe", type=int, default=MAX_NPROBE, help="largest nprobe a request may ask for")
     p.add_argument("--max-candidates", type=int, default=MAX_CANDIDATES,
                    help="queries × max(k, rerank) one request may ask for")
+    p.add_argument("--max-verified", type=int, default=MAX_VERIFIED,
+                   help="queries × shortlist one request may verify geometrically (the costliest step of a query)")
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds a request may take (also the "
                                                                        "time limit of each URI read)")
 
@@ -106,16 +108,20 @@ def run_serve(args: argparse.Namespace) -> None:
     from lookalike.retrieval.limits import QueryLimits
     from lookalike.serve.context import ApiSettings
     from lookalike.serve.http_api import create_app, serve_metrics
+    from lookalike.serve.uri_policy import UriAllowList
     from lookalike.serve.worker import ServedIndex
     options = key_values(args.store_option, "--store-option")
+    # The settings first: a wrong one fails in one line before any version is loaded.
+    token = read_token(args.token_file)
+    UriAllowList(args.allow_uri)
+    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rerank=args.max_rerank, max_candidates=args.max_candidates,
+                         max_verified=args.max_verified)
+    api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
+                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri), limits=limits)
     served = ServedIndex(Store(args.store, options),
                          worker_settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
                                          max_pixels=args.max_pixels, max_pixels_in_flight=args.max_pixels_in_flight))
     served.start()
-    token = read_token(args.token_file)
-    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rerank=args.max_rerank, max_candidates=args.max_candidates)
-    api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri), limits=limits)
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a token: anyone who reaches the port can search", args.host)
     status = served.status()

@@ -12,6 +12,15 @@ from lookalike.core.store import Store
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LATEST = "LATEST"
 
+
+def check_id(value: str, what: str) -> str:
+    """A name that becomes one segment of a store key (an index, a version, a run, a fingerprint), wherever it
+    comes from (a user, a LATEST pointer, a manifest): never a path that leads elsewhere in the store."""
+    if not isinstance(value, str) or not RUN_ID_PATTERN.match(value):
+        raise ConfigError(f"{what} {value!r}: use letters, digits, '.', '_' and '-' (at most 128), starting with a "
+                          "letter or digit")
+    return value
+
 # The files of an index version (and of an exported bundle, which is a version in a store of its own).
 INDEX_FILE = "index.faiss"
 IVFDATA_FILE = "index.ivfdata"      # on-disk inverted lists of a large merged index
@@ -140,6 +149,11 @@ class EmbeddingsLayout(_TaskRun):
     run_id: str
     namespace: str = EMBEDDINGS_PREFIX
 
+    def __post_init__(self) -> None:
+        check_id(self.fingerprint_id, "model fingerprint")
+        check_id(self.run_id, "run id")
+        check_namespace(self.namespace)
+
     @property
     def prefix(self) -> str:
         return f"{self.namespace}/{self.fingerprint_id}/{self.run_id}"
@@ -204,7 +218,7 @@ class EmbeddingsRef:
 
 
 def index_prefix(name: str) -> str:
-    return f"indexes/{name}"
+    return f"indexes/{check_id(name, 'index name')}"
 
 
 def index_latest_key(name: str) -> str:
@@ -224,6 +238,10 @@ class IndexLayout(_Folder):
     store: Store
     name: str
     version: str
+
+    def __post_init__(self) -> None:
+        check_id(self.name, "index name")
+        check_id(self.version, f"version of index {self.name!r}")
 
     @property
     def prefix(self) -> str:
@@ -262,6 +280,9 @@ class JoinLayout(_TaskRun):
 
     store: Store
     run_id: str
+
+    def __post_init__(self) -> None:
+        check_id(self.run_id, "join run id")
 
     @property
     def prefix(self) -> str:

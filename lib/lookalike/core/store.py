@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from lookalike.core.deadline import checkpoint
 from lookalike.core.errors import ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: 
             log.warning("transient error on %s (attempt %d/%d), retrying in %.1fs: %s",
                         what, attempt, attempts, delay, e)
             time.sleep(delay)
+            checkpoint()  # a request that ran out of time meanwhile tries no more
     raise AssertionError("unreachable")
 
 
@@ -148,6 +150,15 @@ class Store:
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
+
+    def key_of(self, url: str) -> str | None:
+        """The key of a URL (or local path) inside this store; None for one outside it."""
+        root = self.child_url()
+        if self.is_local and url.startswith("file://"):
+            url = url.removeprefix("file://")
+        if self.is_local and not url.startswith("/"):
+            return None
+        return url[len(root) + 1:] if url.startswith(root.rstrip("/") + "/") else None
 
     def child_url(self, *parts: str) -> str:
         """A key as a URL to show or hand on; a local store's as an absolute path, usable from any folder."""

@@ -7,10 +7,10 @@ from typing import Any
 
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import EMBEDDINGS_PREFIX, RUN_ID_PATTERN, check_namespace
-from lookalike.core.store import redact
+from lookalike.core.store import Store, redact
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from lookalike.model.spec import ModelSpec
+from lookalike.model.spec import MODEL_FILE_FIELDS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,15 @@ class EmbedConfig:
         check_namespace(self.namespace)
 
     def for_manifest(self) -> dict[str, Any]:
+        """The config as a manifest records it: secrets redacted, and the model's files that live in this store
+        (a whitening the nightly learned, weights a training run wrote) named by their key in it, so that a store
+        copied or moved elsewhere still finds them (ModelSpec.from_recorded resolves them against its root)."""
         d = asdict(self)
         d["storage_options"] = redact(self.storage_options)
         d["model"].pop("weights_options", None)
+        store = Store(self.store, self.storage_options)
+        for name in MODEL_FILE_FIELDS:
+            key = store.key_of(d["model"][name]) if d["model"].get(name) else None
+            if key is not None:
+                d["model"][name] = key
         return d

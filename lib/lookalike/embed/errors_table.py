@@ -24,7 +24,9 @@ def errors_of(store: Store, embeddings: str | None = None, kinds: Sequence[str] 
     except ManifestMissing:
         # A run without a manifest (it failed, or is under way): what its committed tasks recorded.
         ref = EmbeddingsRef.parse(embeddings or "")
-        layout = EmbeddingsLayout(store, ref.fingerprint_id, ref.run_id or "")
+        if ref.run_id is None:
+            raise
+        layout = EmbeddingsLayout(store, ref.fingerprint_id, ref.run_id)
         markers = [store.read_json(k) for k in store.list(layout.markers)]
         keys = [m["errors_part"]["key"] for m in sorted(markers, key=lambda m: m["task"])]
         where = f"embeddings run {layout.prefix} (not committed: {len(markers)} tasks done)"

@@ -17,7 +17,7 @@ from lookalike.embed.config import EmbedConfig
 from lookalike.embed.plan import PlanInfo, write_plan
 from lookalike.embed.repair import record_failure, replan_failed
 from lookalike.embed.task import EmbedTask
-from lookalike.embed.versions import KIND
+from lookalike.embed.versions import KIND, latest_run_id
 from lookalike.model.loading import cached_model
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
     layout = EmbeddingsLayout(store, fingerprint_id, run_id, config.namespace)
     if store.exists(layout.manifest):
         log.info("run %s is already complete", run_id)
-        return read_manifest(store, layout.manifest, KIND)
+        manifest = read_manifest(store, layout.manifest, KIND)
+        _point_latest(store, config, manifest)
+        return manifest
 
     timings: dict[str, float] = {}
     if store.exists(layout.plan_info):  # written last when planning, so the plan is whole
@@ -96,8 +98,17 @@ def _run(config: EmbedConfig, run_id: str) -> dict[str, Any]:
         memory={"worker_peak_rss_mb": max((m.get("worker_peak_rss_mb", 0) for m in markers), default=0)},
     )
     store.write_json(layout.manifest, manifest)                 # the commit of the version
-    store.write_text(embeddings_latest_key(fingerprint_id, config.namespace), run_id + "\n")  # then readers move to it
+    _point_latest(store, config, manifest)                      # then readers move to it
     return manifest
+
+
+def _point_latest(store: Store, config: EmbedConfig, manifest: dict[str, Any]) -> None:
+    """LATEST names this version, unless another run moved it on since this one was planned: a run killed
+    between its manifest and its LATEST finishes the move when it is resumed."""
+    fingerprint_id, run_id = manifest["fingerprint_id"], manifest["run_id"]
+    latest = latest_run_id(store, fingerprint_id, config.namespace)
+    if latest != run_id and latest == manifest.get("previous_run"):
+        store.write_text(embeddings_latest_key(fingerprint_id, config.namespace), run_id + "\n")
 
 
 def _counts(markers: list[dict[str, Any]], plan_info: PlanInfo) -> dict[str, int]:

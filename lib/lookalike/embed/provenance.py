@@ -63,7 +63,7 @@ def of_index(store: Store, manifest: IndexManifest) -> Provenance:
     the embeddings it was built from."""
     spec = None
     if manifest.recorded_model is not None:
-        spec = ModelSpec.from_recorded(manifest.recorded_model, store.options, store.url)
+        spec = ModelSpec.from_recorded(manifest.recorded_model, store.options, store.child_url())
     elif manifest.source_run_id is not None:
         try:
             spec = open_version(store, manifest.fingerprint_id, manifest.source_run_id).model_spec()

@@ -119,7 +119,7 @@ class EmbeddingsVersion:
         recorded = self.manifest.recorded_model
         if recorded is None:
             return None
-        return ModelSpec.from_recorded(recorded, self.layout.store.options, self.layout.store.url)
+        return ModelSpec.from_recorded(recorded, self.layout.store.options, self.layout.store.child_url())
 
     def read_errors(self) -> pa.Table:
         tables = [self.layout.store.read_parquet(k) for k in self.error_parts]

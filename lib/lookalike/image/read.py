@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lookalike.core.deadline import DeadlineExceeded
 from lookalike.core.store import filesystem, with_retries
 from lookalike.image.decode import ImageError
 
@@ -27,6 +28,8 @@ def read_image_bytes(uri: str, storage_options: dict[str, Any], max_bytes: int) 
         raise ImageError("read", "permission_denied", f"access denied to {uri}: {e}") from e
     except IsADirectoryError as e:
         raise ImageError("read", "not_a_file", f"{uri} is a directory") from e
+    except DeadlineExceeded:
+        raise  # not the image's fault: its request ran out of time
     except Exception as e:
         raise ImageError("read", "read_error", f"cannot read {uri}: {type(e).__name__}: {e}") from e
     if len(data) > max_bytes:

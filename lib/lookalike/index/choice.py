@@ -16,6 +16,31 @@ ID_BYTES = 8                   # each inverted-list entry stores its int64 id be
 CODES = ("auto", "pq", "binary")
 
 
+def check_buildable(factory: str, d: int) -> None:
+    """Refuse, before any work, a factory string faiss cannot make for d dimensions or the build cannot run: the
+    build adds to the index on many tasks and merges their inverted lists, which only Flat and IVF indexes (behind
+    an optional rotation such as OPQ) allow; PQ codes are of 8 bits."""
+    import faiss  # here: the command line imports this module to know the choices, without faiss
+
+    try:
+        index = faiss.index_factory(d, factory)
+    except RuntimeError as e:
+        reason = str(e).rsplit("failed: ", 1)[-1].rsplit("Error: ", 1)[-1].strip()
+        raise IndexChoiceError(f"--factory {factory}: faiss cannot make it for vectors of {d} dimensions: "
+                               f"{reason}") from e
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    if not isinstance(inner, faiss.IndexIVF | faiss.IndexFlat):
+        raise IndexChoiceError(f"--factory {factory} makes a {type(inner).__name__}, which the build cannot add to in "
+                               "parallel and merge: give Flat or an inverted-list index such as IVF1024,PQ32 (an "
+                               "HNSW graph can be its coarse quantizer: IVF65536_HNSW32,PQ32)")
+    if isinstance(inner, faiss.IndexIVF) and inner.nlist < 1:
+        raise IndexChoiceError(f"--factory {factory}: an inverted-list index needs at least one list (IVF1 or more)")
+    nbits = re.search(r"PQ\d+x(\d+)", factory)
+    if nbits and int(nbits.group(1)) != 8:
+        raise IndexChoiceError(f"--factory {factory}: lookalike builds PQ codes of 8 bits a sub-quantizer; write "
+                               f"PQ{{m}} or PQ{{m}}x8")
+
+
 class IndexChoiceError(ConfigError):
     """No index fits the data within the budget; the message says what would."""
 
@@ -116,7 +141,8 @@ def binary_choice(n: int, d: int, memory_budget: int, nlist: int, hnsw: bool, pe
 
 
 def describe_factory(factory: str, n: int, d: int) -> IndexChoice:
-    """An IndexChoice for a factory string the user forced."""
+    """An IndexChoice for a factory string the user forced (checked to be one the build can make first)."""
+    check_buildable(factory, d)
     ivf = re.search(r"IVF(\d+)", factory)
     pq = re.search(r"PQ(\d+)", factory)
     binary = re.search(r"ITQ(\d+),(SH|LSH)", factory)

@@ -96,6 +96,12 @@ def version_dir(cache_dir: str, manifest: dict[str, Any]) -> str:
 def fetch_version(store: Store, manifest: dict[str, Any], cache_dir: str) -> str:
     """Make cache_dir/<name>/<version>/ hold every file of the version, each matching its sha256. A cached file
     that does not match (a damaged disk, an interrupted copy) is downloaded again; returns the folder."""
+    listed = {entry["key"].rsplit("/", 1)[-1] for entry in manifest.get("files") or []}
+    lacking = sorted({INDEX_FILE, IDS_FILE, VECTORS_FILE} - listed)
+    if lacking:
+        raise VersionError(f"{manifest['name']}/{manifest['version']}: its manifest lists no {', '.join(lacking)}: the "
+                           "version is damaged; roll LATEST back to another (`lookalike publish --rollback VERSION`) "
+                           "or build it again")
     target = version_dir(cache_dir, manifest)
     os.makedirs(target, exist_ok=True)
     # Executors on one host share the cache: one process fetches, the others wait and then find it verified.

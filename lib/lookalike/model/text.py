@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +15,28 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.core.deadline import checkpoint
 from lookalike.core.extras import require
 from lookalike.model.spec import ModelError
 
 TEXT_ENCODER = "all-MiniLM-L6-v2"
 MAX_TEXT_CHARS = 1000  # a query is a few words; the encoder reads 256 tokens at most anyway
+ENCODE_BATCH = 64      # phrases encoded at once, between two checks of the request's deadline
+# What a phrase cannot be made of alone: Unicode's white space and the zero-width characters, listed one by one
+# (no `\s`) so that Python, pydantic's regex engine and the OpenAPI schema's readers all read the same set.
+BLANK = "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200d\\u2028\\u2029\\u202f\\u205f\\u2060\\u3000\\ufeff"
+PHRASE = f"[^{BLANK},]"  # a text holds a phrase when it has one character of this class
+_BLANK_RUN = re.compile(f"[{BLANK}]+")
+
+
+def phrases_of(text: str) -> list[str]:
+    """A text query's comma-separated phrases, blank and zero-width characters trimmed, empty ones dropped."""
+    return [p for p in (_BLANK_RUN.sub(" ", part).strip() for part in text.split(",")) if p]
 
 
 @dataclass(frozen=True)
 class TextEncoder:
-    """Phrases → unit vectors of the word space (384-d); a text query → one such vector (encode_query)."""
+    """Phrases → unit vectors of the word space (384-d); text queries → one such vector each (encode_queries)."""
 
     model: Any                 # sentence_transformers.SentenceTransformer
     weights_sha256: str
@@ -44,14 +57,22 @@ class TextEncoder:
                                     normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_query(self, text: str) -> np.ndarray:
-        """One query vector: comma-separated phrases average their vectors ("bird, circle"), a phrase without
-        commas is encoded whole ("bird in a circle"); then L2-normalised."""
-        phrases = [p.strip() for p in text.split(",") if p.strip()]
-        if not phrases:
-            raise ModelError(f"text query {text[:40]!r} holds no words")
-        mean = self.encode(phrases).mean(axis=0)
-        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text query: comma-separated phrases average their vectors ("bird, circle"), a
+        phrase without commas is encoded whole ("bird in a circle"). Each distinct phrase is encoded once, in
+        batches, the request's deadline checked between them: a text of the same phrase 500 times costs one."""
+        per_text = [phrases_of(t) for t in texts]
+        for text, phrases in zip(texts, per_text, strict=True):
+            if not phrases:
+                raise ModelError(f"text query {text[:40]!r} holds no words")
+        unique = list(dict.fromkeys(p for phrases in per_text for p in phrases))
+        vectors = np.zeros((len(unique), self.dim), np.float32)
+        for lo in range(0, len(unique), ENCODE_BATCH):
+            checkpoint()
+            vectors[lo:lo + ENCODE_BATCH] = self.encode(unique[lo:lo + ENCODE_BATCH])
+        row = {p: i for i, p in enumerate(unique)}
+        means = np.stack([vectors[[row[p] for p in phrases]].mean(axis=0) for phrases in per_text])
+        return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _model_dir() -> Path:

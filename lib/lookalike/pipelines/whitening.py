@@ -25,6 +25,7 @@ from lookalike.embed.catalogue import as_images_table, load_catalogue
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
 from lookalike.index import publish
+from lookalike.model.spec import is_relative
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _existing(store: Store, name: str, fingerprint_id: str, dim: int) -> str | N
     if latest is not None:
         used = (publish.open_version(store, name, latest).get("model") or {}).get("whitening_uri")
         if used and posixpath.basename(used).startswith(stem):
-            return used
+            return store.child_url(used) if is_relative(used) else used  # a key of this store, wherever it is now
     found = [k for k in store.list(WHITENING_PREFIX) if posixpath.basename(k).startswith(stem) and k.endswith(".npz")]
     if len(found) > 1:
         raise ConfigError(f"the store holds {len(found)} whitenings for {fingerprint_id} at {dim} d "

@@ -25,6 +25,9 @@ MAX_RERANK = 10_000
 MAX_CANDIDATES = 200_000     # query rows × max(k, rerank) in one request: 20 queries at rerank 10,000
 DEFAULT_SHORTLIST = 100      # verified candidates per query: 25 ms p50 on 2 cores (bench/verify.py)
 MAX_SHORTLIST = 1000         # candidates verified geometrically per query: ~0.25 ms each on a CPU core
+# Candidates verified in one request (queries × shortlist): verification is the costliest step of a query, so it
+# has its own budget; the default lets a full batch of 64 images verify the default shortlist.
+MAX_VERIFIED = 64 * DEFAULT_SHORTLIST
 MAX_EXPAND = 100             # αQE neighbours: past a few dozen the expanded query is the cluster's mean anyway
 MAX_EXPAND_ALPHA = 20.0
 
@@ -38,12 +41,17 @@ class QueryLimits:
     max_candidates: int = MAX_CANDIDATES
     max_expand: int = MAX_EXPAND
     max_shortlist: int = MAX_SHORTLIST
+    max_verified: int = MAX_VERIFIED
 
-    def check_shortlist(self, shortlist: int) -> None:
-        if not 1 <= shortlist <= self.max_shortlist:
-            raise QueryError(f"shortlist must be between 1 and {self.max_shortlist}, got {shortlist}")
-
-    def check(self, n_queries: int, k: int, params: SearchParams) -> None:
+    def check(self, n_queries: int, k: int, params: SearchParams, shortlist: int = 0) -> None:
+        """Every bound of one request; `shortlist`: the candidates each query verifies (0: none)."""
+        if shortlist:
+            if not 1 <= shortlist <= self.max_shortlist:
+                raise QueryError(f"shortlist must be between 1 and {self.max_shortlist}, got {shortlist}")
+            if n_queries * shortlist > self.max_verified:
+                raise QueryError(f"{n_queries} queries × {shortlist:,} candidates verified each is "
+                                 f"{n_queries * shortlist:,}, above the limit of {self.max_verified:,} per request: "
+                                 "send fewer images at a time, or a smaller shortlist")
         if not 1 <= k <= self.max_k:
             raise QueryError(f"k must be between 1 and {self.max_k}, got {k}")
         if not 1 <= params.nprobe <= self.max_nprobe:

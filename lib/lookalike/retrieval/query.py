@@ -17,12 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from PIL import Image
 
+from lookalike.core.deadline import checkpoint
 from lookalike.image.budget import PixelBudget, declared_pixels
 from lookalike.image.decode import ImageError, decode, to_tensor
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from lookalike.image.local_features import LocalFeatures, extract, mirrored
+from lookalike.image.local_features import LocalFeatures, extract, grey, mirrored
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import (
@@ -41,6 +43,7 @@ from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.hit import Hit
 from lookalike.retrieval.ids import uris_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
+from lookalike.retrieval.vectors import unit_rows
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 
 DEFAULT_LIMITS = QueryLimits()
@@ -48,6 +51,7 @@ DEFAULT_LIMITS = QueryLimits()
 # exact); a broader filter asks the index for a shortlist enlarged by 1 / (the fraction that passes).
 EXACT_FILTER_LIMIT = 100_000
 SHORTLIST_ROUNDS = 5
+FORWARD_BATCH = 8  # query images per forward pass, between two checks of the request's deadline
 HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id")  # source_: in exported shards
 
 
@@ -75,23 +79,7 @@ def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | N
 
 def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
     """Raw vectors from a request → unit float32 rows of the index's dimension."""
-    try:
-        q = np.asarray(vectors, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise QueryError(f"vectors must be a list of lists of numbers: {e}") from e
-    if q.ndim == 1:
-        q = q[None, :]
-    if q.ndim != 2 or q.shape[0] == 0 or q.shape[1] != version.dim:
-        raise QueryError(f"vectors of shape {list(q.shape)}: this index takes vectors of length {version.dim}")
-    if not np.isfinite(q).all():
-        raise QueryError("vectors contain NaN or infinity")
-    # Only the direction matters: scaled by the largest component first, so that components of 1e20 (or 1e308)
-    # neither overflow the sum of squares nor become infinities in float32.
-    scale = np.abs(q).max(axis=1, keepdims=True)
-    if (scale == 0).any():
-        raise QueryError("a vector is all zeros: it has no direction to search")
-    q = q / scale
-    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)  # the index holds unit vectors
+    return unit_rows(vectors, version.dim)
 
 
 def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarray:
@@ -104,11 +92,32 @@ def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarra
         values = accepted if isinstance(accepted, list | tuple) else [accepted]
         target = version.ids.schema.field(column).type
         try:
+            if not all(_fits(v, target) for v in values):
+                raise TypeError("another type")
             value_set = pa.array(values).cast(target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-            raise QueryError(f"filter {column}: {values!r} are not values of type {target}") from e
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, OverflowError) as e:
+            shown = ", ".join(repr(v)[:40] for v in values[:3]) + (f" … ({len(values)} values)" if len(values) > 3
+                                                                    else "")
+            raise QueryError(f"filter {column}: {shown} are not values of type {target}") from e
         mask &= pc.is_in(version.ids[column], value_set=value_set).to_numpy(zero_copy_only=False)
     return mask
+
+
+def _fits(value: Any, column: pa.DataType) -> bool:
+    """Whether a filter value is of the column's kind: a text column is matched by text only, never by a number
+    or a boolean; a number column never by a boolean (JSON's true is no 1). Text for another kind of column (the
+    command line's `--filter width=320`) is cast, and a cast that fails refuses it."""
+    if pa.types.is_string(column) or pa.types.is_large_string(column):
+        return isinstance(value, str)
+    if isinstance(value, str):
+        return True
+    if pa.types.is_boolean(column):
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if pa.types.is_integer(column):  # as JSON Schema's integer: 255 and 255.0 alike
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return isinstance(value, int | float) or not (pa.types.is_floating(column) or pa.types.is_decimal(column))
 
 
 def stored_views(version: IndexVersion, faiss_ids: np.ndarray) -> list[list[LocalFeatures] | None]:
@@ -125,11 +134,10 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     `verification` and a version that has local features, each query's top `shortlist` are verified
     geometrically and re-ranked by the fused score before the top k are taken."""
     params = params or version.default_params
-    limits.check(len(queries), k, params)
-    depth = k + (0 if exclude is None else 1)  # hits asked of the index: one more where the query's own drops out
     verify = verification is not None and version.features is not None
+    limits.check(len(queries), k, params, verification.shortlist if verify else 0)
+    depth = k + (0 if exclude is None else 1)  # hits asked of the index: one more where the query's own drops out
     if verify:
-        limits.check_shortlist(verification.shortlist)
         depth = max(depth, verification.shortlist)
     if filters:
         mask, plain = allowed_rows(version, filters), replace(params, expand=0)
@@ -156,6 +164,7 @@ def _verified(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, verifi
     for q, views in enumerate(verification.views):
         if not views:
             continue
+        checkpoint()
         counts = inlier_counts(views, version.features.of(ids[q]), verification.settings)
         ranked = np.where(ids[q] >= 0, fuse(scores[q], counts, verification.settings), -np.inf)
         order = np.argsort(-ranked, kind="stable")
@@ -249,6 +258,7 @@ class QueryEmbedder:
         weighted toward an ImageNet class (see focus())."""
         tensors = []
         for i, data in enumerate(images):
+            checkpoint()
             if len(data) > self.max_bytes:
                 raise ImageError("read", "too_large", f"image {i}: {len(data):,} bytes, above the limit of "
                                                       f"{self.max_bytes:,}")
@@ -259,8 +269,12 @@ class QueryEmbedder:
                 except ImageError as e:
                     raise ImageError(e.stage, e.kind, f"image {i}: {e.message}") from e
                 tensors.append(to_tensor(decoded.image, self.model.preprocessing))
-        with self._lock:
-            return self.model.embed_batch(torch.stack(tensors), self.device, focus)
+        batches = []
+        for lo in range(0, len(tensors), FORWARD_BATCH):
+            checkpoint()
+            with self._lock:
+                batches.append(self.model.embed_batch(torch.stack(tensors[lo:lo + FORWARD_BATCH]), self.device, focus))
+        return np.concatenate(batches)
 
     def embed_catalogue(self, version: IndexVersion, image_ids: Sequence[str], focus: ClassFocus | None
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -301,13 +315,13 @@ class QueryEmbedder:
         return self.model.word_space is not None
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) word-space query vectors, one per text (see TextEncoder.encode_query)."""
+        """(len(texts), dim) word-space query vectors, one per text (see TextEncoder.encode_queries)."""
         self._check_word_space("search by text")
         encoder = load_text_encoder()
         if encoder.fingerprint != self.model.word_space["text_encoder"]:
             raise QueryError(f"the installed text encoder {encoder.fingerprint} is not the one this model's word "
                              f"space was made with ({self.model.word_space['text_encoder']}): install that one")
-        return np.stack([encoder.encode_query(t) for t in texts])
+        return encoder.encode_queries(texts)
 
     def tags(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The k words of the model's vocabulary nearest each word-space vector, with their cosines."""
@@ -320,11 +334,17 @@ class QueryEmbedder:
                              "index of a version embedded with --space words")
 
     def views(self, images: Sequence[bytes], settings: FeatureSettings) -> list[list[LocalFeatures]]:
-        """Each image's local features and its mirror's, for geometric verification (decoded again at the
-        features' size; the bytes were checked by embed()). The views are extracted on threads of their own:
-        OpenCV releases the GIL, and two views took 15 ms this way against 41 ms one after the other (2 cores)."""
-        decoded = [decode(data, settings.image_size, self.max_pixels).image for data in images]
-        pictures = [view for image in decoded for view in (image, mirrored(image))]
+        """Each image's local features and its mirror's, for geometric verification (the bytes were checked by
+        embed()). Each image is decoded within the pixel budget, as embed() does, and only its grey picture at
+        the features' size outlives the decode. The views are extracted on threads of their own: OpenCV
+        releases the GIL."""
+        pictures = []
+        for data in images:
+            checkpoint()
+            with self.budget.hold(declared_pixels(data)):
+                small = Image.fromarray(grey(decode(data, settings.image_size, self.max_pixels).image,
+                                             settings.image_size), "L")
+            pictures += [small, mirrored(small)]
         features = list(_feature_threads().map(lambda picture: extract(picture, settings), pictures))
         return [features[i:i + 2] for i in range(0, len(features), 2)]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
 from lookalike.retrieval.limits import (
     DEFAULT_SHORTLIST,
     MAX_EXPAND,
@@ -17,6 +18,20 @@ from lookalike.retrieval.limits import (
     MAX_SHORTLIST,
 )
 
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not a boolean")
+    return value
+
+
+# A whole number as JSON Schema's "integer" has it (20 and 20.0 alike), never a boolean.
+Count = Annotated[int, BeforeValidator(_no_bool)]
+
+
+def count(lo: int, hi: int) -> Any:
+    """A Count within bounds (inside the type, so that an optional one's schema states them as JSON Schema does)."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_no_bool)]
 # The schema is as strict as the validation behind it: what it allows, the worker answers.
 FilterValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
 Component = Annotated[float, Field(allow_inf_nan=False)]
@@ -30,29 +45,30 @@ WEIGHT_STRENGTH = "how far the class weighting goes: 0 = plain search, 1 (the de
 class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(10, ge=1, le=MAX_K, description="hits per query")
-    nprobe: int | None = Field(None, ge=1, le=MAX_NPROBE,
-                               description="inverted lists probed (default: the manifest's)")
-    rerank: int | None = Field(None, ge=0, le=MAX_RERANK,
-                               description="shortlist re-scored exactly (default: the manifest's)")
-    expand: int | None = Field(None, ge=0, le=MAX_EXPAND,
-                               description="query expansion (αQE): the query averaged with its top `expand` hits, "
-                                           "then searched again; 0 = off (default: the manifest's)")
-    expand_alpha: float | None = Field(None, ge=0, le=MAX_EXPAND_ALPHA, allow_inf_nan=False,
+    # JSON's true is no 1 (Count), and 1 is no true (strict booleans)
+    k: Count = Field(10, ge=1, le=MAX_K, description="hits per query")
+    nprobe: count(1, MAX_NPROBE) | None = Field(None, description="inverted lists probed (default: the manifest's)")
+    rerank: count(0, MAX_RERANK) | None = Field(None, description="shortlist re-scored exactly (default: the "
+                                                                  "manifest's)")
+    expand: count(0, MAX_EXPAND) | None = Field(None, description="query expansion (αQE): the query averaged with "
+                                                                  "its top `expand` hits, then searched again; 0 = off "
+                                                                  "(default: the manifest's)")
+    expand_alpha: float | None = Field(None, ge=0, le=MAX_EXPAND_ALPHA, allow_inf_nan=False, strict=True,
                                        description="αQE weight exponent: hits weigh cosine ** expand_alpha")
     filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue] | None = Field(
         None, description="metadata column → accepted value(s); hits must match every column")
-    verify: bool = Field(True, description="image, URI and id queries against a version with local features: "
-                                           "verify the shortlist geometrically and re-rank it")
-    shortlist: int | None = Field(None, ge=1, le=MAX_SHORTLIST,
-                                  description=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
+    verify: bool = Field(True, strict=True, description="image, URI and id queries against a version with local "
+                                                        "features: verify the shortlist geometrically and re-rank it")
+    shortlist: count(1, MAX_SHORTLIST) | None = Field(
+        None, description=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
 
 
 class ClassWeighting(BaseModel):
     """Options of queries that have an image (uploads, URIs, catalogue ids): vectors and texts have no features to
     weight, and their bodies refuse these fields."""
     weight_class: ClassName | None = Field(None, description=WEIGHT_CLASS)
-    weight_strength: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description=WEIGHT_STRENGTH)
+    weight_strength: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True,
+                                          description=WEIGHT_STRENGTH)
 
 
 class ImageSearchOptions(SearchOptions, ClassWeighting):
@@ -66,11 +82,12 @@ class VectorQuery(SearchOptions):
 
 class IdQuery(ImageSearchOptions):
     image_ids: list[ImageId] = Field(..., min_length=1)
-    include_self: bool = Field(False, description="keep the query image itself among its hits")
+    include_self: bool = Field(False, strict=True, description="keep the query image itself among its hits")
 
 
-# At least one character that is neither a space nor a comma: a query with no phrase in it is refused by the schema.
-Text = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"[^\s,]")]
+# At least one character that is neither blank nor a comma: a query with no phrase in it is refused by the schema,
+# with the same blank characters the encoder trims (model.text.PHRASE).
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=PHRASE)]
 TEXTS = ("text queries against a word-space index, e.g. 'bird in a circle'; comma-separated phrases in one text "
          "average their vectors")
 
@@ -153,6 +170,7 @@ ERRORS = {
     409: "search by image is off: the served version does not name its model (or, for text and tags, its model "
          "is not in a word space)",
     413: "a request body, image or pixel count above the worker's limits",
+    502: "the router: no shard answered (or, with --on-missing error, one did not); the message names each and why",
     503: "no index version is loaded yet",
     504: "the search took longer than the request time limit",
 }

@@ -14,6 +14,7 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from prometheus_client import Counter
 
+from lookalike.core.deadline import Deadline, DeadlineExceeded, checkpoint, remaining
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
@@ -54,7 +55,8 @@ class RequestContext:
     def read_uri(self, location: str) -> bytes:
         """The bytes of an allowed location (checked by allowed_uris), without redirects, within the request's
         time limit."""
-        options = read_options(location, self.served.store.options, self.settings.request_timeout_s)
+        checkpoint()
+        options = read_options(location, self.served.store.options, remaining(self.settings.request_timeout_s))
         return read_image_bytes(location, options, self.served.settings.max_bytes)
 
     def version(self) -> IndexVersion:
@@ -79,21 +81,27 @@ class RequestContext:
         return e
 
     async def in_thread(self, fn: Callable[[], Any]) -> Any:
-        """Blocking work (embedding, searching, reading) off the event loop, within the request time limit."""
+        """Blocking work (embedding, searching, reading) off the event loop, within the request time limit. When
+        the request gives up (504, or the client went away), the work stops at its next checkpoint."""
+        deadline = Deadline(self.settings.request_timeout_s)
         try:
             with anyio.fail_after(self.settings.request_timeout_s):
-                return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
-        except TimeoutError as e:
+                return await anyio.to_thread.run_sync(deadline.run, fn, abandon_on_cancel=True)
+        except (TimeoutError, DeadlineExceeded) as e:
             raise HTTPException(504, f"the search took longer than {self.settings.request_timeout_s}s") from e
+        finally:
+            deadline.cancel()  # a no-op for work that finished
 
     def check_batch(self, n: int) -> None:
         if n > self.settings.max_batch:
             raise QueryError(f"{n} queries in one request; the limit is {self.settings.max_batch}")
 
-    def check_search(self, v: IndexVersion, n: int, options: SearchOptions) -> None:
-        """Every bound of a search request, before any image is read or embedded."""
+    def check_search(self, v: IndexVersion, n: int, options: SearchOptions, images: bool = False) -> None:
+        """Every bound of a search request, before any image is read or embedded; `images`: queries that verify
+        (images, URIs, catalogue ids), whose shortlists count in the work budget."""
         self.check_batch(n)
-        self.settings.limits.check(n, options.k, params_of(v, options))
+        shortlist = (options.shortlist or DEFAULT_SHORTLIST) if images and verifies(v, options) else 0
+        self.settings.limits.check(n, options.k, params_of(v, options), shortlist)
 
     def run_vectors(self, v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
                     exclude=None, started: float | None = None, views: list | None = None) -> Response:

@@ -13,16 +13,20 @@ from typing import Annotated, Any
 
 import httpx
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from lookalike._version import __version__
 from lookalike.core.errors import ConfigError, LookalikeError
 from lookalike.index.rerank import Expansion, expand
-from lookalike.retrieval.limits import MAX_K, MAX_SHORTLIST
+from lookalike.retrieval.limits import QueryError
+from lookalike.retrieval.vectors import unit_rows
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
-from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, IdQuery, SearchAnswer, TextQuery, VectorQuery
+from lookalike.serve.api_models import IdQuery, ImageSearchOptions, SearchAnswer, TextQuery, VectorQuery, errors
+from lookalike.serve.forms import as_form, image_search_form
+from lookalike.serve.schema import router_schema
 
 ON_MISSING = ("partial", "error")
 
@@ -34,6 +38,7 @@ class RouterSettings:
     shard_timeout_s: float = 5.0
     token: str | None = None           # clients must send it, and it is passed on to the shards
     max_body_bytes: int = 20 * 1024 * 1024  # as the workers': a larger body is refused here, never forwarded
+    shard_batch: int = 64              # the shards' --max-batch: the router asks for stored vectors this many at once
 
     def __post_init__(self):
         if not self.shards:
@@ -62,6 +67,25 @@ def _detail(response: httpx.Response) -> Any:
         return response.json().get("detail", response.text)
     except (ValueError, AttributeError):
         return response.text[:200] or response.reason_phrase
+
+
+def _checked(path: str, response: httpx.Response) -> dict[str, Any]:
+    """A shard's answer, checked for what the router reads of it: JSON with standard numbers (no NaN or
+    Infinity), of the expected shape. Anything else is that shard's failure, never the router's."""
+    try:
+        answer = json.loads(response.content, parse_constant=_refuse_constant)
+        if path.startswith("/search/"):
+            SearchAnswer.model_validate(answer)
+        elif not isinstance(answer, dict) or not isinstance(answer.get("vectors"), list):
+            raise ValueError("no vectors")
+    except (ValueError, ValidationError, RecursionError) as e:
+        raise ShardFailed(f"answered {response.status_code} with an answer that is not what {path} returns: "
+                          f"{str(e)[:200]}") from e
+    return answer
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _reason(error: BaseException) -> str:
@@ -101,7 +125,7 @@ class Shards:
             raise ShardError(response.status_code, _detail(response))
         if response.status_code >= 300:
             raise ShardFailed(f"answered {response.status_code}: {_detail(response)}")
-        return response.json()
+        return _checked(path, response)
 
     async def fan_out(self, path: str, body: dict[str, Any]) -> tuple[list[dict], list[str]]:
         shards = self.settings.shards
@@ -134,6 +158,19 @@ class Shards:
             except (ShardFailed, httpx.HTTPError) as e:
                 last_error = e
         raise ShardError(502, f"no shard could embed the {what}: {_reason(last_error)}")
+
+    async def schema(self) -> dict[str, Any]:
+        """The OpenAPI schema of the first shard that gives it (they serve the same index)."""
+        reasons = []
+        for shard in self.settings.shards:
+            try:
+                response = await self.client.get(shard + "/openapi.json")
+                if response.status_code == 200:
+                    return response.json()
+                reasons.append(f"{shard}: answered {response.status_code}")
+            except (httpx.HTTPError, ValueError) as e:
+                reasons.append(f"{shard}: {type(e).__name__}")
+        raise ShardError(502, f"no shard gave its schema: {'; '.join(reasons)}")
 
     async def health(self) -> list[dict[str, Any]]:
         async def one(shard: str) -> dict[str, Any]:
@@ -182,12 +219,12 @@ class Shards:
         hits = merge(answers, n, drop)
         wanted = sorted({h["image_id"] for row in hits for h in row})
         stored: dict[str, list[float]] = {}
-        if wanted:
-            found, _ = await self.fan_out("/vectors", {"image_ids": wanted})
+        for lo in range(0, len(wanted), self.settings.shard_batch):  # within the shards' batch limit
+            chunk = wanted[lo:lo + self.settings.shard_batch]
+            found, _ = await self.fan_out("/vectors", {"image_ids": chunk})
             for answer in found:
-                stored.update({i: v for i, v in zip(wanted, answer["vectors"], strict=True) if v is not None})
-        queries = np.asarray(vectors, dtype=np.float64)
-        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+                stored.update({i: v for i, v in zip(chunk, answer["vectors"], strict=True) if v is not None})
+        queries = unit_rows(vectors)  # normalised as the workers normalise
         dim = queries.shape[1]
         neighbours = np.zeros((len(queries), n, dim), dtype=np.float32)
         scores = np.full((len(queries), n), -np.inf)
@@ -196,7 +233,7 @@ class Shards:
                 if h["image_id"] in stored:
                     neighbours[q, j], scores[q, j] = stored[h["image_id"]], h["cosine"]
         alpha = options.get("expand_alpha", Expansion().alpha)
-        return expand(queries.astype(np.float32), neighbours, scores, Expansion(n, alpha)).tolist()
+        return expand(queries, neighbours, scores, Expansion(n, alpha)).tolist()
 
 
 def create_router(settings: RouterSettings) -> FastAPI:
@@ -207,8 +244,9 @@ def create_router(settings: RouterSettings) -> FastAPI:
         yield
         await shards.client.aclose()
 
-    app = FastAPI(title="lookalike router", version=__version__, lifespan=lifespan,
-                  description="One search API over the shard workers of an exported index.")
+    # No /docs or /redoc (their pages load scripts from a CDN), and the schema behind the token, as on a worker.
+    app = FastAPI(title="lookalike router", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="One search API over the shard workers of an exported index.")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -216,6 +254,11 @@ def create_router(settings: RouterSettings) -> FastAPI:
     @app.exception_handler(ShardError)
     async def shard_error(_: Request, e: ShardError):
         return JSONResponse({"detail": e.detail}, status_code=e.status)
+
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, e: QueryError):  # what the router checks itself, as a worker answers it
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
 
     def authorise(request: Request) -> None:
         if not bearer_ok(request.headers.get("authorization", ""), settings.token):
@@ -225,8 +268,17 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return body.model_dump(include={"k", "nprobe", "rerank", "expand", "expand_alpha", "filters"},
                                exclude_none=True)
 
-    def weighting_of(body) -> dict[str, Any]:
+    def weighting_of(body) -> Any:
         return body.model_dump(include={"weight_class", "weight_strength"}, exclude_none=True)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        authorise(request)
+        return JSONResponse(router_schema(app.openapi(), await shards.schema()))
+
+    def search_route(path: str):
+        """A search path: what the shards answer (their 4xx passed on), and the router's own failures."""
+        return app.post(path, response_model=SearchAnswer, responses=errors(400, 401, 404, 409, 413, 502))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -235,13 +287,13 @@ def create_router(settings: RouterSettings) -> FastAPI:
         status = "ok" if up == len(health) else ("degraded" if up else "down")
         return JSONResponse({"status": status, "shards": health}, status_code=200 if up else 503)
 
-    @app.post("/search/vectors", response_model=SearchAnswer)
+    @search_route("/search/vectors")
     async def by_vectors(body: VectorQuery, request: Request) -> Response:
         authorise(request)
         return await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
                                    time.perf_counter())
 
-    @app.post("/search/ids", response_model=SearchAnswer)
+    @search_route("/search/ids")
     async def by_ids(body: IdQuery, request: Request) -> Response:
         authorise(request)
         started = time.perf_counter()
@@ -255,37 +307,26 @@ def create_router(settings: RouterSettings) -> FastAPI:
         drop = None if body.include_self else list(body.image_ids)
         return await shards.search(vectors, options_of(body), body.image_ids, started, drop)
 
-    @app.post("/search/text", response_model=SearchAnswer)
+    @search_route("/search/text")
     async def by_text(body: TextQuery, request: Request) -> Response:
         authorise(request)
         started = time.perf_counter()
         embedded = await shards.embed("/embed/text", "texts", json={"texts": body.texts})
         return await shards.search(embedded["vectors"], options_of(body), body.texts, started)
 
-    @app.post("/search/images", response_model=SearchAnswer)
+    @search_route("/search/images")
     async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
-                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10, filters: Annotated[str | None, Form()] = None,
-                        verify: Annotated[bool, Form()] = True,
-                        shortlist: Annotated[int | None, Form(ge=1, le=MAX_SHORTLIST)] = None,
-                        weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
-                        weight_strength: Annotated[float | None, Form(ge=0, le=1, description=WEIGHT_STRENGTH)] = None
-                        ) -> Response:
+                        options: Annotated[ImageSearchOptions, Depends(image_search_form)]) -> Response:
         authorise(request)
         started = time.perf_counter()
         files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
-        weighting = {name: str(value) for name, value in (("weight_class", weight_class),
-                                                          ("weight_strength", weight_strength)) if value is not None}
-        if verify:
+        labels = [f.filename for f in images]
+        if options.verify:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
-            # fused score, so a verified hit on one shard outranks an unverified one on another.
-            form = {"k": str(k), **({"filters": filters} if filters else {}),
-                    **({"shortlist": str(shortlist)} if shortlist else {}), **weighting}
-            return await shards.search_images(files, form, k, [f.filename for f in images], started)
+            # score that ranks, so a verified hit on one shard outranks an unverified one on another.
+            return await shards.search_images(files, as_form(options), options.k, labels, started)
+        weighting = {name: str(value) for name, value in weighting_of(options).items()}
         embedded = await shards.embed("/embed", "images", files=files, data=weighting)
-        try:
-            options = {"k": k, **({"filters": json.loads(filters)} if filters else {})}
-        except json.JSONDecodeError as e:
-            raise ShardError(400, f"filters must be a JSON object: {e}") from e
-        return await shards.search(embedded["vectors"], options, [f.filename for f in images], started)
+        return await shards.search(embedded["vectors"], options_of(options), labels, started)
 
     return app

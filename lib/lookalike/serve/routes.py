@@ -16,12 +16,11 @@ from fastapi.params import Depends
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
-from lookalike.retrieval.limits import MAX_K, QueryError
+from lookalike.retrieval.limits import MAX_K
 from lookalike.serve.api_models import (
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
@@ -37,6 +36,7 @@ from lookalike.serve.api_models import (
     errors,
 )
 from lookalike.serve.context import RequestContext, id_views, image_views
+from lookalike.serve.forms import image_search_form
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
 
@@ -91,7 +91,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                   "their images)", 404, 409)
     async def by_ids(body: IdQuery) -> Response:
         v = ctx.version()
-        ctx.check_search(v, len(body.image_ids), body)
+        ctx.check_search(v, len(body.image_ids), body, images=True)
 
         def work() -> Response:
             started = time.perf_counter()
@@ -107,21 +107,9 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
     async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
-                        k: Annotated[int, Form(ge=1, le=MAX_K)] = 10,
-                        nprobe: Annotated[int | None, Form(ge=1)] = None,
-                        rerank: Annotated[int | None, Form(ge=0)] = None,
-                        expand: Annotated[int | None, Form(ge=0)] = None,
-                        expand_alpha: Annotated[float | None, Form(ge=0)] = None,
-                        verify: Annotated[bool, Form()] = True,
-                        shortlist: Annotated[int | None, Form(ge=1)] = None,
-                        filters: Annotated[str | None, Form(description="JSON object")] = None,
-                        weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
-                        weight_strength: Annotated[float | None, Form(description=WEIGHT_STRENGTH)] = None
-                        ) -> Response:
+                        options: Annotated[ImageSearchOptions, Depends(image_search_form)]) -> Response:
         v = ctx.version()
-        options = form_options(k, nprobe, rerank, filters, expand, expand_alpha, verify, shortlist, weight_class,
-                               weight_strength)
-        ctx.check_search(v, len(images), options)
+        ctx.check_search(v, len(images), options, images=True)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
 
@@ -156,7 +144,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
     async def by_uris(body: UriQuery) -> Response:
         v = ctx.version()
-        ctx.check_search(v, len(body.uris), body)
+        ctx.check_search(v, len(body.uris), body, images=True)
         try:
             locations = [ctx.allowed_uris.check(u) for u in body.uris]
         except UriRefused as e:
@@ -222,23 +210,6 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         uri = v.ids["uri"][int(v.row_of_faiss[faiss_id])].as_py()
         data = await ctx.in_thread(lambda: thumbnail_of(uri, size))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
-
-
-def form_options(k: int, nprobe: int | None, rerank: int | None, filters: str | None, expand: int | None = None,
-                 expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None,
-                 weight_class: str | None = None, weight_strength: float | None = None) -> ImageSearchOptions:
-    """A multipart form's options, validated as strictly as a JSON body's (filters arrive as JSON text)."""
-    try:
-        parsed = json.loads(filters) if filters else None
-    except json.JSONDecodeError as e:
-        raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
-    try:
-        return ImageSearchOptions(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha,
-                             verify=verify, shortlist=shortlist, filters=parsed, weight_class=weight_class,
-                             weight_strength=weight_strength)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
-        raise QueryError(f"invalid search options: {problems}") from e
 
 
 def _weighted_rows(ctx: RequestContext, v, body: IdVectors, known: list[str], rows: list) -> list:

@@ -6,14 +6,14 @@ follows the schema is never refused."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lookalike.index.reader import IndexVersion
-from lookalike.model.imagenet import imagenet_class_names
-from lookalike.retrieval.query import QueryEmbedder
-from lookalike.serve.context import ApiSettings
+if TYPE_CHECKING:  # the router builds its schema from a shard's, with neither torch nor faiss
+    from lookalike.index.reader import IndexVersion
+    from lookalike.retrieval.query import QueryEmbedder
+    from lookalike.serve.context import ApiSettings
 
 BATCHED = {"VectorQuery": "vectors", "IdQuery": "image_ids", "UriQuery": "uris", "IdList": "image_ids"}
 
@@ -47,8 +47,15 @@ def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: 
         props["k"]["maximum"] = min(limits.max_k, share)
         props["rerank"]["anyOf"][0]["maximum"] = min(limits.max_rerank, share)
         props["nprobe"]["anyOf"][0]["maximum"] = limits.max_nprobe
+        # Verification has its own budget, queries × shortlist: likewise shared out over a full batch.
+        props["shortlist"]["anyOf"][0]["maximum"] = min(limits.max_shortlist, max(
+            1, limits.max_verified // props[BATCHED[name]]["maxItems"]))
         if version is not None:
             props["filters"] = _filters(version)
+    for model in models.values():  # an upload is one or more images (multipart arrays have no minimum by default)
+        images = model.get("properties", {}).get("images")
+        if images is not None and images.get("type") == "array":
+            images["minItems"] = 1
     if version is not None and "VectorQuery" in models:
         vectors = models["VectorQuery"]["properties"]["vectors"]
         vectors["items"].update({"minItems": version.dim, "maxItems": version.dim,
@@ -57,11 +64,23 @@ def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: 
     return schema
 
 
+def router_schema(own: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
+    """The router's schema: its own paths, with the bodies as its shards' schema states them (the dimension, the
+    filterable columns and the limits are the shards'), since the router passes its requests on to them."""
+    schema = copy.deepcopy(own)
+    models, theirs = schema.get("components", {}).get("schemas", {}), shard.get("components", {}).get("schemas", {})
+    for name in models:
+        if name in theirs:
+            models[name] = copy.deepcopy(theirs[name])
+    return schema
+
+
 def _weight_class(embedder: QueryEmbedder | None) -> dict[str, Any]:
     """The ImageNet classes by name or id where the served model weights queries toward classes (the worker also
     takes a name in any case, or a part of one, which no schema can say); only null where it does not."""
     if embedder is None or not embedder.class_weighting:
         return {"type": "null", "description": "the served model cannot weight queries toward a class"}
+    from lookalike.model.imagenet import imagenet_class_names
     names = imagenet_class_names()
     return {"anyOf": [{"type": "string", "enum": sorted(set(names)) + [str(i) for i in range(len(names))]},
                       {"type": "null"}],

@@ -1,6 +1,7 @@
 """Which URIs a query worker reads for `/search/uris`: an allow-list of folders and URL prefixes, compared by
 structure, never as strings. Local paths are resolved (`..`, symlinks) before the check; URLs are parsed into
-scheme, host, port and a percent-decoded path; userinfo is refused; redirects are not followed; reads time out."""
+scheme, host, port and a percent-decoded path; userinfo, fsspec's '::' chains and control characters are
+refused; redirects are not followed; reads time out."""
 
 from __future__ import annotations
 
@@ -35,11 +36,23 @@ class _Location:
 
 
 def _locate(uri: str, what: str) -> _Location:
+    """The location a URI names, judged as the filesystem layer will open it."""
+    if "::" in uri:
+        # fsspec chains filesystems on '::' (url_to_fs follows each link of the chain): no check of the text
+        # before it says where the chain leads, so a chained URL is never read.
+        raise UriRefused(f"{what} {uri!r} holds '::', which chains filesystems as the worker reads a URI (an IPv6 "
+                         "host written with '::' is read that way too: give its name): not accepted")
+    if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        raise UriRefused(f"{what} {uri!r} holds control characters: not accepted")
     if "://" not in uri:
         if not uri.startswith("/"):
             raise UriRefused(f"{what} {uri!r} is neither an absolute path nor a URL")
         return _Location("", "", None, os.path.realpath(uri))
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        hostname = parts.hostname
+    except ValueError as e:  # an unclosed or invalid IPv6 host, say
+        raise UriRefused(f"{what} {uri!r} is not a well-formed URL: {e}") from e
     scheme = parts.scheme.lower()
     if scheme in LOCAL_SCHEMES:
         if parts.netloc not in ("", "localhost"):
@@ -55,7 +68,7 @@ def _locate(uri: str, what: str) -> _Location:
     # A server may resolve dot segments or encoded separators differently from us: refuse them outright.
     if "\\" in path or any(segment in (".", "..") for segment in path.split("/")):
         raise UriRefused(f"{what} {uri!r} has '.' or '..' segments or a backslash in its path")
-    return _Location(scheme, (parts.hostname or "").lower(), port, posixpath.normpath("/" + path.lstrip("/")))
+    return _Location(scheme, (hostname or "").lower(), port, posixpath.normpath("/" + path.lstrip("/")))
 
 
 class UriAllowList:

@@ -1,0 +1,59 @@
+"""The multipart form of image uploads, defined once for the query worker and the router: the same fields and
+bounds as a JSON body's options, validated into the same model (ImageSearchOptions), so that both answer a form
+as they answer JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Form, Request
+from pydantic import ValidationError
+
+from lookalike.retrieval.limits import MAX_EXPAND, MAX_EXPAND_ALPHA, MAX_K, MAX_NPROBE, MAX_RERANK, MAX_SHORTLIST
+from lookalike.retrieval.query import QueryError
+from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, ImageSearchOptions
+
+FILTERS = 'a JSON object: metadata column → accepted value(s), e.g. {"class": ["25"]}'
+
+
+async def image_search_form(
+        request: Request,
+        k: Annotated[int, Form(ge=1, le=MAX_K, description="hits per query")] = 10,
+        nprobe: Annotated[int | None, Form(ge=1, le=MAX_NPROBE, description="inverted lists probed")] = None,
+        rerank: Annotated[int | None, Form(ge=0, le=MAX_RERANK, description="shortlist re-scored exactly")] = None,
+        expand: Annotated[int | None, Form(ge=0, le=MAX_EXPAND, description="αQE neighbours (0: off)")] = None,
+        expand_alpha: Annotated[float | None, Form(ge=0, le=MAX_EXPAND_ALPHA, description="αQE exponent")] = None,
+        verify: Annotated[bool, Form(description="verify each shortlist geometrically")] = True,
+        shortlist: Annotated[int | None, Form(ge=1, le=MAX_SHORTLIST, description="candidates verified")] = None,
+        filters: Annotated[str | None, Form(max_length=100_000, description=FILTERS)] = None,
+        weight_class: Annotated[str | None, Form(min_length=1, max_length=200, description=WEIGHT_CLASS)] = None,
+        weight_strength: Annotated[float | None, Form(ge=0, le=1, description=WEIGHT_STRENGTH)] = None,
+) -> ImageSearchOptions:
+    """The form's options, as strictly validated as a JSON body's (filters arrive as JSON text)."""
+    if (await request.form()).get("weight_class") == "":  # multipart drops empty fields silently: say so instead
+        raise QueryError("weight_class is empty: give a class name or id, or leave the field out")
+    return form_options(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha, verify=verify,
+                        shortlist=shortlist, filters=filters, weight_class=weight_class,
+                        weight_strength=weight_strength)
+
+
+def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptions:
+    try:
+        parsed = json.loads(filters) if filters else None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise QueryError(f"filters must be a JSON object such as {{\"class\": [\"25\"]}}: {e}") from e
+    try:
+        return ImageSearchOptions(filters=parsed, **options)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        raise QueryError(f"invalid search options: {problems}") from e
+
+
+def as_form(options: ImageSearchOptions) -> dict[str, str]:
+    """The options as form fields again, to pass an upload on to the shards."""
+    out = {}
+    for key, value in options.model_dump(exclude_none=True).items():
+        out[key] = json.dumps(value) if key == "filters" else ("true" if value is True else "false"
+                                                               if value is False else str(value))
+    return out
