@@ -194,6 +194,10 @@ def test_work_per_request_is_bounded(worker):
         assert r.status_code == status and word in r.text, r.text
     r = post(url, "/search/vectors", json={"vectors": vector, "k": 1, "rerank": 10_000})
     assert r.status_code == 200, r.text
+    # Verification has a budget of its own: a batch of ids at the largest shortlist would verify 64,000.
+    r = post(url, "/search/ids", json={"image_ids": ["coffee.jpg"] * 64, "k": 1, "shortlist": 1000})
+    assert r.status_code == 400 and "candidates verified" in r.text, r.text
+    assert post(url, "/search/ids", json={"image_ids": ["coffee.jpg"], "k": 1, "shortlist": 1000}).status_code == 200
 
 
 def test_malformed_bodies_are_refused_with_4xx(worker, tree):
@@ -523,3 +527,21 @@ def test_versions_and_names_from_users_or_files_stay_inside_their_index(tmp_path
     store.write_json("indexes/t/LATEST", {"version": f"../u/{other}"})  # a pointer written by someone else
     assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000001"]) == 2
     assert "use letters, digits" in capsys.readouterr().err
+
+
+def test_query_sets_that_cannot_be_judged_say_why_in_one_line(worker, tree, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    allowed = tree / "allowed"
+    cases = {  # relevant ids given as integers (ids are text); the one readable query names no relevant id
+        "ints.parquet": ({"image_id": ["q"], "uri": [str(allowed / "coffee.jpg")],
+                          "relevant": pa.array([7], pa.int64())}, "is an image_id"),
+        "none.parquet": ({"image_id": ["q1", "q2"], "uri": [str(allowed / "coffee.jpg"), str(tmp_path / "gone.jpg")],
+                          "relevant": [[], ["coffee.jpg"]]}, "names a relevant id"),
+    }
+    for name, (columns, word) in cases.items():
+        pq.write_table(pa.table(columns), tmp_path / name)
+        assert main(["evaluate", "--store", str(tree / "store"), "--index", "marks", "--queries", str(tmp_path / name),
+                     "--report", str(tmp_path / "report")]) == 2, name
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and word in err, (name, err)

@@ -92,7 +92,9 @@ def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_
     assert whitened["fingerprint_id"] != raw["fingerprint_id"]
     assert whitened["fingerprint"]["whitening"]["dim"] == 8 and whitened["dim"] == 8
     assert whitened["counts"]["carried"] == 0  # another embedding space: nothing carried across
-    assert whitened["config"]["model"]["whitening_uri"] == learned["uri"]  # how workers rebuild the model
+    # How workers rebuild the model: the whitening by its key in the store, which they resolve against its root.
+    assert whitened["config"]["model"]["whitening_uri"] == store.key_of(learned["uri"]) == learned["uri"].split(
+        store.url + "/", 1)[1]
 
     def vectors(manifest, run_id):
         table = open_version(store, manifest["fingerprint_id"], run_id).read_all()

@@ -142,7 +142,6 @@ def binary_choice(n: int, d: int, memory_budget: int, nlist: int, hnsw: bool, pe
 
 def describe_factory(factory: str, n: int, d: int) -> IndexChoice:
     """An IndexChoice for a factory string the user forced (checked to be one the build can make first)."""
-    check_buildable(factory, d)
     ivf = re.search(r"IVF(\d+)", factory)
     pq = re.search(r"PQ(\d+)", factory)
     binary = re.search(r"ITQ(\d+),(SH|LSH)", factory)
@@ -155,6 +154,7 @@ def describe_factory(factory: str, n: int, d: int) -> IndexChoice:
                                f"ITQ{bits},SH")
     if bits > d:
         raise IndexChoiceError(f"--factory {factory}: ITQ learns at most d = {d} bits; give ITQ{d} or fewer")
+    check_buildable(factory, d)
     compressed = m or bits
     train = min(n, 64 * nlist) if nlist else (min(n, 256 * 1000) if compressed else 0)
     per_vector = (m + ID_BYTES) if m else (bits / 8 + ID_BYTES) if bits else d * 4
