@@ -75,6 +75,8 @@ def route_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", default=None, help="bearer token for clients and shards (or $LOOKALIKE_API_TOKEN)")
     p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
                    help="larger request bodies are refused (413), never forwarded to the shards")
+    p.add_argument("--shard-batch", type=int, default=64,
+                   help="the shards' --max-batch: the router asks them for stored vectors this many at a time")
 
 
 def run_route(args: argparse.Namespace) -> None:
@@ -84,6 +86,7 @@ def run_route(args: argparse.Namespace) -> None:
     from lookalike.serve.router import RouterSettings, create_router
     settings = RouterSettings(shards=tuple(s.strip().rstrip("/") for s in args.shards.split(",") if s.strip()),
                               on_missing=args.on_missing, shard_timeout_s=args.shard_timeout,
-                              token=read_token(args.token_file), max_body_bytes=args.max_body_bytes)
+                              token=read_token(args.token_file), max_body_bytes=args.max_body_bytes,
+                              shard_batch=args.shard_batch)
     print(f"routing over {len(settings.shards)} shards on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(create_router(settings), host=args.host, port=args.port, log_level="warning")

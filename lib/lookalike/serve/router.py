@@ -45,6 +45,8 @@ class RouterSettings:
             raise ConfigError("give the shard workers: --shards URL,URL,...")
         if self.on_missing not in ON_MISSING:
             raise ConfigError(f"on_missing is one of {ON_MISSING}, got {self.on_missing!r}")
+        if self.shard_batch < 1:
+            raise ConfigError(f"shard_batch must be >= 1, got {self.shard_batch}")
 
 
 class ShardError(LookalikeError):
