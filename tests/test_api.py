@@ -51,6 +51,9 @@ def test_an_index_opened_in_process_answers_every_kind_of_query(published):
     by_id = index.search_ids("coffee-1.jpg", k=2)
     assert "coffee-1.jpg" not in [h.image_id for h in by_id]
     assert index.search_ids(["coffee-1.jpg"], k=1, include_self=True)[0][0].image_id == "coffee-1.jpg"
+    # Any number of queries at once: the API searches them in batches each within the verification budget.
+    ids = [h.image_id for h in index.search_vectors(np.ones(index.dim, np.float32), k=12)]
+    assert len(index.search_ids(ids * 6, k=1, shortlist=1000)) == 72
     vector = index.vectors_of(["coffee-1.jpg"])[0]
     assert index.search_vectors(vector, k=1)[0].image_id == "coffee-1.jpg"
     assert index.search_vectors(np.stack([vector, vector]), k=1)[1][0].image_id == "coffee-1.jpg"

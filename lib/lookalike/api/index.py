@@ -20,7 +20,15 @@ from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.hit import Hit
 from lookalike.retrieval.ids import vectors_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST
-from lookalike.retrieval.query import QueryEmbedder, Verification, as_queries, params_for, search_vectors, stored_views
+from lookalike.retrieval.query import (
+    DEFAULT_LIMITS,
+    QueryEmbedder,
+    Verification,
+    as_queries,
+    params_for,
+    search_vectors,
+    stored_views,
+)
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 Filters = Mapping[str, Any]
@@ -93,8 +101,9 @@ class Index:
         embedder = self._embedder("search by image")
         focus = self.class_focus(weight_class, weight_strength)
         hits = []
-        for lo in range(0, len(listed), BATCH):  # a worker's batch at a time: memory and verification bounded
-            data = [image_bytes(i, embedder.read) for i in listed[lo:lo + BATCH]]
+        batch = self._batch(verify, shortlist)
+        for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
+            data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
             views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
             hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rerank, expand, expand_alpha,
                                  views=views, shortlist=shortlist)
@@ -115,8 +124,9 @@ class Index:
         ids = [image_ids] if one else list(image_ids)
         focus = self.class_focus(weight_class, weight_strength)
         hits = []
-        for lo in range(0, len(ids), BATCH):
-            chunk = ids[lo:lo + BATCH]
+        batch = self._batch(verify, shortlist)
+        for lo in range(0, len(ids), batch):
+            chunk = ids[lo:lo + batch]
             if focus is None:
                 vectors, faiss_ids = vectors_of_ids(self._version, chunk)
             else:
@@ -182,6 +192,13 @@ class Index:
         params = self.search_params(nprobe, rerank, expand, expand_alpha)
         verification = None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)
         return search_vectors(self._version, vectors, k, params, filters, exclude, verification=verification)
+
+    def _batch(self, verify: bool, shortlist: int | None) -> int:
+        """Queries searched at a time: a worker's batch, fewer where a long shortlist would exceed what one batch
+        may verify (QueryLimits.max_verified), so that any number of queries can be given at once."""
+        if not (verify and self.verifies):
+            return BATCH
+        return max(1, min(BATCH, DEFAULT_LIMITS.max_verified // (shortlist or DEFAULT_SHORTLIST)))
 
     def _embedder(self, what: str) -> QueryEmbedder:
         embedder = self._served.embedder
