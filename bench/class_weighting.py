@@ -42,7 +42,7 @@ from lookalike.model.class_weighting import ClassFocus  # noqa: E402
 from lookalike.model.imagenet import imagenet_classifier  # noqa: E402
 from lookalike.model.loading import load_model  # noqa: E402
 from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.retrieval.query import QueryEmbedder  # noqa: E402
+from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
 
 CONCEPT_CLASSES = {
     "ambulance": "ambulance", "balloon": "balloon", "barrel": "barrel", "bike": "mountain bike",

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from lookalike.model.loading import cached_model  # noqa: E402
-from lookalike.retrieval.query import QueryEmbedder  # noqa: E402
+from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import spec_of  # noqa: E402

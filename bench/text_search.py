@@ -31,7 +31,7 @@ from lookalike.dev.datasets import concept_icons  # noqa: E402
 from lookalike.dev.words_training import concept_split, text_to_image  # noqa: E402
 from lookalike.model.loading import load_model  # noqa: E402
 from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.retrieval.query import QueryEmbedder  # noqa: E402
+from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
 
 
 def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: list[str], concepts: list[str]

@@ -21,8 +21,8 @@ from lookalike.index.build import BuildIndexConfig
 from lookalike.model.class_weighting import ClassFocus, ClassWeightingError, position_weights, resolve_class
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
-from lookalike.retrieval.query import QueryEmbedder
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 

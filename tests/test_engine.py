@@ -102,7 +102,7 @@ def test_query_images_are_embedded_by_the_catalogue_forward_pass(image_set, devi
     preprocessing and forward pass: fp16 autocast on a GPU for both, so one fingerprint means one precision)."""
     from lookalike.model.loading import cached_model
     from lookalike.model.spec import ModelSpec
-    from lookalike.retrieval.query import QueryEmbedder
+    from lookalike.retrieval.embedder import QueryEmbedder
     root, expected = image_set
     ok = [str(root / i) for i in sorted(expected) if expected[i] == "ok"][:6]
     model = cached_model(ModelSpec(), device)

@@ -25,7 +25,7 @@ from lookalike.index import publish
 from lookalike.index.build import BuildIndexConfig
 from lookalike.index.reader import version_dir
 from lookalike.model.spec import ModelSpec
-from lookalike.retrieval.query import QueryEmbedder
+from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 import imagefactory

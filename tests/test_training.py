@@ -18,8 +18,8 @@ from lookalike.core.store import Store
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.whitening import Whitening
+from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
-from lookalike.retrieval.query import QueryEmbedder
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
 from lookalike.training.data import run as build_training_set
 from lookalike.training.trainer import embed_pngs

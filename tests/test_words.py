@@ -172,7 +172,7 @@ def test_the_shipped_word_map_is_fingerprinted_carded_and_finds_drawn_icons_by_n
 
     from lookalike.dev.datasets import render_svg
     from lookalike.model.devise import ARTEFACT, load_artefact
-    from lookalike.retrieval.query import QueryEmbedder
+    from lookalike.retrieval.embedder import QueryEmbedder
     shipped = resources.files("lookalike.model").joinpath("artefacts", ARTEFACT).read_bytes()
     artefact = load_artefact()
     assert hashlib.sha256(shipped).hexdigest() == artefact.sha256 == artefact.card["sha256"]

@@ -10,7 +10,7 @@ import numpy as np
 from lookalike.api.images import ImageLike, image_bytes, images_of
 from lookalike.model.loading import cached_model, pick_device
 from lookalike.model.spec import ModelSpec
-from lookalike.retrieval.query import QueryEmbedder
+from lookalike.retrieval.embedder import QueryEmbedder
 
 
 def embed_images(images: ImageLike | Sequence[ImageLike], model: str | ModelSpec | None = None, *,

@@ -17,12 +17,12 @@ from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
 from lookalike.model.class_weighting import ClassFocus
 from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.hit import Hit
 from lookalike.retrieval.ids import vectors_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
-    QueryEmbedder,
     Verification,
     as_queries,
     params_for,

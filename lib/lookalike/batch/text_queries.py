@@ -12,7 +12,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.schemas import embedding_type
 from lookalike.core.store import Store, read_url
 from lookalike.embed.provenance import Provenance
-from lookalike.retrieval.query import QueryEmbedder
+from lookalike.retrieval.embedder import QueryEmbedder
 
 TEXT_QUERIES = "queries/texts.parquet"  # under the join's run
 

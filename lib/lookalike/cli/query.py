@@ -192,7 +192,7 @@ def run_tag(args: argparse.Namespace) -> str:
     """The nearest words of each image in the word space (ImageNet class names), with no index needed."""
     from lookalike.api.images import as_uri
     from lookalike.model.loading import cached_model
-    from lookalike.retrieval.query import QueryEmbedder
+    from lookalike.retrieval.embedder import QueryEmbedder
     options = key_values(args.store_option, "--store-option")
     if args.k < 1:
         raise ConfigError("--k must be >= 1")

@@ -36,7 +36,7 @@ from lookalike.model.imagenet import imagenet_class_names
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelSpec
 from lookalike.model.text import load_text_encoder
-from lookalike.retrieval.query import QueryEmbedder
+from lookalike.retrieval.embedder import QueryEmbedder
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,10 @@ from lookalike.core.deadline import Deadline, DeadlineExceeded, checkpoint, rema
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
-from lookalike.retrieval.limits import DEFAULT_SHORTLIST
+from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
-    QueryEmbedder,
-    QueryError,
     QueryLimits,
     Verification,
     as_queries,

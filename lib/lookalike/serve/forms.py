@@ -10,8 +10,15 @@ from typing import Annotated, Any
 from fastapi import Form, Request
 from pydantic import ValidationError
 
-from lookalike.retrieval.limits import MAX_EXPAND, MAX_EXPAND_ALPHA, MAX_K, MAX_NPROBE, MAX_RERANK, MAX_SHORTLIST
-from lookalike.retrieval.query import QueryError
+from lookalike.retrieval.limits import (
+    MAX_EXPAND,
+    MAX_EXPAND_ALPHA,
+    MAX_K,
+    MAX_NPROBE,
+    MAX_RERANK,
+    MAX_SHORTLIST,
+    QueryError,
+)
 from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, ImageSearchOptions
 
 FILTERS = 'a JSON object: metadata column → accepted value(s), e.g. {"class": ["25"]}'

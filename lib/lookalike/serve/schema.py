@@ -12,7 +12,7 @@ import pyarrow as pa
 
 if TYPE_CHECKING:  # the router builds its schema from a shard's, with neither torch nor faiss
     from lookalike.index.reader import IndexVersion
-    from lookalike.retrieval.query import QueryEmbedder
+    from lookalike.retrieval.embedder import QueryEmbedder
     from lookalike.serve.context import ApiSettings
 
 BATCHED = {"VectorQuery": "vectors", "IdQuery": "image_ids", "UriQuery": "uris", "IdList": "image_ids"}

@@ -18,7 +18,7 @@ from lookalike.index.publish import latest_version, open_version
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelSpec
-from lookalike.retrieval.query import QueryEmbedder
+from lookalike.retrieval.embedder import QueryEmbedder
 
 log = logging.getLogger(__name__)
 
