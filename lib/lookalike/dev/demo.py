@@ -72,7 +72,7 @@ def main() -> int:
 def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
     """The worker users run (`lookalike serve`), in this process: logos redrawn in another colour, size and
     margin go up as uploads, the top hits come back over HTTP, their shortlist verified with local features
-    (a hit's inliers in brackets after its cosine)."""
+    (each hit's score, the one it is ranked by, with its cosine and inliers in brackets when verified)."""
     served = ServedIndex(Store(str(store)), WorkerSettings(name="logos", cache_dir=str(data_dir / "worker-cache"),
                                                            poll_s=3600))
     served.start(watch=False)
@@ -83,8 +83,8 @@ def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
                                 data={"k": str(k)}, timeout=60).raise_for_status().json()
             hits = answer["results"][0]["hits"]
             print(f"  {query.name:18s} → " + ", ".join(
-                f"{h['metadata'].get('title', h['image_id'])} ({h['score']:.2f}"
-                + (f", {h['inliers']} inliers" if h.get("inliers") else "") + ")" for h in hits))
+                f"{h['metadata'].get('title', h['image_id'])} {h['score']:.2f}"
+                + (f" (cosine {h['cosine']:.2f}, {h['inliers']} inliers)" if h.get("inliers") else "") for h in hits))
         print(f"  (answered by {url} from version {answer['version']}; {answer['took_ms']:.0f} ms for the last "
               "query, embedding included)")
 
