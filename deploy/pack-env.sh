@@ -4,10 +4,11 @@
 # LOOKALIKE_ENV_ARCHIVE points at it. Executors unpack it as ./env and run ./env/bin/python.
 #
 # The archive holds the packages, not the interpreter: nodes need the same Python minor version at the same
-# path as here (the container image in deploy/Dockerfile has it). For GPU executors set
-# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to pack CPU builds of torch (PyPI's are CUDA 13 builds).
+# path as here (the container image in deploy/Dockerfile has it). PyPI's torch wheels are CUDA 13 builds, for GPU
+# executors; for CPU-only executors set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu to pack the much
+# smaller CPU builds.
 #
-# LOOKALIKE_BASE_SITE_PACKAGES=DIR packs lookalike alone, a few hundred KB instead of gigabytes: its
+# LOOKALIKE_BASE_SITE_PACKAGES=DIR packs lookalike alone, ~26 MB (its bundled models) instead of gigabytes: its
 # dependencies are imported from DIR, a site-packages folder that every node already has at that path (a
 # base environment baked into the node image). The archive's own packages come first on sys.path.
 set -euo pipefail

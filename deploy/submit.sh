@@ -18,6 +18,9 @@
 #                          properties file names (nothing of this checkout is uploaded or imposed)
 #   LOOKALIKE_DRY_RUN      set: print the spark-submit command instead of running it
 #
+# A reindex in cluster deploy mode exits with the code its run recorded in the store (spark-submit itself says 1
+# for any failed application): 75 another run holds the lease, 143 stopped, 3 refused, ... (`lookalike --help`).
+#
 # S3 credentials are never passed on the command line: executors take them from the standard AWS
 # environment, profile or instance role (forward AWS_* with spark.executorEnv.* in the properties file).
 set -euo pipefail
@@ -25,7 +28,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 job="${1//-/_}"
@@ -84,4 +87,23 @@ if [ -n "${LOOKALIKE_DRY_RUN:-}" ]; then
     echo
     exit 0
 fi
-exec "$submit" "${args[@]}" "${extra[@]}" "$script" "$@"
+if [ "${LOOKALIKE_DEPLOY_MODE:-client}" != "cluster" ] || [ "$job" != "reindex" ]; then
+    exec "$submit" "${args[@]}" "${extra[@]}" "$script" "$@"
+fi
+# In cluster mode the driver runs on the cluster, and spark-submit returns 1 for any failed application (YARN), so
+# a scheduler could not tell "another run holds the lease" (75) or "stopped" (143) from a bad call (2): read the
+# code the run recorded in the store instead.
+started="$(date +%s)"
+rc=0
+"$submit" "${args[@]}" "${extra[@]}" "$script" "$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    status=(status)
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --store|--store-option|--index|--name) status+=("$1" "$2"); shift 2 ;;
+            *) shift ;;
+        esac
+    done
+    "${LOOKALIKE_PYTHON:-$venv_python}" -m lookalike.cli.main "${status[@]}" --run-outcome-since "$started" >&2 || rc=$?
+fi
+exit "$rc"

@@ -3,7 +3,8 @@
 
 Arguments are those of `lookalike reindex`; the master and resources come from spark-submit. Prints the run
 summary (or the report with --json); exits with the codes of `lookalike --help` (75: another run holds the
-index's lease, nothing was done; 3: the run refused its result and says how to rerun).
+index's lease, nothing was done; 3: the run refused its result and says how to rerun; 143: stopped by SIGTERM,
+lease released, a rerun resumes).
 """
 
 import sys

@@ -42,7 +42,7 @@ def test_the_index_is_named_by_index_in_every_command_and_name_still_works():
             if action.dest == "index":
                 named[name] = action.option_strings
     assert set(named) == {"reindex", "build-index", "search", "serve", "join", "export", "indexes", "publish",
-                          "errors", "evaluate"}
+                          "errors", "evaluate", "status"}
     assert all(flags == ["--index", "--name"] for flags in named.values()), named
     parser = build_parser()
     for flag in ("--index", "--name"):

@@ -4,8 +4,10 @@ one retry layer with typed transient errors, and JSON logs carrying the run id."
 
 import json
 import logging
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -168,6 +170,9 @@ def test_metrics_have_a_port_of_their_own_without_the_token(tmp_path):
     serve_metrics(app, "127.0.0.1", port)
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert scraped.status_code == 200 and "lookalike_index_vectors 200.0" in scraped.text
+    # When the index was last current (here: its publish a moment ago), for a staleness alert.
+    [current] = re.findall(r"^lookalike_index_current_timestamp_seconds (\S+)$", scraped.text, re.M)
+    assert time.time() - 120 < float(current) <= time.time()
     with running(app) as url:
         assert httpx.get(url + "/metrics", timeout=10).status_code == 401  # the API port keeps its token
 
@@ -256,3 +261,14 @@ def test_executor_lines_are_json_with_the_run_id_and_the_task(tmp_path):
     assert sorted(line["task"] for line in decoded) == ["0", "1"], done.stderr[-3000:]
     assert all(line["run_id"] == "night-9" and line["index"] == "marks" and line["level"] == "WARNING"
                and line["attempt"] == "0" for line in decoded)
+
+
+def test_the_operator_retries_a_night_only_after_the_lease_of_a_killed_run_has_expired():
+    """A driver killed without a word (SIGKILL, a lost node) leaves its lease running until --lease-ttl: a retry
+    that comes sooner is refused with 75 and the night is lost (it came after 600 s against a TTL of 900)."""
+    [doc] = yaml.safe_load_all((REPO / "deploy" / "k8s" / "reindex.yaml").read_text())
+    app = doc["spec"]["template"]
+    arguments = [str(a) for a in app["arguments"]]
+    ttl = float(arguments[arguments.index("--lease-ttl") + 1]) if "--lease-ttl" in arguments else 900.0
+    assert app["restartPolicy"]["onFailureRetries"] >= 1
+    assert app["restartPolicy"]["onFailureRetryInterval"] > ttl

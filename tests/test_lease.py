@@ -79,7 +79,7 @@ def test_an_expired_lease_is_taken_over_and_its_stalled_holder_cannot_commit(sto
     assert previous.run_id == "crashed-run" and previous.state == "running"
     with pytest.raises(LeaseLost, match="taken over by another run"):
         stalled.ensure_held()
-    stalled.release(failed=True)           # must not clobber the successor's lease
+    stalled.release("failed")           # must not clobber the successor's lease
     assert Lease(store, KEY, 60, "index 't'").read_holder()["run_id"] == "next-night"
     successor.ensure_held()
 

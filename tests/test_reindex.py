@@ -3,6 +3,7 @@ between two runs, and the faults an operator meets (driver killed mid-build, S3 
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from lookalike.cli.main import main
-from lookalike.core.errors import EXIT_BUSY
+from lookalike.core.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_STALE
+from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.index import publish
 
@@ -250,6 +252,49 @@ def test_submit_script_refuses_an_archive_with_a_local_master_and_submits_from_t
     assert "spark.pyspark.python" not in k8s and "--properties-file deploy/conf/kubernetes.conf" in k8s
 
 
+YARN_SPARK_SUBMIT = """#!/usr/bin/env bash
+# Stands in for spark-submit in YARN cluster mode, which cannot run here: it runs the application (the last
+# arguments: the job script and its own) and, as YARN's client does, exits 1 whenever the application failed.
+while [ $# -gt 0 ] && [[ "$1" != *.py ]]; do shift; done
+"$PYSPARK_DRIVER_PYTHON" "$@" || exit 1
+"""
+
+
+def test_a_cluster_mode_reindex_exits_with_the_code_its_run_recorded(tmp_path):
+    """In cluster mode spark-submit says 1 for any failed application; deploy/submit.sh reads the run's own code
+    from the store: 75 for a run refused by a held lease, 143 for one that was stopped."""
+    spark_home = tmp_path / "spark"
+    (spark_home / "bin").mkdir(parents=True)
+    (spark_home / "bin" / "spark-submit").write_text(YARN_SPARK_SUBMIT)
+    (spark_home / "bin" / "spark-submit").chmod(0o755)
+    folder, root = write_catalogue(tmp_path / "catalogue"), tmp_path / "store"
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "LOOKALIKE_MASTER": "yarn", "LOOKALIKE_DEPLOY_MODE": "cluster",
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    submit = [str(Path(__file__).resolve().parents[1] / "deploy" / "submit.sh"), "reindex", "--images", str(folder),
+              "--store", str(root), "--index", NAME, "--master", IN_PROCESS]
+    store = Store(str(root))
+    held = time.time() - 5
+    store.write_json(f"indexes/{NAME}/_lease.json", {
+        "acquired_at": held, "expires_at": held + 600, "holder": "elsewhere:1:x", "host": "elsewhere", "pid": 1,
+        "renewed_at": held, "run_id": "night-1", "state": "running"})
+    busy = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=300)
+    assert busy.returncode == EXIT_BUSY, busy.stderr[-2000:]
+    assert "another run holds the lease" in busy.stderr and "run night-1 on elsewhere" in busy.stderr
+
+    store.delete(f"indexes/{NAME}/_lease.json")
+    log = tmp_path / "stopped.log"
+    proc = subprocess.Popen(submit, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    wait_for(lambda: len(task_markers(root)) >= 1, proc, log)
+    # The driver is stopped (on YARN: its container preempted); spark-submit sees a failed application.
+    driver = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", f"^{re.escape(sys.executable)} "],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert len(driver) == 1, driver
+    os.kill(int(driver[0]), signal.SIGTERM)
+    assert proc.wait(120) == EXIT_INTERRUPTED, log.read_text()[-3000:]
+    report = store.read_json(f"reindex/{NAME}/LAST.json")
+    assert report["status"] == "interrupted" and report["exit_code"] == EXIT_INTERRUPTED
+
+
 def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark, tmp_path, capsys):
     """--whiten 32 needs 48 listed images: night 1 (42) indexes unwhitened vectors and says it waits; night 2
     (52) embeds a random sample of 48 unwhitened, learns the whitening from it, embeds the catalogue under it
@@ -295,3 +340,58 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     assert rc == 0, off
     assert off["whitening"] == {"status": "off"} and off["embeddings"].split("/")[0] == raw_fingerprint
     assert publish.open_version(store, NAME, off["latest"]["after"])["dim"] == 1280
+
+
+def task_markers(root: Path) -> list[Path]:
+    return sorted(root.glob("embeddings/*/*/_tasks/task-*.json"))
+
+
+def test_a_night_stopped_by_sigterm_releases_its_lease_and_an_immediate_retry_resumes_it(tmp_path, capsys):
+    """SIGTERM to the run's process group (what Airflow's timeout and a pod eviction send) during the embed job
+    and again during the index build: each time the Spark work stops, the lease is released as interrupted, the
+    report says so, the command exits 143, and a retry started at once (well inside the lease's TTL) resumes
+    the same run; `lookalike status` alerts meanwhile and is fresh after."""
+    folder, root = write_catalogue(tmp_path / "catalogue"), tmp_path / "store"
+    store = Store(str(root))
+    args = reindex_args(str(folder), str(root), {}, "--lease-ttl", "900")
+    status = ["status", "--store", str(root), "--index", NAME]
+
+    log = tmp_path / "embed.log"
+    proc = start_cli(args, log)
+    wait_for(lambda: len(task_markers(root)) >= 1, proc, log)  # some embed tasks done, others to do
+    started = time.time()
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(60) == EXIT_INTERRUPTED, log.read_text()[-3000:]
+    assert time.time() - started < 30
+    assert "stopped by SIGTERM" in log.read_text() and "rerun the same command to resume" in log.read_text()
+    lease = store.read_json(f"indexes/{NAME}/_lease.json")
+    report = store.read_json(f"reindex/{NAME}/LAST.json")
+    assert lease["state"] == "interrupted" and lease["run_id"] == report["run_id"]
+    assert report["status"] == "interrupted" and report["exit_code"] == EXIT_INTERRUPTED
+    assert report["error"]["stage"] == "embed"
+    committed = len(task_markers(root))
+    assert 1 <= committed < 7  # 42 images in tasks of 6: the rest were cancelled, not run to the end
+    rc, err = run_cli([*status, "--max-age", "26h"], capsys)
+    assert rc == EXIT_STALE and "never been published" in err and "was interrupted (exit 143)" in err
+    rc, err = run_cli([*status, "--run-outcome-since", str(started - 120)], capsys)
+    assert rc == EXIT_INTERRUPTED  # what deploy/submit.sh passes on where spark-submit only says "failed"
+
+    log = tmp_path / "build.log"
+    proc = start_cli(args, log)  # at once: no waiting for the TTL
+    wait_for(lambda: store.list(f"indexes/{NAME}/_build"), proc, log)  # the index build has begun
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(60) == EXIT_INTERRUPTED, log.read_text()[-3000:]
+    report = store.read_json(f"reindex/{NAME}/LAST.json")
+    assert report["resumed"] and report["run_id"] == lease["run_id"]
+    assert report["status"] == "interrupted" and report["error"]["stage"] == "build_index"
+    assert publish.latest_version(store, NAME) is None
+
+    rc, night = run_cli(args, capsys)
+    assert rc == 0, night
+    assert night["run_id"] == lease["run_id"] and night["resumed"] and night["status"] == "published"
+    assert night["index"]["ntotal"] == 40 and publish.latest_version(store, NAME) == night["latest"]["after"]
+    rc, out = run_cli([*status, "--max-age", "26h", "--json"], capsys)
+    assert rc == 0 and out["fresh"] and out["latest"] == night["latest"]["after"]
+    time.sleep(2.1)
+    rc, err = run_cli([*status, "--max-age", "2s"], capsys)
+    assert rc == EXIT_STALE and "more than --max-age" in err

@@ -4,6 +4,7 @@ modules together and turns the errors lookalike raises on purpose into one-line 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,11 +29,13 @@ from lookalike.cli.index import (
 from lookalike.cli.join import join_parser, run_join
 from lookalike.cli.query import run_search, run_serve, run_tag, search_parser, serve_parser, tag_parser
 from lookalike.cli.reindex import reindex_parser, run_reindex
+from lookalike.cli.status import run_status, status_parser
 from lookalike.cli.train import run_train, run_train_data, train_data_parser, train_parser
 from lookalike.cli.whiten import run_whiten, whiten_parser
 from lookalike.core.errors import EXIT_CODES, EXIT_USAGE, LookalikeError
 from lookalike.core.logs import LOG_FORMATS, configure
 from lookalike.core.progress import DEFAULT_INTERVAL_S, MODES
+from lookalike.core.signals import interruption, stop_on_sigterm
 
 DESCRIPTION = """\
 Find the images of a catalogue that look like a given one, at catalogue scale: embed images into vectors (on
@@ -54,6 +57,7 @@ class Command:
     add_arguments: Callable[..., None]
     run: Callable[[argparse.Namespace], str | None]  # what to print; None for the servers, which run until stopped
     submittable: bool = False  # also a spark-submit job: its --master defaults to spark-submit's
+    server: bool = False       # runs until stopped, and stops gracefully on SIGTERM by itself (uvicorn)
 
 
 COMMANDS = (
@@ -63,15 +67,19 @@ COMMANDS = (
     Command("build-index", "build, measure and publish a Faiss index", build_index_parser, run_build_index, True),
     Command("search", "top-k neighbours of images, texts or catalogue ids, without a server", search_parser,
             run_search),
-    Command("serve", "query worker: HTTP API and a search page over LATEST of an index", serve_parser, run_serve),
+    Command("serve", "query worker: HTTP API and a search page over LATEST of an index", serve_parser, run_serve,
+            server=True),
     Command("join", "top-k neighbours of many queries, or a near-duplicate sweep", join_parser, run_join, True),
     Command("export", "split a published version into shard bundles for serving hosts", export_parser, run_export,
             True),
     Command("verify", "check an exported bundle: READY and every file's sha256", verify_parser, run_verify),
-    Command("route", "one search API over shard workers, merging their top-k", route_parser, run_route),
+    Command("route", "one search API over shard workers, merging their top-k", route_parser, run_route,
+            server=True),
     Command("indexes", "list the versions of an index", indexes_parser, run_list),
     Command("publish", "roll LATEST back to a version, apply retention", publish_parser, run_publish),
     Command("errors", "the images an embed run could not use, and why", errors_parser, run_errors),
+    Command("status", "is an index fresh, and how did its last run end (for monitoring: exit 4 when not)",
+            status_parser, run_status),
     Command("evaluate", "retrieval metrics and a visual report for labelled images", evaluate_parser, run_evaluate),
     Command("whiten", "learn a PCA-whitening from an embeddings version", whiten_parser, run_whiten),
     Command("augment", "database-side augmentation (DBA): an embeddings version whose vectors are averaged with "
@@ -93,25 +101,37 @@ def build_parser(submitted: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lookalike", description=DESCRIPTION, epilog=exit_codes_text(),
                                      formatter_class=CommandHelp)
     parser.add_argument("--version", action="version", version=f"lookalike {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log what each step does (and the Spark JVM's warnings), and show tracebacks of errors")
-    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
-                        help="json: one JSON object per line, with the run id, for a cluster's log pipeline")
-    parser.add_argument("--progress", choices=MODES, default="auto",
-                        help="how long steps show their progress: a bar, a log line every --progress-interval, or "
-                             "nothing; auto is a bar on a terminal and log lines elsewhere, but none beside a "
-                             "command's --json output (spark-submit mixes a driver's stderr into its stdout)")
-    parser.add_argument("--progress-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
-                        help="seconds between two progress lines in a log")
+    add_output_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help, formatter_class=CommandHelp,
                            epilog=exit_codes_text())
+        # Also after the command (`lookalike reindex ... --log-format json`), as the jobs/*.py entry points that
+        # spark-submit starts take them: given there, they win; not given, the top level's stand.
+        add_output_options(p, defaults=False)
         if command.submittable:
             command.add_arguments(p, submitted)
         else:
             command.add_arguments(p)
     return parser
+
+
+def add_output_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """How a command logs and shows progress: before the command, or after it (where a value left out must not
+    override one given before, so the defaults are in the help text only)."""
+    def value(default, help: str) -> dict:
+        return {"default": default if defaults else argparse.SUPPRESS, "help": f"{help} (default: {default})"}
+
+    p.add_argument("-v", "--verbose", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                   help="log what each step does (and the Spark JVM's warnings), and show tracebacks of errors")
+    p.add_argument("--log-format", choices=LOG_FORMATS, **value(
+        "text", "json: one JSON object per line, with the run id, for a cluster's log pipeline"))
+    p.add_argument("--progress", choices=MODES, **value(
+        "auto", "how long steps show their progress: a bar, a log line every --progress-interval, or nothing; auto "
+                "is a bar on a terminal and log lines elsewhere, but none beside a command's --json output "
+                "(spark-submit mixes a driver's stderr into its stdout)"))
+    p.add_argument("--progress-interval", type=float, metavar="SECONDS", **value(
+        DEFAULT_INTERVAL_S, "seconds between two progress lines in a log"))
 
 
 def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
@@ -121,15 +141,19 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     if progress == "auto" and getattr(args, "json", False) and not sys.stderr.isatty():
         progress = "off"  # a program reads the output: no lines of ours in it, ever
     configure(args.verbose, args.log_format, progress, args.progress_interval)
-    run = {c.name: c.run for c in COMMANDS}[args.command]
+    command = {c.name: c for c in COMMANDS}[args.command]
     try:
-        output = run(args)
-    except LookalikeError as e:
-        return _report(args, e, e.exit_code)
-    except OSError as e:
-        # The environment's, not a bug: a path that is not there, a permission, an endpoint that does not answer.
-        return _report(args, e, EXIT_USAGE)
-    # Anything else is a bug: it propagates, so Python prints its traceback and exits 1.
+        with contextlib.nullcontext() if command.server else stop_on_sigterm(f"lookalike {command.name}"):
+            output = command.run(args)
+    except BaseException as e:
+        error = interruption() or e  # stopped by SIGTERM, whatever the exception it surfaced as (a py4j call's)
+        if isinstance(error, LookalikeError):
+            return _report(args, error, error.exit_code)
+        if isinstance(error, OSError):
+            # The environment's, not a bug: a path that is not there, a permission, an endpoint that does not answer.
+            return _report(args, error, EXIT_USAGE)
+        # Anything else is a bug: it propagates, so Python prints its traceback and exits 1.
+        raise
     if output is not None:
         print(output)
     return 0

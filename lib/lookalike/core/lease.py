@@ -3,7 +3,8 @@
 The lease is one small JSON object. It is taken with a conditional write: create-if-absent (S3
 `If-None-Match: *`, a lock file on local disk), or, when the holder's lease has expired, replace-if-unchanged
 (S3 `If-Match: <etag>`). Of two runs racing for it exactly one write succeeds. The holder renews it on a
-heartbeat thread; a crashed holder stops renewing and its lease expires after `ttl_s`. Before it publishes,
+heartbeat thread; a crashed holder stops renewing and its lease expires after `ttl_s`, while a holder that
+fails or is stopped (SIGTERM) releases it at once, marked "failed" or "interrupted". Before it publishes,
 the holder checks it still holds the lease, so a run that stalled past its expiry never overwrites the work of
 the run that took over. Stores that do not enforce conditional writes get a read-back check only (best effort).
 """
@@ -22,10 +23,20 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lookalike.core.errors import Busy, ConfigError, JobFailed, LookalikeError
+from lookalike.core.errors import Busy, ConfigError, Interrupted, JobFailed, LookalikeError
+from lookalike.core.signals import interruption
 from lookalike.core.store import Store, is_transient, with_retries
 
 log = logging.getLogger(__name__)
+
+
+RELEASED = ("done", "failed", "interrupted")
+
+
+def outcome_of(error: BaseException) -> str:
+    """How a run that raised `error` ended: "interrupted" when it was told to stop, else "failed"."""
+    stopped = isinstance(error, Interrupted | KeyboardInterrupt) or interruption() is not None
+    return "interrupted" if stopped else "failed"
 
 
 class LeaseHeld(Busy):
@@ -49,7 +60,7 @@ class LeaseRecord:
     acquired_at: float   # seconds since the epoch, the holder's clock
     renewed_at: float
     expires_at: float
-    state: str = "running"   # "running", or "failed" when the holder gave up cleanly (expires at once)
+    state: str = "running"   # "running"; "failed" or "interrupted" when its holder gave up (expires at once)
 
     def describe(self) -> str:
         left = self.expires_at - time.time()
@@ -197,8 +208,9 @@ class Lease:
                     raise LeaseHeld(self._held_message(previous))
                 if previous.state == "running":  # its holder died without a word
                     log.warning("taking over the lease of %s: %s", self.what, previous.describe())
-                else:  # released when its run failed: nothing to warn about, the run may be resumed
-                    log.info("the last run of %s failed and released its lease: %s", self.what, previous.describe())
+                else:  # released when its run failed or was stopped: nothing to warn about, it may be resumed
+                    log.info("the last run of %s was %s and released its lease: %s", self.what, previous.state,
+                             previous.describe())
                 self._tag = self.obj.replace(_encode(record), current[1])
         except PreconditionFailed as e:
             now_there = self.obj.read()
@@ -262,17 +274,19 @@ class Lease:
         if self._thread:
             self._thread.join(timeout=30)
 
-    def release(self, failed: bool = False) -> None:
-        """Give the lease up: deleted after success; after a failure it is left expired, state "failed", with
-        the run id, so the next run knows which run to resume."""
+    def release(self, outcome: str = "done") -> None:
+        """Give the lease up: deleted when the run is done; when it "failed" or was "interrupted" it is left
+        expired in that state, with the run id, so the next run takes it at once and knows which run to resume."""
+        if outcome not in RELEASED:
+            raise ValueError(f"release outcome {outcome!r}: one of {', '.join(RELEASED)}")
         self.stop_heartbeat()
         if self.record is None or self._lost:
             return
         with self._lock:
             try:
-                if failed:
+                if outcome != "done":
                     now = time.time()
-                    gone = LeaseRecord(**{**asdict(self.record), "state": "failed", "renewed_at": now,
+                    gone = LeaseRecord(**{**asdict(self.record), "state": outcome, "renewed_at": now,
                                           "expires_at": now})
                     self.obj.replace(_encode(gone), self._tag)
                 else:
@@ -289,8 +303,8 @@ class Lease:
         self.start_heartbeat()
         try:
             yield self
-        except BaseException:
-            self.release(failed=True)
+        except BaseException as e:
+            self.release(outcome_of(e))
             raise
         self.release()
 

@@ -81,7 +81,7 @@ class Progress:
             if done > self.done:
                 self._move(done)
 
-    def close(self) -> None:
+    def close(self, state: str = "done") -> None:
         with self._lock:
             if self._closed.is_set():
                 return
@@ -89,7 +89,7 @@ class Progress:
             if self._bar is not None:
                 self._bar.close()
             elif _settings.mode == "log" and self._said:
-                self._line("done")
+                self._line(state)
 
     def _move(self, done: int) -> None:
         done = min(done, self.total) if self.total is not None else done
@@ -134,9 +134,12 @@ def progress(stage: str, total: int | None, unit: str) -> Iterator[Progress]:
     token = _active.set(step)
     try:
         yield step
-    finally:
+    except BaseException:
         _active.reset(token)
-        step.close()
+        step.close("stopped")
+        raise
+    _active.reset(token)
+    step.close()
 
 
 def tick(n: int = 1) -> None:

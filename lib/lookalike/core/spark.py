@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ from lookalike.core.extras import require
 from lookalike.core.progress import progress
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # A master value that runs the tasks in this process, one after another, with no Spark at all. Defined here,
 # not in config: executors import this module, and config pulls in torch (3 s per Python worker).
@@ -132,6 +134,9 @@ def _run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None
         watcher.start()
     try:
         results = sc.parallelize(task_ids, len(task_ids)).map(LoggedTask(task, logs.for_tasks())).collect()
+    except BaseException:
+        _cancel(sc, group)  # interrupted (SIGTERM) or failed: its other tasks stop instead of running on
+        raise
     finally:
         stop.set()
         if watcher:
@@ -139,6 +144,13 @@ def _run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None
     if on_progress:
         on_progress(len(task_ids))  # the tracker is polled: the last tasks may have finished in between
     return results
+
+
+def _cancel(sc: Any, group: str) -> None:
+    try:
+        sc.cancelJobGroup(group)
+    except Exception as e:  # the JVM may be going down with us; the error being raised matters more
+        log.debug("could not cancel the Spark jobs of %s: %s", group, e)
 
 
 @dataclass(frozen=True)

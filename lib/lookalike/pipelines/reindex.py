@@ -11,11 +11,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from lookalike.core.errors import ConfigError
+from lookalike.core.errors import EXIT_BUG, EXIT_INTERRUPTED, ConfigError
 from lookalike.core.layout import IDS_FILE, EmbeddingsLayout, IndexLayout, ReindexLayout
-from lookalike.core.lease import Lease
+from lookalike.core.lease import Lease, outcome_of
 from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import new_run_id, utc_now
+from lookalike.core.signals import interruption
 from lookalike.core.store import Store
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
@@ -134,10 +135,14 @@ def _run(config: ReindexConfig) -> dict[str, Any]:
             report["status"] = "published"
             report["timings"]["publish_s"] = round(time.perf_counter() - stage_started, 3)
     except BaseException as e:
-        report.update(status="failed", error={"stage": stage, "type": type(e).__name__, "message": str(e)})
+        outcome = outcome_of(e)
+        code = EXIT_INTERRUPTED if outcome == "interrupted" else getattr(e, "exit_code", EXIT_BUG)
+        report.update(status=outcome, exit_code=code,
+                      error={"stage": stage, "type": type(e).__name__, "message": str(interruption() or e)})
+        lease.release(outcome)  # first: a retry may start the moment this process is gone
         _finish(report, started, layout)
-        lease.release(failed=True)
         raise
+    report["exit_code"] = 0
     _finish(report, started, layout)
     lease.release()
     return report

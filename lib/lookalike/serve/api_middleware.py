@@ -111,6 +111,11 @@ class IndexCollector:
         yield GaugeMetricFamily("lookalike_index_vectors", "vectors in the served version", value=s["ntotal"])
         yield GaugeMetricFamily("lookalike_index_loaded_timestamp_seconds", "when the served version was loaded",
                                 value=s["loaded_at"] or 0)
+        # Alert on `time() - lookalike_index_current_timestamp_seconds > 26 * 3600`: no night has published or
+        # confirmed the index since (the same rule as `lookalike status --max-age 26h`).
+        yield GaugeMetricFamily("lookalike_index_current_timestamp_seconds", "when the index was last known current: "
+                                "its last publish, or a nightly run that found nothing to change",
+                                value=s["current_since"] or 0)
         yield _counter("lookalike_index_swaps", "versions swapped in after the first", s["swaps"])
         yield _counter("lookalike_index_load_failures", "versions (or LATEST reads) that failed", s["load_failures"])
         budget = self.served.pixel_budget

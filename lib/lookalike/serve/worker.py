@@ -16,6 +16,7 @@ from lookalike.image.budget import PixelBudget
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.index.publish import latest_version, open_version
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
+from lookalike.index.status import current_since
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.embedder import QueryEmbedder
@@ -52,6 +53,7 @@ class ServedIndex:
         self.embedder: QueryEmbedder | None = None
         self.pixel_budget = PixelBudget(settings.max_pixels_in_flight)  # one per worker, whatever the version
         self.loaded_at: float | None = None
+        self.current_since: float | None = None  # when the index was last known current (index.status)
         self.swaps = 0
         self.load_failures = 0
         self.last_error: dict[str, Any] | None = None
@@ -67,6 +69,7 @@ class ServedIndex:
             raise ServeError(f"index {self.settings.name!r} has no published version in {self.store.url}: run "
                              "`lookalike build-index --publish` first")
         self._load(version)
+        self.current_since = current_since(self.store, self.settings.name)
         if watch:
             self._thread = threading.Thread(target=self._watch, name="lookalike-index-watcher", daemon=True)
             self._thread.start()
@@ -80,6 +83,7 @@ class ServedIndex:
         """Swap to LATEST if it moved and may be tried; True when a swap happened."""
         try:
             version = latest_version(self.store, self.settings.name)
+            self.current_since = current_since(self.store, self.settings.name)
         except Exception as e:  # the store is down: keep serving what we have
             self._record_failure(None, f"cannot read LATEST: {type(e).__name__}: {e}")
             return False
@@ -109,6 +113,7 @@ class ServedIndex:
             "fingerprint_id": current.manifest["fingerprint_id"] if current else None,
             "image_search": self.embedder is not None,
             "loaded_at": self.loaded_at,
+            "current_since": self.current_since,
             "swaps": self.swaps,
             "load_failures": self.load_failures,
             "last_error": self.last_error,
