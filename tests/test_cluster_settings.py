@@ -4,6 +4,7 @@ one retry layer with typed transient errors, and JSON logs carrying the run id."
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -272,3 +273,46 @@ def test_the_operator_retries_a_night_only_after_the_lease_of_a_killed_run_has_e
     ttl = float(arguments[arguments.index("--lease-ttl") + 1]) if "--lease-ttl" in arguments else 900.0
     assert app["restartPolicy"]["onFailureRetries"] >= 1
     assert app["restartPolicy"]["onFailureRetryInterval"] > ttl
+
+
+PROBE_THREADS = """
+import json, faiss
+from lookalike.core.cpus import available_cpus
+from lookalike.core.spark import task_resources
+from lookalike.index import search
+from lookalike.retrieval import embedder
+search.use_threads_for(1000)  # a batch: every CPU this process may use
+pool = embedder._feature_threads()._max_workers
+print(json.dumps({"available": available_cpus(), "task": task_resources()[0],
+                  "faiss_batch": faiss.omp_get_max_threads(), "feature_pool": pool}))
+"""
+
+
+def test_thread_pools_follow_the_cpus_the_process_may_use_not_the_node_s(tmp_path):
+    """Under a restricted CPU set (taskset; a pod's cpuset or quota alike) the pools are sized from what the
+    process may use: a task's CPUs outside Spark (torch's and OpenCV's threads in an embed task follow them),
+    faiss's threads for a batch of queries, the query worker's keypoint pool."""
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE_THREADS)
+    free = json.loads(subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                     check=True).stdout)
+    pinned = json.loads(subprocess.run(["taskset", "-c", "0", sys.executable, str(script)], capture_output=True,
+                                       text=True, check=True).stdout)
+    assert pinned == {"available": 1, "task": 1, "faiss_batch": 1, "feature_pool": 2}  # the pool's floor is 2
+    if os.cpu_count() > 1:  # the same probe sees more without the restriction: the figures come from it
+        assert free["available"] == free["task"] == free["faiss_batch"] > 1
+
+
+def test_a_cgroup_cpu_quota_caps_the_cpus(tmp_path):
+    from lookalike.core.cpus import available_cpus, cgroup_cpu_quota
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # cgroup v2: 1.5 CPUs
+    assert cgroup_cpu_quota(tmp_path) == 1.5 and available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None and available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) == 1.0 and available_cpus(v1) == 1
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(v1) is None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from lookalike.core import jvm_output, logs
+from lookalike.core.cpus import available_cpus
 from lookalike.core.extras import require
 from lookalike.core.progress import progress
 
@@ -180,13 +181,14 @@ def _watch(sc: Any, group: str, on_progress: Callable[[int], None], stop: thread
 
 
 def task_resources() -> tuple[int, str | None]:
-    """(cpus, gpu address) Spark assigned to the running task; (all cores, None) outside Spark."""
+    """(cpus, gpu address) Spark assigned to the running task; (the CPUs this process may use, None) outside
+    Spark."""
     try:
         from pyspark import TaskContext
     except ImportError:
-        return os.cpu_count() or 1, None
+        return available_cpus(), None
     ctx = TaskContext.get()
     if ctx is None:
-        return os.cpu_count() or 1, None
+        return available_cpus(), None
     gpus = ctx.resources().get("gpu")
     return max(1, ctx.cpus()), (gpus.addresses[0] if gpus and gpus.addresses else None)

@@ -27,6 +27,7 @@ from lookalike.embed.engine import Embedded, EmbeddingEngine, Failed, Known
 from lookalike.embed.plan import CARRY_PART, CARRY_ROW, PLAN_COLUMNS, PREVIOUS_KEY
 from lookalike.embed.provenance import Provenance
 from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG
+from lookalike.image.local_features import use_opencv_threads
 from lookalike.model.loading import cached_model, pick_device
 
 Location = tuple[str, int]  # (part key, row) of a vector in the previous version
@@ -51,6 +52,7 @@ class EmbedTask:
 
         cpus, gpu = task_resources()
         torch.set_num_threads(cpus)
+        use_opencv_threads(cpus)  # its default is the node's CPU count, in every IO thread's keypoint extraction
         device = pick_device(gpu)
         model = cached_model(self.config.model, str(device))
         planned = Provenance(f"embeddings run {layout.prefix} (as planned by the driver)", self.fingerprint_id,

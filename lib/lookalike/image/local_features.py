@@ -20,6 +20,11 @@ from PIL import Image, ImageOps
 from lookalike.image.feature_spec import FeatureSettings
 
 
+def use_opencv_threads(n: int) -> None:
+    """OpenCV's threads inside one extraction (its default is every CPU of the node, not of the task)."""
+    cv2.setNumThreads(max(1, n))
+
+
 @dataclass(frozen=True)
 class LocalFeatures:
     xy: np.ndarray           # (n, 2) float32 keypoint positions, pixels at the extraction size

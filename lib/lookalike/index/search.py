@@ -9,11 +9,12 @@ from dataclasses import dataclass, replace
 import faiss
 import numpy as np
 
+from lookalike.core.cpus import available_cpus
 from lookalike.index.rerank import Expansion, expand
 
 # Batches below this size search on the calling thread alone (see use_threads_for).
 SMALL_BATCH = 16
-_ALL_THREADS = faiss.omp_get_max_threads()
+_ALL_THREADS = available_cpus()  # OpenMP's own default is the node's CPU count, not the pod's
 
 
 def use_threads_for(n_queries: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from lookalike.core.cpus import available_cpus
 from lookalike.core.layout import IndexLayout
 from lookalike.core.spark import task_resources
 from lookalike.core.store import Store
@@ -79,7 +80,7 @@ class TrainTask:
 
     def __call__(self, _: int) -> dict[str, Any]:
         # The only task of its stage: it may use every core of its executor, not just spark.task.cpus.
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        faiss.omp_set_num_threads(available_cpus())
         started = time.perf_counter()
         sample = np.concatenate([load_npy(self.store, self.layout.sample(i))
                                  for i in range(self.n_parts)])

@@ -5,7 +5,6 @@ query toward. Shared by the HTTP worker, `lookalike search` and the Python API."
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lookalike.core.cpus import available_cpus
 from lookalike.core.deadline import checkpoint
 from lookalike.image.budget import PixelBudget, declared_pixels
 from lookalike.image.decode import ImageError, decode, to_tensor
@@ -36,7 +36,7 @@ FORWARD_BATCH = 8  # query images per forward pass, between two checks of the re
 
 @functools.cache
 def _feature_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="lookalike-features")
+    return ThreadPoolExecutor(max(2, available_cpus()), thread_name_prefix="lookalike-features")
 
 
 class QueryEmbedder:
