@@ -1,4 +1,4 @@
-"""The shipped cluster settings against the memory their tasks need (deploy/memory_plan.py, the arithmetic of
+"""The shipped cluster settings against the memory their tasks need (deploy/pod_plan.py, the arithmetic of
 deploy/SCALING.md): no Python worker capped below what torch maps, every pod's limit above what runs in it,
 and the embed job run with each shipped executor's Python and batch settings."""
 
@@ -14,30 +14,43 @@ import imagefactory
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "deploy"))
-import memory_plan  # noqa: E402
+import pod_plan  # noqa: E402
 
 LOOKALIKE = Path(sys.executable).parent / "lookalike"
 
 
 def test_every_shipped_pod_has_the_memory_its_processes_need():
-    pods = memory_plan.shipped_pods()
+    pods = pod_plan.shipped_pods()
     assert {(p.source, p.role) for p in pods} >= {("reindex.yaml", "executor"), ("reindex.yaml", "driver"),
                                                   ("kubernetes.conf", "executor"), ("kubernetes.conf", "driver"),
                                                   ("standalone.conf", "executor")}
     assert [problem for pod in pods for problem in pod.problems()] == []
     # The check catches what shipped before: a Python worker capped at 32g / 8 cores, a 24g driver heap with
     # nothing for the driver's Python.
-    [executor, driver] = memory_plan.operator_pods(REPO / "deploy" / "k8s" / "reindex.yaml")
+    [executor, driver] = pod_plan.operator_pods(REPO / "deploy" / "k8s" / "reindex.yaml")
     capped = dataclasses.replace(executor, pyspark_mib=32 << 10, overhead_mib=4 << 10)
     assert any("address space at 4096 MiB" in p for p in capped.problems())
     heavy = dataclasses.replace(driver, heap_mib=24 << 10, overhead_mib=2458)
     assert any("driver pod gets" in p for p in heavy.problems())
 
 
+def test_every_shipped_volume_is_where_its_process_writes_and_holds_what_it_writes():
+    disks = pod_plan.shipped_disks()
+    assert {(d.source, d.what) for d in disks} == {("reindex.yaml", "build driver's scratch"),
+                                                    ("query-worker.yaml", "query worker's version cache")}
+    assert [problem for disk in disks for problem in disk.problems()] == []
+    # The check catches what shipped before: the build in the container's /tmp, and the worker's cache in
+    # $HOME/.cache = /tmp/.cache on the 1 GiB tmp volume, beside a 100 GiB cache volume it never used.
+    build, serve = disks
+    assert dataclasses.replace(build, request_bytes=0, path="", used_at="/tmp").problems()
+    assert dataclasses.replace(serve, request_bytes=1 << 30, path="/tmp", used_at="/tmp/.cache/lookalike").problems()
+
+
 def test_scaling_md_shows_the_plan_of_the_shipped_files():
     text = (REPO / "deploy" / "SCALING.md").read_text()
-    assert memory_plan.table() in text, "deploy/SCALING.md: paste the output of `python deploy/memory_plan.py`"
-    assert f"{memory_plan.CATALOGUE_IMAGES:,}" in text
+    assert pod_plan.table() in text, "deploy/SCALING.md: paste the output of `python deploy/pod_plan.py`"
+    assert pod_plan.disk_table() in text, "deploy/SCALING.md: paste the output of `python deploy/pod_plan.py`"
+    assert f"{pod_plan.CATALOGUE_IMAGES:,}" in text
     for shipped in ("k8s/reindex.yaml", "conf/kubernetes.conf"):
         assert "10M images" in (REPO / "deploy" / shipped).read_text(), shipped
 
@@ -56,8 +69,8 @@ def embed(catalogue: Path, store: Path, args: list[str]) -> subprocess.Completed
 
 def test_the_embed_job_runs_with_each_shipped_executor_s_python_and_batch_settings(catalogue, tmp_path):
     seen = set()
-    for pod in memory_plan.shipped_pods():
-        args = memory_plan.local_embed_args(pod)
+    for pod in pod_plan.shipped_pods():
+        args = pod_plan.local_embed_args(pod)
         if pod.role != "executor" or tuple(args) in seen:
             continue
         seen.add(tuple(args))
@@ -65,8 +78,76 @@ def test_the_embed_job_runs_with_each_shipped_executor_s_python_and_batch_settin
         assert done.returncode == 0, (pod.source, args, done.stderr[-3000:])
         assert "136 rows (136 embedded" in done.stdout, (pod.source, done.stdout)
     # What the operator manifest shipped before: 32g over 8 cores caps each worker at 4 GiB, and it dies.
-    [executor, _] = memory_plan.operator_pods(REPO / "deploy" / "k8s" / "reindex.yaml")
+    [executor, _] = pod_plan.operator_pods(REPO / "deploy" / "k8s" / "reindex.yaml")
     capped = embed(catalogue, tmp_path / "store-capped",
-                   memory_plan.local_embed_args(dataclasses.replace(executor, pyspark_mib=32 << 10)))
+                   pod_plan.local_embed_args(dataclasses.replace(executor, pyspark_mib=32 << 10)))
     assert capped.returncode != 0, capped.stdout
     assert re.search(r"MemoryError|Cannot allocate memory|failed to map segment", capped.stderr), capped.stderr[-2000:]
+
+
+def test_the_build_writes_its_local_files_where_it_is_told_and_checks_their_room_first(tmp_path, monkeypatch):
+    from lookalike.core.errors import ConfigError
+    from lookalike.core.scratch import scratch, scratch_root
+    from lookalike.core.spark import IN_PROCESS
+    from lookalike.core.store import Store
+    from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+    from lookalike.index import build as index_build
+
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(300, 16, seed=1), parts=2)
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("")
+
+    def build(**options):
+        return index_build.run(index_build.BuildIndexConfig(store=store.url, name="t", master=IN_PROCESS,
+                                                            queries=20, **options))
+
+    # Which folder: --scratch-dir, then $LOOKALIKE_SCRATCH_DIR, then Spark's local dirs, then the temp folder.
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", f"{not_a_folder},/elsewhere")
+    with pytest.raises(ConfigError, match="from SPARK_LOCAL_DIRS"):
+        build()
+    monkeypatch.setenv("LOOKALIKE_SCRATCH_DIR", str(not_a_folder))
+    with pytest.raises(ConfigError, match="from LOOKALIKE_SCRATCH_DIR"):
+        build()
+    with pytest.raises(ConfigError, match="from --scratch-dir"):
+        build(scratch_dir=str(not_a_folder / "x"))
+    given = tmp_path / "scratch"
+    given.mkdir()
+    assert build(scratch_dir=str(given))["ntotal"] == 300
+    assert scratch_root(str(given)) == str(given) and list(given.iterdir()) == []  # removed afterwards
+    with scratch("probe-", str(given)) as folder:
+        assert Path(folder).parent == given
+    with pytest.raises(ConfigError, match=r"needs about .* GiB of local scratch space and .* free"), \
+            scratch("probe-", str(given), needs_bytes=1 << 60):
+        pass
+
+
+def test_a_query_worker_never_caches_more_than_two_versions(tmp_path):
+    """Before it downloads a new version the worker drops all but the one it serves: the cache volume is sized
+    for two (deploy/SCALING.md), and a swap that fails half-way must not leave three."""
+    from lookalike.core.spark import IN_PROCESS
+    from lookalike.core.store import Store
+    from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+    from lookalike.index import build as index_build
+    from lookalike.index.publish import open_version
+    from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(200, 8, seed=2), parts=1)
+    versions = [index_build.run(index_build.BuildIndexConfig(store=store.url, name="t", master=IN_PROCESS,
+                                                             queries=10, publish=True, seed=i))["version"]
+                for i in range(3)]
+    cache = tmp_path / "cache"
+    served = ServedIndex(store, WorkerSettings("t", str(cache)))
+    served.start(watch=False, version=versions[0])
+    served._load(versions[1])
+    def cached():
+        return sorted(p.name for p in (cache / "t").iterdir() if p.is_dir())
+
+    assert cached() == sorted(versions[:2])  # served + predecessor
+    damaged = next(f for f in open_version(store, "t", versions[2])["files"] if f["key"].endswith(".npy"))
+    store.write_bytes(damaged["key"], b"not the file the manifest names")
+    with pytest.raises(Exception, match="sha256|size|bytes"):
+        served._load(versions[2])
+    assert versions[0] not in cached()  # gone before the download began
+    assert served.current.version == versions[1]

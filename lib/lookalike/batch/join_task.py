@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 
 from lookalike.core.layout import JoinLayout, features_part_of
 from lookalike.core.schemas import row_columns
+from lookalike.core.scratch import scratch_root
 from lookalike.core.store import Store
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.embed.versions import read_vectors
@@ -45,8 +45,7 @@ def open_base(store_url: str, options_json: str, kind: str, name: str, version: 
     cache, or an embeddings version's vectors as an exact inner-product index."""
     store = Store(store_url, json.loads(options_json))
     if kind == "index":
-        cache = os.path.join(os.environ.get("SPARK_LOCAL_DIRS", tempfile.gettempdir()).split(",")[0],
-                             "lookalike-index-cache")
+        cache = os.path.join(scratch_root(), "lookalike-index-cache")
         v = load_index_version(store, name, version, cache_dir=cache)
         rows = v.row_of_faiss
 

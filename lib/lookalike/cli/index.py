@@ -49,6 +49,10 @@ def add_index_build_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -
     p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
     p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
     p.add_argument("--seed", type=int, default=0, help="of the training sample and the held-out queries")
+    p.add_argument("--scratch-dir", default=None, metavar="DIR",
+                   help="where the build writes its local files (vectors, exact scorer, index, keypoints: about "
+                        "twice the version's size; checked before it starts); default: $LOOKALIKE_SCRATCH_DIR, "
+                        "else Spark's local dirs (SPARK_LOCAL_DIRS, spark.local.dir), else the system's temp folder")
 
 
 def build_index_config(args: argparse.Namespace):
@@ -58,7 +62,7 @@ def build_index_config(args: argparse.Namespace):
         store=args.store, name=args.index, embeddings=args.embeddings, memory_budget=args.memory_budget,
         factory=args.factory, codes=args.codes, target_recall=args.target_recall, min_recall=args.min_recall,
         force=args.force, publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries,
-        seed=args.seed, master=args.master, storage_options=options,
+        seed=args.seed, scratch_dir=args.scratch_dir, master=args.master, storage_options=options,
         spark_conf=spark_conf(args.spark_conf, args.event_log))
 
 

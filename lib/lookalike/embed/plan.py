@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 from lookalike.core.layout import EmbeddingsLayout
 from lookalike.core.manifest import ManifestError
 from lookalike.core.row_keys import KeyCollision, RowKeys, match_rows, string_keys
+from lookalike.core.scratch import scratch
 from lookalike.core.store import Store
 from lookalike.embed.carry import write_carry
 from lookalike.embed.config import EmbedConfig
@@ -78,7 +78,7 @@ def write_plan(config: EmbedConfig, store: Store, layout: EmbeddingsLayout, cata
     previous = _previous(config, store, layout)
     info = dict(tasks=math.ceil(n / per_task), images=n, previous_run=None, removed=0, carry_rows=0,
                 unchanged_by_listing=0, untagged=untagged, change_detection="read")
-    with tempfile.TemporaryDirectory(prefix="lookalike-plan-") as tmp:
+    with scratch("lookalike-plan-") as tmp:
         if previous is None:
             plan = _with_carry(plan, pa.nulls(n, pa.uint64()), pa.nulls(n, pa.int32()), pa.nulls(n, pa.int64()))
             # Nothing to compare with: the first version of this model, or one not carried from.

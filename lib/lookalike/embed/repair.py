@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lookalike.core.layout import EmbeddingsLayout
+from lookalike.core.scratch import scratch
 from lookalike.core.store import Store
 from lookalike.embed.catalogue import load_catalogue
 from lookalike.embed.config import EmbedConfig
@@ -114,7 +114,7 @@ def _relisted(plan: pa.Table, listed: pa.Table, changed: np.ndarray) -> pa.Table
 
 def _rewrite_plan(store: Store, layout: EmbeddingsLayout, tasks: int, tables: dict[int, pa.Table]) -> None:
     """The plan again, one row group per task (a task whose images are all gone keeps an empty one)."""
-    with tempfile.TemporaryDirectory(prefix="lookalike-replan-") as tmp:
+    with scratch("lookalike-replan-") as tmp:
         before, after = os.path.join(tmp, "before.parquet"), os.path.join(tmp, "after.parquet")
         store.download(layout.plan, before)
         source = pq.ParquetFile(before)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,17 +14,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lookalike.core.errors import ConfigError, InputError, JobFailed
-from lookalike.core.layout import IDS_FILE, INDEX_FILE, IVFDATA_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
+from lookalike.core.layout import (
+    IDS_FILE,
+    INDEX_FILE,
+    IVFDATA_FILE,
+    TRAINED_FILE,
+    VECTORS_FILE,
+    IndexLayout,
+    features_part_of,
+)
 from lookalike.core.logs import run_context
 from lookalike.core.manifest import new_manifest
 from lookalike.core.progress import progress
 from lookalike.core.schemas import row_columns
+from lookalike.core.scratch import scratch
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
 from lookalike.index.choice import CODES, FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
 from lookalike.index.features import write_version_features
+from lookalike.index.footprint import VersionFootprint
 from lookalike.index.incremental import try_update
 from lookalike.index.publish import write_file
 from lookalike.index.recall import RecallTooLow, choose_operating_point, exact_ground_truth, sweep
@@ -60,6 +69,7 @@ class BuildIndexConfig:
     queries: int = 1000                  # held-out queries for the recall table
     k: int = 10
     seed: int = 0
+    scratch_dir: str | None = None       # local files of the build; None: the cluster's local dirs, else /tmp
     master: str | None = "local[*]"
     storage_options: dict[str, Any] = field(default_factory=dict)
     spark_conf: dict[str, str] = field(default_factory=dict)
@@ -132,10 +142,15 @@ def run(config: BuildIndexConfig) -> dict[str, Any]:
         return _build(config, plan, started, timings)
 
 
+def _footprint(plan: BuildPlan) -> VersionFootprint:
+    features = plan.store.total_size(features_part_of(p) for p in plan.parts) if plan.source.local_features else 0
+    return VersionFootprint.of(plan.n, plan.d, plan.choice.bytes_per_vector, features)
+
+
 def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: dict[str, float]) -> dict[str, Any]:
     log.info("building %s %s over %d×%d: %s", config.name, plan.layout.version, plan.n, plan.d, plan.choice.factory)
     held_out = _timed(timings, "scan_s", scan, config, plan)
-    with tempfile.TemporaryDirectory(prefix="lookalike-merge-") as tmp:
+    with scratch("lookalike-build-", config.scratch_dir, _footprint(plan).build_scratch) as tmp:
         built = build_or_update(config, plan, timings, tmp)
         exact = write_exact_scorer(np.load(built.vectors_path, mmap_mode="r"), os.path.join(tmp, "exact.faiss"))
         measured = _timed(timings, "recall_s", measure, config, plan, built, held_out, exact)

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import posixpath
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ import pyarrow.parquet as pq
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import IDS_FILE, INDEX_FILE, TRAINED_FILE, VECTORS_FILE, IndexLayout
 from lookalike.core.manifest import new_manifest, read_manifest
+from lookalike.core.scratch import scratch
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, read_url, redact
 from lookalike.index import publish
@@ -101,7 +101,7 @@ class ExportTask:
             except VersionError:
                 pass  # damaged or partial: written again below
         store = Store(self.config.store, self.config.storage_options)
-        with tempfile.TemporaryDirectory(prefix="lookalike-export-") as tmp:
+        with scratch("lookalike-export-") as tmp:
             source = load_index_version(store, self.config.name, self.version, cache_dir=tmp, mmap=False)
             empty = faiss.read_index(os.path.join(source.local_dir, TRAINED_FILE))
             index, global_ids, split = _shard_index(source.index, empty, shard, len(self.config.destinations))

@@ -131,6 +131,10 @@ class ServedIndex:
         with self._lock:  # one load at a time; requests never take this lock
             manifest = open_version(self.store, self.settings.name, version)
             embedder = self._embedder_for(manifest)
+            # Room first: the cache holds the served version and the one coming, never a third (deploy/SCALING.md
+            # sizes the cache volume for two versions; the older one is what a rollback would have used).
+            prune_cache(self.settings.cache_dir, self.settings.name,
+                        {version} | ({self.current.version} if self.current else set()))
             local = fetch_version(self.store, manifest, self.settings.cache_dir)
             opened = open_local(local, manifest)
             previous = self.current

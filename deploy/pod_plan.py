@@ -1,7 +1,7 @@
-"""The memory of every process the shipped cluster settings start, by the arithmetic of deploy/SCALING.md
-("Memory per pod"), for the catalogue size they are written for.
+"""The memory of every process the shipped cluster settings start, and the disks they write to, by the arithmetic
+of deploy/SCALING.md ("Memory per pod", "Disk per pod"), for the catalogue size they are written for.
 
-    python deploy/memory_plan.py          # the table SCALING.md shows
+    python deploy/pod_plan.py          # the tables SCALING.md shows
 
 `tests/test_deploy_plan.py` checks each shipped file against it (and that SCALING.md shows this table), so a
 setting that would starve or kill its own tasks fails the tests, not a night.
@@ -29,6 +29,7 @@ DEPLOY = Path(__file__).resolve().parent
 sys.path.insert(0, str(DEPLOY.parent / "lib"))
 
 from lookalike.index.choice import choose_index  # noqa: E402  (the index the build would choose, no faiss)
+from lookalike.index.footprint import FEATURES_BYTES_PER_LOGO, VersionFootprint  # noqa: E402
 
 MiB, GiB = 1 << 20, 1 << 30
 CATALOGUE_IMAGES = 10_000_000   # what the shipped settings are sized for (the manifests say so too)
@@ -206,6 +207,103 @@ def shipped_pods() -> list[Pod]:
             *conf_pods(DEPLOY / "conf" / "standalone.conf")]
 
 
+PLAN_SPILL_BYTES_PER_IMAGE = 100  # the embed plan's spill files on the driver (bench/plan_memory.py)
+
+
+def version_footprint(catalogue_images: int = CATALOGUE_IMAGES, budget: int = 4 * GiB) -> VersionFootprint:
+    """An index version's files at this catalogue size: the default index within `budget`, 512-d re-scoring
+    vectors, and RootSIFT keypoints at the logos' average (photos at the 256-keypoint cap take ~4× that)."""
+    bytes_per_vector = choose_index(catalogue_images, VECTOR_DIM, budget).bytes_per_vector
+    return VersionFootprint.of(catalogue_images, VECTOR_DIM, bytes_per_vector,
+                               catalogue_images * FEATURES_BYTES_PER_LOGO)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A volume a shipped manifest gives a process, and what the process writes to it."""
+    source: str
+    what: str
+    request_bytes: int      # the volume's storage request (0: none, the container's writable layer)
+    need_bytes: int         # by the formula, before headroom
+    path: str               # where it is mounted
+    used_at: str            # where the process writes (its cache or scratch folder)
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.path or not self.used_at.startswith(self.path.rstrip("/") + "/") and self.used_at != self.path:
+            found.append(f"{self.source}: the {self.what} goes to {self.used_at}, which no sized volume holds "
+                         f"(volume at {self.path or 'nowhere'})")
+        if self.request_bytes < self.need_bytes * MARGIN:
+            found.append(f"{self.source}: the {self.what} volume requests {self.request_bytes / GiB:.0f} GiB and needs "
+                         f"{self.need_bytes * MARGIN / GiB:.0f} GiB ({self.need_bytes / GiB:.0f} GiB + 15%)")
+        return found
+
+
+def storage_bytes(volume: dict) -> int:
+    if "ephemeral" in volume:
+        request = volume["ephemeral"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+    elif "emptyDir" in volume:
+        request = volume["emptyDir"].get("sizeLimit", "0Gi")
+    else:
+        return 0
+    return parse_size_mib(request) * MiB
+
+
+def _mount(container: dict, volumes: dict[str, dict], prefix: str = "") -> tuple[str, int]:
+    """The mount path and size of the container's first volume whose name starts with `prefix`."""
+    for mount in container.get("volumeMounts", []):
+        if mount["name"].startswith(prefix) and mount["name"] in volumes:
+            return mount["mountPath"], storage_bytes(volumes[mount["name"]])
+    return "", 0
+
+
+def _env(container: dict, name: str) -> str | None:
+    return next((e["value"] for e in container.get("env", []) if e["name"] == name), None)
+
+
+def shipped_disks() -> list[Disk]:
+    [reindex] = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "reindex.yaml").read_text()) if d]
+    app = reindex["spec"]["template"]
+    arguments = [str(a) for a in app.get("arguments", [])]
+    budget = parse_size_mib(job_argument(arguments, "--memory-budget") or "4g") * MiB
+    footprint = version_footprint(budget=budget)
+    volumes = {v["name"]: v for v in app.get("volumes", [])}
+    path, size = _mount(app["driver"], volumes)
+    scratch = _env(app["driver"], "LOOKALIKE_SCRATCH_DIR") or "/tmp"
+    build = Disk("reindex.yaml", "build driver's scratch", size,
+                 footprint.build_scratch + CATALOGUE_IMAGES * PLAN_SPILL_BYTES_PER_IMAGE, path, scratch)
+
+    worker = next(d for d in yaml.safe_load_all((DEPLOY / "k8s" / "query-worker.yaml").read_text())
+                  if d and d["kind"] == "Deployment")
+    pod = worker["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    command = [str(c) for c in container["command"]]
+    cache = job_argument(command, "--cache-dir") or _env(container, "LOOKALIKE_CACHE_DIR") or \
+        f"{_env(container, 'HOME') or '/root'}/.cache/lookalike"
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    mount = max((m for m in mounts if cache == m or cache.startswith(m.rstrip("/") + "/")), key=len, default="")
+    volume = {v["name"]: v for v in pod["volumes"]}.get(mounts.get(mount, ""), {})
+    serve = Disk("query-worker.yaml", "query worker's version cache", storage_bytes(volume), footprint.worker_cache,
+                 mount, cache)
+    return [build, serve]
+
+
+def disk_table() -> str:
+    f = version_footprint()
+    rows = ["| file | volume | holds | needs | × 1.15 | requested |", "| --- | --- | --- | --- | --- | --- |"]
+    holds = {"build driver's scratch": "one version's files + the exact scorer + the embed plan's spill",
+             "query worker's version cache": "two versions: the served one and the one replacing it"}
+    for disk in shipped_disks():
+        rows.append(f"| `{disk.source}` | {disk.what} at `{disk.path}` | {holds[disk.what]} | "
+                    f"{disk.need_bytes / GiB:,.0f} GiB | {disk.need_bytes * MARGIN / GiB:,.0f} GiB | "
+                    f"{disk.request_bytes / GiB:,.0f} GiB |")
+    rows.append("")
+    rows.append(f"One version at {CATALOGUE_IMAGES:,} images: index {f.index / GiB:.1f} GiB, re-scoring vectors "
+                f"{f.vectors / GiB:.1f} GiB, ids {f.ids / GiB:.1f} GiB, keypoints {f.features / GiB:.1f} GiB "
+                f"({FEATURES_BYTES_PER_LOGO:,} B a logo): {f.files / GiB:.1f} GiB.")
+    return "\n".join(rows)
+
+
 def table() -> str:
     rows = ["| file | process | tasks | batch | needs (MiB) | × 1.15 | heap + overhead (MiB) |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -220,9 +318,11 @@ def table() -> str:
 
 if __name__ == "__main__":
     print(table())
-    for pod in shipped_pods():
-        for problem in pod.problems():
-            print("PROBLEM:", problem)
+    print()
+    print(disk_table())
+    for problem in [p for pod in shipped_pods() for p in pod.problems()] + [p for d in shipped_disks()
+                                                                           for p in d.problems()]:
+        print("PROBLEM:", problem)
 
 
 def local_embed_args(pod: Pod) -> list[str]:

@@ -1,0 +1,38 @@
+"""The bytes of an index version's files: on a query worker's disk, and in a build's scratch folder while it is
+made. deploy/SCALING.md sizes the shipped volumes with these (deploy/pod_plan.py), and a build checks its scratch
+space against them before it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IDS_BYTES_PER_ROW = 16   # ids.parquet: 34 MiB at 10M rows measured (3.6 B a row), rounded up for long ids
+FEATURES_BYTES_PER_LOGO = 17_600  # RootSIFT on logos: 67 keypoints × 264 B on average (bench/verify.py)
+
+
+@dataclass(frozen=True)
+class VersionFootprint:
+    index: int       # index.faiss (+ index.ivfdata when its lists are merged on disk)
+    vectors: int     # vectors.f16.npy, the re-scoring vectors
+    ids: int         # ids.parquet
+    features: int    # the keypoints of verification (0 without local features)
+
+    @classmethod
+    def of(cls, n: int, d: int, index_bytes_per_vector: float, features: int) -> VersionFootprint:
+        return cls(int(n * index_bytes_per_vector), n * d * 2, n * IDS_BYTES_PER_ROW, features)
+
+    @property
+    def files(self) -> int:
+        return self.index + self.vectors + self.ids + self.features
+
+    @property
+    def build_scratch(self) -> int:
+        """A build's local files: the version's files and the exact scorer of the recall sweep (fp16 rows, as
+        large as the vectors)."""
+        return self.files + self.vectors
+
+    @property
+    def worker_cache(self) -> int:
+        """A query worker's cache: the version it serves and the one it replaces, never a third (the older one is
+        removed before a new version is downloaded)."""
+        return 2 * self.files
