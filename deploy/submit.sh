@@ -61,7 +61,19 @@ fi
 args=(--master "$master" --deploy-mode "${LOOKALIKE_DEPLOY_MODE:-client}"
       --name "lookalike-$job" --conf spark.ui.showConsoleProgress=false)
 if [ -n "${LOOKALIKE_PROPERTIES:-}" ]; then
-    args+=(--properties-file "$LOOKALIKE_PROPERTIES")
+    # --load-spark-defaults: the cluster's own spark-defaults.conf (its queue, its event log) still applies under
+    # ours; a properties file alone makes spark-submit skip it.
+    args+=(--properties-file "$LOOKALIKE_PROPERTIES" --load-spark-defaults)
+fi
+if [[ "$master" == k8s://* ]] && [ "${LOOKALIKE_DEPLOY_MODE:-client}" != "cluster" ]; then
+    echo "submit.sh: on Kubernetes the job runs from the image (local:///opt/lookalike/jobs/...), which exists only" \
+         "in cluster deploy mode: set LOOKALIKE_DEPLOY_MODE=cluster (or run the Spark operator's deploy/k8s/reindex.yaml)" >&2
+    exit 2
+fi
+if [[ "$master" == k8s://* ]] && [ -n "${LOOKALIKE_ENV_ARCHIVE:-}" ]; then
+    echo "submit.sh: on Kubernetes the image holds the environment and an archive would be ignored: unset" \
+         "LOOKALIKE_ENV_ARCHIVE (rebuild the image to change what it runs)" >&2
+    exit 2
 fi
 if [[ "$master" == k8s://* ]]; then
     # The driver and executors are pods of the image: the job is a path inside it, and the interpreter is the

@@ -73,6 +73,24 @@ def test_spark_submit_and_properties_file_settings_reach_the_job(tmp_path):
     assert conf["spark.python.worker.reuse"] == "true"                 # a project default nobody set
 
 
+def test_a_job_launched_without_spark_submit_keeps_the_site_s_spark_defaults(tmp_path):
+    """`lookalike ... --master local[1]` starts its own JVM, which reads the site's spark-defaults.conf: the
+    project's small-JVM defaults must not override what the site set there (spark.ui.enabled true ran false)."""
+    job = tmp_path / "effective_conf.py"
+    job.write_text("import json\nfrom lookalike.core.spark import session\n"
+                   "s = session('local[1]', 'conf-check')\n"
+                   "print('CONF ' + json.dumps(dict(s.sparkContext.getConf().getAll())))\ns.stop()\n")
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "spark-defaults.conf").write_text("# the site's\nspark.ui.enabled   true\nspark.ui.port=0\n"
+                                                  "spark.yarn.queue nightly\n")
+    out = subprocess.run([sys.executable, str(job)], capture_output=True, text=True, timeout=240, check=True,
+                         env={**os.environ, "SPARK_CONF_DIR": str(conf_dir)}).stdout
+    conf = json.loads(next(line for line in out.splitlines() if line.startswith("CONF "))[5:])
+    assert conf["spark.ui.enabled"] == "true" and conf["spark.yarn.queue"] == "nightly"
+    assert "TieredStopAtLevel" in conf["spark.driver.extraJavaOptions"]  # what the site left alone: ours
+
+
 def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
     assert spark_conf(["spark.executor.memory=4g", "spark.x.y=a=b"], None) == {
         "spark.executor.memory": "4g", "spark.x.y": "a=b"}

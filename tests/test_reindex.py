@@ -250,6 +250,13 @@ def test_submit_script_refuses_an_archive_with_a_local_master_and_submits_from_t
         "LOOKALIKE_DRY_RUN": "1", "LOOKALIKE_PROPERTIES": "deploy/conf/kubernetes.conf"}).stdout
     assert "local:///opt/lookalike/jobs/reindex.py --name t" in k8s
     assert "spark.pyspark.python" not in k8s and "--properties-file deploy/conf/kubernetes.conf" in k8s
+    assert "--load-spark-defaults" in k8s  # the cluster's own spark-defaults.conf still applies under ours
+    k8s_env = {**os.environ, "LOOKALIKE_MASTER": "k8s://https://api.example:6443", "LOOKALIKE_DRY_RUN": "1"}
+    client = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env=k8s_env)
+    assert client.returncode == 2 and "LOOKALIKE_DEPLOY_MODE=cluster" in client.stderr  # the job is in the image
+    archive = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env={
+        **k8s_env, "LOOKALIKE_DEPLOY_MODE": "cluster", "LOOKALIKE_ENV_ARCHIVE": "dist/env.tar.gz"})
+    assert archive.returncode == 2 and "an archive would be ignored" in archive.stderr
 
 
 YARN_SPARK_SUBMIT = """#!/usr/bin/env bash

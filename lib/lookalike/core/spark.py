@@ -48,11 +48,37 @@ def resolve_conf(master: str | None, submitted: Mapping[str, str], given: Mappin
     return {**{k: v for k, v in defaults.items() if k not in submitted}, **given}
 
 
+def under_spark_submit() -> bool:
+    """Whether spark-submit started this driver (its JVM is already running and holds the settings)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def site_defaults() -> dict[str, str]:
+    """The site's spark-defaults.conf, which the JVM this process launches reads too ($SPARK_CONF_DIR, else
+    $SPARK_HOME/conf, else the pyspark package's conf/): its keys count as set, so the project's defaults never
+    override them."""
+    folder = os.environ.get("SPARK_CONF_DIR")
+    if not folder:
+        home = os.environ.get("SPARK_HOME")
+        if not home:
+            import pyspark
+            home = os.path.dirname(pyspark.__file__)
+        folder = os.path.join(home, "conf")
+    try:
+        with open(os.path.join(folder, "spark-defaults.conf"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (re.split(r"[\s=]+", line.strip(), maxsplit=1) for line in lines
+             if line.strip() and not line.lstrip().startswith("#"))
+    return {p[0]: p[1].strip() if len(p) > 1 else "" for p in pairs}
+
+
 def submitted_conf() -> dict[str, str]:
     """What spark-submit, its --conf flags and its properties file set, when this driver was started by
     spark-submit (the JVM is already running and holds them as spark.* properties); {} when this process will
     start the JVM itself (then the job's settings go into that launch, the driver's JVM options included)."""
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+    if not under_spark_submit():
         return {}
     from pyspark import SparkConf, SparkContext
     SparkContext._ensure_initialized()  # connects to spark-submit's JVM
@@ -67,14 +93,14 @@ def session(master: str | None, app_name: str, conf: Mapping[str, str] | None = 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    submitted = submitted_conf()
+    submitted = submitted_conf() if under_spark_submit() else site_defaults()
     settings = resolve_conf(master, submitted, conf or {})
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
         # Local and same-machine clusters run executors with this interpreter; real clusters set their own.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if not submitted:
+    if not under_spark_submit():
         _start_jvm(master, app_name, settings)
     for key, value in settings.items():
         builder = builder.config(key, value)
