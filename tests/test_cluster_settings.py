@@ -334,3 +334,22 @@ def test_a_cgroup_cpu_quota_caps_the_cpus(tmp_path):
     assert cgroup_cpu_quota(v1) == 1.0 and available_cpus(v1) == 1
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_quota(v1) is None
+
+
+def test_executors_run_without_api_rights_as_non_root_and_pods_are_named_per_run():
+    """Executors decode untrusted images: never with the driver's right to create and delete pods."""
+    documents = [doc for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
+                 for doc in yaml.safe_load_all(path.read_text()) if doc]
+    [app] = [d["spec"]["template"] for d in documents if d["kind"] == "ScheduledSparkApplication"]
+    driver, executor = app["driver"], app["executor"]
+    assert executor["serviceAccount"] != driver["serviceAccount"]
+    bound = {s["name"] for d in documents if d["kind"] == "RoleBinding" for s in d["subjects"]}
+    assert driver["serviceAccount"] in bound and executor["serviceAccount"] not in bound
+    [account] = [d for d in documents if d["kind"] == "ServiceAccount"
+                 and d["metadata"]["name"] == executor["serviceAccount"]]
+    assert account["automountServiceAccountToken"] is False
+    for pod in (driver, executor):
+        assert pod["podSecurityContext"]["runAsNonRoot"] and pod["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert pod["securityContext"]["allowPrivilegeEscalation"] is False
+    # A fixed executor pod name prefix makes two nights' pods collide; Spark's own is unique per application.
+    assert "spark.kubernetes.executor.podNamePrefix" not in app["sparkConf"]
