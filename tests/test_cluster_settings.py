@@ -154,7 +154,7 @@ def test_one_retry_layer_with_typed_transient_errors(tmp_path, monkeypatch):
     assert not is_transient(wrapped(ClientError(403, "AccessDenied")))
     # The S3 client and s3fs try once: this store's retries are the only layer.
     fs, _ = filesystem("s3://bucket/x", {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}})
-    assert fs.retries == 1 and fs.config_kwargs["retries"] == {"max_attempts": 1, "mode": "standard"}
+    assert fs.retries == 1 and fs.config_kwargs["retries"] == {"total_max_attempts": 1, "mode": "standard"}
 
 
 def test_json_logs_carry_the_run_id_on_every_line(capsys):

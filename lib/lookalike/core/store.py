@@ -12,6 +12,7 @@ import posixpath
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import fsspec
@@ -43,6 +44,12 @@ TRANSIENT_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", 
                              "ThrottlingException", "RequestTimeTooSkewed"})
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+
+# Large transfers go a part at a time, each part retried on its own; S3 allows 10,000 parts (the part grows for
+# files above ~600 GB) and at least 5 MiB a part but the last.
+PART_BYTES = 64 << 20
+MAX_PARTS = 9_000
+PARTS_IN_FLIGHT = 4
 
 CACHED_LISTING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az"})
 
@@ -116,7 +123,7 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
         config.setdefault("request_checksum_calculation", "when_required")
         # One retry layer (with_retries, here): botocore and s3fs try once each, or a flaky call would be
         # tried 5 × 5 × 5 times before anyone heard of it.
-        config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        config.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})  # max_attempts counts retries
         kwargs["config_kwargs"] = config
     fs, path = url_to_fs(url, **kwargs)
     if protocol in ("s3", "s3a"):
@@ -143,6 +150,8 @@ class Store:
         self.fs, self.root = filesystem(self.url, self.options)
         self.root = self.root.rstrip("/") or "/"
         self.is_local = "file" in _protocols(self.fs)
+        self.is_s3 = bool({"s3", "s3a"} & set(_protocols(self.fs)))
+        self.part_bytes = PART_BYTES
 
     def __reduce__(self):
         # Tasks rebuild the filesystem from the URL and options: never ship a live client to an executor.
@@ -185,13 +194,47 @@ class Store:
         else:
             self.fs.pipe_file(self.path(key), data)
 
-    @retried("upload")
     def upload(self, local_path: str, key: str) -> None:
-        """Copy a large local file to key, streamed (multipart on S3), as atomically as write_bytes."""
+        """Copy a large local file to key, as atomically as write_bytes. On S3 a file larger than a part goes up
+        in parts, each retried on its own: one failed part of a 10 GB file costs one part again, not the file."""
         if self.is_local:
-            self._replace_local(key, lambda tmp: self.fs.put_file(local_path, tmp))
+            with_retries(lambda: self._replace_local(key, lambda tmp: self.fs.put_file(local_path, tmp)),
+                         f"upload {key}")
+        elif self.is_s3 and os.path.getsize(local_path) > self.part_bytes:
+            self._upload_parts(local_path, key)
         else:
-            self.fs.put_file(local_path, self.path(key))
+            with_retries(lambda: self.fs.put_file(local_path, self.path(key)), f"upload {key}")
+
+    def _upload_parts(self, local_path: str, key: str) -> None:
+        bucket, name = self.path(key).split("/", 1)
+        size = os.path.getsize(local_path)
+        part = max(self.part_bytes, -(-size // MAX_PARTS))
+
+        def call(method: str, what: str, **kwargs: Any) -> dict:
+            return with_retries(lambda: self.fs.call_s3(method, Bucket=bucket, Key=name, **kwargs),
+                                f"{what} of {self.child_url(key)}")
+
+        upload_id = call("create_multipart_upload", "start the upload")["UploadId"]
+
+        def send(number: int) -> dict:
+            with open(local_path, "rb") as f:
+                f.seek((number - 1) * part)
+                body = f.read(part)
+            out = call("upload_part", f"part {number}", UploadId=upload_id, PartNumber=number, Body=body)
+            return {"PartNumber": number, "ETag": out["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="lookalike-upload") as pool:
+                parts = list(pool.map(send, range(1, -(-size // part) + 1)))
+            call("complete_multipart_upload", "finish the upload", UploadId=upload_id,
+                 MultipartUpload={"Parts": parts})
+        except BaseException:
+            try:  # parts of an upload never completed are billed until aborted
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=name, UploadId=upload_id)
+            except Exception as e:
+                log.warning("could not abort the unfinished upload of %s: %s", self.child_url(key), e)
+            raise
+        self.fs.invalidate_cache(self.path(key))
 
     def _replace_local(self, key: str, write: Callable[[str], Any]) -> None:
         # Written beside the target under a temporary name, then renamed over it: readers see old or new.
@@ -215,10 +258,21 @@ class Store:
         self.write_bytes(key, data)
         return len(data)
 
-    @retried("download")
     def download(self, key: str, local_path: str) -> None:
-        """Copy an object to a local file, streamed (large index files never pass through memory)."""
-        self.fs.get_file(self.path(key), local_path)
+        """Copy an object to a local file a part at a time, each part's read retried on its own (a failure late
+        in a 10 GB file costs one part again, not the file); large files never pass through memory whole."""
+        if self.is_local:
+            with_retries(lambda: self.fs.get_file(self.path(key), local_path), f"download {key}")
+            return
+        path = self.path(key)
+        size = with_retries(lambda: self.fs.info(path)["size"], f"size of {self.child_url(key)}")
+        with open(local_path, "wb") as out:
+            for start in range(0, size, self.part_bytes):
+                end = min(size, start + self.part_bytes)
+                out.write(with_retries(lambda s=start, e=end: self.fs.cat_file(path, start=s, end=e),
+                                       f"bytes {start}-{end} of {self.child_url(key)}"))
+            if out.tell() != size:
+                raise Unavailable(f"{self.child_url(key)} changed while it was read ({out.tell()} of {size} bytes)")
 
     @retried("read row group")
     def read_row_group(self, key: str, group: int) -> pa.Table:
