@@ -31,7 +31,7 @@ from lookalike.serve.context import ApiSettings
 from lookalike.serve.http_api import create_app, running, serve_metrics
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
-from conftest import free_port
+from conftest import free_port, store_option_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,6 +104,27 @@ def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
                     "--master", "local[1]", "--event-log", str(events), "--queries", "20"],
                    capture_output=True, text=True, timeout=300, check=True)
     assert [p.name for p in events.iterdir()], "no event log was written"
+
+
+def test_an_event_log_goes_to_a_store_url_that_spark_itself_cannot_write(moto_server):
+    """The pyspark wheel has no S3 connector (s3a:// fails): the log is written locally and copied to the store's
+    URL, with the store's options, when the job ends; a history server reads that folder."""
+    url, options = moto_server.new_store()
+    store = Store(url, options)
+    write_embeddings_version(store, clustered_vectors(300, 16, seed=1), parts=2)
+    events = url.rsplit("/", 1)[0] + "/spark-events"
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", url, "--name", "t",
+                           *store_option_args(options), "--master", "local[1]", "--event-log", events,
+                           "--queries", "20"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fs, root = filesystem(events, options)
+    [log] = [f for f in fs.find(root) if "/events_" in f]  # Spark 4 rolls its event logs: a folder per run
+    assert "/eventlog_v2_local-" in log and not log.endswith(".inprogress")
+    data = fs.cat_file(log)
+    if log.endswith(".zstd"):  # Spark 4 compresses event logs with zstd by default
+        import pyarrow as pa
+        data = pa.input_stream(pa.py_buffer(data), compression="zstd").read()
+    assert json.loads(data.split(b"\n", 1)[0])["Event"] == "SparkListenerLogStart"
 
 
 def test_one_retry_layer_with_typed_transient_errors(tmp_path, monkeypatch):

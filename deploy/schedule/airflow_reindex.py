@@ -54,6 +54,7 @@ EXIT_USAGE, EXIT_FAILED, EXIT_BUSY = 2, 3, 75
 def reindex_command(home: str, store: str, images: str) -> list[str]:
     return [f"{home}/deploy/submit.sh", "reindex", "--images", images, "--store", store, "--index", INDEX,
             "--keep", "7", "--min-recall", "0.9", "--lease-ttl", str(int(LEASE_TTL.total_seconds())),
+            "--event-log", store.rsplit("/", 1)[0] + "/spark-events",  # every night in the history server
             "--log-format", "json"]  # JSON lines with the run id
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lookalike.core.errors import ConfigError
+from lookalike.core.event_log import event_log_conf
 from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, WORD_SPACE_MODEL, ModelSpec
 
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
@@ -51,12 +52,16 @@ def add_spark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting for this job, e.g. spark.executor.memory=4g (repeatable); it wins over "
                         "spark-submit's and the properties file's")
-    p.add_argument("--event-log", default=None, metavar="DIR",
-                   help="write Spark event logs there (spark.eventLog.dir), for the history server")
+    p.add_argument("--event-log", default=None, metavar="URL",
+                   help="write the job's Spark event log there, for a history server: a folder, hdfs://, or any "
+                        "store URL (s3://, gs://, ...: written locally, then copied there with the --store-option "
+                        "settings when the job ends)")
 
 
-def spark_conf(pairs: Sequence[str], event_log: str | None) -> dict[str, str]:
-    """--spark-conf KEY=VALUE pairs as Spark takes them: dotted keys kept whole, values as written."""
+def spark_conf(pairs: Sequence[str], event_log: str | None,
+               storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """--spark-conf KEY=VALUE pairs as Spark takes them: dotted keys kept whole, values as written; and the
+    settings of --event-log."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -64,7 +69,7 @@ def spark_conf(pairs: Sequence[str], event_log: str | None) -> dict[str, str]:
             raise ConfigError(f"--spark-conf {pair!r}: expected KEY=VALUE, e.g. spark.executor.memory=4g")
         out[key.strip()] = value
     if event_log:
-        out |= {"spark.eventLog.enabled": "true", "spark.eventLog.dir": event_log}
+        out |= event_log_conf(event_log, storage_options)
     return out
 
 

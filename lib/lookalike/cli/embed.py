@@ -60,7 +60,7 @@ def embed_config(args: argparse.Namespace) -> EmbedConfig:
         batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
         incremental=not args.no_incremental, rehash=args.rehash, images_in_flight=args.images_in_flight,
         local_features=local_features(args),
-        spark_conf=spark_conf(args.spark_conf, args.event_log),
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")),
     )
 
 

@@ -39,7 +39,7 @@ def run_export(args: argparse.Namespace) -> str:
         store=args.store, name=args.index, destinations=tuple(args.dest), version=args.version,
         storage_options=key_values(args.store_option, "--store-option"),
         destination_options=key_values(args.dest_option, "--dest-option"), master=args.master,
-        spark_conf=spark_conf(args.spark_conf, args.event_log)))
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option"))))
     if args.json:
         return json.dumps(summary, indent=2)
     lines = [f"exported {summary['name']}/{summary['version']} ({summary['ntotal']:,} vectors) as "

@@ -63,7 +63,7 @@ def build_index_config(args: argparse.Namespace):
         factory=args.factory, codes=args.codes, target_recall=args.target_recall, min_recall=args.min_recall,
         force=args.force, publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries,
         seed=args.seed, scratch_dir=args.scratch_dir, master=args.master, storage_options=options,
-        spark_conf=spark_conf(args.spark_conf, args.event_log))
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")))
 
 
 def summarise_index(m: dict[str, Any]) -> str:
@@ -142,7 +142,7 @@ def run_augment(args: argparse.Namespace) -> str:
     m = augment.run(augment.AugmentConfig(
         store=args.store, embeddings=args.embeddings, expansion=Expansion(args.neighbours, args.alpha),
         master=args.master, batch_size=args.batch_size, storage_options=key_values(args.store_option, "--store-option"),
-        spark_conf=spark_conf(args.spark_conf, args.event_log)))
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option"))))
     if args.json:
         return json.dumps(m, indent=2)
     ref = f"{m['fingerprint_id']}/{m['run_id']}"

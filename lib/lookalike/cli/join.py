@@ -62,7 +62,7 @@ def join_config(args: argparse.Namespace):
         with_metadata=args.with_metadata, run_id=args.run_id,
         master=args.master,
         storage_options=key_values(args.store_option, "--store-option"), batch_size=args.batch_size,
-        spark_conf=spark_conf(args.spark_conf, args.event_log))
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")))
 
 
 def summarise_join(m: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from lookalike.cli.status import run_status, status_parser
 from lookalike.cli.train import run_train, run_train_data, train_data_parser, train_parser
 from lookalike.cli.whiten import run_whiten, whiten_parser
 from lookalike.core.errors import EXIT_CODES, EXIT_USAGE, LookalikeError
+from lookalike.core.event_log import upload_staged
 from lookalike.core.logs import LOG_FORMATS, configure
 from lookalike.core.progress import DEFAULT_INTERVAL_S, MODES
 from lookalike.core.signals import interruption, stop_on_sigterm
@@ -144,7 +145,10 @@ def main(argv: Sequence[str] | None = None, submitted: bool = False) -> int:
     command = {c.name: c for c in COMMANDS}[args.command]
     try:
         with contextlib.nullcontext() if command.server else stop_on_sigterm(f"lookalike {command.name}"):
-            output = command.run(args)
+            try:
+                output = command.run(args)
+            finally:
+                upload_staged()  # --event-log to a store URL: the log of this run, failed or not
     except BaseException as e:
         error = interruption() or e  # stopped by SIGTERM, whatever the exception it surfaced as (a py4j call's)
         if isinstance(error, LookalikeError):

@@ -74,7 +74,7 @@ def run_train(args: argparse.Namespace) -> str:
                          batch_size=args.batch_size, m_per_group=args.m_per_group, lr=args.lr,
                          checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                          augment=args.augment, processes=args.processes, storage_options=options)
-    m = run(config, args.master, spark_conf(args.spark_conf, args.event_log), use_gpu=args.gpu)
+    m = run(config, args.master, spark_conf(args.spark_conf, args.event_log, options), use_gpu=args.gpu)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
