@@ -24,6 +24,8 @@ _staged: list[tuple[str, str, dict[str, Any]]] = []  # (local folder, URL, fsspe
 def event_log_conf(url: str, options: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The Spark settings that write this job's event log to `url`."""
     scheme = url.split("://", 1)[0] if "://" in url else "file"
+    if scheme == "file":
+        os.makedirs(url.removeprefix("file://"), exist_ok=True)  # Spark refuses a folder that is not there
     if scheme in HADOOP_SCHEMES:
         return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": url}
     local = tempfile.mkdtemp(prefix="lookalike-events-", dir=scratch_root())
