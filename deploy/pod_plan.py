@@ -257,6 +257,14 @@ def _mount(container: dict, volumes: dict[str, dict], prefix: str = "") -> tuple
     return "", 0
 
 
+def image_env(name: str) -> str | None:
+    """A variable deploy/Dockerfile sets in the image (`ENV NAME=value`)."""
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if line.startswith(f"ENV {name}="):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
 def _env(container: dict, name: str) -> str | None:
     return next((e["value"] for e in container.get("env", []) if e["name"] == name), None)
 
@@ -279,7 +287,7 @@ def shipped_disks() -> list[Disk]:
     [container] = pod["containers"]
     command = [str(c) for c in container["command"]]
     cache = job_argument(command, "--cache-dir") or _env(container, "LOOKALIKE_CACHE_DIR") or \
-        f"{_env(container, 'HOME') or '/root'}/.cache/lookalike"
+        image_env("LOOKALIKE_CACHE_DIR") or f"{_env(container, 'HOME') or '/root'}/.cache/lookalike"
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
     mount = max((m for m in mounts if cache == m or cache.startswith(m.rstrip("/") + "/")), key=len, default="")
     volume = {v["name"]: v for v in pod["volumes"]}.get(mounts.get(mount, ""), {})

@@ -39,11 +39,12 @@ def test_every_shipped_volume_is_where_its_process_writes_and_holds_what_it_writ
     assert {(d.source, d.what) for d in disks} == {("reindex.yaml", "build driver's scratch"),
                                                     ("query-worker.yaml", "query worker's version cache")}
     assert [problem for disk in disks for problem in disk.problems()] == []
-    # The check catches what shipped before: the build in the container's /tmp, and the worker's cache in
-    # $HOME/.cache = /tmp/.cache on the 1 GiB tmp volume, beside a 100 GiB cache volume it never used.
+    # The check catches what shipped before: the build in the container's /tmp, and the worker's two versions
+    # (350 GiB at 10M logos) on a 100 GiB cache volume; and a cache dir that no volume holds.
     build, serve = disks
     assert dataclasses.replace(build, request_bytes=0, path="", used_at="/tmp").problems()
-    assert dataclasses.replace(serve, request_bytes=1 << 30, path="/tmp", used_at="/tmp/.cache/lookalike").problems()
+    assert dataclasses.replace(serve, request_bytes=100 << 30).problems()
+    assert dataclasses.replace(serve, path="/tmp", used_at="/var/cache/lookalike").problems()
 
 
 def test_scaling_md_shows_the_plan_of_the_shipped_files():
