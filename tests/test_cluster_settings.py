@@ -374,3 +374,30 @@ def test_executors_run_without_api_rights_as_non_root_and_pods_are_named_per_run
         assert pod["securityContext"]["allowPrivilegeEscalation"] is False
     # A fixed executor pod name prefix makes two nights' pods collide; Spark's own is unique per application.
     assert "spark.kubernetes.executor.podNamePrefix" not in app["sparkConf"]
+
+
+def test_with_the_shipped_log4j_settings_the_jvm_logs_json_lines_like_the_job(tmp_path):
+    """One format per stream: a spark-submitted job with --log-format json and the JVM options the Kubernetes
+    manifests set writes JSON objects only (but for the JVM launcher's own notice of incubator modules)."""
+    store = Store(str(tmp_path / "store"))
+    write_embeddings_version(store, clustered_vectors(300, 16, seed=1), parts=2)
+    shipped = "/opt/lookalike/deploy/conf/log4j2-json.properties"
+    [doc] = yaml.safe_load_all((REPO / "deploy" / "k8s" / "reindex.yaml").read_text())
+    conf = doc["spec"]["template"]["sparkConf"]
+    for role in ("driver", "executor"):
+        assert conf[f"spark.{role}.extraJavaOptions"] == f"-Dlog4j2.configurationFile=file:{shipped}"
+    here = str(REPO / shipped.removeprefix("/opt/lookalike/"))
+    done = subprocess.run([str(SPARK_SUBMIT), "--master", "local[1]",
+                           "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile=file:{here} "
+                                     "-Dlookalike.jvm.level=info",  # Spark's INFO lines: many JVM lines
+                           "--conf", f"spark.pyspark.python={sys.executable}",
+                           "--conf", f"spark.pyspark.driver.python={sys.executable}",
+                           str(REPO / "jobs" / "build_index.py"), "--store", store.url, "--name", "t",
+                           "--queries", "20", "--log-format", "json", "-v"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in (done.stderr + done.stdout).splitlines()
+             if line.strip() and not line.startswith("WARNING: Using incubator modules")]
+    objects = [json.loads(line) for line in lines if not line.startswith("index t/")]  # the summary on stdout
+    assert {"time", "level", "logger", "message"} <= set(objects[0])
+    assert any(o.get("source") == "jvm" for o in objects) and any(o.get("source") != "jvm" for o in objects)
