@@ -30,11 +30,12 @@ if [ -n "$base" ]; then
     # A regular (not editable) install: venv-pack refuses editable packages, and executors have no checkout.
     "${pip[@]}" --no-deps "$repo" venv-pack
     site="$("$build/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    # Appended after the archive's own site-packages at start-up (sitecustomize: venv-pack refuses a .pth
-    # naming a folder, taking it for an editable install). The base's own .pth files are not read, so an
-    # editable lookalike there cannot shadow the packed one.
-    printf 'import sys\nsys.path.append(%s)\n' "$("$build/env/bin/python" -c 'import sys; print(repr(sys.argv[1]))' "$base")" \
-        > "$site/sitecustomize.py"
+    # Appended after the archive's own site-packages at start-up, by an import line of a .pth file (venv-pack
+    # refuses a .pth line naming a folder, taking it for an editable install; a sitecustomize.py is shadowed by
+    # the system's on Debian's Python). The base's own .pth files are not read, so an editable lookalike there
+    # cannot shadow the packed one.
+    printf 'import sys; sys.path.append(%s)\n' "$("$build/env/bin/python" -c 'import sys; print(repr(sys.argv[1]))' "$base")" \
+        > "$site/lookalike-base-site-packages.pth"
 else
     if [ -n "${TORCH_INDEX_URL:-}" ]; then
         "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" torch torchvision

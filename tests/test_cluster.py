@@ -31,6 +31,32 @@ def pack_environment(out: Path) -> Path:
     return out
 
 
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(not DEBIAN_PYTHON.exists() or subprocess.run(
+    [str(DEBIAN_PYTHON), "-c", f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"]).returncode,
+    reason="no system Python of this minor version at /usr/bin/python3")
+def test_an_environment_packed_with_debian_s_python_finds_its_base_packages(tmp_path):
+    """Debian's Python imports its own sitecustomize.py (/etc/python3.11) before any in the environment: the
+    archive must reach its base packages another way (it said `No module named 'fsspec'`)."""
+    env = {**os.environ, "LOOKALIKE_BASE_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
+           "PYTHON": str(DEBIAN_PYTHON)}
+    archive = tmp_path / "env.tar.gz"
+    done = subprocess.run([str(REPO / "deploy" / "pack-env.sh"), str(archive)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    unpacked = tmp_path / "env"
+    unpacked.mkdir()
+    subprocess.run(["tar", "xzf", str(archive), "-C", str(unpacked)], check=True)
+    probe = subprocess.run([str(unpacked / "bin" / "python"), "-c",
+                            "import fsspec, pyarrow, lookalike.core.store as s; print(s.__file__)"],
+                           capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert probe.stdout.strip().startswith(str(unpacked))  # lookalike from the archive, the rest from the base
+    assert done.stdout.split("(")[1].split(")")[0].endswith("M")  # megabytes, not gigabytes: lookalike alone
+
+
 @pytest.mark.cluster
 def test_submit_embed_with_a_packed_environment_on_standalone_cluster(spark_cluster, s3_store,
                                                                       image_set, tmp_path):
