@@ -96,3 +96,51 @@ def test_the_entrypoint_starts_the_kubernetes_executor_backend_from_the_pyspark_
 def test_the_entrypoint_passes_other_commands_through():
     out = run_entrypoint([sys.executable, "-c", "import os; print(os.environ['SPARK_HOME'])"], {})
     assert out.returncode == 0 and out.stdout.strip() == str(SPARK_HOME)
+
+
+def test_the_executor_class_path_takes_the_cluster_s_configuration_and_extra_class_path(tmp_path):
+    """As Apache Spark's entrypoint: the Spark and Hadoop configuration folders, spark.executor.extraClassPath
+    (Spark sets SPARK_CLASSPATH from it) and a Hadoop distribution's class path reach the executor JVM."""
+    out = run_entrypoint(["classpath"], {"HADOOP_CONF_DIR": "/etc/hadoop/conf", "SPARK_CLASSPATH": "/opt/extra/*",
+                                         "SPARK_DIST_CLASSPATH": "/opt/hadoop/jars/*", "SPARK_CONF_DIR": "/etc/spark"})
+    assert out.returncode == 0, out.stderr
+    parts = out.stdout.strip().split(":")
+    assert parts[:4] == ["/etc/spark", "/etc/hadoop/conf", "/opt/extra/*", f"{SPARK_HOME}/jars/*"]
+    assert "/opt/hadoop/jars/*" in parts and parts[-1] == os.getcwd()
+
+
+def test_the_entrypoint_finds_java_home_on_any_architecture():
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    out = subprocess.run([str(ENTRYPOINT), "bash", "-c", "echo $JAVA_HOME"], capture_output=True, text=True,
+                         env={**env, "SPARK_HOME": str(SPARK_HOME)})
+    assert out.returncode == 0 and Path(out.stdout.strip(), "bin", "java").exists(), out.stdout + out.stderr
+    assert "ENV DEBIAN_FRONTEND" in DOCKERFILE and "JAVA_HOME=/usr/lib/jvm" not in DOCKERFILE
+
+
+NSS_WRAPPER = [p for p in Path("/usr/lib").glob("*/libnss_wrapper.so")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not NSS_WRAPPER or not Path("/usr/bin/python3").exists(),
+                    reason="needs root (to run as another UID), libnss-wrapper (which the image installs) and a "
+                           "system Python that any UID may run")
+def test_a_uid_without_a_passwd_entry_gets_a_name(tmp_path):
+    """OpenShift runs images under random UIDs: Python's getpass (torch's caches), Java and Hadoop ask for the
+    user's name and fail without a passwd entry."""
+    probe = ["/usr/bin/python3", "-c", "import getpass; print(getpass.getuser())"]
+    bare = {"PATH": os.environ["PATH"], "SPARK_HOME": str(SPARK_HOME), "HOME": str(tmp_path)}
+    as_stranger = ["setpriv", "--reuid", "54321", "--regid", "54321", "--clear-groups"]
+    tmp_path.chmod(0o777)
+    without = subprocess.run([*as_stranger, *probe], capture_output=True, text=True, env=bare)
+    assert without.returncode != 0 and "KeyError" in without.stderr  # what a pod meets without the entrypoint
+    named = subprocess.run([*as_stranger, str(ENTRYPOINT), *probe], capture_output=True, text=True, env=bare)
+    assert named.returncode == 0 and named.stdout.strip() == "spark", named.stderr[-2000:]
+
+
+def test_the_image_has_the_decommission_script_spark_runs_on_executor_pods():
+    """spark.kubernetes.decommission.script defaults to /opt/decom.sh: a preStop hook that asks the executor JVM
+    to decommission (SIGPWR) and waits for it."""
+    assert "COPY deploy/image/decom.sh /opt/decom.sh" in DOCKERFILE
+    script = REPO / "deploy" / "image" / "decom.sh"
+    assert os.access(script, os.X_OK) and subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)  # no executor here
+    assert done.returncode == 0 and "no executor JVM" in done.stdout

@@ -4,14 +4,47 @@
 #
 #   driver ARGS...    spark-submit in client mode inside the driver pod, bound to the pod's address
 #   executor          the executor JVM; Spark passes what it needs as SPARK_* environment variables
+#   classpath         print the executor's class path (to see what a pod would load)
 #   anything else     run as given (lookalike serve ..., a shell)
 #
 # The one Spark of the image is the pyspark package's (SPARK_HOME points into /opt/venv): its jars include
-# spark-kubernetes, so no second distribution is needed.
+# spark-kubernetes, so no second distribution is needed. As in Apache Spark's own image: the class path takes
+# the Spark and Hadoop configuration folders, spark.executor.extraClassPath (SPARK_CLASSPATH) and a Hadoop
+# distribution's (SPARK_DIST_CLASSPATH); a UID without a passwd entry (OpenShift's random UIDs) gets one, since
+# Java, Hadoop and Python's getpass ask for the user's name; JAVA_HOME is found from the java on PATH on any
+# architecture; decommissioning runs /opt/decom.sh.
 set -euo pipefail
 
 : "${SPARK_HOME:?SPARK_HOME must name the Spark installation (the image sets it)}"
-classpath="${SPARK_CONF_DIR:-$SPARK_HOME/conf}:$SPARK_HOME/jars/*${SPARK_EXTRA_CLASSPATH:+:$SPARK_EXTRA_CLASSPATH}:$PWD"
+
+if [ -z "${JAVA_HOME:-}" ] && command -v java >/dev/null; then
+    JAVA_HOME="$(java -XshowSettings:properties -version 2>&1 | awk '/java.home =/ {print $3}')"
+    export JAVA_HOME
+fi
+
+classpath="${SPARK_CONF_DIR:-$SPARK_HOME/conf}"
+classpath+="${HADOOP_CONF_DIR:+:$HADOOP_CONF_DIR}"
+classpath+="${SPARK_CLASSPATH:+:$SPARK_CLASSPATH}"
+classpath+=":$SPARK_HOME/jars/*"
+classpath+="${SPARK_EXTRA_CLASSPATH:+:$SPARK_EXTRA_CLASSPATH}"
+classpath+="${SPARK_DIST_CLASSPATH:+:$SPARK_DIST_CLASSPATH}"
+classpath+=":$PWD"  # SPARK-43540: files shipped with the job
+
+# A name for a UID that /etc/passwd does not know, through nss_wrapper (package libnss-wrapper).
+if ! getent passwd "$(id -u)" >/dev/null 2>&1; then
+    for wrapper in /usr/lib/*/libnss_wrapper.so /usr/lib/libnss_wrapper.so /lib/*/libnss_wrapper.so; do
+        if [ -s "$wrapper" ]; then
+            NSS_WRAPPER_PASSWD="$(mktemp)"
+            NSS_WRAPPER_GROUP="$(mktemp)"
+            printf 'spark:x:%s:%s:%s:%s:/usr/sbin/nologin\n' "$(id -u)" "$(id -g)" "${SPARK_USER_NAME:-anonymous uid}" \
+                "${HOME:-/tmp}" > "$NSS_WRAPPER_PASSWD"
+            printf 'spark:x:%s:\n' "$(id -g)" > "$NSS_WRAPPER_GROUP"
+            export LD_PRELOAD="$wrapper${LD_PRELOAD:+:$LD_PRELOAD}" NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP
+            break
+        fi
+    done
+fi
+
 # tini reaps the JVM's and the Python workers' children and forwards SIGTERM, as Kubernetes expects of PID 1.
 init=()
 if command -v tini >/dev/null; then
@@ -39,6 +72,9 @@ case "${1:-}" in
             --executor-id "$SPARK_EXECUTOR_ID" --cores "$SPARK_EXECUTOR_CORES" --app-id "$SPARK_APPLICATION_ID" \
             --hostname "$SPARK_EXECUTOR_POD_IP" --resourceProfileId "${SPARK_RESOURCE_PROFILE_ID:-0}" \
             --podName "${SPARK_EXECUTOR_POD_NAME:-$HOSTNAME}"
+        ;;
+    classpath)
+        echo "$classpath"
         ;;
     *)
         exec "${init[@]}" "$@"
