@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from lookalike.core import jvm_output, logs
 from lookalike.core.cpus import available_cpus
+from lookalike.core.errors import ConfigError
 from lookalike.core.extras import require
 from lookalike.core.progress import progress
 
@@ -161,8 +162,14 @@ def _run_tasks(task: Callable[[int], T], task_ids: list[int], master: str | None
         watcher.start()
     try:
         results = sc.parallelize(task_ids, len(task_ids)).map(LoggedTask(task, logs.for_tasks())).collect()
-    except BaseException:
+    except BaseException as e:
         _cancel(sc, group)  # interrupted (SIGTERM) or failed: its other tasks stop instead of running on
+        if OUT_OF_MEMORY.search(str(e)):
+            raise WorkerOutOfMemory(
+                f"{app_name}: a Python worker ran out of memory ({OUT_OF_MEMORY.search(str(e)).group(0)}). If "
+                "spark.executor.pyspark.memory is set, unset it: it caps each worker's address space, which torch "
+                "far exceeds; give the workers' memory to spark.executor.memoryOverhead instead, or lower "
+                "--batch-size (deploy/SCALING.md, \"Memory per pod\")") from e
         raise
     finally:
         stop.set()
@@ -178,6 +185,14 @@ def _cancel(sc: Any, group: str) -> None:
         sc.cancelJobGroup(group)
     except Exception as e:  # the JVM may be going down with us; the error being raised matters more
         log.debug("could not cancel the Spark jobs of %s: %s", group, e)
+
+
+# How a Python worker that ran out of memory (or of address space, under RLIMIT_AS) fails its task.
+OUT_OF_MEMORY = re.compile(r"MemoryError|Cannot allocate memory|can't allocate memory|failed to map segment")
+
+
+class WorkerOutOfMemory(ConfigError):
+    """A task's Python worker ran out of memory: the executors' memory settings or the batch size are wrong."""
 
 
 @dataclass(frozen=True)
