@@ -300,7 +300,8 @@ def disk_table() -> str:
     f = version_footprint()
     rows = ["| file | volume | holds | needs | × 1.15 | requested |", "| --- | --- | --- | --- | --- | --- |"]
     holds = {"build driver's scratch": "one version's files + the exact scorer + the embed plan's spill",
-             "query worker's version cache": "two versions: the served one and the one replacing it"}
+             "query worker's version cache": "two versions (files + exact scorer): the served one and the one "
+                                             "replacing it"}
     for disk in shipped_disks():
         rows.append(f"| `{disk.source}` | {disk.what} at `{disk.path}` | {holds[disk.what]} | "
                     f"{disk.need_bytes / GiB:,.0f} GiB | {disk.need_bytes * MARGIN / GiB:,.0f} GiB | "

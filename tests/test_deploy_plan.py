@@ -125,32 +125,59 @@ def test_the_build_writes_its_local_files_where_it_is_told_and_checks_their_room
         pass
 
 
-def test_a_query_worker_never_caches_more_than_two_versions(tmp_path):
-    """Before it downloads a new version the worker drops all but the one it serves: the cache volume is sized
-    for two (deploy/SCALING.md), and a swap that fails half-way must not leave three."""
+def three_versions(tmp_path):
     from lookalike.core.spark import IN_PROCESS
     from lookalike.core.store import Store
     from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
     from lookalike.index import build as index_build
-    from lookalike.index.publish import open_version
-    from lookalike.serve.worker import ServedIndex, WorkerSettings
 
     store = Store(str(tmp_path / "store"))
-    write_embeddings_version(store, clustered_vectors(200, 8, seed=2), parts=1)
+    write_embeddings_version(store, clustered_vectors(4000, 64, seed=2), parts=1)
     versions = [index_build.run(index_build.BuildIndexConfig(store=store.url, name="t", master=IN_PROCESS,
-                                                             queries=10, publish=True, seed=i))["version"]
+                                                             queries=10, publish=True, seed=i))
                 for i in range(3)]
-    cache = tmp_path / "cache"
-    served = ServedIndex(store, WorkerSettings("t", str(cache)))
-    served.start(watch=False, version=versions[0])
-    served._load(versions[1])
-    def cached():
-        return sorted(p.name for p in (cache / "t").iterdir() if p.is_dir())
+    return store, versions
 
-    assert cached() == sorted(versions[:2])  # served + predecessor
-    damaged = next(f for f in open_version(store, "t", versions[2])["files"] if f["key"].endswith(".npy"))
+
+def swap_to_a_damaged_third(store, versions, cache: Path):
+    """Serve the first version, swap to the second, then try a third whose vectors are damaged in the store."""
+    from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+    served = ServedIndex(store, WorkerSettings("t", str(cache)))
+    served.start(watch=False, version=versions[0]["version"])
+    served._load(versions[1]["version"])
+    damaged = next(f for f in versions[2]["files"] if f["key"].endswith(".npy"))
     store.write_bytes(damaged["key"], b"not the file the manifest names")
-    with pytest.raises(Exception, match="sha256|size|bytes"):
-        served._load(versions[2])
-    assert versions[0] not in cached()  # gone before the download began
-    assert served.current.version == versions[1]
+    with pytest.raises(Exception, match="sha256|size|bytes|damaged"):
+        served._load(versions[2]["version"])
+    assert served.current.version == versions[1]["version"]
+    return sorted(p.name for p in (cache / "t").iterdir() if p.is_dir())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A cache folder on a file system of its own, sized in the test (tmpfs: needs root)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+
+    def mount(size_bytes: int) -> Path:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        return folder
+    yield mount
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_query_worker_drops_its_older_predecessor_only_when_the_disk_needs_the_room(tmp_path, small_disk):
+    """With room, a failed swap leaves the predecessor cached (a rollback to it is instant); on a disk sized for
+    two versions (deploy/SCALING.md) the predecessor goes before the download, so the swap never needs three."""
+    store, versions = three_versions(tmp_path)
+    v1 = versions[0]["version"]
+    assert v1 in swap_to_a_damaged_third(store, versions, tmp_path / "roomy")
+    # A cached version: its files and the exact scorer beside them (as large as the vectors).
+    version_bytes = max(sum(f["bytes"] * (2 if f["key"].endswith(".npy") else 1) for f in v["files"])
+                        for v in versions)
+    tight = small_disk(int(2.5 * version_bytes))  # two versions and half of one, not three
+    assert v1 not in swap_to_a_damaged_third(store, versions, tight)

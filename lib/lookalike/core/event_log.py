@@ -38,7 +38,7 @@ def upload_staged() -> list[str]:
     its URL; returns the URLs written."""
     if not _staged:
         return []
-    if "pyspark" in sys.modules:
+    if sys.modules.get("pyspark") is not None:
         from pyspark import SparkContext
         if SparkContext._active_spark_context is not None:
             SparkContext._active_spark_context.stop()

@@ -51,7 +51,7 @@ def _first(dirs: str | None) -> str | None:
 
 
 def _spark_local_dir() -> str | None:
-    if "pyspark" not in sys.modules:  # no Spark in this process: nothing to ask
+    if sys.modules.get("pyspark") is None:  # no Spark in this process (or blocked): nothing to ask
         return None
     from pyspark import SparkContext
     sc = SparkContext._active_spark_context

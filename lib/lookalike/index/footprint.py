@@ -32,7 +32,12 @@ class VersionFootprint:
         return self.files + self.vectors
 
     @property
+    def cached(self) -> int:
+        """One version in a query worker's cache: its files and the exact scorer the worker writes beside them."""
+        return self.files + self.vectors
+
+    @property
     def worker_cache(self) -> int:
-        """A query worker's cache: the version it serves and the one it replaces, never a third (the older one is
-        removed before a new version is downloaded)."""
-        return 2 * self.files
+        """A query worker's cache: the version it serves and the one replacing it (an older one stays only while
+        the disk has room for the coming version beside it)."""
+        return 2 * self.cached

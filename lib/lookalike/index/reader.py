@@ -203,7 +203,7 @@ def prune_cache(cache_dir: str, name: str, keep: set[str]) -> list[str]:
     root = os.path.join(cache_dir, name)
     deleted = []
     for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        if entry not in keep:
+        if entry not in keep and os.path.isdir(os.path.join(root, entry)):  # versions, not their lock files
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
             deleted.append(entry)
     return deleted

@@ -4,12 +4,15 @@ embeds query images, and a watcher that swaps to a new version without disturbin
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from lookalike.core.errors import ArtefactError, ConfigError
+from lookalike.core.layout import VECTORS_FILE
 from lookalike.core.store import Store
 from lookalike.embed.provenance import of_index
 from lookalike.image.budget import PixelBudget
@@ -131,10 +134,7 @@ class ServedIndex:
         with self._lock:  # one load at a time; requests never take this lock
             manifest = open_version(self.store, self.settings.name, version)
             embedder = self._embedder_for(manifest)
-            # Room first: the cache holds the served version and the one coming, never a third (deploy/SCALING.md
-            # sizes the cache volume for two versions; the older one is what a rollback would have used).
-            prune_cache(self.settings.cache_dir, self.settings.name,
-                        {version} | ({self.current.version} if self.current else set()))
+            self._make_room(manifest)
             local = fetch_version(self.store, manifest, self.settings.cache_dir)
             opened = open_local(local, manifest)
             previous = self.current
@@ -146,6 +146,20 @@ class ServedIndex:
             # The predecessor stays cached: requests may still be reading it, and a rollback is then instant.
             prune_cache(self.settings.cache_dir, self.settings.name,
                         {version} | ({previous.version} if previous else set()))
+
+    def _make_room(self, manifest: dict[str, Any]) -> None:
+        """The older predecessor stays cached while the disk has room for the coming version beside it (a rollback
+        to it is then instant); when it has not, it goes first, so that the cache never needs more than the
+        served version and the coming one (deploy/SCALING.md sizes the volume for two)."""
+        os.makedirs(self.settings.cache_dir, exist_ok=True)
+        # The version's files, and the exact scorer the worker writes beside them (as large as the vectors).
+        coming = sum(int(f.get("bytes", 0)) * (2 if f["key"].endswith(VECTORS_FILE) else 1)
+                     for f in manifest["files"])
+        if shutil.disk_usage(self.settings.cache_dir).free < coming:
+            keep = {manifest["version"]} | ({self.current.version} if self.current else set())
+            for dropped in prune_cache(self.settings.cache_dir, self.settings.name, keep):
+                log.warning("dropped %s/%s from the cache to make room for %s", self.settings.name, dropped,
+                            manifest["version"])
 
     def _embedder_for(self, manifest: dict[str, Any]) -> QueryEmbedder | None:
         """The embedder for a version: the worker's model must be the one that made the version's vectors.
