@@ -29,7 +29,9 @@ SETTINGS = {  # name: (fold batch norms, batch size)
 }
 
 
-def one_run(table: str, fold: bool, batch: int, threads: int) -> dict:
+def one_run(table: str, fold: bool, batch: int, threads: int, io_threads: int = 2) -> dict:
+    """One engine run over the table's images in this process: img/s, peak RSS (VmHWM) and peak address space
+    (VmPeak, what an RLIMIT_AS caps)."""
     import pyarrow.parquet as pq
     import torch
 
@@ -40,14 +42,15 @@ def one_run(table: str, fold: bool, batch: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     uris = pq.read_table(table)["uri"].to_pylist()
-    engine = EmbeddingEngine(load_model(ModelSpec(), "cpu", fold_norms=fold), batch_size=batch, io_threads=2,
-                             local_features=FeatureSettings())
+    engine = EmbeddingEngine(load_model(ModelSpec(), "cpu", fold_norms=fold), batch_size=batch,
+                             io_threads=io_threads, local_features=FeatureSettings())
     t0 = time.perf_counter()
     done = sum(1 for _ in engine.run(uris))
     elapsed = time.perf_counter() - t0
     with open("/proc/self/status") as f:
-        status = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmHWM", "RssAnon"))}
-    return {"images_per_s": done / elapsed, "peak_rss_mb": status["VmHWM"] // 1024}
+        status = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmHWM", "VmPeak"))}
+    return {"images": done, "images_per_s": done / elapsed, "peak_rss_mb": status["VmHWM"] // 1024,
+            "peak_address_space_mb": status["VmPeak"] // 1024}
 
 
 def main() -> None:

@@ -16,32 +16,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def one_run(table: str, batch: int, io_threads: int) -> dict:
-    import pyarrow.parquet as pq
-    import torch
-
-    from lookalike.embed.engine import EmbeddingEngine
-    from lookalike.image.feature_spec import FeatureSettings
-    from lookalike.model.loading import load_model
-    from lookalike.model.spec import ModelSpec
-
-    torch.set_num_threads(1)
-    uris = pq.read_table(table)["uri"].to_pylist()
-    engine = EmbeddingEngine(load_model(ModelSpec(), "cpu"), batch_size=batch, io_threads=io_threads,
-                             local_features=FeatureSettings())
-    t0 = time.perf_counter()
-    done = sum(1 for _ in engine.run(uris))
-    elapsed = time.perf_counter() - t0
-    with open("/proc/self/status") as f:
-        status = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmHWM", "VmPeak"))}
-    return {"images": done, "images_per_s": round(done / elapsed, 1), "peak_rss_mib": status["VmHWM"] // 1024,
-            "peak_address_space_mib": status["VmPeak"] // 1024}
+from embed_memory import one_run  # noqa: E402  (the same engine run, with the shipped IO threads)
 
 
 def main() -> None:
@@ -54,7 +34,7 @@ def main() -> None:
     args = p.parse_args()
     if args.one:
         table, batch, io_threads = args.one
-        print(json.dumps(one_run(table, int(batch), int(io_threads))))
+        print(json.dumps(one_run(table, True, int(batch), 1, int(io_threads))))
         return
 
     from lookalike.dev.datasets import simple_icons_catalogue
@@ -65,8 +45,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--one", table, str(batch), str(args.io_threads)],
                              check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{batch:>6} {r['images_per_s']:7.1f} {r['peak_rss_mib']:13,} {r['peak_address_space_mib']:23,} "
-              f"{r['peak_address_space_mib'] / r['peak_rss_mib']:6.1f}", flush=True)
+        print(f"{batch:>6} {r['images_per_s']:7.1f} {r['peak_rss_mb']:13,} {r['peak_address_space_mb']:23,} "
+              f"{r['peak_address_space_mb'] / r['peak_rss_mb']:6.1f}", flush=True)
 
 
 if __name__ == "__main__":
