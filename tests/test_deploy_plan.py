@@ -177,8 +177,7 @@ def test_a_query_worker_drops_its_older_predecessor_only_when_the_disk_needs_the
     store, versions = three_versions(tmp_path)
     v1 = versions[0]["version"]
     assert v1 in swap_to_a_damaged_third(store, versions, tmp_path / "roomy")
-    # A cached version: its files and the exact scorer beside them (as large as the vectors).
-    version_bytes = max(sum(f["bytes"] * (2 if f["key"].endswith(".npy") else 1) for f in v["files"])
-                        for v in versions)
+    from lookalike.index.footprint import cached_bytes
+    version_bytes = max(cached_bytes(v["files"]) for v in versions)
     tight = small_disk(int(2.5 * version_bytes))  # two versions and half of one, not three
     assert v1 not in swap_to_a_damaged_third(store, versions, tight)

@@ -28,8 +28,10 @@ def event_log_conf(url: str, options: Mapping[str, Any] | None = None) -> dict[s
         os.makedirs(url.removeprefix("file://"), exist_ok=True)  # Spark refuses a folder that is not there
     if scheme in HADOOP_SCHEMES:
         return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": url}
-    local = tempfile.mkdtemp(prefix="lookalike-events-", dir=scratch_root())
-    _staged.append((local, url.rstrip("/"), dict(options or {})))
+    staged = next((local for local, target, _ in _staged if target == url.rstrip("/")), None)
+    local = staged or tempfile.mkdtemp(prefix="lookalike-events-", dir=scratch_root())
+    if staged is None:  # a reindex builds its embed and index settings from the same flag: one folder
+        _staged.append((local, url.rstrip("/"), dict(options or {})))
     return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file://{local}"}
 
 

@@ -5,6 +5,9 @@ space against them before it starts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from lookalike.core.layout import VECTORS_FILE
 
 IDS_BYTES_PER_ROW = 16   # ids.parquet: 34 MiB at 10M rows measured (3.6 B a row), rounded up for long ids
 FEATURES_BYTES_PER_LOGO = 17_600  # RootSIFT on logos: 67 keypoints × 264 B on average (bench/verify.py)
@@ -41,3 +44,9 @@ class VersionFootprint:
         """A query worker's cache: the version it serves and the one replacing it (an older one stays only while
         the disk has room for the coming version beside it)."""
         return 2 * self.cached
+
+
+def cached_bytes(files: list[dict[str, Any]]) -> int:
+    """A published version's bytes in a query worker's cache, from its manifest's files: theirs, and the exact
+    scorer the worker writes beside them (fp16 rows, as large as the re-scoring vectors)."""
+    return sum(int(f["bytes"]) * (2 if f["key"].endswith(VECTORS_FILE) else 1) for f in files)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from lookalike.core.errors import ArtefactError, ConfigError
-from lookalike.core.layout import VECTORS_FILE
 from lookalike.core.store import Store
 from lookalike.embed.provenance import of_index
 from lookalike.image.budget import PixelBudget
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from lookalike.index.footprint import cached_bytes
 from lookalike.index.publish import latest_version, open_version
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
 from lookalike.index.status import current_since
@@ -152,10 +152,7 @@ class ServedIndex:
         to it is then instant); when it has not, it goes first, so that the cache never needs more than the
         served version and the coming one (deploy/SCALING.md sizes the volume for two)."""
         os.makedirs(self.settings.cache_dir, exist_ok=True)
-        # The version's files, and the exact scorer the worker writes beside them (as large as the vectors).
-        coming = sum(int(f.get("bytes", 0)) * (2 if f["key"].endswith(VECTORS_FILE) else 1)
-                     for f in manifest["files"])
-        if shutil.disk_usage(self.settings.cache_dir).free < coming:
+        if shutil.disk_usage(self.settings.cache_dir).free < cached_bytes(manifest["files"]):
             keep = {manifest["version"]} | ({self.current.version} if self.current else set())
             for dropped in prune_cache(self.settings.cache_dir, self.settings.name, keep):
                 log.warning("dropped %s/%s from the cache to make room for %s", self.settings.name, dropped,
