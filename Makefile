@@ -10,7 +10,7 @@ BROWSER := chromium chromium-driver
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: venv browser demo test lint bench clean dag-check image docs
+.PHONY: venv browser demo test lint bench clean dag-check image image-check docs
 
 venv: $(STAMP)
 
@@ -26,10 +26,17 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
+# Azurite, the Azure Blob Storage emulator the abfs:// tests run on (npm; Node.js is on the machine).
+AZURITE_VERSION := 3.35.0
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+
+$(AZURITE):
+	npm install --prefix $(VENV)/azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
 demo: venv
 	$(BIN)/python -m lookalike.dev.demo
 
-test: venv browser dag-check
+test: venv browser dag-check $(AZURITE)
 	$(BIN)/ruff check lib jobs tests bench deploy examples
 	$(BIN)/lint-imports
 	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" && rm -rf "$$site"
@@ -63,7 +70,15 @@ dag-check: $(AIRFLOW_VENV)/.installed $(AIRFLOW_VENV)2/.installed
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lib/lookalike/_version.py)
 IMAGE   ?= lookalike:$(VERSION)
 image:
-	docker build -f deploy/Dockerfile -t $(IMAGE) $(if $(TORCH_INDEX_URL),--build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL)) .
+	docker build -f deploy/Dockerfile -t $(IMAGE) $(if $(PIP_INSTALL_OPTIONS),--build-arg PIP_INSTALL_OPTIONS="$(PIP_INSTALL_OPTIONS)") .
+
+# What a release runs: the image built for real with buildah (its base from Debian's packages where no registry is
+# reachable), then a standalone cluster inside it running the embed job, the nightly reindex and a search
+# (deploy/image/check.sh). Root, buildah and debootstrap; about 10 minutes and 8 GB of disk.
+image-check: venv
+	command -v buildah >/dev/null && command -v debootstrap >/dev/null || \
+	  $(APT) install -y -q --no-install-recommends buildah debootstrap >/dev/null
+	IMAGE=$(IMAGE) deploy/image/check.sh
 
 lint: venv
 	$(BIN)/ruff check lib jobs tests bench deploy examples

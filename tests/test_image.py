@@ -29,7 +29,9 @@ def test_the_image_is_one_python_one_spark_one_cuda():
     python = re.search(r"^ARG PYTHON_VERSION=(\S+)$", DOCKERFILE, re.M).group(1)
     assert python == f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python CI tests
     froms = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
-    assert froms == ["python:${PYTHON_VERSION}-slim-bookworm"]  # no Spark or CUDA base image beside pip's
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE, re.M).group(1)
+    # No Spark or CUDA base image beside pip's: a plain Debian with Python (or debian-base.sh's, the same).
+    assert froms == ["${BASE_IMAGE}"] and base == "python:${PYTHON_VERSION}-slim-bookworm"
     assert 'ENTRYPOINT ["/opt/lookalike/deploy/image/entrypoint.sh"]' in DOCKERFILE
     # Dependencies before code: the layer that installs them copies only pyproject.toml and the pins.
     assert DOCKERFILE.index("requirements.py all gcs azure") < DOCKERFILE.index("COPY lib ")

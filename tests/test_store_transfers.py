@@ -3,14 +3,10 @@ upload or download costs that part again, not the file (through a proxy in front
 fails chosen requests once)."""
 
 import hashlib
-import http.client
-import http.server
 import os
-import re
-import threading
-from contextlib import contextmanager
 
 import pytest
+from faulty_proxy import proxy
 
 import lookalike.core.store as store_module
 from lookalike.core.store import Store
@@ -18,65 +14,6 @@ from lookalike.core.store import Store
 MiB = 1 << 20
 
 
-class FaultyProxy(http.server.ThreadingHTTPServer):
-    """Forwards every request to the S3 server, except that the first request matching `fail` is answered 503
-    SlowDown (S3's own "retry later"); records what went through."""
-
-    def __init__(self, upstream_port: int, fail: re.Pattern):
-        self.upstream_port, self.fail, self.failed = upstream_port, fail, 0
-        self.requests: list[tuple[str, str, int]] = []  # method, path with query, body bytes
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), ProxyHandler)
-
-
-class ProxyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _forward(self):
-        server: FaultyProxy = self.server
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = f"{self.command} {self.path}"
-        with server.lock:
-            server.requests.append((self.command, self.path, len(body)))
-            fault = server.failed == 0 and server.fail.search(request)
-            if fault:
-                server.failed += 1
-        if fault:
-            error = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(error)))
-            self.end_headers()
-            self.wfile.write(error)
-            return
-        upstream = http.client.HTTPConnection("127.0.0.1", server.upstream_port, timeout=30)
-        upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
-        answer = upstream.getresponse()
-        data = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("transfer-encoding", "content-length", "connection"):
-                self.send_header(name, value)
-        # A HEAD answer has no body but the object's length.
-        self.send_header("Content-Length", answer.getheader("Content-Length", "0") if self.command == "HEAD"
-                         else str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-
-@contextmanager
-def proxy(moto_server, fail: str):
-    server = FaultyProxy(moto_server.port, re.compile(fail))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
 
 
 def through(options: dict, port: int) -> dict:
@@ -96,7 +33,7 @@ def big_file(tmp_path):
 def test_a_failed_part_of_an_upload_is_sent_again_alone(moto_server, big_file, monkeypatch):
     monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
     url, options = moto_server.new_store()
-    with proxy(moto_server, r"^PUT .*partNumber=2(&|$)") as server:
+    with proxy(moto_server.port, r"^PUT .*partNumber=2(&|$)") as server:
         store = Store(url, through(options, server.server_address[1]))
         store.part_bytes = 5 * MiB
         store.upload(str(big_file), "indexes/t/v1/vectors.f16.npy")
@@ -114,7 +51,7 @@ def test_a_failed_read_of_a_download_reads_that_part_again_alone(moto_server, bi
     url, options = moto_server.new_store()
     Store(url, options).upload(str(big_file), "indexes/t/v1/vectors.f16.npy")
     gets = []
-    with proxy(moto_server, r"^GET .*vectors") as server:
+    with proxy(moto_server.port, r"^GET .*vectors") as server:
         store = Store(url, through(options, server.server_address[1]))
         store.part_bytes = 5 * MiB
         monkeypatch.setattr(store.fs, "cat_file", counting(store.fs.cat_file, gets))

@@ -1,4 +1,5 @@
-"""Print the requirements the container image installs in its dependency layer, one per line.
+"""Print the requirements the container image installs in its dependency layer, one per line: lookalike's
+and what builds lookalike itself (its build-system requires), since the code layer builds offline.
 
 They come from pyproject.toml (the package's own list, plus the extras named on the command line), so the
 image, the tests and `pip install lookalike` never disagree; deploy/constraints.txt pins them. Runs on the
@@ -14,12 +15,13 @@ import tomllib
 
 
 def requirements(pyproject: Path, extras: list[str]) -> list[str]:
-    project = tomllib.loads(pyproject.read_text())["project"]
+    config = tomllib.loads(pyproject.read_text())
+    project = config["project"]
     optional = project.get("optional-dependencies", {})
     unknown = sorted(set(extras) - set(optional))
     if unknown:
         raise SystemExit(f"no such extra in {pyproject}: {', '.join(unknown)}")
-    out: list[str] = list(project["dependencies"])
+    out: list[str] = [*project["dependencies"], *config.get("build-system", {}).get("requires", [])]
     todo, seen = list(extras), set()
     while todo:  # an extra may name others of the project's own (all = lookalike[spark,serve,...])
         extra = todo.pop(0)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lookalike.core.scratch import scratch_root
-from lookalike.core.store import filesystem, with_retries
+from lookalike.core.store import filesystem, retry_attempts, with_retries
 
 log = logging.getLogger(__name__)
 HADOOP_SCHEMES = ("file", "hdfs", "viewfs")  # what Spark writes to with the pyspark wheel alone
@@ -53,7 +53,7 @@ def upload_staged() -> list[str]:
                 source = os.path.join(folder, name)
                 relative = os.path.relpath(source, local)
                 with_retries(lambda f=fs, s=source, t=f"{root}/{relative}": f.put_file(s, t),
-                             f"upload event log {relative}")
+                             f"upload event log {relative}", retry_attempts(fs))
                 written.append(f"{url}/{relative}")
         shutil.rmtree(local, ignore_errors=True)
     log.info("Spark event log written to %s", ", ".join(written) or "nowhere (no Spark session ran)")

@@ -1,12 +1,13 @@
 """A lease in the store: one holder at a time for a named job (the nightly reindex of one index).
 
-The lease is one small JSON object. It is taken with a conditional write: create-if-absent (S3
-`If-None-Match: *`, a lock file on local disk), or, when the holder's lease has expired, replace-if-unchanged
-(S3 `If-Match: <etag>`). Of two runs racing for it exactly one write succeeds. The holder renews it on a
-heartbeat thread; a crashed holder stops renewing and its lease expires after `ttl_s`, while a holder that
-fails or is stopped (SIGTERM) releases it at once, marked "failed" or "interrupted". Before it publishes,
-the holder checks it still holds the lease, so a run that stalled past its expiry never overwrites the work of
-the run that took over. Stores that do not enforce conditional writes get a read-back check only (best effort).
+The lease is one small JSON object. It is taken with a conditional write: create-if-absent (S3 and Azure
+`If-None-Match: *`, GCS `ifGenerationMatch=0`, a lock file on local disk), or, when the holder's lease has
+expired, replace-if-unchanged (S3 and Azure `If-Match: <etag>`, GCS `ifGenerationMatch=<generation>`). Of two
+runs racing for it exactly one write succeeds. The holder renews it on a heartbeat thread; a crashed holder
+stops renewing and its lease expires after `ttl_s`, while a holder that fails or is stopped (SIGTERM) releases
+it at once, marked "failed" or "interrupted". Before it publishes, the holder checks it still holds the lease,
+so a run that stalled past its expiry never overwrites the work of the run that took over. Stores that do not
+enforce conditional writes get a read-back check only (best effort).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from lookalike.core.errors import Busy, ConfigError, Interrupted, JobFailed, LookalikeError
 from lookalike.core.signals import interruption
-from lookalike.core.store import Store, is_transient, with_retries
+from lookalike.core.store import Store, is_transient, store_kind, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -77,27 +78,34 @@ def _decode(data: bytes) -> LeaseRecord:
     return LeaseRecord(**json.loads(data))
 
 
+# The field of fsspec's info() that versions an object on each store, and what a conditional write compares.
+TAG_FIELDS = {"s3": "ETag", "gcs": "generation", "azure": "etag"}
+
+
 class ConditionalObject:
-    """Read with a version tag, create-if-absent and replace-if-tag-matches, for one key of a store."""
+    """Read with a version tag, create-if-absent and replace-if-tag-matches, for one key of a store.
+
+    S3: `If-None-Match: *` / `If-Match: <ETag>`; GCS: `ifGenerationMatch=0` / `ifGenerationMatch=<generation>`;
+    Azure Blob: `If-None-Match: *` / `If-Match: <ETag>`; a local folder: a lock file. A store that refuses the
+    condition answers 412, which becomes PreconditionFailed here."""
 
     def __init__(self, store: Store, key: str):
         self.store, self.key = store, key
         self.path = store.path(key)
-        protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
-        self.kind = "local" if store.is_local else ("s3" if {"s3", "s3a"} & set(protocols) else "other")
+        self.kind = "local" if store.is_local else store_kind(store.fs)
         if self.kind == "other":
             log.warning("%s does not support conditional writes here: the lease is best effort", store.url)
 
     def read(self) -> tuple[bytes, str] | None:
         """(content, tag) or None when absent; the tag is what replace() must be given."""
-        if self.kind == "s3":
-            return with_retries(self._read_s3, f"read lease {self.key}")
+        if self.kind in TAG_FIELDS:
+            return with_retries(self._read_tagged, f"read lease {self.key}", self.store.attempts)
         with self._local_lock():
             return self._read_plain()
 
     def create(self, data: bytes) -> str:
-        if self.kind == "s3":
-            return self._put_s3(data, mode="create")  # If-None-Match: *
+        if self.kind in TAG_FIELDS:
+            return self._put(data, tag=None)
         with self._local_lock():
             if self._read_plain() is not None:
                 raise PreconditionFailed(f"{self.key} exists")
@@ -105,8 +113,8 @@ class ConditionalObject:
             return _tag(data)
 
     def replace(self, data: bytes, tag: str) -> str:
-        if self.kind == "s3":
-            return self._put_s3(data, IfMatch=tag)
+        if self.kind in TAG_FIELDS:
+            return self._put(data, tag=tag)
         with self._local_lock():
             current = self._read_plain()
             if current is None or current[1] != tag:
@@ -118,23 +126,50 @@ class ConditionalObject:
         with self._local_lock():
             self.store.delete(self.key)
 
-    def _put_s3(self, data: bytes, **condition) -> str:
-        """A conditional PUT; returns the new ETag. s3fs reports a failed If-None-Match as FileExistsError."""
+    def _put(self, data: bytes, tag: str | None) -> str:
+        """A conditional PUT (create when tag is None); returns the new tag. Each client reports a failed
+        condition as FileExistsError (s3fs, gcsfs, adlfs on create) or as an HTTP 412 (adlfs on replace)."""
         try:
-            out = self.store.fs.pipe_file(self.path, data, **condition)
+            return {"s3": self._put_s3, "gcs": self._put_gcs, "azure": self._put_azure}[self.kind](data, tag)
         except (FileExistsError, FileNotFoundError) as e:
             raise PreconditionFailed(f"{self.key}: {e}") from e
         except OSError as e:
             raise _precondition_or(e) from e
+        except Exception as e:
+            if getattr(e, "status_code", None) == 412:  # azure.core's ResourceModifiedError
+                raise PreconditionFailed(f"{self.key}: {e}") from e
+            raise
+
+    def _put_s3(self, data: bytes, tag: str | None) -> str:
+        condition = {"mode": "create"} if tag is None else {"IfMatch": tag}
+        out = self.store.fs.pipe_file(self.path, data, **condition)
         return out.get("ETag", "") if isinstance(out, dict) else ""
 
-    def _read_s3(self) -> tuple[bytes, str] | None:
+    def _put_gcs(self, data: bytes, tag: str | None) -> str:
+        # gcsfs's pipe_file knows create (ifGenerationMatch=0) but not replace-if-generation: the JSON API's
+        # media upload takes either.
+        fs = self.store.fs
+        bucket, name, _ = fs.split_path(self.path)
+        out = fs.call("POST", f"{fs._location}/upload/storage/v1/b/{{}}/o", bucket, uploadType="media", name=name,
+                      ifGenerationMatch=tag or "0", data=data, json_out=True)
+        return str(out["generation"])
+
+    def _put_azure(self, data: bytes, tag: str | None) -> str:
+        from azure.core import MatchConditions  # adlfs's own dependency: present wherever abfs:// is
+
+        condition = ({"overwrite": False} if tag is None
+                     else {"etag": tag, "match_condition": MatchConditions.IfNotModified})
+        out = self.store.fs.pipe_file(self.path, data, **condition)
+        return str(out["etag"])
+
+    def _read_tagged(self) -> tuple[bytes, str] | None:
         # HEAD, GET, HEAD: the content belongs to the tag only if the tag did not move in between.
+        field = TAG_FIELDS[self.kind]
         for _ in range(5):
             try:
-                before = self.store.fs.info(self.path)["ETag"]
+                before = str(self.store.fs.info(self.path)[field])
                 data = self.store.fs.cat_file(self.path)
-                after = self.store.fs.info(self.path)["ETag"]
+                after = str(self.store.fs.info(self.path)[field])
             except FileNotFoundError:
                 return None
             if before == after:

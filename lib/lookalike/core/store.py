@@ -37,6 +37,8 @@ TRANSIENT_ERROR_NAMES = frozenset({
     "TimeoutError", "BrokenPipeError", "EndpointConnectionError", "ConnectTimeoutError",
     "ReadTimeoutError", "ClientConnectorError", "ServerDisconnectedError", "ClientOSError",
     "ClientPayloadError", "IncompleteReadError", "ResponseStreamingError", "ServerTimeoutError",
+    "ServiceRequestError", "ServiceResponseError",  # azure.core: the request was not sent / no answer came
+    "TransportError",  # google.auth: the token endpoint could not be reached
 })
 # Error codes of S3-compatible servers and HTTP statuses worth a retry, read from the structured error (botocore's
 # response, aiohttp's status), never from message text: "part-00500" in a disk-full message is no 500.
@@ -53,6 +55,14 @@ PARTS_IN_FLIGHT = 4
 
 CACHED_LISTING_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az"})
 
+# Object stores by the protocols fsspec registers for them: what a conditional write and a retry look like.
+STORE_KINDS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure"}
+RETRY_ATTEMPTS = 5
+# gcsfs (6 tries, backoff to 32 s, built into the class) and the Azure SDK (its retry policy, 3 retries) retry
+# every request themselves and cannot be told not to per filesystem; with_retries then tries once, so that one
+# flaky request is never tried 6 × 5 times. botocore and s3fs are told to try once (filesystem()): ours retry.
+CLIENT_RETRIED_KINDS = frozenset({"gcs", "azure"})
+
 
 def is_transient(error: BaseException) -> bool:
     """True for errors worth retrying: connection trouble, timeouts, throttling, 5xx."""
@@ -67,6 +77,10 @@ def is_transient(error: BaseException) -> bool:
             return status in TRANSIENT_STATUSES or response.get("Error", {}).get("Code") in TRANSIENT_CODES
         if isinstance(getattr(err, "status", None), int) and type(err).__name__ == "ClientResponseError":
             return err.status in TRANSIENT_STATUSES  # aiohttp (HTTP, GCS, Azure through fsspec)
+        if type(err).__name__ == "HttpError" and str(getattr(err, "code", "")).isdigit():
+            return int(err.code) in TRANSIENT_STATUSES  # gcsfs: the JSON API's error, with its HTTP status
+        if isinstance(getattr(err, "status_code", None), int) and type(err).__module__.startswith("azure."):
+            return err.status_code in TRANSIENT_STATUSES  # azure.core's HttpResponseError and its kinds
     return False
 
 
@@ -78,8 +92,9 @@ def _chain(error: BaseException):
         error = error.__cause__ or error.__context__
 
 
-def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: float = 0.5) -> T:
-    """Call fn, retrying transient errors with exponential backoff; other errors pass straight through."""
+def with_retries(fn: Callable[[], T], what: str, attempts: int = RETRY_ATTEMPTS, base_delay: float = 0.5) -> T:
+    """Call fn, retrying transient errors with exponential backoff; other errors pass straight through. A
+    transient error that outlasts the attempts is Unavailable (try again later). attempts: retry_attempts(fs)."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -87,7 +102,8 @@ def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: 
             if not is_transient(e):
                 raise
             if attempt == attempts:
-                raise Unavailable(f"{what}: {type(e).__name__}: {e} (still failing after {attempts} attempts: check "
+                tries = f"{attempts} attempts" if attempts > 1 else "the client's own retries"
+                raise Unavailable(f"{what}: {type(e).__name__}: {e} (still failing after {tries}: check "
                                   "the endpoint, the network and the service)") from e
             delay = base_delay * 2 ** (attempt - 1)
             log.warning("transient error on %s (attempt %d/%d), retrying in %.1fs: %s",
@@ -97,11 +113,24 @@ def with_retries(fn: Callable[[], T], what: str, attempts: int = 5, base_delay: 
     raise AssertionError("unreachable")
 
 
+def store_kind(fs: fsspec.AbstractFileSystem) -> str:
+    """"s3", "gcs", "azure", "local" or "other": which object store a filesystem speaks to."""
+    protocols = _protocols(fs)
+    if "file" in protocols or "local" in protocols:
+        return "local"
+    return next((STORE_KINDS[p] for p in protocols if p in STORE_KINDS), "other")
+
+
+def retry_attempts(fs: fsspec.AbstractFileSystem) -> int:
+    """How many times with_retries tries a call on fs: once where the client retries by itself."""
+    return 1 if store_kind(fs) in CLIENT_RETRIED_KINDS else RETRY_ATTEMPTS
+
+
 def retried(what: str):
     def decorate(method):
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):
-            return with_retries(lambda: method(self, *args, **kwargs), f"{what} {args[:1]}")
+            return with_retries(lambda: method(self, *args, **kwargs), f"{what} {args[:1]}", self.attempts)
         return wrapper
     return decorate
 
@@ -134,7 +163,7 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fssp
 def read_url(url: str, options: Mapping[str, Any] | None = None, what: str = "read") -> bytes:
     """The whole object at any fsspec URL (a model file, a whitening), transient errors retried."""
     fs, path = filesystem(url, options)
-    return with_retries(lambda: fs.cat_file(path), f"{what} {url}")
+    return with_retries(lambda: fs.cat_file(path), f"{what} {url}", retry_attempts(fs))
 
 
 class Store:
@@ -149,8 +178,10 @@ class Store:
         self.options = dict(options or {})
         self.fs, self.root = filesystem(self.url, self.options)
         self.root = self.root.rstrip("/") or "/"
-        self.is_local = "file" in _protocols(self.fs)
-        self.is_s3 = bool({"s3", "s3a"} & set(_protocols(self.fs)))
+        self.kind = store_kind(self.fs)
+        self.is_local = self.kind == "local"
+        self.is_s3 = self.kind == "s3"
+        self.attempts = retry_attempts(self.fs)
         self.part_bytes = PART_BYTES
 
     def __reduce__(self):
@@ -199,11 +230,11 @@ class Store:
         in parts, each retried on its own: one failed part of a 10 GB file costs one part again, not the file."""
         if self.is_local:
             with_retries(lambda: self._replace_local(key, lambda tmp: self.fs.put_file(local_path, tmp)),
-                         f"upload {key}")
+                         f"upload {key}", self.attempts)
         elif self.is_s3 and os.path.getsize(local_path) > self.part_bytes:
             self._upload_parts(local_path, key)
         else:
-            with_retries(lambda: self.fs.put_file(local_path, self.path(key)), f"upload {key}")
+            with_retries(lambda: self.fs.put_file(local_path, self.path(key)), f"upload {key}", self.attempts)
 
     def _upload_parts(self, local_path: str, key: str) -> None:
         bucket, name = self.path(key).split("/", 1)
@@ -262,15 +293,15 @@ class Store:
         """Copy an object to a local file a part at a time, each part's read retried on its own (a failure late
         in a 10 GB file costs one part again, not the file); large files never pass through memory whole."""
         if self.is_local:
-            with_retries(lambda: self.fs.get_file(self.path(key), local_path), f"download {key}")
+            with_retries(lambda: self.fs.get_file(self.path(key), local_path), f"download {key}", self.attempts)
             return
         path = self.path(key)
-        size = with_retries(lambda: self.fs.info(path)["size"], f"size of {self.child_url(key)}")
+        size = with_retries(lambda: self.fs.info(path)["size"], f"size of {self.child_url(key)}", self.attempts)
         with open(local_path, "wb") as out:
             for start in range(0, size, self.part_bytes):
                 end = min(size, start + self.part_bytes)
                 out.write(with_retries(lambda s=start, e=end: self.fs.cat_file(path, start=s, end=e),
-                                       f"bytes {start}-{end} of {self.child_url(key)}"))
+                                       f"bytes {start}-{end} of {self.child_url(key)}", self.attempts))
             if out.tell() != size:
                 raise Unavailable(f"{self.child_url(key)} changed while it was read ({out.tell()} of {size} bytes)")
 
@@ -289,7 +320,7 @@ class Store:
                      ) -> Iterator[pa.RecordBatch]:
         """A Parquet object as record batches of at most batch_rows, read as they are consumed: what a driver
         streams through without holding a whole part (the open is retried; a failure mid-way raises)."""
-        f = with_retries(lambda: self.fs.open(self.path(key), "rb"), f"open {self.child_url(key)}")
+        f = with_retries(lambda: self.fs.open(self.path(key), "rb"), f"open {self.child_url(key)}", self.attempts)
         with f:
             yield from pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns)
 

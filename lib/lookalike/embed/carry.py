@@ -126,7 +126,8 @@ class CarryLookup:
         if self._file is not None:
             return
         path = self._store.path(self._key)
-        self._file = with_retries(lambda: pq.ParquetFile(self._store.fs.open(path, "rb")), f"open {path}")
+        self._file = with_retries(lambda: pq.ParquetFile(self._store.fs.open(path, "rb")), f"open {path}",
+                                  self._store.attempts)
         meta = self._file.metadata
         parts = (self._file.schema_arrow.metadata or {}).get(PARTS_METADATA)
         if parts is None:
@@ -142,7 +143,8 @@ class CarryLookup:
             self._highs.append(stats.max)
 
     def _read_group(self, group: int) -> dict[str, tuple[str, int]]:
-        table = with_retries(lambda: self._file.read_row_group(group), f"read {self._key} row group {group}")
+        table = with_retries(lambda: self._file.read_row_group(group), f"read {self._key} row group {group}",
+                             self._store.attempts)
         parts = [self._parts[p] for p in table["part"].to_pylist()]
         return dict(zip(table["content_sha256"].to_pylist(), zip(parts, table["row"].to_pylist(), strict=True),
                         strict=True))

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from lookalike.core.errors import InputError
 from lookalike.core.schemas import RESERVED_COLUMNS
-from lookalike.core.store import filesystem, with_retries
+from lookalike.core.store import filesystem, retry_attempts, with_retries
 from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG, listing_tag, table_tags
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -54,10 +54,11 @@ def _list_folder(root_url: str, options: Mapping[str, Any] | None) -> tuple[pa.T
     fs, root = filesystem(root_url, options)
     root = root.rstrip("/")
     try:
-        if not with_retries(lambda: fs.isdir(root), f"stat {root_url}"):
+        attempts = retry_attempts(fs)
+        if not with_retries(lambda: fs.isdir(root), f"stat {root_url}", attempts):
             raise CatalogueError(f"images root {root_url} is not a folder or prefix (or is unreachable): "
                                  "give a folder URL or a .parquet/.csv images table")
-        image_ids, tags = with_retries(lambda: _walk(fs, root), f"list {root_url}")
+        image_ids, tags = with_retries(lambda: _walk(fs, root), f"list {root_url}", attempts)
     except CatalogueError:
         raise
     except Exception as e:

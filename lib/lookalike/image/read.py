@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lookalike.core.deadline import DeadlineExceeded
-from lookalike.core.store import filesystem, with_retries
+from lookalike.core.store import filesystem, retry_attempts, with_retries
 from lookalike.image.decode import ImageError
 
 # Error kinds an image can get past without its bytes changing (a store's hiccup, a permission granted since, an
@@ -21,7 +21,7 @@ def read_image_bytes(uri: str, storage_options: dict[str, Any], max_bytes: int) 
         def read() -> bytes:
             with fs.open(path, "rb") as f:
                 return f.read(max_bytes + 1)
-        data = with_retries(read, f"read {uri}")
+        data = with_retries(read, f"read {uri}", retry_attempts(fs))
     except FileNotFoundError as e:
         raise ImageError("read", "not_found", f"no object at {uri}") from e
     except PermissionError as e:
