@@ -66,7 +66,7 @@ def sweep(kind: str, index: faiss.Index, exact: faiss.Index, queries: np.ndarray
     rows = []
     for nprobe in NPROBES:
         for shortlist in SHORTLISTS[kind]:
-            params = SearchParams(nprobe=nprobe, rerank=shortlist)
+            params = SearchParams(nprobe=nprobe, rescore=shortlist)
             search(index, queries[:50], 10, params, exact)
             t0 = time.perf_counter()
             _, ids = search(index, queries, 10, params, exact)
@@ -85,7 +85,7 @@ def top_1000(index: faiss.Index, exact: faiss.Index, queries: np.ndarray, truth:
              ) -> dict:
     """One query at a time on one thread (search() does that for batches under 16): ms per top-1000 answer and
     its 1000-R@1000 against exact search."""
-    params = SearchParams(nprobe=nprobe, rerank=2000)
+    params = SearchParams(nprobe=nprobe, rescore=2000)
     times, found = [], []
     for q in queries:
         t0 = time.perf_counter()

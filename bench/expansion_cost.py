@@ -29,8 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     x, index, exact = build(args)
     queries = x[np.random.default_rng(1).choice(args.n, args.searches, replace=False)] + 0.01
-    settings = {"no expansion": SearchParams(args.nprobe, args.rerank)}
-    settings |= {f"αQE n={n}": SearchParams(args.nprobe, args.rerank, expand=n) for n in args.expand}
+    settings = {"no expansion": SearchParams(args.nprobe, args.rescore)}
+    settings |= {f"αQE n={n}": SearchParams(args.nprobe, args.rescore, expand=n) for n in args.expand}
     seconds: dict[str, list[float]] = {name: [] for name in settings}
     for params in settings.values():  # warm: the first searches pay for caches and parameter objects
         for q in queries[:100]:
@@ -42,7 +42,7 @@ def main() -> None:
                 search(index, q[None], 10, params, exact)
             seconds[name].append((time.perf_counter() - started) / len(queries))
     base = float(np.median(seconds["no expansion"]))
-    print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rerank {args.rerank}, k 10, "
+    print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rescore {args.rescore}, k 10, "
           "1 query/search")
     for name, s in seconds.items():
         median = float(np.median(s))

@@ -85,7 +85,7 @@ def main() -> int:
     spark_wall = time.perf_counter() - t0
     spark_qps = args.queries / m["timings"]["tasks_s"]
     pairs = pa.concat_tables([store.read_parquet(f["key"]) for f in m["files"]["pairs"]])
-    print(f"index {m['base']}, operating point nprobe {m['params']['nprobe']} rerank {m['params']['rerank']}")
+    print(f"index {m['base']}, operating point nprobe {m['params']['nprobe']} rescore {m['params']['rescore']}")
 
     version = load_index_version(store, "base", cache_dir=str(work / "cache"))
     t0 = time.perf_counter()

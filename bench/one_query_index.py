@@ -20,7 +20,7 @@ def add_index_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--factory", default="OPQ16_64,IVF256_HNSW32,PQ16")
     parser.add_argument("--nprobe", type=int, default=16)
-    parser.add_argument("--rerank", type=int, default=100)
+    parser.add_argument("--rescore", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
 
 

@@ -30,13 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     x, index, exact = build(args)
     query, k = x[:1], 10
-    params = SearchParams(args.nprobe, args.rerank)
+    params = SearchParams(args.nprobe, args.rescore)
 
     def shared_nprobe():
         faiss.omp_set_num_threads(1)
         faiss.extract_index_ivf(index).nprobe = args.nprobe
         refine = faiss.IndexRefine(index, index)
-        refine.refine_index, refine.ntotal, refine.k_factor = exact, exact.ntotal, args.rerank / k
+        refine.refine_index, refine.ntotal, refine.k_factor = exact, exact.ntotal, args.rescore / k
         return refine.search(query, k)
 
     def per_call():
@@ -51,7 +51,7 @@ def main() -> None:
                 fn()
             rates[name].append(args.searches / (time.perf_counter() - started))
     medians = {name: float(np.median(r)) for name, r in rates.items()}
-    print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rerank {args.rerank}, 1 query/search")
+    print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rescore {args.rescore}, 1 query/search")
     for name, rate in medians.items():
         print(f"  {name:24} {rate:8,.0f} searches/s (median of {args.rounds})")
     print(f"  ratio per-call / shared: {medians['per-call parameters'] / medians['nprobe set on the index']:.3f}")

@@ -71,9 +71,9 @@ def test_a_binary_index_is_built_published_searched_exactly_and_updated_in_place
     assert m["factory"] == "IVF256,ITQ64,SH" and m["choice"]["code_bits"] == 64
     # 8 bytes of code and an 8-byte id each, plus the quantizer and ITQ's matrices (8.4 bytes a vector at 12k).
     assert m["bytes_per_vector"] < 8 + 8 + 9
-    assert all(r["rerank"] > 0 for r in m["recall_table"])  # Hamming shortlists are always re-scored
+    assert all(r["rescore"] > 0 for r in m["recall_table"])  # Hamming shortlists are always re-scored
     point = m["operating_point"]
-    assert point["target_met"] and point["recall_at_10"] >= 0.95 and point["rerank"] >= 50
+    assert point["target_met"] and point["recall_at_10"] >= 0.95 and point["rescore"] >= 50
 
     version = load_index_version(store, "marks")
     assert ranks_by_hamming(version.index) and isinstance(faiss.downcast_index(version.index),
@@ -86,7 +86,7 @@ def test_a_binary_index_is_built_published_searched_exactly_and_updated_in_place
     scores, ids = version.search(queries, 10)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, want_ids, strict=True)]) >= 0.9
     # Even asked for no re-scoring, the Hamming shortlist (k long, then) is re-scored: scores are cosines.
-    for params in (SearchParams(nprobe=16, rerank=0), version.default_params):
+    for params in (SearchParams(nprobe=16, rescore=0), version.default_params):
         scores, ids = version.search(queries, 10, params)
         cosines = np.einsum("qd,qkd->qk", queries, vectors[ids])
         np.testing.assert_allclose(scores, cosines, atol=2e-3)  # the vectors are stored as float16
@@ -130,7 +130,7 @@ def test_binary_shards_exported_served_and_merged_equal_the_unsharded_index(stor
 
         unsharded = worker(store)
         router = stack.enter_context(running(create_router(RouterSettings(tuple(worker(Store(h)) for h in hosts)))))
-        body = {"vectors": queries.tolist(), "k": 10, "nprobe": 32, "rerank": 200}
+        body = {"vectors": queries.tolist(), "k": 10, "nprobe": 32, "rescore": 200}
         want = httpx.post(f"{unsharded}/search/vectors", json=body).json()
         got = httpx.post(f"{router}/search/vectors", json=body).json()
         assert got["partial"] is False and got["version"] == want["version"]
@@ -153,7 +153,7 @@ def test_a_binary_index_larger_than_the_budget_is_merged_on_disk_and_searches_th
     assert on_disk["on_disk"] is True and in_memory["on_disk"] is False
     a = load_index_version(local, "marks", in_memory["version"], cache_dir=str(tmp_path / "cache"))
     b = load_index_version(local, "marks", on_disk["version"], cache_dir=str(tmp_path / "cache"))
-    params = SearchParams(nprobe=8, rerank=50)
+    params = SearchParams(nprobe=8, rescore=50)
     (sa, ia), (sb, ib) = a.search(vectors[::500], 10, params), b.search(vectors[::500], 10, params)
     np.testing.assert_array_equal(ia, ib)
     np.testing.assert_allclose(sa, sb)

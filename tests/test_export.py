@@ -83,14 +83,14 @@ def test_export_verify_serve_and_merge_equal_the_unsharded_index(source, destina
         router = stack.enter_context(running(create_router(RouterSettings(tuple(shard_urls)))))
         # With αQE the router expands with the global top hits (shards asked without expansion), as the
         # unsharded worker does with its own.
-        for params in ({"nprobe": 16, "rerank": 0}, {"nprobe": 8, "rerank": 100},
-                       {"nprobe": 8, "rerank": 100, "expand": 3, "expand_alpha": 2.0}):
+        for params in ({"nprobe": 16, "rescore": 0}, {"nprobe": 8, "rescore": 100},
+                       {"nprobe": 8, "rescore": 100, "expand": 3, "expand_alpha": 2.0}):
             body = {"vectors": queries.tolist(), "k": 10, **params}
             want = httpx.post(f"{unsharded}/search/vectors", json=body).json()
             got = httpx.post(f"{router}/search/vectors", json=body).json()
             assert got["partial"] is False and got["version"] == want["version"]
             assert_same_hits(got, want)
-        body = {"image_ids": ["img-00000042", "img-00007001"], "k": 5, "nprobe": 16, "rerank": 0,
+        body = {"image_ids": ["img-00000042", "img-00007001"], "k": 5, "nprobe": 16, "rescore": 0,
                 "filters": {"class": ["3"]}}
         want = httpx.post(f"{unsharded}/search/ids", json=body).json()
         got = httpx.post(f"{router}/search/ids", json=body).json()

@@ -186,13 +186,13 @@ def test_a_read_from_a_server_that_never_answers_times_out():
 def test_work_per_request_is_bounded(worker):
     url, _ = worker
     vector = [[1.0] + [0.0] * 1279]
-    for body, status, word in (({"vectors": vector, "k": 1, "rerank": 100_000_000}, 422, "rerank"),
-                               ({"vectors": vector, "k": 1, "rerank": 10 ** 13}, 422, "rerank"),
+    for body, status, word in (({"vectors": vector, "k": 1, "rescore": 100_000_000}, 422, "rescore"),
+                               ({"vectors": vector, "k": 1, "rescore": 10 ** 13}, 422, "rescore"),
                                ({"vectors": vector, "k": 1, "nprobe": 10 ** 9}, 422, "nprobe"),
-                               ({"vectors": vector * 64, "k": 1000, "rerank": 10_000}, 400, "candidates")):
+                               ({"vectors": vector * 64, "k": 1000, "rescore": 10_000}, 400, "candidates")):
         r = post(url, "/search/vectors", json=body)
         assert r.status_code == status and word in r.text, r.text
-    r = post(url, "/search/vectors", json={"vectors": vector, "k": 1, "rerank": 10_000})
+    r = post(url, "/search/vectors", json={"vectors": vector, "k": 1, "rescore": 10_000})
     assert r.status_code == 200, r.text
     # Verification has a budget of its own: a batch of ids at the largest shortlist would verify 64,000.
     r = post(url, "/search/ids", json={"image_ids": ["coffee.jpg"] * 64, "k": 1, "shortlist": 1000})
@@ -335,9 +335,9 @@ def test_command_line_values_and_environment_errors_are_one_line(tmp_path, capsy
     assert main(["build-index", "--store", store.url, "--name", "u", "--factory", "IVF4096,Flat",
                  "--master", "in-process"]) == 2
     assert "needs at least 4,096 training vectors" in capsys.readouterr().err
-    assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000001", "--rerank",
+    assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000001", "--rescore",
                  "10000000000000"]) == 2
-    assert "rerank must be between 0 and 10000" in capsys.readouterr().err
+    assert "rescore must be between 0 and 10000" in capsys.readouterr().err
     # Factory strings faiss cannot make, or the build cannot add to in parallel and merge: refused before any work.
     for factory, word in (("IVF16,PQ7", "multiple of the number of subquantizers"), ("PQ4x16", "IndexPQ"),
                           ("HNSW32", "IndexHNSWFlat"), ("LSH", "IndexLSH"), ("IVF0,Flat", "at least one list"),

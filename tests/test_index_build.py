@@ -76,7 +76,7 @@ def test_distributed_build_equals_single_process_build(store, vectors):
     # Training is seeded on a seeded sample: building again in one process gives the same recall table.
     again = build(store, factory=IVF, master="in-process")
     def recalls(m):
-        return [(r["nprobe"], r["rerank"], r["recall_at_1"], r["recall_at_10"]) for r in m["recall_table"]]
+        return [(r["nprobe"], r["rescore"], r["recall_at_1"], r["recall_at_10"]) for r in m["recall_table"]]
     assert recalls(again) == recalls(built)
     # ids.parquet maps faiss ids back to the embeddings' image ids, in order.
     assert version.ids["image_id"].to_pylist()[:3] == ["img-00000000", "img-00000001", "img-00000002"]
@@ -90,7 +90,7 @@ def test_manifest_records_choice_recall_table_and_files(store):
     assert point["target_met"] and point["recall_at_10"] >= 0.95
     assert m["default_search"] == point["params"]
     fastest_reaching = max((r for r in m["recall_table"] if r["recall_at_10"] >= 0.95), key=lambda r: r["qps"])
-    assert (point["nprobe"], point["rerank"]) == (fastest_reaching["nprobe"], fastest_reaching["rerank"])
+    assert (point["nprobe"], point["rescore"]) == (fastest_reaching["nprobe"], fastest_reaching["rescore"])
     assert {f["key"].rsplit("/", 1)[-1] for f in m["files"]} == {
         "index.faiss", "vectors.f16.npy", "trained.faiss", "ids.parquet"}
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in m["files"])
@@ -279,7 +279,7 @@ def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(an
     assert "index.ivfdata" in {f["key"].rsplit("/", 1)[-1] for f in on_disk["files"]}
     a = load_index_version(store, "logos", in_memory["version"])
     b = load_index_version(store, "logos", on_disk["version"], cache_dir=str(tmp_path / "cache"))
-    params = SearchParams(nprobe=8, rerank=50)
+    params = SearchParams(nprobe=8, rescore=50)
     _, ia = a.search(vectors[::211], 10, params)
     _, ib = b.search(vectors[::211], 10, params)
     np.testing.assert_array_equal(ia, ib)

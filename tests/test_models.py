@@ -80,6 +80,22 @@ def test_vit_patch_tokens_pool_like_a_feature_map(tmp_path):
     torch.save({"state_dict": net.state_dict()}, path)  # checkpoints that wrap the state dict load too
     loaded = load_model(ModelSpec(name="vit_b_16", weights_uri=str(path), pooling="gem"))
     assert loaded.dim == 768 and not loaded.channels_last
+    # What the vector is, computed from torchvision's own forward: the encoder's output tokens, the class token
+    # left out, the 14 × 14 patch tokens pooled by GeM as a 14 × 14 map is, normalised.
+    x = to_tensor(photo("coffee"), loaded.preprocessing)[None]
+    captured = {}
+    net.eval().encoder.register_forward_hook(lambda _m, _i, out: captured.update(tokens=out))
+    with torch.inference_mode():
+        net((x.float() / 255 - 0.5) / 0.5)  # the preprocessing's mean and std, which the module applies itself
+        patches = captured["tokens"][:, 1:]                      # (1, 196, 768): the class token dropped
+        assert patches.shape == (1, 196, 768)
+        as_map = patches.transpose(1, 2).reshape(1, 768, 14, 14)
+        expected = torch.nn.functional.normalize(GeM(p=loaded.module.pooling.p)(as_map), dim=-1)
+        ours = loaded.module(x)
+        with_class_token = torch.nn.functional.normalize(
+            GeM(p=loaded.module.pooling.p)(captured["tokens"].transpose(1, 2)[..., None]), dim=-1)
+    assert torch.allclose(ours, expected, atol=1e-4)
+    assert not torch.allclose(ours, with_class_token, atol=1e-4)  # the class token is not pooled in
 
 
 def test_gem_spans_average_to_max():

@@ -46,7 +46,7 @@ def brute_force(vectors, queries, allowed, k):
 
 
 def test_hits_carry_ids_uris_scores_ranks_and_metadata(version, vectors):
-    [hits] = search_vectors(version, vectors[[42]], 5, SearchParams(nprobe=16, rerank=100))
+    [hits] = search_vectors(version, vectors[[42]], 5, SearchParams(nprobe=16, rescore=100))
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert hits[0].image_id == "img-00000042" and hits[0].uri == "mem://img-00000042"
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
@@ -60,7 +60,7 @@ def test_filtered_hits_all_pass_and_match_brute_force(version, vectors, exact_fi
     queries = vectors[::997]
     allowed = np.arange(N)[np.arange(N) % 10 == 3]
     truth = brute_force(vectors, queries, allowed, 10)
-    results = search_vectors(version, queries, 10, SearchParams(nprobe=16, rerank=100), {"group": ["g3"]},
+    results = search_vectors(version, queries, 10, SearchParams(nprobe=16, rescore=100), {"group": ["g3"]},
                              exact_filter_limit=exact_filter_limit)
     assert all(len(hits) == 10 and all(h.metadata["group"] == "g3" for h in hits) for hits in results)
     found = [[int(h.image_id.split("-")[1]) for h in hits] for hits in results]
@@ -80,7 +80,7 @@ def test_filters_on_several_columns_and_values_combine(version, vectors):
 def test_search_by_id_leaves_the_image_itself_out(version, vectors):
     queries, faiss_ids = vectors_of_ids(version, ["img-00000042", "img-00000043"])
     np.testing.assert_allclose(queries[0], vectors[42], atol=2e-3)  # the stored fp16 vector
-    results = search_vectors(version, queries, 5, SearchParams(nprobe=16, rerank=100), exclude=faiss_ids)
+    results = search_vectors(version, queries, 5, SearchParams(nprobe=16, rescore=100), exclude=faiss_ids)
     assert all(len(hits) == 5 for hits in results)
     assert "img-00000042" not in [h.image_id for h in results[0]]
     with pytest.raises(UnknownImageIds, match="1 image id.*'nope'") as e:
@@ -153,8 +153,8 @@ def test_concurrent_searches_with_different_parameters_get_their_serial_answers(
     """Query workers search one shared index from a thread pool: each request's nprobe and re-scoring travel
     with its call, so concurrent requests get exactly the answers each gets alone."""
     queries = vectors[::1009][:8]
-    settings = [SearchParams(nprobe=1, rerank=0), SearchParams(nprobe=64, rerank=0),
-                SearchParams(nprobe=2, rerank=200), SearchParams(nprobe=32, rerank=50)]
+    settings = [SearchParams(nprobe=1, rescore=0), SearchParams(nprobe=64, rescore=0),
+                SearchParams(nprobe=2, rescore=200), SearchParams(nprobe=32, rescore=50)]
 
     def answer(params):
         return [[h.as_dict() for h in hits] for hits in search_vectors(version, queries, 10, params)]
@@ -180,10 +180,10 @@ def expanded_by_hand(vectors, queries, hits, n, alpha):
 @pytest.mark.parametrize("filters", [None, {"group": ["g3"]}], ids=["unfiltered", "filtered"])
 def test_query_expansion_searches_again_with_the_expanded_queries(version, vectors, filters):
     queries = as_queries(version, vectors[::1499] + 0.05)
-    params = SearchParams(nprobe=16, rerank=100)
+    params = SearchParams(nprobe=16, rescore=100)
     first = search_vectors(version, queries, 10, params, filters)
     manual = search_vectors(version, expanded_by_hand(vectors, queries, first, 3, 2.0), 10, params, filters)
-    expanded = search_vectors(version, queries, 10, SearchParams(nprobe=16, rerank=100, expand=3, expand_alpha=2.0),
+    expanded = search_vectors(version, queries, 10, SearchParams(nprobe=16, rescore=100, expand=3, expand_alpha=2.0),
                               filters)
     for got, want in zip(expanded, manual, strict=True):
         assert [h.image_id for h in got] == [h.image_id for h in want]

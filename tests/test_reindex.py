@@ -314,7 +314,7 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     assert rc == 0, first
     assert first["whitening"] == {"status": "waiting", "dim": 32, "images": 42, "needed": 48}
     raw_fingerprint = first["embeddings"].split("/")[0]
-    assert publish.open_version(store, NAME, first["latest"]["after"])["dim"] == 1280
+    assert publish.read_index_manifest(store, NAME, first["latest"]["after"])["dim"] == 1280
 
     extra = write_photo_crops(folder, ("chelsea", "rocket"), per_photo=5, seed=11, prefix="more-")
     rc, second = run_cli(args, capsys)
@@ -329,7 +329,7 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     whitened_fingerprint = second["embeddings"].split("/")[0]
     assert whitened_fingerprint != raw_fingerprint
     assert second["images"]["embedded"] == 50 and second["images"]["indexed"] == 50  # once more, whitened
-    manifest = publish.open_version(store, NAME, second["latest"]["after"])
+    manifest = publish.read_index_manifest(store, NAME, second["latest"]["after"])
     # The manifest names the whitening by its key in the store: the store can move (tests/test_store_integrity.py).
     assert manifest["dim"] == 32 and manifest["model"]["whitening_uri"] == store.key_of(w["uri"])
     assert "learned from" in store.read_text(f"reindex/{NAME}/{second['run_id']}/summary.txt")
@@ -346,7 +346,7 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     rc, off = run_cli([*args, "--no-whiten"], capsys)
     assert rc == 0, off
     assert off["whitening"] == {"status": "off"} and off["embeddings"].split("/")[0] == raw_fingerprint
-    assert publish.open_version(store, NAME, off["latest"]["after"])["dim"] == 1280
+    assert publish.read_index_manifest(store, NAME, off["latest"]["after"])["dim"] == 1280
 
 
 def task_markers(root: Path) -> list[Path]:

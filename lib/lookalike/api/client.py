@@ -55,7 +55,7 @@ class Client:
     def search(self, images: Sequence[ImageLike], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
     def search(self, images, k: int = 10, *, filters: Mapping[str, Any] | None = None, **options: Any):
-        """Upload images (paths, bytes, PIL images); options: nprobe, rerank, expand, expand_alpha, verify,
+        """Upload images (paths, bytes, PIL images); options: nprobe, rescore, expand, expand_alpha, verify,
         shortlist, weight_class, weight_strength."""
         listed, one = images_of(images)
         files = [("images", (label(image, i), image_bytes(image, read_url), "application/octet-stream"))

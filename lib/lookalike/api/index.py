@@ -92,7 +92,7 @@ class Index:
     def search(self, images: Sequence[ImageLike], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
     def search(self, images, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
-               rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
+               rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                verify: bool = True, shortlist: int | None = None, weight_class: str | int | None = None,
                weight_strength: float | None = None):
         """The k nearest catalogue images of each query image (a path or URI, bytes, or a PIL image), embedded
@@ -105,7 +105,7 @@ class Index:
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
             data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
             views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
-            hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rerank, expand, expand_alpha,
+            hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rescore, expand, expand_alpha,
                                  views=views, shortlist=shortlist)
         return hits[0] if one else hits
 
@@ -115,7 +115,7 @@ class Index:
     def search_ids(self, image_ids: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
     def search_ids(self, image_ids, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
-                   rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
+                   rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                    verify: bool = True, shortlist: int | None = None, include_self: bool = False,
                    weight_class: str | int | None = None, weight_strength: float | None = None):
         """The k nearest of catalogue images, by their stored vectors (each image's own hit left out unless
@@ -133,7 +133,7 @@ class Index:
                 vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, chunk,
                                                                                              focus)
             views = stored_views(self._version, faiss_ids) if verify and self.verifies else None
-            hits += self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha, views=views,
+            hits += self._search(vectors, k, filters, nprobe, rescore, expand, expand_alpha, views=views,
                                  shortlist=shortlist, exclude=None if include_self else faiss_ids)
         return hits[0] if one else hits
 
@@ -144,10 +144,10 @@ class Index:
                        ) -> list[list[Hit]]: ...
 
     def search_vectors(self, vectors, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
-                       rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
+                       rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k nearest of raw vectors of the index's dimension (normalised here): one vector, or a matrix."""
         one = np.asarray(vectors).ndim == 1
-        hits = self._search(as_queries(self._version, vectors), k, filters, nprobe, rerank, expand, expand_alpha)
+        hits = self._search(as_queries(self._version, vectors), k, filters, nprobe, rescore, expand, expand_alpha)
         return hits[0] if one else hits
 
     @overload
@@ -156,12 +156,12 @@ class Index:
     def search_text(self, texts: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
     def search_text(self, texts, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
-                    rerank: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
+                    rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k images nearest a text ('bird in a circle'; comma-separated phrases average their vectors), for
         an index embedded in a word space (`--space words`)."""
         one = isinstance(texts, str)
         vectors = self._embedder("search by text").embed_texts([texts] if one else list(texts))
-        hits = self._search(vectors, k, filters, nprobe, rerank, expand, expand_alpha)
+        hits = self._search(vectors, k, filters, nprobe, rescore, expand, expand_alpha)
         return hits[0] if one else hits
 
     def embed(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
@@ -174,10 +174,10 @@ class Index:
         """The stored vectors of catalogue images, in the order given."""
         return vectors_of_ids(self._version, list(image_ids))[0]
 
-    def search_params(self, nprobe: int | None = None, rerank: int | None = None, expand: int | None = None,
+    def search_params(self, nprobe: int | None = None, rescore: int | None = None, expand: int | None = None,
                       expand_alpha: float | None = None) -> SearchParams:
         """The parameters a search runs with: the version's operating point, with the ones given instead."""
-        return params_for(self._version, nprobe, rerank, expand, expand_alpha)
+        return params_for(self._version, nprobe, rescore, expand, expand_alpha)
 
     def class_focus(self, weight_class: str | int | None, strength: float | None = None) -> ClassFocus | None:
         """What `weight_class` (an ImageNet class name or id) resolves to, or None for a plain search; what
@@ -186,10 +186,10 @@ class Index:
             return None
         return self._embedder("weight a query toward a class").focus(weight_class, strength)
 
-    def _search(self, vectors: np.ndarray, k: int, filters: Filters | None, nprobe: int | None, rerank: int | None,
+    def _search(self, vectors: np.ndarray, k: int, filters: Filters | None, nprobe: int | None, rescore: int | None,
                 expand: int | None, expand_alpha: float | None, views: list | None = None,
                 shortlist: int | None = None, exclude: np.ndarray | None = None) -> list[list[Hit]]:
-        params = self.search_params(nprobe, rerank, expand, expand_alpha)
+        params = self.search_params(nprobe, rescore, expand, expand_alpha)
         verification = None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)
         return search_vectors(self._version, vectors, k, params, filters, exclude, verification=verification)
 

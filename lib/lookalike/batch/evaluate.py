@@ -158,8 +158,8 @@ def metrics_table(out: dict) -> list[str]:
 
 def _open_index(store: Store, name: str) -> dict[str, Any]:
     """LATEST of the index: its name, version, factory and default search parameters."""
-    from lookalike.index.publish import open_version as open_index_version
-    m = open_index_version(store, name, None)
+    from lookalike.index.publish import read_index_manifest
+    m = read_index_manifest(store, name, None)
     return {"name": name, "version": m["version"], "factory": m["factory"], "search": m["default_search"],
             "fingerprint_id": m["fingerprint_id"], "source_run_id": m["source"]["run_id"]}
 

@@ -22,7 +22,7 @@ from lookalike.embed.config import EmbedConfig
 from lookalike.embed.provenance import Provenance, of_embeddings, of_index
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.embed.versions import open_version as open_embeddings
-from lookalike.index.publish import open_version as open_index
+from lookalike.index.publish import read_index_manifest
 from lookalike.index.search import SearchParams
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, MAX_K
 
@@ -45,7 +45,7 @@ class JoinConfig:
     k: int = 10
     threshold: float | None = None        # keep pairs with cosine score >= threshold
     nprobe: int | None = None             # default: the index's operating point
-    rerank: int | None = None
+    rescore: int | None = None
     expand: int = 0                       # αQE neighbours (0 = off), as in `lookalike search --expand`
     # Geometric verification of each shortlist, where queries and base carry local features: off by default in
     # joins, whose throughput it divides by ~700 (30,000 → ~40 queries/s on 2 cores).
@@ -183,7 +183,7 @@ class _Queries:
 
 def _resolve_base(config: JoinConfig, store: Store, version: str | None) -> dict[str, Any]:
     if config.index is not None:
-        m = open_index(store, config.index, version)  # fails with what to do when missing
+        m = read_index_manifest(store, config.index, version)  # fails with what to do when missing
         return {"kind": "index", "name": config.index, "version": m["version"], "manifest": m,
                 "provenance": of_index(store, m),
                 "describe": {"index": config.index, "version": m["version"], "factory": m["factory"]}}
@@ -231,5 +231,5 @@ def _params(config: JoinConfig, base: dict[str, Any]) -> SearchParams:
         return SearchParams(expand=config.expand, expand_alpha=config.expand_alpha)
     default = SearchParams(**base["manifest"]["default_search"])
     return SearchParams(nprobe=config.nprobe or default.nprobe,
-                        rerank=default.rerank if config.rerank is None else config.rerank,
+                        rescore=default.rescore if config.rescore is None else config.rescore,
                         expand=config.expand, expand_alpha=config.expand_alpha)

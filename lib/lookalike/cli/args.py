@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +15,22 @@ from lookalike.core.event_log import event_log_conf
 from lookalike.model.spec import DEFAULT_MODEL, POOLINGS, SPACES, WORD_SPACE_MODEL, ModelSpec
 
 TOKEN_ENV = "LOOKALIKE_API_TOKEN"
+
+
+class DeprecatedFlag(argparse.Action):
+    """A flag's name of an older release, kept for one more: it sets the new flag and says to use that name."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs: Any):
+        self.replacement = replacement
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        logging.getLogger("lookalike.cli").warning("%s is deprecated: use %s", option_string, self.replacement)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_flag(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=DeprecatedFlag, replacement=new, **kwargs)
 
 
 class CommandHelp(argparse.RawDescriptionHelpFormatter):
@@ -157,8 +173,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=10, help="hits per query")
     p.add_argument("--nprobe", type=int, default=None,
                    help="inverted lists probed (default: the index's operating point, chosen by its recall sweep)")
-    p.add_argument("--rerank", type=int, default=None,
+    p.add_argument("--rescore", type=int, default=None,
                    help="candidates re-scored exactly from the stored vectors (default: the index's operating point)")
+    add_deprecated_flag(p, "--rerank", "--rescore", type=int)
 
 
 def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0) -> None:
@@ -175,19 +192,6 @@ def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
     p.add_argument("--master", default=None if submitted else "local[*]",
                    help="Spark master URL, or 'in-process' to run without Spark "
                         f"(default {'the one spark-submit was given' if submitted else 'local[*]'})")
-
-
-def parse_bytes(text: str) -> int:
-    units = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
-    number = text.strip().rstrip("BbIiKkMmGg")
-    unit = text.strip()[len(number):].lower()
-    try:
-        value = float(number) * units[unit]
-    except (KeyError, ValueError):
-        value = math.nan
-    if not math.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512MiB, 4GiB or 1000000")
-    return int(value)
 
 
 def read_token(path: str | None) -> str | None:

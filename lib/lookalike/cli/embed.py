@@ -17,7 +17,11 @@ from lookalike.cli.args import (
     model_spec,
     spark_conf,
 )
+from lookalike.core.options import add_options, option_values
 from lookalike.embed.config import EmbedConfig
+
+# How images are read and embedded: EmbedConfig's fields, flags of `embed` and `reindex` alike.
+EMBEDDING_OPTIONS = ("images_per_task", "batch_size", "io_threads", "images_in_flight", "max_error_rate", "rehash")
 
 
 def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -34,34 +38,19 @@ def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
 
 def add_embedding_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """How images are read and embedded: shared by `embed` and `reindex`."""
-    p.add_argument("--images-per-task", type=int, default=500,
-                   help="images per Spark task: a task is what a failure retries and a rerun skips when committed")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default 8 on a CPU, where a batch's activations are the worker's "
-                        "memory; 64 on a GPU)")
-    p.add_argument("--io-threads", type=int, default=2,
-                   help="threads per task reading and decoding images (and extracting local features) while the "
-                        "model runs")
-    p.add_argument("--images-in-flight", type=int, default=None, metavar="N",
-                   help="per task, images read, decoded or batched at once: fewer bound a worker's memory more "
-                        "tightly, more keep the model busier on a slow store (default: 2 batches)")
-    p.add_argument("--max-error-rate", type=float, default=0.05,
-                   help="the share of images that may fail (errors table) before the run refuses to commit")
-    p.add_argument("--rehash", action="store_true",
-                   help="read and hash every image instead of trusting the listing's ETag/mtime (a weekly check)")
+    add_options(p, EmbedConfig, EMBEDDING_OPTIONS)
     add_local_features_arg(p)
 
 
-def embed_config(args: argparse.Namespace) -> EmbedConfig:
+def embed_config(args: argparse.Namespace, incremental: bool | None = None) -> EmbedConfig:
+    """The embed job's config from `embed`'s or `reindex`'s arguments (reindex decides `incremental` itself)."""
     options = key_values(args.store_option, "--store-option")
     return EmbedConfig(
         images=args.images, store=args.store, model=model_spec(args, options), run_id=args.run_id,
-        master=args.master, storage_options=options, images_per_task=args.images_per_task,
-        batch_size=args.batch_size, io_threads=args.io_threads, max_error_rate=args.max_error_rate,
-        incremental=not args.no_incremental, rehash=args.rehash, images_in_flight=args.images_in_flight,
-        local_features=local_features(args),
-        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")),
-    )
+        master=args.master, storage_options=options, local_features=local_features(args),
+        incremental=not args.no_incremental if incremental is None else incremental,
+        spark_conf=spark_conf(args.spark_conf, args.event_log, options),
+        **option_values(args, EmbedConfig, EMBEDDING_OPTIONS))
 
 
 def summarise_embed(manifest: dict[str, Any]) -> str:

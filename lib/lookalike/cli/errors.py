@@ -25,14 +25,14 @@ def errors_parser(p: argparse.ArgumentParser) -> None:
 def run_errors(args: argparse.Namespace) -> str:
     from lookalike.core.store import Store
     from lookalike.embed.errors_table import errors_of
-    from lookalike.index.publish import open_version
+    from lookalike.index.publish import read_index_manifest
 
     if args.limit < 0:
         raise ConfigError("--limit must be >= 0 (0: all)")
     store = Store(args.store, key_values(args.store_option, "--store-option"))
     embeddings = args.embeddings
     if args.index is not None:  # what LATEST of the index was built from
-        source = open_version(store, args.index)["source"]
+        source = read_index_manifest(store, args.index)["source"]
         embeddings = f"{source['embeddings'].split('/')[1]}/{source['run_id']}"
     where, table = errors_of(store, embeddings, args.kind)
     if args.index is not None:

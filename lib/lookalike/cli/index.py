@@ -8,15 +8,20 @@ import json
 from typing import Any
 
 from lookalike.cli.args import (
+    add_deprecated_flag,
     add_index_arg,
     add_master_arg,
     add_spark_args,
     add_store_args,
     key_values,
-    parse_bytes,
     spark_conf,
 )
-from lookalike.index.choice import CODES
+from lookalike.core.options import add_options, option_values
+from lookalike.index.config import BuildIndexConfig
+
+# What index is built and the recall it must reach: BuildIndexConfig's fields, flags of `build-index` and `reindex`.
+INDEX_BUILD_OPTIONS = ("memory_budget", "factory", "codes", "target_recall", "min_recall", "queries", "seed",
+                       "scratch_dir")
 
 
 def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -36,40 +41,25 @@ def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> N
 
 def add_index_build_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """What index is built and the recall it must reach: shared by `build-index` and `reindex`."""
-    p.add_argument("--memory-budget", type=parse_bytes, default="4GiB",
-                   help="bytes the index may take, e.g. 48MiB: the largest code that fits is chosen")
-    p.add_argument("--factory", default=None, help="force a Faiss factory string, e.g. 'OPQ32_128,IVF4096,PQ32' "
-                                                   "(default: chosen from the vectors' count and the budget)")
-    p.add_argument("--codes", choices=CODES, default="auto",
-                   help="the index's codes: 'pq' (IVF-PQ), 'binary' (ITQ bits ranked by Hamming distance, then "
-                        "re-scored exactly: faster for top-1000 answers, slower for top-10 ones), or 'auto', the "
-                        "builder's choice (IVF-PQ)")
-    p.add_argument("--target-recall", type=float, default=0.95,
-                   help="10-R@10 the default operating point must reach (the fastest setting that does is chosen)")
-    p.add_argument("--min-recall", type=float, default=0.0, help="refuse to publish below this best 10-R@10")
-    p.add_argument("--queries", type=int, default=1000, help="held-out queries for the recall table")
-    p.add_argument("--seed", type=int, default=0, help="of the training sample and the held-out queries")
-    p.add_argument("--scratch-dir", default=None, metavar="DIR",
-                   help="where the build writes its local files (vectors, exact scorer, index, keypoints: about "
-                        "twice the version's size; checked before it starts); default: $LOOKALIKE_SCRATCH_DIR, "
-                        "else Spark's local dirs (SPARK_LOCAL_DIRS, spark.local.dir), else the system's temp folder")
+    add_options(p, BuildIndexConfig, INDEX_BUILD_OPTIONS)
 
 
-def build_index_config(args: argparse.Namespace):
-    from lookalike.index.build import BuildIndexConfig
+def build_index_config(args: argparse.Namespace, **decided: Any) -> BuildIndexConfig:
+    """The build's config from `build-index`'s or `reindex`'s arguments; `decided`: what reindex sets itself
+    (embeddings, publish, incremental, keep, force)."""
     options = key_values(args.store_option, "--store-option")
+    chosen = decided or {"embeddings": args.embeddings, "force": args.force, "publish": args.publish,
+                         "keep": args.keep, "incremental": args.incremental}
     return BuildIndexConfig(
-        store=args.store, name=args.index, embeddings=args.embeddings, memory_budget=args.memory_budget,
-        factory=args.factory, codes=args.codes, target_recall=args.target_recall, min_recall=args.min_recall,
-        force=args.force, publish=args.publish, keep=args.keep, incremental=args.incremental, queries=args.queries,
-        seed=args.seed, scratch_dir=args.scratch_dir, master=args.master, storage_options=options,
-        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")))
+        store=args.store, name=args.index, master=args.master, storage_options=options,
+        spark_conf=spark_conf(args.spark_conf, args.event_log, options),
+        **chosen, **option_values(args, BuildIndexConfig, INDEX_BUILD_OPTIONS))
 
 
 def summarise_index(m: dict[str, Any]) -> str:
     p = m["operating_point"]
     return (f"index {m['name']}/{m['version']}: {m['factory']} over {m['ntotal']:,} vectors, "
-            f"{m['bytes_per_vector']} bytes/vector; default nprobe {p['nprobe']} rerank {p['rerank']}: "
+            f"{m['bytes_per_vector']} bytes/vector; default nprobe {p['nprobe']} rescore {p['rescore']}: "
             f"10-R@10 {p['recall_at_10']:.3f}, R@1 {p['recall_at_1']:.3f}, {p['qps']:.0f} QPS "
             f"(target {'met' if p['target_met'] else 'NOT met'}); built in {m['timings']['total_s']:.1f}s")
 
@@ -128,8 +118,13 @@ def run_list(args: argparse.Namespace) -> str:
 def augment_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
     p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
-    p.add_argument("--neighbours", type=int, default=1, metavar="N", help="top N neighbours averaged in (default 1)")
-    p.add_argument("--alpha", type=float, default=3.0, help="neighbours weigh cosine ** ALPHA (default 3)")
+    # The names of αQE's flags: both set an Expansion(n, alpha), DBA on the catalogue, αQE on the queries.
+    p.add_argument("--expand", type=int, default=1, metavar="N",
+                   help="each catalogue vector averaged with its top N neighbours (default 1)")
+    p.add_argument("--expand-alpha", type=float, default=3.0, metavar="ALPHA",
+                   help="neighbours weigh cosine ** ALPHA (default 3)")
+    add_deprecated_flag(p, "--neighbours", "--expand", type=int)
+    add_deprecated_flag(p, "--alpha", "--expand-alpha", type=float)
     p.add_argument("--batch-size", type=int, default=4096, help="vectors searched at once in a task")
     add_master_arg(p, submitted)
     add_spark_args(p)
@@ -140,7 +135,7 @@ def run_augment(args: argparse.Namespace) -> str:
     from lookalike.index import augment
     from lookalike.index.rerank import Expansion
     m = augment.run(augment.AugmentConfig(
-        store=args.store, embeddings=args.embeddings, expansion=Expansion(args.neighbours, args.alpha),
+        store=args.store, embeddings=args.embeddings, expansion=Expansion(args.expand, args.expand_alpha),
         master=args.master, batch_size=args.batch_size, storage_options=key_values(args.store_option, "--store-option"),
         spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option"))))
     if args.json:

@@ -57,7 +57,7 @@ def join_config(args: argparse.Namespace):
         store=args.store, index=args.index, index_version=args.version, base_embeddings=args.base_embeddings,
         query_embeddings=args.query_embeddings, query_images=args.query_images, query_texts=args.query_texts,
         self_join=args.self_join,
-        k=args.k, threshold=args.threshold, nprobe=args.nprobe, rerank=args.rerank,
+        k=args.k, threshold=args.threshold, nprobe=args.nprobe, rescore=args.rescore,
         expand=args.expand, expand_alpha=args.expand_alpha, verify=args.verify, shortlist=args.shortlist,
         with_metadata=args.with_metadata, run_id=args.run_id,
         master=args.master,

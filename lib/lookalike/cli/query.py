@@ -9,6 +9,7 @@ from typing import Any
 
 from lookalike.cli.args import (
     TOKEN_ENV,
+    add_deprecated_flag,
     add_expansion_args,
     add_index_arg,
     add_model_args,
@@ -23,7 +24,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.extras import require
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
-from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RERANK, MAX_VERIFIED
+from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RESCORE, MAX_VERIFIED
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,11 @@ def serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels-in-flight", type=int, default=160_000_000,
                    help="pixels decoded at once over all requests; a decode waits beyond it")
     p.add_argument("--max-batch", type=int, default=64, help="queries (vectors, ids, images, URIs) per request")
-    p.add_argument("--max-rerank", type=int, default=MAX_RERANK, help="largest rerank a request may ask for")
+    p.add_argument("--max-rescore", type=int, default=MAX_RESCORE, help="largest rescore a request may ask for")
+    add_deprecated_flag(p, "--max-rerank", "--max-rescore", type=int)
     p.add_argument("--max-nprobe", type=int, default=MAX_NPROBE, help="largest nprobe a request may ask for")
     p.add_argument("--max-candidates", type=int, default=MAX_CANDIDATES,
-                   help="queries × max(k, rerank) one request may ask for")
+                   help="queries × max(k, rescore) one request may ask for")
     p.add_argument("--max-verified", type=int, default=MAX_VERIFIED,
                    help="queries × shortlist one request may verify geometrically (the costliest step of a query)")
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds a request may take (also the "
@@ -114,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> None:
     # The settings first: a wrong one fails in one line before any version is loaded.
     token = read_token(args.token_file)
     UriAllowList(args.allow_uri)
-    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rerank=args.max_rerank, max_candidates=args.max_candidates,
+    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rescore=args.max_rescore, max_candidates=args.max_candidates,
                          max_verified=args.max_verified)
     api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
                       request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri), limits=limits)
@@ -147,7 +149,7 @@ def run_search(args: argparse.Namespace) -> str:
     settings = worker_settings(args, options)
     index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
                        model=settings.model)
-    common = {"filters": _filters(args.filter), "nprobe": args.nprobe, "rerank": args.rerank, "expand": args.expand,
+    common = {"filters": _filters(args.filter), "nprobe": args.nprobe, "rescore": args.rescore, "expand": args.expand,
               "expand_alpha": args.expand_alpha}
     by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
                 "weight_strength": args.weight_strength}
@@ -162,7 +164,7 @@ def run_search(args: argparse.Namespace) -> str:
     if args.ids:
         labels += args.ids
         results += index.search_ids(list(args.ids), args.k, **common, **by_image)
-    params = index.search_params(args.nprobe, args.rerank, args.expand, args.expand_alpha)
+    params = index.search_params(args.nprobe, args.rescore, args.expand, args.expand_alpha)
     if args.json:
         return json.dumps({"name": index.name, "version": index.version, "params": params.as_dict(),
                            **({"weighted_toward": focus.describe()} if focus else {}),
@@ -170,7 +172,7 @@ def run_search(args: argparse.Namespace) -> str:
                                        for q, hits in zip(labels, results, strict=True)]}, indent=2)
     expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
     toward = f", weighted toward {focus.name!r} ({focus.class_id}) at {focus.strength:g}" if focus else ""
-    lines = [f"index {index.name}/{index.version} (nprobe {params.nprobe}, rerank {params.rerank}{expansion}"
+    lines = [f"index {index.name}/{index.version} (nprobe {params.nprobe}, rescore {params.rescore}{expansion}"
              f"{toward}); rank, score, id"]
     for query, hits in zip(labels, results, strict=True):
         lines.append(f"{query}:")

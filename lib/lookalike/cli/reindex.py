@@ -48,10 +48,9 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
 def reindex_config(args: argparse.Namespace):
     from lookalike.pipelines.reindex import ReindexConfig
     # The two jobs' configs come from the same arguments; reindex decides publishing, resumption and mode.
-    args.no_incremental, args.embeddings, args.force, args.publish = False, None, False, False
-    args.incremental = not args.retrain
-    keep, args.keep = args.keep, None
-    return ReindexConfig(embed=embed_config(args), index=build_index_config(args), keep=keep,
+    index = build_index_config(args, embeddings=None, force=False, publish=False, keep=None,
+                               incremental=not args.retrain)
+    return ReindexConfig(embed=embed_config(args, incremental=True), index=index, keep=args.keep,
                          lease_ttl_s=args.lease_ttl, fresh=args.fresh, whiten=args.whiten,
                          whiten_sample=args.whiten_sample)
 

@@ -91,10 +91,33 @@ class EmbeddingsManifest(Manifest):
         return (self.get("config") or {}).get("model")
 
 
+# Names that versions published by older releases wrote, read under today's: the shortlist re-scored exactly
+# was "rerank" (a word index/rerank.py's re-ranking methods own now).
+LEGACY_SEARCH_NAMES = {"rerank": "rescore"}
+
+
+def _search_names_of_today(point: Any) -> Any:
+    if not isinstance(point, dict):
+        return point
+    renamed = {LEGACY_SEARCH_NAMES.get(k, k): v for k, v in point.items()}
+    if isinstance(renamed.get("params"), dict):
+        renamed["params"] = _search_names_of_today(renamed["params"])
+    return renamed
+
+
 class IndexManifest(Manifest):
     kind = "index"
     required = ("name", "version", "fingerprint_id", "dim", "ntotal", "factory", "default_search", "files",
                 "source")
+
+    def __init__(self, data: dict[str, Any], where: str):
+        data = dict(data)
+        for field in ("default_search", "operating_point"):
+            if field in data:
+                data[field] = _search_names_of_today(data[field])
+        if isinstance(data.get("recall_table"), list):
+            data["recall_table"] = [_search_names_of_today(row) for row in data["recall_table"]]
+        super().__init__(data, where)
 
     @property
     def name(self) -> str:

@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from lookalike.core.options import help_of
+
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
 
@@ -151,8 +153,8 @@ def python_reference() -> str:
                 default = "required" if field.default is dataclasses.MISSING and \
                     field.default_factory is dataclasses.MISSING else \
                     f"`{field.default!r}`" if field.default is not dataclasses.MISSING else "(made fresh)"
-                out.append(f"| `{field.name}` | `{_cell(str(field.type))}` | {_cell(default)} | "
-                           f"{_cell(meanings.get(field.name, ''))} |")
+                meaning = help_of(field) or meanings.get(field.name, "")  # an option's help, else its comment
+                out.append(f"| `{field.name}` | `{_cell(str(field.type))}` | {_cell(default)} | {_cell(meaning)} |")
             out += ["", *(f"- `{m}{_signature(v)}`: {_doc(v)}" for m, v in _methods(obj)), ""]
         elif inspect.isclass(obj):
             out += ["```python", f"{name}{_signature(obj)}", "```", "", _doc(obj), ""]

@@ -7,6 +7,7 @@ from typing import Any
 
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import EMBEDDINGS_PREFIX, RUN_ID_PATTERN, check_namespace
+from lookalike.core.options import option
 from lookalike.core.store import Store, redact
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -23,15 +24,22 @@ class EmbedConfig:
     run_id: str | None = None            # None: a new timestamped run; an existing id resumes that run
     master: str | None = "local[*]"      # a Spark master URL, "in-process", or None: spark-submit's
     storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options for s3:// etc.
-    images_per_task: int = 500
-    batch_size: int | None = None       # images per forward pass; None: 8 on a CPU, 64 on a GPU (engine)
-    io_threads: int = 2
-    max_error_rate: float = 0.05
+    images_per_task: int = option(500, "images per Spark task: a task is what a failure retries and a rerun skips "
+                                       "when committed")
+    batch_size: int | None = option(None, "images per forward pass (default 8 on a CPU, where a batch's activations "
+                                          "are the worker's memory; 64 on a GPU)", parse=int)
+    io_threads: int = option(2, "threads per task reading and decoding images (and extracting local features) while "
+                                "the model runs")
+    max_error_rate: float = option(0.05, "the share of images that may fail (errors table) before the run refuses "
+                                         "to commit")
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     incremental: bool = True             # carry over vectors of content already embedded by this model
-    rehash: bool = False                 # read and hash every image, trusting no listing (a weekly check)
-    images_in_flight: int | None = None  # per task: read/decoded/batched at once (None: the engine's default)
+    rehash: bool = option(False, "read and hash every image instead of trusting the listing's ETag/mtime (a weekly "
+                                 "check)")
+    images_in_flight: int | None = option(None, "per task, images read, decoded or batched at once: fewer bound a "
+                                                "worker's memory more tightly, more keep the model busier on a slow "
+                                                "store (default: 2 batches)", parse=int, metavar="N")
     # Keypoints beside each vector, for geometric verification of searches by image (None: vectors only).
     local_features: FeatureSettings | None = field(default_factory=FeatureSettings)
     spark_conf: dict[str, str] = field(default_factory=dict)

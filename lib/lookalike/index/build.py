@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import faiss
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lookalike.core.errors import ConfigError, InputError, JobFailed
+from lookalike.core.errors import InputError, JobFailed
 from lookalike.core.layout import (
     IDS_FILE,
     INDEX_FILE,
@@ -32,7 +32,8 @@ from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
-from lookalike.index.choice import CODES, FLAT_THRESHOLD, IndexChoice, choose_index, describe_factory
+from lookalike.index.choice import IndexChoice, choose_index, describe_factory
+from lookalike.index.config import BuildIndexConfig
 from lookalike.index.features import write_version_features
 from lookalike.index.footprint import VersionFootprint
 from lookalike.index.incremental import try_update
@@ -42,51 +43,10 @@ from lookalike.index.search import deserialize, write_exact_scorer
 from lookalike.index.tasks import AddTask, GroundTruthTask, ScanTask, TrainTask, save_npy
 
 log = logging.getLogger(__name__)
-GiB = 1 << 30
 
 
 class IndexInputError(InputError):
     """The embeddings cannot be indexed as they are; says what is wrong and how many rows."""
-
-
-@dataclass(frozen=True)
-class BuildIndexConfig:
-    """What `lookalike build-index` builds: from which embeddings version, in which memory, to which recall."""
-
-    store: str
-    name: str                            # the index's name: indexes/<name>/ in the store
-    embeddings: str | None = None        # "FINGERPRINT" or "FINGERPRINT/RUN_ID"; None: the store's only one
-    memory_budget: int = 4 * GiB
-    factory: str | None = None           # forces a Faiss factory string
-    codes: str = "auto"                  # "pq", "binary" (ITQ codes, Hamming shortlists) or the builder's choice
-    flat_threshold: int = FLAT_THRESHOLD
-    target_recall: float = 0.95          # 10-R@10 the default operating point must reach
-    min_recall: float = 0.0              # below this (best of the sweep), nothing is published
-    force: bool = False
-    publish: bool = False                # move LATEST to the new version
-    incremental: bool = False            # update LATEST (add new, drop removed) when the drift check passes
-    keep: int | None = None              # retention after publishing
-    queries: int = 1000                  # held-out queries for the recall table
-    k: int = 10
-    seed: int = 0
-    scratch_dir: str | None = None       # local files of the build; None: the cluster's local dirs, else /tmp
-    master: str | None = "local[*]"
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    spark_conf: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"index name {self.name!r}: give a name without '/'")
-        if self.memory_budget < 16 << 10:
-            raise ConfigError(f"memory_budget is in bytes; {self.memory_budget} is less than 16 KiB")
-        if not 0 <= self.min_recall <= 1 or not 0 < self.target_recall <= 1:
-            raise ConfigError("min_recall and target_recall are fractions in [0, 1]")
-        if self.queries < 1 or self.k < 1:
-            raise ConfigError("queries and k must be >= 1")
-        if self.codes not in CODES:
-            raise ConfigError(f"codes {self.codes!r}: give one of {', '.join(CODES)}")
-        if self.factory and self.codes != "auto":
-            raise ConfigError(f"--factory {self.factory} and --codes {self.codes} both say what to build: give one")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class ExportConfig:
 def run(config: ExportConfig) -> dict[str, Any]:
     """Write every shard's bundle (skipping those already complete and verified); returns a summary."""
     store = Store(config.store, config.storage_options)
-    manifest = publish.open_version(store, config.name, config.version)  # fails fast when missing
+    manifest = publish.read_index_manifest(store, config.name, config.version)  # fails fast when missing
     for url in config.destinations:  # an unwritable destination fails here in one line, not inside a Spark task
         Store(url, config.destination_options or config.storage_options).check_writable()
     started = time.perf_counter()
@@ -196,7 +196,7 @@ def _bundle_model_files(store: Store, dest: Store, layout: IndexLayout, model: d
 def verify_bundle(dest: Store, name: str, version: str | None = None) -> dict[str, Any]:
     """Check a bundle as it arrived on a host: READY present, every file's size and sha256 as its manifest
     says. Returns the manifest; raises VersionError naming the first problem."""
-    manifest = publish.open_version(dest, name, version)
+    manifest = publish.read_index_manifest(dest, name, version)
     layout = IndexLayout(dest, name, manifest["version"])
     if not dest.exists(layout.key(READY)):
         raise VersionError(f"{dest.child_url(layout.prefix)} has no {READY} marker: the export did not finish; "

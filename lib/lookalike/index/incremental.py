@@ -22,7 +22,7 @@ from lookalike.core.row_keys import KeyCollision, RowKeys, match_rows
 from lookalike.core.store import Store
 from lookalike.embed.versions import EmbeddingsVersion
 from lookalike.index.choice import IndexChoice
-from lookalike.index.publish import latest_version, open_version
+from lookalike.index.publish import latest_version, read_index_manifest
 from lookalike.index.reader import fetch_version
 from lookalike.index.search import deserialize
 from lookalike.index.tasks import training_fit
@@ -162,7 +162,7 @@ def try_update(name: str, factory: str | None, codes: str, store: Store, source:
     latest = latest_version(store, name)
     if latest is None:
         return None
-    m = open_version(store, name, latest)
+    m = read_index_manifest(store, name, latest)
     why_not = None
     if m["fingerprint_id"] != source.layout.fingerprint_id:
         why_not = f"the model changed ({m['fingerprint_id']} → {source.layout.fingerprint_id})"

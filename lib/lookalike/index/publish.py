@@ -68,7 +68,7 @@ def latest_version(store: Store, name: str) -> str | None:
 
 
 def set_latest(store: Store, name: str, version: str) -> None:
-    open_version(store, name, version)  # only a complete version can become LATEST
+    read_index_manifest(store, name, version)  # only a complete version can become LATEST
     try:
         previous = latest_version(store, name)
     except VersionError:
@@ -77,7 +77,7 @@ def set_latest(store: Store, name: str, version: str) -> None:
                                         "updated_at": utc_now()})
 
 
-def open_version(store: Store, name: str, version: str | None = None) -> IndexManifest:
+def read_index_manifest(store: Store, name: str, version: str | None = None) -> IndexManifest:
     """The manifest of a complete version (LATEST when none is named)."""
     version = version or latest_version(store, name)
     if version is None:

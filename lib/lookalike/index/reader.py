@@ -24,7 +24,7 @@ from lookalike.core.progress import progress
 from lookalike.core.store import Store
 from lookalike.index.features import VersionFeatures, load_version_features
 from lookalike.index.local_cache import default_cache_dir
-from lookalike.index.publish import VersionError, open_version
+from lookalike.index.publish import VersionError, read_index_manifest
 from lookalike.index.search import SearchParams, exact_scorer, search, write_exact_scorer
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def load_index_version(store: Store, name: str, version: str | None = None, cach
                        mmap: bool = True) -> IndexVersion:
     """Fetch a complete version (LATEST by default) into the cache, verify it, and open it. With mmap=False
     the index is read into memory (for callers that edit it)."""
-    manifest = open_version(store, name, version)
+    manifest = read_index_manifest(store, name, version)
     local = fetch_version(store, manifest, cache_dir or default_cache_dir())
     return open_local(local, manifest, mmap)
 

@@ -14,10 +14,10 @@ from lookalike.core.progress import Progress, progress
 from lookalike.index.choice import IndexChoice
 from lookalike.index.search import SearchParams, search
 
-RERANKS = (0, 50, 100, 200)
+RESCORES = (0, 50, 100, 200)
 # Hamming distances rank coarsely (a 128-bit code has 129 values): binary codes need longer shortlists, and
 # always one, for their scores to be cosines.
-BINARY_RERANKS = (50, 100, 200, 500, 1000)
+BINARY_RESCORES = (50, 100, 200, 500, 1000)
 
 
 class RecallTooLow(JobFailed):
@@ -61,29 +61,29 @@ def nprobe_values(choice: IndexChoice) -> list[int]:
 
 def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray,
           exact: faiss.Index, k: int, choice: IndexChoice) -> list[dict[str, Any]]:
-    """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rerank), re-scoring with `exact` (the version's
+    """recall@1, recall@10 (k-R@k) and QPS for each (nprobe, rescore), re-scoring with `exact` (the version's
     stored vectors as a scorer); stops raising nprobe once recall with the widest re-scoring stops improving."""
-    reranks = (0,) if choice.is_flat else BINARY_RERANKS if choice.is_binary else RERANKS
+    rescores = (0,) if choice.is_flat else BINARY_RESCORES if choice.is_binary else RESCORES
     nprobes = nprobe_values(choice)
     # How many settings are measured is known only at the end: the sweep stops when recall stops improving.
     with progress("index: recall sweep", None, "settings") as step:
-        return _sweep(index, queries, query_ids, truth, exact, k, nprobes, reranks, step)
+        return _sweep(index, queries, query_ids, truth, exact, k, nprobes, rescores, step)
 
 
 def _sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray, exact: faiss.Index,
-           k: int, nprobes: list[int], reranks: tuple[int, ...], step: Progress) -> list[dict[str, Any]]:
+           k: int, nprobes: list[int], rescores: tuple[int, ...], step: Progress) -> list[dict[str, Any]]:
     table = []
     last_best = -1.0
     for nprobe in nprobes:
         best_here = 0.0
-        for rerank in reranks:
-            params = SearchParams(nprobe=nprobe, rerank=rerank)
+        for rescore in rescores:
+            params = SearchParams(nprobe=nprobe, rescore=rescore)
             search(index, queries[: min(50, len(queries))], k + 1, params, exact)  # warm caches
             t0 = time.perf_counter()
             _, ids = search(index, queries, k + 1, params, exact)
             elapsed = time.perf_counter() - t0
             found = drop_self(ids, query_ids, k)
-            row = {"nprobe": nprobe, "rerank": rerank, "recall_at_1": recall_at(found, truth, 1),
+            row = {"nprobe": nprobe, "rescore": rescore, "recall_at_1": recall_at(found, truth, 1),
                    "recall_at_10": recall_at(found, truth, min(10, k)), "qps": round(len(queries) / elapsed, 1)}
             table.append(row)
             step.advance()
@@ -100,4 +100,4 @@ def choose_operating_point(table: list[dict[str, Any]], target: float) -> dict[s
     row = max(reaching, key=lambda r: r["qps"]) if reaching else max(
         table, key=lambda r: (r["recall_at_10"], r["qps"]))
     return {**row, "target_recall_at_10": target, "target_met": bool(reaching),
-            "params": SearchParams(row["nprobe"], row["rerank"]).as_dict()}
+            "params": SearchParams(row["nprobe"], row["rescore"]).as_dict()}

@@ -28,7 +28,7 @@ def use_threads_for(n_queries: int) -> None:
 @dataclass(frozen=True)
 class SearchParams:
     nprobe: int = 1
-    rerank: int = 0  # shortlist size re-scored exactly; 0 trusts the index's own (compressed) distances
+    rescore: int = 0  # shortlist size re-scored exactly; 0 trusts the index's own (compressed) distances
     expand: int = 0  # αQE: the query plus its top `expand` hits, weighted cos^expand_alpha, searched again
     expand_alpha: float = 3.0
 
@@ -37,7 +37,7 @@ class SearchParams:
         return Expansion(self.expand, self.expand_alpha)
 
     def as_dict(self) -> dict[str, int | float]:
-        return {"nprobe": self.nprobe, "rerank": self.rerank, "expand": self.expand,
+        return {"nprobe": self.nprobe, "rescore": self.rescore, "expand": self.expand,
                 "expand_alpha": self.expand_alpha}
 
 
@@ -64,7 +64,7 @@ def search_parameters(index: faiss.Index, params: SearchParams) -> faiss.SearchP
 
 
 def _refine_parameters(index: faiss.Index, params: SearchParams, k: int) -> faiss.IndexRefineSearchParameters:
-    k_factor = params.rerank / k
+    k_factor = params.rescore / k
     return _cached(index, ("refine", params.nprobe, k_factor), lambda: faiss.IndexRefineSearchParameters(
         k_factor=k_factor, base_index_params=search_parameters(index, params)))
 
@@ -167,7 +167,7 @@ def write_exact_scorer(vectors: np.ndarray, path: str, chunk_rows: int = 65_536)
 def search(index: faiss.Index, queries: np.ndarray, k: int, params: SearchParams,
            exact: faiss.Index | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (cosine scores, faiss ids) per query; -1 ids pad rows with fewer than k hits. With `exact` and
-    params.rerank > k, the index proposes rerank candidates and `exact` re-scores them. With params.expand, a
+    params.rescore > k, the index proposes rescore candidates and `exact` re-scores them. With params.expand, a
     first search finds the hits each query is expanded with (their vectors from `exact`, else the index), and
     the expanded queries are searched with the same parameters."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -202,8 +202,8 @@ def _search_once(index: faiss.Index, queries: np.ndarray, k: int, params: Search
         if exact is None:
             raise ValueError("a binary-code index ranks by Hamming distance: search it with the stored vectors "
                              "(exact) that re-score its shortlist")
-        params = replace(params, rerank=max(params.rerank, k))
-    elif exact is None or params.rerank <= k:
+        params = replace(params, rescore=max(params.rescore, k))
+    elif exact is None or params.rescore <= k:
         distances, ids = search_with(index, queries, k, search_parameters(index, params))
         return cosine(distances), ids
     # IndexRefine insists on equal sizes when built; the scorer may hold more rows (ids freed by incremental

@@ -188,7 +188,7 @@ def _built_from(store: Store, name: str, source: str) -> dict[str, Any] | None:
     for row in publish.list_versions(store, name):
         if not row["complete"]:
             continue
-        m = publish.open_version(store, name, row["version"])
+        m = publish.read_index_manifest(store, name, row["version"])
         if m.get("source", {}).get("embeddings") == f"embeddings/{source}":
             return m
     return None
@@ -199,7 +199,7 @@ def _same_content(store: Store, name: str, embedded: dict[str, Any]) -> bool:
     version = publish.latest_version(store, name)
     if version is None:
         return False
-    m = publish.open_version(store, name, version)
+    m = publish.read_index_manifest(store, name, version)
     if m["fingerprint_id"] != embedded["fingerprint_id"] or m["ntotal"] != embedded["counts"]["rows"]:
         return False
     c = embedded["counts"]

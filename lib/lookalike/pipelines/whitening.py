@@ -101,7 +101,7 @@ def _existing(store: Store, name: str, fingerprint_id: str, dim: int) -> str | N
     stem = whitening_stem(fingerprint_id, dim)
     latest = publish.latest_version(store, name)
     if latest is not None:
-        used = (publish.open_version(store, name, latest).get("model") or {}).get("whitening_uri")
+        used = (publish.read_index_manifest(store, name, latest).get("model") or {}).get("whitening_uri")
         if used and posixpath.basename(used).startswith(stem):
             return store.child_url(used) if is_relative(used) else used  # a key of this store, wherever it is now
     found = [k for k in store.list(WHITENING_PREFIX) if posixpath.basename(k).startswith(stem) and k.endswith(".npz")]

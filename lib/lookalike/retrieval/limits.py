@@ -17,12 +17,12 @@ class QueryError(InputError):
 
 
 MAX_K = 1000
-# Per-request bounds, so one request cannot take a worker's memory or minutes of its CPU: rerank 1e8 took 11.5 s
+# Per-request bounds, so one request cannot take a worker's memory or minutes of its CPU: rescore 1e8 took 11.5 s
 # and 3.5 GB, 1e13 a std::bad_alloc. The defaults sit well above every operating point the builder chooses
-# (nprobe ≤ 1,024, rerank ≤ 1,000); a worker can be started with other ones.
+# (nprobe ≤ 1,024, rescore ≤ 1,000); a worker can be started with other ones.
 MAX_NPROBE = 65_536
-MAX_RERANK = 10_000
-MAX_CANDIDATES = 200_000     # query rows × max(k, rerank) in one request: 20 queries at rerank 10,000
+MAX_RESCORE = 10_000
+MAX_CANDIDATES = 200_000     # query rows × max(k, rescore) in one request: 20 queries at rescore 10,000
 DEFAULT_SHORTLIST = 100      # verified candidates per query: 25 ms p50 on 2 cores (bench/verify.py)
 MAX_SHORTLIST = 1000         # candidates verified geometrically per query: ~0.25 ms each on a CPU core
 # Candidates verified in one request (queries × shortlist): verification is the costliest step of a query, so it
@@ -37,7 +37,7 @@ class QueryLimits:
 
     max_k: int = MAX_K
     max_nprobe: int = MAX_NPROBE
-    max_rerank: int = MAX_RERANK
+    max_rescore: int = MAX_RESCORE
     max_candidates: int = MAX_CANDIDATES
     max_expand: int = MAX_EXPAND
     max_shortlist: int = MAX_SHORTLIST
@@ -56,14 +56,14 @@ class QueryLimits:
             raise QueryError(f"k must be between 1 and {self.max_k}, got {k}")
         if not 1 <= params.nprobe <= self.max_nprobe:
             raise QueryError(f"nprobe must be between 1 and {self.max_nprobe}, got {params.nprobe}")
-        if not 0 <= params.rerank <= self.max_rerank:
-            raise QueryError(f"rerank must be between 0 and {self.max_rerank}, got {params.rerank}")
+        if not 0 <= params.rescore <= self.max_rescore:
+            raise QueryError(f"rescore must be between 0 and {self.max_rescore}, got {params.rescore}")
         if not 0 <= params.expand <= self.max_expand:
             raise QueryError(f"expand must be between 0 and {self.max_expand}, got {params.expand}")
         if not 0.0 <= params.expand_alpha <= MAX_EXPAND_ALPHA:
             raise QueryError(f"expand_alpha must be between 0 and {MAX_EXPAND_ALPHA:g}, got {params.expand_alpha}")
-        work = n_queries * max(k, params.rerank)
+        work = n_queries * max(k, params.rescore)
         if work > self.max_candidates:
-            raise QueryError(f"{n_queries} queries × {max(k, params.rerank):,} candidates each is {work:,}, above "
+            raise QueryError(f"{n_queries} queries × {max(k, params.rescore):,} candidates each is {work:,}, above "
                              f"the limit of {self.max_candidates:,} per request: send fewer queries at a time, or "
-                             "a smaller k or rerank")
+                             "a smaller k or rescore")

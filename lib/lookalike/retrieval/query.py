@@ -46,15 +46,15 @@ class Verification:
     settings: VerifySettings = VerifySettings()
 
 
-def params_for(version: IndexVersion, nprobe: int | None = None, rerank: int | None = None,
+def params_for(version: IndexVersion, nprobe: int | None = None, rescore: int | None = None,
                expand: int | None = None, expand_alpha: float | None = None) -> SearchParams:
     """The version's default operating point, with per-request overrides (bounded by QueryLimits.check)."""
     base = version.default_params
-    if (nprobe is not None and nprobe < 1) or (rerank is not None and rerank < 0):
-        raise QueryError("nprobe must be >= 1 and rerank >= 0")
+    if (nprobe is not None and nprobe < 1) or (rescore is not None and rescore < 0):
+        raise QueryError("nprobe must be >= 1 and rescore >= 0")
     if (expand is not None and expand < 0) or (expand_alpha is not None and not expand_alpha >= 0):
         raise QueryError("expand and expand_alpha must be >= 0")
-    return SearchParams(nprobe=nprobe or base.nprobe, rerank=base.rerank if rerank is None else rerank,
+    return SearchParams(nprobe=nprobe or base.nprobe, rescore=base.rescore if rescore is None else rescore,
                         expand=base.expand if expand is None else expand,
                         expand_alpha=base.expand_alpha if expand_alpha is None else expand_alpha)
 
@@ -173,7 +173,7 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
     # clustered vectors (tests/test_query.py), where probing the same lists did not.
     nprobe = math.ceil(params.nprobe / math.sqrt(fraction))
     # Keep the operating point's shortlist-to-k proportion for the enlarged k.
-    ratio = max(1.0, params.rerank / k) if params.rerank else 0.0
+    ratio = max(1.0, params.rescore / k) if params.rescore else 0.0
     for _ in range(SHORTLIST_ROUNDS):
         scores, ids = search(version.index, queries, shortlist,
                              SearchParams(nprobe, math.ceil(shortlist * ratio)),

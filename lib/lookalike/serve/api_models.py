@@ -3,9 +3,10 @@ schema)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
 from lookalike.retrieval.limits import (
@@ -14,7 +15,7 @@ from lookalike.retrieval.limits import (
     MAX_EXPAND_ALPHA,
     MAX_K,
     MAX_NPROBE,
-    MAX_RERANK,
+    MAX_RESCORE,
     MAX_SHORTLIST,
 )
 
@@ -42,13 +43,38 @@ WEIGHT_CLASS = ("image, URI and id queries: like this image, but weighted toward
 WEIGHT_STRENGTH = "how far the class weighting goes: 0 = plain search, 1 (the default) = only where the class is seen"
 
 
+log = logging.getLogger(__name__)
+
+# Field names of an older release, accepted for one more: old name → today's.
+DEPRECATED_FIELDS = {"rerank": "rescore"}
+_warned: set[str] = set()  # each deprecated name is logged once per process, not once per request
+
+
+def accept_deprecated_names(fields: dict[str, Any]) -> dict[str, Any]:
+    """Today's names for a request's deprecated ones (a warning in the worker's log); both at once is an error."""
+    for old, new in DEPRECATED_FIELDS.items():
+        if old in fields:
+            if fields.get(new) is not None:
+                raise ValueError(f"{old} is the deprecated name of {new}: give {new} alone")
+            if old not in _warned:
+                _warned.add(old)
+                log.warning("requests use the deprecated field %r: use %r", old, new)
+            fields = {**{k: v for k, v in fields.items() if k != old}, new: fields[old]}
+    return fields
+
+
 class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        return accept_deprecated_names(data) if isinstance(data, dict) else data
 
     # JSON's true is no 1 (Count), and 1 is no true (strict booleans)
     k: Count = Field(10, ge=1, le=MAX_K, description="hits per query")
     nprobe: count(1, MAX_NPROBE) | None = Field(None, description="inverted lists probed (default: the manifest's)")
-    rerank: count(0, MAX_RERANK) | None = Field(None, description="shortlist re-scored exactly (default: the "
+    rescore: count(0, MAX_RESCORE) | None = Field(None, description="shortlist re-scored exactly (default: the "
                                                                   "manifest's)")
     expand: count(0, MAX_EXPAND) | None = Field(None, description="query expansion (αQE): the query averaged with "
                                                                   "its top `expand` hits, then searched again; 0 = off "

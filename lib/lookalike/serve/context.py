@@ -41,7 +41,7 @@ class ApiSettings:
     max_batch: int = 64                   # queries per request
     request_timeout_s: float = 30.0
     allow_uri_prefixes: tuple[str, ...] = ()  # URI search reads only under these; none: URI search is off
-    limits: QueryLimits = DEFAULT_LIMITS  # k, nprobe, rerank and candidates per request
+    limits: QueryLimits = DEFAULT_LIMITS  # k, nprobe, rescore and candidates per request
 
 
 @dataclass(frozen=True)
@@ -134,4 +134,4 @@ def id_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:
 
 
 def params_of(v: IndexVersion, options: SearchOptions) -> SearchParams:
-    return params_for(v, options.nprobe, options.rerank, options.expand, options.expand_alpha)
+    return params_for(v, options.nprobe, options.rescore, options.expand, options.expand_alpha)

@@ -15,7 +15,7 @@ from lookalike.retrieval.limits import (
     MAX_EXPAND_ALPHA,
     MAX_K,
     MAX_NPROBE,
-    MAX_RERANK,
+    MAX_RESCORE,
     MAX_SHORTLIST,
     QueryError,
 )
@@ -28,7 +28,9 @@ async def image_search_form(
         request: Request,
         k: Annotated[int, Form(ge=1, le=MAX_K, description="hits per query")] = 10,
         nprobe: Annotated[int | None, Form(ge=1, le=MAX_NPROBE, description="inverted lists probed")] = None,
-        rerank: Annotated[int | None, Form(ge=0, le=MAX_RERANK, description="shortlist re-scored exactly")] = None,
+        rescore: Annotated[int | None, Form(ge=0, le=MAX_RESCORE, description="shortlist re-scored exactly")] = None,
+        rerank: Annotated[int | None, Form(ge=0, le=MAX_RESCORE, deprecated=True,
+                                           description="deprecated name of rescore")] = None,
         expand: Annotated[int | None, Form(ge=0, le=MAX_EXPAND, description="αQE neighbours (0: off)")] = None,
         expand_alpha: Annotated[float | None, Form(ge=0, le=MAX_EXPAND_ALPHA, description="αQE exponent")] = None,
         verify: Annotated[bool, Form(description="verify each shortlist geometrically")] = True,
@@ -40,9 +42,10 @@ async def image_search_form(
     """The form's options, as strictly validated as a JSON body's (filters arrive as JSON text)."""
     if (await request.form()).get("weight_class") == "":  # multipart drops empty fields silently: say so instead
         raise QueryError("weight_class is empty: give a class name or id, or leave the field out")
-    return form_options(k=k, nprobe=nprobe, rerank=rerank, expand=expand, expand_alpha=expand_alpha, verify=verify,
+    renamed = {"rerank": rerank} if rerank is not None else {}
+    return form_options(k=k, nprobe=nprobe, rescore=rescore, expand=expand, expand_alpha=expand_alpha, verify=verify,
                         shortlist=shortlist, filters=filters, weight_class=weight_class,
-                        weight_strength=weight_strength)
+                        weight_strength=weight_strength, **renamed)
 
 
 def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptions:

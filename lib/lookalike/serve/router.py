@@ -50,7 +50,7 @@ def create_router(settings: RouterSettings) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def options_of(body) -> dict[str, Any]:
-        return body.model_dump(include={"k", "nprobe", "rerank", "expand", "expand_alpha", "filters"},
+        return body.model_dump(include={"k", "nprobe", "rescore", "expand", "expand_alpha", "filters"},
                                exclude_none=True)
 
     def weighting_of(body) -> Any:

@@ -42,10 +42,10 @@ def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: 
         if model is None:
             continue
         props = model["properties"]
-        # The work limit is queries × max(k, rerank): the schema gives each query of a full batch its share.
+        # The work limit is queries × max(k, rescore): the schema gives each query of a full batch its share.
         share = max(1, limits.max_candidates // props[BATCHED[name]]["maxItems"])
         props["k"]["maximum"] = min(limits.max_k, share)
-        props["rerank"]["anyOf"][0]["maximum"] = min(limits.max_rerank, share)
+        props["rescore"]["anyOf"][0]["maximum"] = min(limits.max_rescore, share)
         props["nprobe"]["anyOf"][0]["maximum"] = limits.max_nprobe
         # Verification has its own budget, queries × shortlist: likewise shared out over a full batch.
         props["shortlist"]["anyOf"][0]["maximum"] = min(limits.max_shortlist, max(

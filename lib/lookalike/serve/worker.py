@@ -17,7 +17,7 @@ from lookalike.embed.provenance import of_index
 from lookalike.image.budget import PixelBudget
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from lookalike.index.footprint import cached_bytes
-from lookalike.index.publish import latest_version, open_version
+from lookalike.index.publish import latest_version, read_index_manifest
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
 from lookalike.index.status import current_since
 from lookalike.model.loading import cached_model
@@ -132,7 +132,7 @@ class ServedIndex:
 
     def _load(self, version: str) -> None:
         with self._lock:  # one load at a time; requests never take this lock
-            manifest = open_version(self.store, self.settings.name, version)
+            manifest = read_index_manifest(self.store, self.settings.name, version)
             embedder = self._embedder_for(manifest)
             self._make_room(manifest)
             local = fetch_version(self.store, manifest, self.settings.cache_dir)
