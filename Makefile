@@ -10,7 +10,7 @@ BROWSER := chromium chromium-driver
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: venv browser demo test lint bench clean dag-check image image-check docs
+.PHONY: venv browser demo test test-fast lint bench clean dag-check image image-check docs
 
 venv: $(STAMP)
 
@@ -40,7 +40,13 @@ test: venv browser dag-check $(AZURITE)
 	$(BIN)/ruff check lib jobs tests bench deploy examples
 	$(BIN)/lint-imports
 	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir "$$site" && rm -rf "$$site"
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
+
+# What a developer runs on every change (under two minutes): lint, then the tests that need no cluster, no
+# registry and no long run. `make test` runs everything.
+test-fast: venv $(AZURITE)
+	$(BIN)/ruff check lib jobs tests bench deploy examples
+	$(BIN)/python -m pytest -q -m "not slow and not cluster and not network" $(PYTEST_ARGS)
 
 # The documentation site (docs/, references generated from the code) into site/.
 docs: venv

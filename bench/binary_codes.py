@@ -18,21 +18,17 @@ coarse-to-fine design (Lin et al. 2015: 2.5M images, top 1,000).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
+import faiss
 import numpy as np
+from benchkit.record import add_out_arg, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import faiss  # noqa: E402
-
-from lookalike.dev.synthetic import clustered_vectors  # noqa: E402
-from lookalike.index.choice import ID_BYTES, choose_index, coarse_lists  # noqa: E402
-from lookalike.index.recall import recall_at  # noqa: E402
-from lookalike.index.search import SearchParams, exact_scorer, search, serialize  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors
+from lookalike.index.choice import ID_BYTES, choose_index, coarse_lists
+from lookalike.index.recall import recall_at
+from lookalike.index.search import SearchParams, exact_scorer, search, serialize
 
 NPROBES = (8, 16, 32, 64)
 SHORTLISTS = {"pq": (0, 50, 100, 200, 500), "binary": (50, 100, 200, 500, 1000, 2000)}
@@ -151,14 +147,13 @@ def main() -> int:
     p.add_argument("--bytes", default="16,32", help="code bytes a vector (PQm with m = bytes; ITQ with 8 × bytes)")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--json", help="write every figure here")
+    add_out_arg(p)
     args = p.parse_args()
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         results += run_size(n, args.d, tuple(int(b) for b in args.bytes.split(",")), args.queries, args.seed)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    record(args, results)
     return 0
 
 

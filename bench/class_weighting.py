@@ -35,14 +35,12 @@ import numpy as np
 from PIL import Image
 from scipy.stats import binomtest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from lookalike.dev.datasets import concept_icons  # noqa: E402
-from lookalike.model.class_weighting import ClassFocus  # noqa: E402
-from lookalike.model.imagenet import imagenet_classifier  # noqa: E402
-from lookalike.model.loading import load_model  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
+from lookalike.dev.datasets import concept_icons
+from lookalike.model.class_weighting import ClassFocus
+from lookalike.model.imagenet import imagenet_classifier
+from lookalike.model.loading import load_model
+from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.embedder import QueryEmbedder
 
 CONCEPT_CLASSES = {
     "ambulance": "ambulance", "balloon": "balloon", "barrel": "barrel", "bike": "mountain bike",

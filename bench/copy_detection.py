@@ -21,16 +21,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+from benchkit.recipes import WHITEN_DIM, Judge, embed_all, sign_test, spec_of, training_split_of
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
-from quality import WHITEN_DIM, Judge, embed_all, sign_test, spec_of, training_split_of  # noqa: E402
-
-from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
-from lookalike.dev.datasets import simple_icons_catalogue  # noqa: E402
+from lookalike.dev.alterations import ALTERATIONS, altered
+from lookalike.dev.datasets import simple_icons_catalogue
 
 
 def main() -> int:

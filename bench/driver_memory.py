@@ -13,24 +13,22 @@ during each build; Spark's JVM and the Python workers are other processes and no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit.memory import RssSampler, current_rss
+from benchkit.record import record
+from benchkit.synthetic_index import FINGERPRINT, add_build_args, write_version_streaming
 
-from ondisk_merge import FINGERPRINT, RssSampler, add_build_args, current_rss, write_version_streaming  # noqa: E402
-
-from lookalike.core.layout import EmbeddingsLayout  # noqa: E402
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_parts  # noqa: E402
-from lookalike.embed.versions import open_version, read_vectors  # noqa: E402
-from lookalike.index import build as index_build  # noqa: E402
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
+from lookalike.core.layout import EmbeddingsLayout
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_parts
+from lookalike.embed.versions import open_version, read_vectors
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
 
 
 def write_night_two(store: Store, n: int, d: int, seed: int) -> tuple[int, int]:
@@ -95,8 +93,7 @@ def main() -> int:
               f"({', '.join(f'{k[:-2]} {v:.0f}' for k, v in t.items() if k != 'total_s')}); 10-R@10 "
               f"{r['recall_at_10']:.3f}; driver peak RSS {r['peak_rss_gib']:.2f} GiB, anonymous "
               f"{r['peak_anon_gib']:.2f} GiB", flush=True)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"n": args.n, "d": args.d, **results}, indent=2))
+    record(args, {"n": args.n, "d": args.d, **results})
     return 0
 
 

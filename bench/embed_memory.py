@@ -16,10 +16,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from benchkit.memory import one_run
 
 SETTINGS = {  # name: (fold batch norms, batch size)
     "before: unfolded, batch 32": (False, 32),
@@ -27,30 +26,6 @@ SETTINGS = {  # name: (fold batch norms, batch size)
     "folded, batch 16": (True, 16),
     "folded, batch 8 (default)": (True, 8),
 }
-
-
-def one_run(table: str, fold: bool, batch: int, threads: int, io_threads: int = 2) -> dict:
-    """One engine run over the table's images in this process: img/s, peak RSS (VmHWM) and peak address space
-    (VmPeak, what an RLIMIT_AS caps)."""
-    import pyarrow.parquet as pq
-    import torch
-
-    from lookalike.embed.engine import EmbeddingEngine
-    from lookalike.image.feature_spec import FeatureSettings
-    from lookalike.model.loading import load_model
-    from lookalike.model.spec import ModelSpec
-
-    torch.set_num_threads(threads)
-    uris = pq.read_table(table)["uri"].to_pylist()
-    engine = EmbeddingEngine(load_model(ModelSpec(), "cpu", fold_norms=fold), batch_size=batch,
-                             io_threads=io_threads, local_features=FeatureSettings())
-    t0 = time.perf_counter()
-    done = sum(1 for _ in engine.run(uris))
-    elapsed = time.perf_counter() - t0
-    with open("/proc/self/status") as f:
-        status = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmHWM", "VmPeak"))}
-    return {"images": done, "images_per_s": done / elapsed, "peak_rss_mb": status["VmHWM"] // 1024,
-            "peak_address_space_mb": status["VmPeak"] // 1024}
 
 
 def main() -> None:

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import torch
+from benchkit.record import add_out_arg, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from lookalike.embed.catalogue import load_catalogue  # noqa: E402
-from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
-from lookalike.image.decode import decode, to_tensor  # noqa: E402
-from lookalike.image.feature_spec import FeatureSettings  # noqa: E402
-from lookalike.model.backbones import BACKBONES  # noqa: E402
+from lookalike.embed.catalogue import load_catalogue
+from lookalike.embed.engine import EmbeddingEngine
+from lookalike.image.decode import decode, to_tensor
+from lookalike.image.feature_spec import FeatureSettings
+from lookalike.model.backbones import BACKBONES
 from lookalike.model.loading import load_model, pick_device
 from lookalike.model.spec import DEFAULT_MODEL, ModelSpec
 
@@ -126,7 +125,7 @@ def main() -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--no-spark", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--json-out")
+    add_out_arg(p)
     args = p.parse_args()
 
     device = pick_device("0") if args.device == "cuda" else torch.device("cpu")
@@ -161,8 +160,7 @@ def main() -> int:
             result[f"median_{key}"] = statistics.median(row[key] for row in rounds)
     print("median: " + "  ".join(f"{k.removeprefix('median_')} {v:.2f}" for k, v in result.items()
                                   if k.startswith("median_")))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    record(args, result)
     return 0
 
 

@@ -16,16 +16,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from benchkit.recipes import spec_of
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from quality import spec_of  # noqa: E402
-
-from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
-from lookalike.model.loading import load_model  # noqa: E402
+from lookalike.embed.engine import EmbeddingEngine
+from lookalike.model.loading import load_model
 
 
 def main() -> int:

@@ -21,18 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
+from benchkit.record import add_out_arg, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import faiss  # noqa: E402
-
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
-from lookalike.index import build as index_build  # noqa: E402
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
-from lookalike.index.reader import load_index_version  # noqa: E402
-from lookalike.index.recall import drop_self, recall_at  # noqa: E402
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.reader import load_index_version
+from lookalike.index.recall import drop_self, recall_at
 
 AUTOFAISS_VENV = Path(__file__).resolve().parent / ".autofaiss-venv"
 AUTOFAISS_REQUIREMENTS = ["numpy<2", "faiss-cpu==1.8.0", "pyarrow<17", "autofaiss", "packaging"]
@@ -87,7 +85,7 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--no-autofaiss", action="store_true")
-    p.add_argument("--json-out")
+    add_out_arg(p)
     args = p.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = Path(tempfile.mkdtemp(prefix="lookalike-index-bench-"))
@@ -143,8 +141,7 @@ def main() -> int:
               f"{ours['build_s'] / af['build_s']:.2f}  "
               f"index bytes ours/autofaiss {ours['index_bytes'] / af['bytes']:.2f}")
         result["autofaiss"] = af
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    record(args, result)
     return 0
 
 

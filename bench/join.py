@@ -20,22 +20,19 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
+import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import faiss  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from lookalike.batch import join  # noqa: E402
-from lookalike.batch.join import JoinConfig  # noqa: E402
-from lookalike.core.spark import IN_PROCESS  # noqa: E402
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.batch import join
+from lookalike.batch.join import JoinConfig
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
 from lookalike.index import build as index_build
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
-from lookalike.index.reader import load_index_version  # noqa: E402
-from lookalike.index.search import search  # noqa: E402
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.reader import load_index_version
+from lookalike.index.search import search
 
 K = 10
 

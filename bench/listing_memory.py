@@ -21,10 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ondisk_merge import anonymous_rss  # noqa: E402
+from benchkit.memory import anonymous_rss
 
 
 def make_folder(root: Path, n: int) -> None:

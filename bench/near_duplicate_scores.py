@@ -20,17 +20,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from lookalike.dev.datasets import simple_icons_catalogue  # noqa: E402
-from lookalike.embed.engine import EmbeddingEngine  # noqa: E402
-from lookalike.model.loading import cached_model  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.model.whitening import learn  # noqa: E402
+from lookalike.dev.datasets import simple_icons_catalogue
+from lookalike.embed.engine import EmbeddingEngine
+from lookalike.model.loading import cached_model
+from lookalike.model.spec import ModelSpec
+from lookalike.model.whitening import learn
 
 
 def embed(uris: list[str], model: str | None) -> np.ndarray:

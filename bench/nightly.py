@@ -5,7 +5,7 @@ Night 2 must read only the new and changed objects (its bytes read against their
 night 1 (the ratio of wall times, both on the same machine in the same run). Run on a local-folder catalogue and
 on an S3 server on 127.0.0.1 (moto, in this process); the catalogue is real marks (simple-icons, rendered with
 resvg) under deterministic alterations (lookalike.dev.alterations), small PNGs like a trademark register's.
-Prints each night's counters, stage times and the embed workers' peak RSS; --json writes them.
+Prints each night's counters, stage times and the embed workers' peak RSS; --out records them.
 
   python bench/nightly.py                                   # 200,000 on the folder store, 20,000 on S3
   python bench/nightly.py --images 20000 --s3-images 2000   # a shorter run
@@ -14,26 +14,22 @@ Prints each night's counters, stage times and the embed workers' peak RSS; --jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchkit.record import add_out_arg, record
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from PIL import Image  # noqa: E402
-
-from lookalike.dev.alterations import ALTERATIONS, altered, recolour  # noqa: E402
-from lookalike.dev.datasets import SIMPLE_ICONS, fetch_npm_package, render_svg  # noqa: E402
-from lookalike.embed import job as embed  # noqa: E402
-from lookalike.embed.config import EmbedConfig  # noqa: E402
-from lookalike.image.feature_spec import FeatureSettings  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
+from lookalike.dev.alterations import ALTERATIONS, altered, recolour
+from lookalike.dev.datasets import SIMPLE_ICONS, fetch_npm_package, render_svg
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.image.feature_spec import FeatureSettings
+from lookalike.model.spec import ModelSpec
 
 CHANGE, ADD = 0.005, 0.005
 NAMES = sorted(ALTERATIONS)
@@ -147,7 +143,7 @@ def main() -> None:
     p.add_argument("--no-local-features", dest="local_features", action="store_false",
                    help="vectors only (night 2 then copies no features parts either)")
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench-nightly")
-    p.add_argument("--json", type=Path, default=None)
+    add_out_arg(p)
     args = p.parse_args()
 
     base = marks(args.data, args.size)
@@ -174,8 +170,7 @@ def main() -> None:
               f"({r['changed']:,} changed, {r['added']:,} added, {r['changed_and_added_bytes'] / 1e6:.2f} MB): "
               f"{r['bytes_read_ratio']:.3f}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    record(args, results)
 
 
 if __name__ == "__main__":

@@ -13,41 +13,22 @@ reports build stages, the driver's peak memory, sizes on disk, and search on the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
+from benchkit.memory import RssSampler, current_rss
+from benchkit.record import record
+from benchkit.synthetic_index import FINGERPRINT, add_build_args, version_parts, write_version_streaming
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import faiss  # noqa: E402
-
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_parts  # noqa: E402
-from lookalike.index import build as index_build  # noqa: E402
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
-from lookalike.index.reader import load_index_version  # noqa: E402
-
-FINGERPRINT = "synthetic-ondisk"
-
-
-def write_version_streaming(store: Store, n: int, d: int, parts: int, seed: int) -> np.ndarray:
-    """One part at a time (each its own seeded slice of one mixture); returns 1,000 query vectors."""
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    queries = []
-
-    def generate():
-        for p in range(parts):
-            x = clustered_vectors(int(bounds[p + 1] - bounds[p]), d, clusters=max(64, n // 2000), seed=seed, part=p)
-            queries.append(x[:: max(1, len(x) // (1000 // parts + 1))][: 1000 // parts + 1])
-            yield x
-    write_embeddings_parts(store, generate(), d, run_id="bench", fingerprint_id=FINGERPRINT)
-    return np.concatenate(queries)[:1000]
+from lookalike.core.store import Store
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.reader import load_index_version
 
 
 def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) -> float:
@@ -61,63 +42,6 @@ def exact_qps(store: Store, parts: list[str], queries: np.ndarray, k: int = 10) 
         flat.search(queries, k)
         spent += time.perf_counter() - t0
     return len(queries) / spent
-
-
-class RssSampler:
-    """Peak resident memory of this process (the Spark driver) while a block runs, sampled every 50 ms:
-    ru_maxrss would also count the data generation before it."""
-
-    def __init__(self):
-        self.peak = 0
-        self.peak_anon = 0  # without mapped files, which the page cache can drop: what must fit in memory
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self):
-        self.peak = max(self.peak, current_rss())
-        self.peak_anon = max(self.peak_anon, anonymous_rss())
-
-    def _run(self):
-        while not self._stop.wait(0.05):
-            self._sample()
-
-    def __enter__(self):
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    @property
-    def peak_gib(self) -> float:
-        return self.peak / 2**30
-
-
-def anonymous_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def add_build_args(p: argparse.ArgumentParser, budget_mib: int, budget_help: str) -> None:
-    """The 10M build's data and index arguments, shared with bench/driver_memory.py."""
-    p.add_argument("--n", type=int, default=10_000_000)
-    p.add_argument("--d", type=int, default=128)
-    p.add_argument("--parts", type=int, default=20)
-    p.add_argument("--factory", default="OPQ32_128,IVF4096,PQ32")
-    p.add_argument("--budget-mib", type=int, default=budget_mib, help=budget_help)
-    p.add_argument("--master", default="local[2]")
-    p.add_argument("--json-out")
 
 
 def main() -> int:
@@ -158,18 +82,12 @@ def main() -> int:
     print(f"search    mmap'd lists, {point['params']}: 10-R@10 {point['recall_at_10']:.3f} (build's held-out "
           f"queries)  {ours:,.0f} QPS ({cold:,.0f} on the first, cold pass)   exact {exact:,.1f} QPS   "
           f"ours/exact {ours / exact:,.0f}×")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "n": args.n, "d": args.d, "factory": manifest["factory"], "on_disk": manifest["on_disk"],
-            "timings": t, "driver_peak_rss_gib": driver_peak,
-            "driver_peak_anon_gib": rss.peak_anon / 2**30, "files": sizes, "operating_point": point,
-            "qps": ours, "cold_qps": cold, "exact_qps": exact}, indent=2))
+    record(args, {
+        "n": args.n, "d": args.d, "factory": manifest["factory"], "on_disk": manifest["on_disk"],
+        "timings": t, "driver_peak_rss_gib": driver_peak,
+        "driver_peak_anon_gib": rss.peak_anon / 2**30, "files": sizes, "operating_point": point,
+        "qps": ours, "cold_qps": cold, "exact_qps": exact})
     return 0
-
-
-def version_parts(store: Store) -> list[str]:
-    from lookalike.embed.versions import open_version
-    return open_version(store, FINGERPRINT, "bench").parts
 
 
 if __name__ == "__main__":

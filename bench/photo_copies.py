@@ -13,19 +13,14 @@ import argparse
 import io
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import skimage.data
+from benchkit.recipes import spec_of
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from lookalike.model.loading import cached_model  # noqa: E402
-from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import spec_of  # noqa: E402
+from lookalike.model.loading import cached_model
+from lookalike.retrieval.embedder import QueryEmbedder
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coins",
           "colorwheel", "camera", "horse", "brick", "grass", "gravel", "page", "text", "moon", "retina")

@@ -13,25 +13,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from benchkit.memory import RssSampler, anonymous_rss, current_rss
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ondisk_merge import RssSampler, anonymous_rss, current_rss  # noqa: E402
-
-from lookalike.core.layout import EmbeddingsLayout  # noqa: E402
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.synthetic import write_embeddings_version  # noqa: E402
-from lookalike.embed.config import EmbedConfig  # noqa: E402
-from lookalike.embed.plan import write_plan  # noqa: E402
-from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG  # noqa: E402
+from lookalike.core.layout import EmbeddingsLayout
+from lookalike.core.store import Store
+from lookalike.dev.synthetic import write_embeddings_version
+from lookalike.embed.config import EmbedConfig
+from lookalike.embed.plan import write_plan
+from lookalike.embed.source_tags import LISTED_SHA, SOURCE_TAG
 
 
 def main() -> None:

@@ -18,10 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from embed_memory import one_run  # noqa: E402  (the same engine run, with the shipped IO threads)
+from benchkit.memory import one_run
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ concurrency, and the http/in-process ratios. Every cell runs for --seconds; the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,22 +23,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
+from benchkit.record import add_out_arg, record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-import httpx  # noqa: E402
-
-from lookalike.core.spark import IN_PROCESS  # noqa: E402
-from lookalike.core.store import Store  # noqa: E402
-from lookalike.dev.datasets import logo_variant, simple_icons_catalogue  # noqa: E402
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version  # noqa: E402
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.datasets import logo_variant, simple_icons_catalogue
+from lookalike.dev.net import free_port
+from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
-from lookalike.index import build as index_build  # noqa: E402
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
-from lookalike.retrieval.query import params_for, search_vectors  # noqa: E402
-from lookalike.serve.worker import ServedIndex, WorkerSettings  # noqa: E402
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.retrieval.query import params_for, search_vectors
+from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 CONCURRENCY = (1, 4, 16)
 K = 10
@@ -84,7 +82,7 @@ def http_client(url: str, path: str, body: Callable[[int], dict]) -> Callable[[i
 
 
 def start_worker(store: Path, name: str, cache: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", "serve", "--store", str(store), "--name", name,
                              "--port", str(port), "--cache-dir", str(cache), "--max-batch", "256"],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -99,13 +97,6 @@ def start_worker(store: Path, name: str, cache: Path, log: Path) -> tuple[subpro
         except httpx.TransportError:
             time.sleep(0.2)
     raise TimeoutError("the worker did not start")
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def vector_workload(work: Path, n: int, d: int) -> tuple[Path, np.ndarray]:
@@ -167,11 +158,30 @@ def bench_index(kind: str, store: Path, name: str, work: Path, seconds: float, q
         def body(i: int) -> dict:
             return {"files": {"images": ("q.jpg", uploads[i % len(uploads)], "image/jpeg")}, "data": {"k": str(K)}}
     proc, url = start_worker(store, name, work / "cache-http", work / f"worker-{name}.log")
+    model = m["fingerprint_id"].rsplit("-", 1)[0]
+    what = (f"by vector: {m['ntotal']:,} × {m['dim']}, {m['factory']}, nprobe {params.nprobe}, "
+            f"rescore {params.rescore}" if kind == "vector" else
+            f"by image: {m['ntotal']:,} logos, JPEG upload, {model} on CPU")
     try:
-        return run_pair(kind, http_client(url, f"/search/{kind}s", body), local, seconds)
+        return [{**row, "described": what} for row in
+                run_pair(kind, http_client(url, f"/search/{kind}s", body), local, seconds)]
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def table(rows: list[dict]) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    out = ["| workload | clients | HTTP QPS | p50 / p99 ms | in-process QPS | p50 / p99 ms | QPS ratio |",
+           "|---|---|---|---|---|---|---|"]
+    shown = None
+    for r in rows:
+        h, p = r["http"], r["in_process"]
+        out.append(f"| {r['described'] if r['described'] != shown else ''} | {r['clients']} | {h['qps']:,.1f} | "
+                   f"{h['p50_ms']:.3g} / {h['p99_ms']:.3g} | {p['qps']:,.1f} | {p['p50_ms']:.3g} / {p['p99_ms']:.3g} | "
+                   f"{r['qps_ratio']:.2f} |")
+        shown = r["described"]
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -182,7 +192,7 @@ def main() -> int:
     p.add_argument("--logos", type=int, default=500)
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each measured cell")
     p.add_argument("--only", choices=("vector", "image"), default=None, help="run one workload")
-    p.add_argument("--json", default=None, help="also write the figures to this file")
+    add_out_arg(p)
     args = p.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -196,8 +206,7 @@ def main() -> int:
     if args.only in (None, "image"):
         logo_store, uploads = image_workload(work, args.logos)
         results += bench_index("image", logo_store, "logos", work, args.seconds, uploads=uploads)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    record(args, results, table(results))
     print("\nratio = http / in-process on the same index, queries and concurrency (QPS: higher is better for "
           "http; p50: lower is)")
     return 0

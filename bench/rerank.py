@@ -34,19 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
+from benchkit.recipes import add_tuned_recipe_args, embed_all, exact, recipe_and_cache, sign_test, tune_and_report_rows
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import faiss  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from quality import add_tuned_recipe_args, embed_all, recipe_and_cache, sign_test, tune_and_report_rows  # noqa: E402
-
-from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
-from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
-from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, expand, k_reciprocal_rerank  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.model.whitening import learn  # noqa: E402
+from lookalike.batch.metrics import judge_queries, summary
+from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue
+from lookalike.index.rerank import Expansion, KReciprocal, NeighbourLists, expand, k_reciprocal_rerank
+from lookalike.model.spec import ModelSpec
+from lookalike.model.whitening import learn
 
 SHORTLIST = 100
 SHOWN = ("precision@1", "recall@10", "map")
@@ -63,13 +58,6 @@ def vectors(data: Path, cache: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
-
-
-def exact(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    flat = faiss.IndexFlatIP(x.shape[1])
-    flat.add(np.ascontiguousarray(x, dtype=np.float32))
-    scores, ids = flat.search(np.ascontiguousarray(q, dtype=np.float32), k)
-    return ids, scores
 
 
 class Bench:

@@ -10,17 +10,13 @@ with exact re-scoring, the query worker's common case; interleaved rounds, media
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
+from benchkit.one_query_index import add_index_args, build
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from one_query_index import add_index_args, build  # noqa: E402
-
-from lookalike.index.search import SearchParams, search  # noqa: E402
+from lookalike.index.search import SearchParams, search
 
 
 def main() -> None:

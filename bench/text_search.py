@@ -24,14 +24,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from lookalike.batch.metrics import judge_queries  # noqa: E402
-from lookalike.dev.datasets import concept_icons  # noqa: E402
-from lookalike.dev.words_training import concept_split, text_to_image  # noqa: E402
-from lookalike.model.loading import load_model  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.retrieval.embedder import QueryEmbedder  # noqa: E402
+from lookalike.batch.metrics import judge_queries
+from lookalike.dev.datasets import concept_icons
+from lookalike.dev.words_training import concept_split, text_to_image
+from lookalike.model.loading import load_model
+from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.embedder import QueryEmbedder
 
 
 def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: list[str], concepts: list[str]

@@ -31,22 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
+from benchkit.recipes import add_tuned_recipe_args, embed_all, exact, recipe_and_cache, sign_test, tune_and_report_rows
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import pyarrow.parquet as pq  # noqa: E402
-from PIL import Image  # noqa: E402
-from quality import add_tuned_recipe_args, embed_all, recipe_and_cache, sign_test, tune_and_report_rows  # noqa: E402
-from rerank import exact  # noqa: E402
-
-from lookalike.batch.metrics import judge_queries, summary  # noqa: E402
-from lookalike.dev.alterations import ALTERATIONS, altered  # noqa: E402
-from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue  # noqa: E402
-from lookalike.image.local_features import extract, mirrored  # noqa: E402
-from lookalike.model.spec import ModelSpec  # noqa: E402
-from lookalike.model.whitening import learn  # noqa: E402
-from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts  # noqa: E402
+from lookalike.batch.metrics import judge_queries, summary
+from lookalike.dev.alterations import ALTERATIONS, altered
+from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue
+from lookalike.image.local_features import extract, mirrored
+from lookalike.model.spec import ModelSpec
+from lookalike.model.whitening import learn
+from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 
 SHOWN = ("precision@1", "recall@10", "map")
 

@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from query import http_client, image_workload, measure, start_worker  # noqa: E402
+from query import http_client, image_workload, measure, start_worker
 
 SETTINGS = {"no verification": {"verify": "false"}, "verified, shortlist 50": {"shortlist": "50"},
             "verified, shortlist 100": {"shortlist": "100"}, "verified, shortlist 200": {"shortlist": "200"}}

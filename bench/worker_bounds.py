@@ -18,16 +18,13 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_work_bounds import big_png, cpu_seconds, status_bytes  # noqa: E402
-
-from lookalike.embed import job as embed  # noqa: E402
-from lookalike.embed.config import EmbedConfig  # noqa: E402
-from lookalike.index import build  # noqa: E402
-from lookalike.index.build import BuildIndexConfig  # noqa: E402
-
-from conftest import free_port  # noqa: E402
-from imagefactory import PHOTOS, write_photo_crops  # noqa: E402
+from lookalike.dev.imagefactory import PHOTOS, keypoint_rich_png, write_photo_crops
+from lookalike.dev.net import free_port
+from lookalike.dev.procfs import cpu_seconds, status_bytes
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.index import build
+from lookalike.index.build import BuildIndexConfig
 
 
 def measure(store: str, files: list, verify: bool, budget: int, timeout: float) -> dict[str, float]:
@@ -72,7 +69,7 @@ def main() -> None:
         store = str(Path(tmp) / "store")
         embed.run(EmbedConfig(images=str(images), store=store, master="in-process"))
         build.run(BuildIndexConfig(store=store, name="marks", master="in-process", publish=True, queries=2))
-        files = [("images", (f"big-{i}.png", big_png(i), "image/png")) for i in range(args.images)]
+        files = [("images", (f"big-{i}.png", keypoint_rich_png(6300, i), "image/png")) for i in range(args.images)]
         plain = measure(store, files, False, args.budget, 600)
         verified = measure(store, files, True, args.budget, 600)
         late = measure(store, files, True, args.budget, args.timeout)

@@ -13,12 +13,11 @@ from PIL import Image
 
 import lookalike
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, write_photo_crops
 from lookalike.embed.versions import open_version
 from lookalike.retrieval.ids import UnknownImageIds
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
-
-from imagefactory import PHOTOS, write_photo_crops
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -34,6 +33,7 @@ def published(tmp_path_factory) -> tuple[Path, str]:
     return root, str(root / "store")
 
 
+@pytest.mark.slow
 def test_an_index_opened_in_process_answers_every_kind_of_query(published):
     root, store = published
     index = lookalike.open_index(store, "photos")
@@ -62,6 +62,7 @@ def test_an_index_opened_in_process_answers_every_kind_of_query(published):
         index.search_ids("coffee", k=1)
 
 
+@pytest.mark.slow
 def test_embed_images_gives_the_vectors_the_embed_job_wrote(published):
     root, store = published
     index = lookalike.open_index(store, "photos")
@@ -96,6 +97,7 @@ def test_the_http_client_gives_the_in_process_answers(published, tmp_path):
         lookalike.Client(url, timeout=2).health()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("example", "expected"), [
     ("search_a_folder.py", ["indexed 24 images as marks/", "  1. circle-black.png  score", "by its vector"]),
     ("embed_to_numpy.py", ["6 images → vectors of shape (6, 1280), float32", "most alike:"]),

@@ -66,6 +66,7 @@ def test_the_builder_sizes_binary_codes_to_the_budget_and_refuses_what_cannot_wo
         BuildIndexConfig(store="/tmp/x", name="marks", codes="bits")
 
 
+@pytest.mark.slow
 def test_a_binary_index_is_built_published_searched_exactly_and_updated_in_place(store, vectors):
     m = build(store, codes="binary", memory_budget=1 << 20, flat_threshold=1000, publish=True)
     assert m["factory"] == "IVF256,ITQ64,SH" and m["choice"]["code_bits"] == 64
@@ -115,6 +116,7 @@ def test_a_binary_index_is_built_published_searched_exactly_and_updated_in_place
     assert third["build_mode"]["incremental"] is False and "--codes pq" in third["build_mode"]["reason"]
 
 
+@pytest.mark.slow
 def test_binary_shards_exported_served_and_merged_equal_the_unsharded_index(store, vectors, tmp_path, s3_server):
     m = build(store, codes="binary", memory_budget=1 << 20, flat_threshold=1000, master=IN_PROCESS, publish=True)
     hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
@@ -144,6 +146,7 @@ def test_binary_shards_exported_served_and_merged_equal_the_unsharded_index(stor
             assert g["hits"][0]["score"] >= w["hits"][0]["score"] - 1e-6
 
 
+@pytest.mark.slow
 def test_a_binary_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(vectors, tmp_path):
     local = Store(str(tmp_path / "store"))
     write_embeddings_version(local, vectors, parts=3)

@@ -13,14 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
+from support.servers import S3Store
 
 from lookalike.core.errors import InputError
 from lookalike.core.store import Store
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
-
-from conftest import S3Store
 
 
 class CountingFileSystem(LocalFileSystem):

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.serving import exported_router
 
 from lookalike.cli.main import main
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
@@ -25,9 +27,6 @@ from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
-
-import imagefactory
-from conftest import exported_router
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick")
 MODEL = ModelSpec(name="efficientnet_lite0", image_size=224)  # weighting reads its ImageNet classifier
@@ -67,6 +66,7 @@ def photos_of(answer: dict, n: int) -> list[str]:
     return [i.split("-")[0] for i in ids[:n]]
 
 
+@pytest.mark.slow
 def test_classes_are_named_by_name_or_id_and_mistakes_say_what_they_could_mean():
     assert resolve_class("umbrella") == resolve_class("879") == resolve_class(879) == (879, "umbrella")
     assert resolve_class("Coffee Mug") == (504, "coffee mug")
@@ -99,6 +99,7 @@ def test_classes_are_named_by_name_or_id_and_mistakes_say_what_they_could_mean()
         visual.focus(None, 0.5)
 
 
+@pytest.mark.slow
 def test_weighting_toward_a_class_moves_the_hits_to_that_part_over_http_and_the_router(store, tmp_path):
     with ExitStack() as stack:
         served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
@@ -152,6 +153,7 @@ def test_weighting_toward_a_class_moves_the_hits_to_that_part_over_http_and_the_
         assert r.status_code == 422
 
 
+@pytest.mark.slow
 def test_the_page_offers_the_class_box_and_sends_its_class_with_an_id_query(store, chromium, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -179,7 +181,7 @@ def test_the_page_offers_the_class_box_and_sends_its_class_with_an_id_query(stor
 
 
 def test_class_weighted_search_from_the_command_line(store, catalogue, capsys, tmp_path):
-    from conftest import store_option_args
+    from support.cli import store_option_args
     args = ["--store", store.url, *store_option_args(store.options), "--name", "photos",
             "--cache-dir", str(tmp_path / "cache"), "--k", "5"]
     assert main(["search", *args, str(catalogue / BOTH), "--weight-class", "coffee mug"]) == 0

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from support.cli import store_option_args
+from support.spark import spark_env
 
 from lookalike.core.store import Store
 from lookalike.embed.versions import open_version
 
-from conftest import spark_env, store_option_args
+pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,6 +36,8 @@ def pack_environment(out: Path) -> Path:
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 
+@pytest.mark.network
+@pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_PYTHON.exists() or subprocess.run(
     [str(DEBIAN_PYTHON), "-c", f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"]).returncode,
     reason="no system Python of this minor version at /usr/bin/python3")
@@ -57,7 +61,8 @@ def test_an_environment_packed_with_debian_s_python_finds_its_base_packages(tmp_
     assert done.stdout.split("(")[1].split(")")[0].endswith("M")  # megabytes, not gigabytes: lookalike alone
 
 
-@pytest.mark.cluster
+@pytest.mark.network
+@pytest.mark.slow
 def test_submit_embed_with_a_packed_environment_on_standalone_cluster(spark_cluster, s3_store,
                                                                       image_set, tmp_path):
     root, expected = image_set

@@ -17,6 +17,7 @@ import kubernetes_validate
 import pydantic
 import pytest
 import yaml
+from support.cli import store_option_args
 
 import lookalike.core.store as store_module
 from lookalike.cli.args import spark_conf
@@ -24,14 +25,13 @@ from lookalike.core.errors import Unavailable
 from lookalike.core.logs import bind, configure, run_context
 from lookalike.core.spark import IN_PROCESS, resolve_conf
 from lookalike.core.store import Store, filesystem, is_transient
+from lookalike.dev.net import free_port
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.serve.context import ApiSettings
 from lookalike.serve.http_api import create_app, running, serve_metrics
 from lookalike.serve.worker import ServedIndex, WorkerSettings
-
-from conftest import free_port, store_option_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,7 @@ def test_project_defaults_fill_only_what_nobody_set():
     assert resolve_conf(None, submitted, given={"spark.task.maxFailures": "2"})["spark.task.maxFailures"] == "2"
 
 
+@pytest.mark.slow
 def test_spark_submit_and_properties_file_settings_reach_the_job(tmp_path):
     job = tmp_path / "effective_conf.py"
     job.write_text("import json\nfrom lookalike.core.spark import session\n"
@@ -73,6 +74,7 @@ def test_spark_submit_and_properties_file_settings_reach_the_job(tmp_path):
     assert conf["spark.python.worker.reuse"] == "true"                 # a project default nobody set
 
 
+@pytest.mark.slow
 def test_a_job_launched_without_spark_submit_keeps_the_site_s_spark_defaults(tmp_path):
     """`lookalike ... --master local[1]` starts its own JVM, which reads the site's spark-defaults.conf: the
     project's small-JVM defaults must not override what the site set there (spark.ui.enabled true ran false)."""
@@ -91,6 +93,7 @@ def test_a_job_launched_without_spark_submit_keeps_the_site_s_spark_defaults(tmp
     assert "TieredStopAtLevel" in conf["spark.driver.extraJavaOptions"]  # what the site left alone: ours
 
 
+@pytest.mark.slow
 def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
     assert spark_conf(["spark.executor.memory=4g", "spark.x.y=a=b"], None) == {
         "spark.executor.memory": "4g", "spark.x.y": "a=b"}
@@ -106,6 +109,7 @@ def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
     assert [p.name for p in events.iterdir()], "no event log was written"
 
 
+@pytest.mark.slow
 def test_an_event_log_goes_to_a_store_url_that_spark_itself_cannot_write(moto_server):
     """The pyspark wheel has no S3 connector (s3a:// fails): the log is written locally and copied to the store's
     URL, with the store's options, when the job ends; a history server reads that folder."""
@@ -289,6 +293,7 @@ with run_context(run_id="night-9", index="marks"):
 """
 
 
+@pytest.mark.slow
 def test_executor_lines_are_json_with_the_run_id_and_the_task(tmp_path):
     """Lines logged inside Spark tasks (Python workers forked by the executor, here local[2]) come out in the
     driver's format and carry the run's ids and the task's, as the driver's own lines do."""
@@ -327,6 +332,7 @@ print(json.dumps({"available": available_cpus(), "task": task_resources()[0],
 """
 
 
+@pytest.mark.slow
 def test_thread_pools_follow_the_cpus_the_process_may_use_not_the_node_s(tmp_path):
     """Under a restricted CPU set (taskset; a pod's cpuset or quota alike) the pools are sized from what the
     process may use: a task's CPUs outside Spark (torch's and OpenCV's threads in an embed task follow them),
@@ -376,6 +382,7 @@ def test_executors_run_without_api_rights_as_non_root_and_pods_are_named_per_run
     assert "spark.kubernetes.executor.podNamePrefix" not in app["sparkConf"]
 
 
+@pytest.mark.slow
 def test_with_the_shipped_log4j_settings_the_jvm_logs_json_lines_like_the_job(tmp_path):
     """One format per stream: a spark-submitted job with --log-format json and the JVM options the Kubernetes
     manifests set writes JSON objects only (but for the JVM launcher's own notice of incubator modules)."""

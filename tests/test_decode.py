@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lookalike.dev.imagefactory import broken_images, jpeg_bytes, photo, unusual_images
 from lookalike.image.decode import ImageError, decode
-
-from imagefactory import broken_images, jpeg_bytes, photo, unusual_images
 
 
 @pytest.mark.parametrize("name", sorted(unusual_images()))

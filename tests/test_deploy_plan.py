@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import imagefactory
+from lookalike.dev import imagefactory
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "deploy"))
@@ -68,6 +68,7 @@ def embed(catalogue: Path, store: Path, args: list[str]) -> subprocess.Completed
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_the_embed_job_runs_with_each_shipped_executor_s_python_and_batch_settings(catalogue, tmp_path):
     seen = set()
     for pod in pod_plan.shipped_pods():

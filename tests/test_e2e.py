@@ -14,13 +14,16 @@ import fsspec
 import httpx
 import numpy as np
 import pytest
+from support.cli import store_option_args
+from support.spark import spark_env
 
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
+from lookalike.dev.net import free_port
 from lookalike.embed.versions import open_version
 from lookalike.index import publish
 
-from conftest import free_port, spark_env, store_option_args
-from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
+pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "trademarks"
@@ -72,7 +75,7 @@ def search(worker_url: str, image: bytes, k: int = 3) -> list[dict]:
     return r.json()["results"][0]["hits"]
 
 
-@pytest.mark.cluster
+@pytest.mark.slow
 def test_nightly_reindex_on_a_cluster_served_and_updated(spark_cluster, s3_store, tmp_path):
     store = Store(s3_store.url, s3_store.options)
     folder = tmp_path / "catalogue"

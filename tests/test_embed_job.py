@@ -7,16 +7,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.cli import run_cli_until_committed, store_option_args
 
 from lookalike.core.layout import EmbeddingsLayout
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import jpeg_bytes, photo
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import latest_run_id, open_version
 from lookalike.model.spec import ModelSpec
-
-from conftest import run_cli_until_committed, store_option_args
-from imagefactory import jpeg_bytes, photo
 
 
 def upload(folder, s3_store, prefix="images") -> str:
@@ -40,6 +39,7 @@ def rows_by_id(version) -> dict:
             enumerate(zip(table["image_id"].to_pylist(), table["content_sha256"].to_pylist(), strict=True))}
 
 
+@pytest.mark.slow
 def test_embed_job_on_s3_embeds_every_good_image_and_records_every_bad_one(spark, s3_store, image_set, model):
     root, expected = image_set
     images = upload(root, s3_store)
@@ -69,6 +69,7 @@ def test_embed_job_on_s3_embeds_every_good_image_and_records_every_bad_one(spark
     assert embed.run(config(images, s3_store, run_id="r1")) == manifest
 
 
+@pytest.mark.slow  # starts local Spark
 def test_spark_and_in_process_give_the_same_vectors(spark, tmp_path, image_set):
     root, expected = image_set
     a = embed.run(config(str(root), str(tmp_path / "a"), run_id="x"))
@@ -82,6 +83,7 @@ def test_spark_and_in_process_give_the_same_vectors(spark, tmp_path, image_set):
         np.testing.assert_allclose(va[k][1], vb[k][1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_incremental_run_embeds_only_new_or_changed_content(spark, s3_store, tmp_path, model):
     folder = tmp_path / "catalogue"
     folder.mkdir()
@@ -126,6 +128,7 @@ def test_incremental_run_embeds_only_new_or_changed_content(spark, s3_store, tmp
     assert (other["counts"]["carried"], other["previous_run"]) == (0, None)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_only_unfinished_tasks_and_identical_output(spark, s3_store, tmp_path, image_set,
                                                                             model):
     root, _ = image_set

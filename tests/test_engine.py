@@ -15,6 +15,7 @@ from lookalike.embed.engine import Embedded, EmbeddingEngine, Failed, Known
 from lookalike.image.decode import decode, to_tensor
 
 
+@pytest.mark.slow
 def test_engine_vectors_match_a_direct_forward_pass(model, image_set):
     root, expected = image_set
     ids = sorted(expected)
@@ -61,6 +62,7 @@ def test_missing_and_oversized_inputs_are_read_errors(model, image_set, tmp_path
     assert results[2].stage == "read"
 
 
+@pytest.mark.slow
 def test_permission_denied_object_is_an_error_row(tmp_path, image_set):
     """A real EACCES: root reads everything, so the engine runs as an unprivileged user when we are root."""
     root, _ = image_set

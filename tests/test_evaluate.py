@@ -5,23 +5,23 @@ import csv
 import json
 
 import pytest
+from support.cli import store_option_args
 
 from lookalike.cli.main import main
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
 from lookalike.index import publish
 from lookalike.index.build import BuildIndexConfig
 
-import imagefactory
-from conftest import store_option_args
-
 LABELLED = ("coffee", "chelsea", "astronaut", "rocket", "horse", "camera")
 DISTRACTORS = ("coins", "colorwheel", "brick", "clock", "text")
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_report_for_exact_and_index_search(s3_store, model, tmp_path, capsys):
     root = tmp_path / "images"
     root.mkdir()
@@ -75,6 +75,7 @@ def test_evaluate_writes_the_report_for_exact_and_index_search(s3_store, model, 
     assert "no 'class' column" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_path, model, capsys):
     """Protocol (a) on real photos: query images outside the catalogue, relevant and junk ids per query; a bad
     query image is left out with its reason, a relevant id the catalogue lacks counts as missed."""
@@ -157,6 +158,7 @@ def test_evaluate_a_query_set_embeds_the_queries_with_the_catalogue_model(tmp_pa
     assert "names a relevant id" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_embeds_a_labelled_images_table_first_and_reuses_it(tmp_path, model, capsys):
     root = tmp_path / "images"
     root.mkdir()

@@ -13,9 +13,7 @@ import pytest
 from lookalike.cli.main import main
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
-from lookalike.index import build as index_build
-from lookalike.index.build import BuildIndexConfig
+from lookalike.dev.synthetic import clustered_vectors
 from lookalike.index.export import ExportConfig, run, verify_url
 from lookalike.index.publish import VersionError
 from lookalike.serve.http_api import create_app, running
@@ -31,14 +29,9 @@ def vectors():
 
 
 @pytest.fixture(scope="module")
-def source(s3_server, vectors):
-    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
-    write_embeddings_version(store, vectors, parts=3, metadata={"class": [str(i % 7) for i in range(N)]})
-    index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="marks", factory="IVF64,PQ16",
-                                     master=IN_PROCESS, publish=True, queries=100))
-    index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="flat", factory="Flat",
-                                     master=IN_PROCESS, publish=True, queries=100))
-    return store
+def source(published_store, vectors):
+    return published_store(vectors, {"class": [str(i % 7) for i in range(N)]},
+                           indexes={"marks": "IVF64,PQ16", "flat": "Flat"})
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +57,7 @@ def assert_same_hits(got: dict, want: dict) -> None:
         np.testing.assert_allclose([h["score"] for h in g["hits"]], [h["score"] for h in w["hits"]], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_verify_serve_and_merge_equal_the_unsharded_index(source, destinations, vectors, tmp_path, s3_server):
     summary = export(source, "marks", destinations, master="local[2]")
     shards = summary["shards"]
@@ -103,6 +97,7 @@ def test_export_verify_serve_and_merge_equal_the_unsharded_index(source, destina
         assert r.status_code == 400 and "length 64" in r.json()["detail"]  # the shards' own message
 
 
+@pytest.mark.slow
 def test_a_dead_or_hung_shard_is_reported_not_waited_for(source, destinations, vectors, tmp_path, s3_server):
     export(source, "marks", destinations)
     hung = socket.socket()  # accepts connections (the kernel's backlog) and never answers
@@ -130,6 +125,7 @@ def test_a_dead_or_hung_shard_is_reported_not_waited_for(source, destinations, v
     hung.close()
 
 
+@pytest.mark.slow
 def test_damaged_bundle_fails_verification_and_a_re_export_repairs_it(source, destinations, capsys):
     summary = export(source, "marks", destinations)
     target = f"{destinations[0]}/indexes/marks/{summary['version']}/vectors.f16.npy"

@@ -22,6 +22,7 @@ from lookalike.cli.main import main
 from lookalike.core.errors import ConfigError
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
@@ -36,8 +37,6 @@ from lookalike.serve.http_api import create_app, running
 from lookalike.serve.router import RouterSettings, create_router
 from lookalike.serve.uri_policy import UriAllowList, UriRefused, read_options
 from lookalike.serve.worker import ServedIndex, WorkerSettings
-
-import imagefactory
 
 TOKEN = "hostile-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -117,6 +116,7 @@ def post(url: str, path: str, **kw) -> httpx.Response:
     return httpx.post(url + path, headers=kw.pop("headers", AUTH), timeout=30, **kw)
 
 
+@pytest.mark.slow
 def test_uris_that_escape_the_allow_list_are_refused_without_reading_them(worker, tree, files_server):
     url, _ = worker
     escapes = [f"{tree}/allowed/../secret.txt",              # dot segments
@@ -171,6 +171,7 @@ def test_allow_list_compares_structure():
             UriAllowList([prefix])
 
 
+@pytest.mark.slow
 def test_a_read_from_a_server_that_never_answers_times_out():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -404,6 +405,7 @@ def fuzz(operation, mode: GenerationMode, checks=None, excluded=()) -> None:
     keeps_contract()
 
 
+@pytest.mark.slow
 def test_every_route_keeps_its_documented_contract(api_schema):
     """A bounded, seeded fuzz of every operation. Requests that follow the schema are answered as documented
     (every check: status codes, content types, response schemas, schema-valid data accepted); requests that
@@ -473,6 +475,7 @@ def test_the_router_answers_what_a_worker_answers_and_guards_its_schema(sharded)
         assert r.status_code == 400 and "filters" in r.text, (url, r.text)
 
 
+@pytest.mark.slow
 def test_every_route_of_the_router_keeps_its_documented_contract(sharded):
     """Over HTTP, as clients meet it: its shards answer its requests, so its schema is theirs, and each thing it
     passes on or adds is documented."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from conftest import free_port
+from lookalike.dev.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = (REPO / "deploy" / "Dockerfile").read_text()
@@ -37,6 +37,8 @@ def test_the_image_is_one_python_one_spark_one_cuda():
     assert DOCKERFILE.index("requirements.py all gcs azure") < DOCKERFILE.index("COPY lib ")
 
 
+@pytest.mark.network
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_image_dependencies_resolve_with_its_pins(tmp_path):
     """What the image's dependency layer installs (pip's own resolver, --dry-run, every package as on a
@@ -64,6 +66,7 @@ def run_entrypoint(args: list[str], env: dict, timeout: float = 120) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_the_entrypoint_runs_a_driver_in_client_mode_bound_to_the_pod_address(tmp_path):
     job = tmp_path / "job.py"
     job.write_text("import json\nfrom pyspark.sql import SparkSession\n"
@@ -78,6 +81,7 @@ def test_the_entrypoint_runs_a_driver_in_client_mode_bound_to_the_pod_address(tm
     assert conf["spark.executorEnv.SPARK_DRIVER_POD_IP"] == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_the_entrypoint_starts_the_kubernetes_executor_backend_from_the_pyspark_jars():
     """An executor pod's start, with the variables Spark sets, against a driver that is not there: the JVM
     must find KubernetesExecutorBackend in pyspark's jars and start it, then fail to reach the driver (not to

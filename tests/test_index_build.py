@@ -58,6 +58,7 @@ def test_choice_follows_size_and_budget():
         choose_index(10_000_000, 256, 32 << 20)
 
 
+@pytest.mark.slow
 def test_distributed_build_equals_single_process_build(store, vectors):
     """Parts added by Spark tasks and merged == every vector added in one process to the same trained index."""
     built = build(store, factory=IVF, publish=True)
@@ -83,6 +84,7 @@ def test_distributed_build_equals_single_process_build(store, vectors):
     assert version.ids["faiss_id"].to_pylist() == list(range(N))
 
 
+@pytest.mark.slow
 def test_manifest_records_choice_recall_table_and_files(store):
     m = build(store, memory_budget=400_000, flat_threshold=1000, publish=True)
     assert m["factory"] == "OPQ16_64,IVF256,PQ16" and "400000" not in m["factory_reason"]
@@ -99,12 +101,14 @@ def test_manifest_records_choice_recall_table_and_files(store):
     assert not store.list(f"indexes/logos/_build/{m['version']}")  # scratch cleaned up
 
 
+@pytest.mark.slow
 def test_exact_below_threshold_has_perfect_recall(store):
     m = build(store, memory_budget=1 << 30)
     assert m["factory"] == "Flat"
     assert m["operating_point"]["recall_at_10"] == 1.0
 
 
+@pytest.mark.slow
 def test_recall_gate_refuses_a_bad_index_and_force_overrides(store):
     good = build(store, factory=IVF, publish=True)
     with pytest.raises(RecallTooLow, match=r"best 10-R@10 reached is 0\.[0-8]\d* < --min-recall 0.9"):
@@ -115,6 +119,7 @@ def test_recall_gate_refuses_a_bad_index_and_force_overrides(store):
     assert forced["operating_point"]["recall_at_10"] < 0.9
 
 
+@pytest.mark.slow
 def test_polling_reader_never_sees_an_incomplete_version(store):
     seen, errors, stop = [], [], threading.Event()
 
@@ -144,6 +149,7 @@ def test_polling_reader_never_sees_an_incomplete_version(store):
     assert set(seen) <= set(published) and published[-1] in seen
 
 
+@pytest.mark.slow
 def test_build_killed_mid_way_leaves_latest_untouched_and_rerun_completes(store, s3_store):
     first = build(store, factory=IVF, publish=True, queries=50)
     o = s3_store.options
@@ -171,6 +177,7 @@ def test_build_killed_mid_way_leaves_latest_untouched_and_rerun_completes(store,
     assert publish.latest_version(store, "logos") == rerun["version"] != first["version"]
 
 
+@pytest.mark.slow
 def test_rollback_and_retention(store):
     versions = [build(store, factory=IVF, publish=True, queries=50)["version"] for _ in range(4)]
     publish.set_latest(store, "logos", versions[1])  # roll back
@@ -186,6 +193,7 @@ def test_rollback_and_retention(store):
     assert load_index_version(store, "logos").manifest["version"] == versions[1]
 
 
+@pytest.mark.slow
 def test_corrupt_file_is_caught_on_load(store, s3_store):
     m = build(store, factory=IVF, publish=True, queries=50)
     key = IndexLayout(store, "logos", m["version"]).key("index.faiss")
@@ -220,6 +228,7 @@ def test_bad_embeddings_fail_before_any_work(s3_store, vectors):
         build(store, embeddings="fine-d64", memory_budget=20_000, flat_threshold=10)
 
 
+@pytest.mark.slow
 def test_incremental_update_keeps_ids_drops_removed_adds_new_and_retrains_on_drift(store, vectors):
     first = build(store, factory=IVF, publish=True)
     ids = [f"img-{i:08d}" for i in range(N)]
@@ -271,6 +280,7 @@ def any_store(request, vectors, tmp_path):
     return local
 
 
+@pytest.mark.slow
 def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(any_store, vectors, tmp_path):
     store = any_store
     in_memory = build(store, factory=IVF, queries=100)
@@ -285,6 +295,7 @@ def test_index_larger_than_the_budget_is_merged_on_disk_and_searches_the_same(an
     np.testing.assert_array_equal(ia, ib)
 
 
+@pytest.mark.slow
 def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, capsys):
     from lookalike.cli.main import main
     o = s3_store.options

@@ -5,6 +5,7 @@ the exact join, thresholds and metadata, near-duplicate clusters of real photos,
 import numpy as np
 import pyarrow as pa
 import pytest
+from support.cli import run_cli_until_committed, store_option_args
 
 from lookalike.batch import join
 from lookalike.batch.join import JoinConfig
@@ -12,6 +13,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.layout import JoinLayout
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.provenance import ModelMismatch
@@ -19,21 +21,14 @@ from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.index.publish import VersionError
 
-import imagefactory
-from conftest import run_cli_until_committed, store_option_args
-
 N, D, Q = 12_000, 64, 1_500
 FP = f"synthetic-d{D}"
 
 
 @pytest.fixture(scope="module")
-def store(s3_server):
-    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
+def store(published_store):
     base = clustered_vectors(N, D, clusters=300, spread=0.6, seed=21)
-    write_embeddings_version(store, base, run_id="base", parts=3,
-                             metadata={"class": [str(i % 45 + 1) for i in range(N)]})
-    index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="marks",
-                                     factory="IVF64,PQ16", master=IN_PROCESS, publish=True, queries=100))
+    store = published_store(base, {"class": [str(i % 45 + 1) for i in range(N)]}, run_id="base")
     write_embeddings_version(store, near(base, Q, seed=22), run_id="queries", parts=3, id_prefix="query")
     return store
 
@@ -61,6 +56,7 @@ def neighbours(table: pa.Table) -> dict[str, list[str]]:
     return {q: [n for _, n in sorted(v)] for q, v in out.items()}
 
 
+@pytest.mark.slow
 def test_join_on_spark_agrees_with_the_exact_join(store):
     ann = run_join(store, index="marks", query_embeddings=f"{FP}/queries", k=10, master="local[2]")
     exact = run_join(store, base_embeddings=f"{FP}/base", query_embeddings=f"{FP}/queries", k=10)
@@ -75,6 +71,7 @@ def test_join_on_spark_agrees_with_the_exact_join(store):
     assert ann["base"]["index"] == "marks" and ann["timings"]["queries_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_threshold_and_metadata_of_both_sides(store):
     m = run_join(store, index="marks", query_embeddings=f"{FP}/queries", k=20, threshold=0.8, with_metadata=True)
     table = pairs_of(store, m)
@@ -85,6 +82,7 @@ def test_threshold_and_metadata_of_both_sides(store):
     assert row["neighbor_class"] == str(int(row["neighbor_id"].split("-")[1]) % 45 + 1)
 
 
+@pytest.mark.slow
 def test_self_join_groups_planted_near_duplicates_into_clusters(s3_store, model, tmp_path):
     """Each photo beside a resized, a recompressed and a cropped copy: one cluster per photo, nothing else."""
     photos = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick", "clock")
@@ -122,6 +120,7 @@ def test_self_join_groups_planted_near_duplicates_into_clusters(s3_store, model,
     assert store.read_parquet(exact["files"]["clusters"]["key"]).to_pylist() == clusters
 
 
+@pytest.mark.slow
 def test_killed_join_resumes_with_only_unfinished_tasks(store, tmp_path):
     base = clustered_vectors(N, D, clusters=300, spread=0.6, seed=21)
     write_embeddings_version(store, near(base, 40 * 400, seed=23), run_id="many", parts=40, id_prefix="many")

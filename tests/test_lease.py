@@ -32,6 +32,7 @@ def enforcing_store(request, store):
     return store
 
 
+@pytest.mark.slow
 def test_of_many_runs_racing_for_the_lease_exactly_one_gets_it(enforcing_store):
     store = enforcing_store
     start = threading.Barrier(8)
@@ -66,6 +67,7 @@ def test_a_live_lease_is_refused_with_who_holds_it(store):
     assert Lease(store, KEY, ttl_s=60, what="index 't'").acquire("night-3") is None
 
 
+@pytest.mark.slow
 def test_heartbeat_keeps_a_lease_alive_past_its_ttl(store):
     holder = Lease(store, KEY, ttl_s=1.0, what="index 't'")
     holder.acquire("long-run")
@@ -84,6 +86,7 @@ def test_heartbeat_keeps_a_lease_alive_past_its_ttl(store):
         holder.release()
 
 
+@pytest.mark.slow
 def test_an_expired_lease_is_taken_over_and_its_stalled_holder_cannot_commit(enforcing_store):
     store = enforcing_store
     stalled = Lease(store, KEY, ttl_s=0.5, what="index 't'")

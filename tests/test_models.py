@@ -7,12 +7,11 @@ import torch
 import torchvision
 from PIL import Image
 
+from lookalike.dev.imagefactory import photo
 from lookalike.image.decode import to_tensor
 from lookalike.model.loading import cached_model, load_model
 from lookalike.model.pooling import RMAC, GeM, _rmac_regions, make_pooling
 from lookalike.model.spec import ModelError, ModelSpec, Preprocessing, fingerprint_id
-
-from imagefactory import photo
 
 CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
@@ -74,6 +73,7 @@ def test_wrong_weights_and_missing_weights_fail_with_what_to_do(tmp_path):
         ModelSpec(name="alexnet9000")
 
 
+@pytest.mark.slow
 def test_vit_patch_tokens_pool_like_a_feature_map(tmp_path):
     net = torchvision.models.vit_b_16(weights=None)
     path = tmp_path / "vit.pth"
@@ -146,6 +146,7 @@ def test_multi_scale_sums_the_unit_descriptors_of_each_scale(model):
     assert 0.8 < float((got * full).sum(dim=1).min()) < 0.9999  # near the single-scale vector, not equal
 
 
+@pytest.mark.slow
 def test_multi_scale_needs_a_backbone_that_takes_other_sizes(tmp_path):
     path = tmp_path / "vit.pth"
     torch.save(torchvision.models.vit_b_16(weights=None).state_dict(), path)

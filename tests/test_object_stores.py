@@ -4,13 +4,12 @@ their clients' errors are told transient or not, and a flaky request is retried 
 
 import pyarrow as pa
 import pytest
-from faulty_proxy import proxy
+from support.faulty_proxy import proxy
+from support.servers import gcs_options
 
 from lookalike.core.errors import Unavailable
 from lookalike.core.lease import ConditionalObject, Lease, PreconditionFailed
 from lookalike.core.store import Store, is_transient, with_retries
-
-from conftest import gcs_options
 
 EMULATORS = {"azurite": "azurite", "gcs": "gcs_emulator"}
 
@@ -66,6 +65,7 @@ def test_a_refused_gcs_condition_is_a_precondition_failure(gcs_emulator):
     assert server.failed == 1 and sum("/upload/" in path for _, path, _ in server.requests) == 1
 
 
+@pytest.mark.slow
 def test_a_flaky_gcs_request_is_retried_by_gcsfs_alone(gcs_emulator):
     url, _ = gcs_emulator.new_store()
     Store(url, gcs_emulator.options).write_json("k.json", {"ok": True})

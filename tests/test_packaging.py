@@ -11,8 +11,7 @@ import pytest
 import tomllib
 
 from lookalike._version import __version__
-
-from imagefactory import PHOTOS, write_photo_crops
+from lookalike.dev.imagefactory import PHOTOS, write_photo_crops
 
 REPO = Path(__file__).parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -27,6 +26,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     return zipfile.ZipFile(built)
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_entry_points_types_licence_and_models(wheel):
     names = set(wheel.namelist())
     jobs = {p.name for p in (REPO / "jobs").glob("*.py")}
@@ -60,6 +60,7 @@ def test_python_m_lookalike_jobs_names_the_file_to_submit():
     assert wrong.returncode == 2 and "similarity_join" in wrong.stderr and "__main__" not in wrong.stderr
 
 
+@pytest.mark.slow
 def test_a_role_without_its_extra_is_told_what_to_install_and_small_folders_need_no_spark(tmp_path):
     def without(modules: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
         blocked = "".join(f"sys.modules[{m!r}] = None; " for m in modules)

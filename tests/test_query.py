@@ -6,11 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from lookalike.core.spark import IN_PROCESS
-from lookalike.core.store import Store
-from lookalike.dev.synthetic import clustered_vectors, write_embeddings_version
-from lookalike.index import build as index_build
-from lookalike.index.build import BuildIndexConfig
+from lookalike.dev.synthetic import clustered_vectors
 from lookalike.index.reader import fetch_version, load_index_version, version_dir
 from lookalike.index.search import SearchParams
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
@@ -26,13 +22,8 @@ def vectors():
 
 
 @pytest.fixture(scope="module")
-def store(s3_server, vectors):
-    store = Store(f"s3://{s3_server.new_bucket()}/store", s3_server.options)
-    metadata = {"group": [f"g{i % 10}" for i in range(N)], "year": list(range(1990, 1990 + N))}
-    write_embeddings_version(store, vectors, parts=3, metadata=metadata)
-    index_build.run(BuildIndexConfig(store=store.url, storage_options=store.options, name="marks", factory="IVF64,PQ16",
-                                     master=IN_PROCESS, publish=True, queries=100))
-    return store
+def store(published_store, vectors):
+    return published_store(vectors, {"group": [f"g{i % 10}" for i in range(N)], "year": list(range(1990, 1990 + N))})
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +36,7 @@ def brute_force(vectors, queries, allowed, k):
     return allowed[np.argsort(-scores, axis=1)[:, :k]]
 
 
+@pytest.mark.slow
 def test_hits_carry_ids_uris_scores_ranks_and_metadata(version, vectors):
     [hits] = search_vectors(version, vectors[[42]], 5, SearchParams(nprobe=16, rescore=100))
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]

@@ -13,15 +13,16 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from support.cli import store_option_args
+from support.servers import S3Server
 
 from lookalike.cli.main import main
 from lookalike.core.errors import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_STALE
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
+from lookalike.dev.net import free_port
 from lookalike.index import publish
-
-from conftest import S3Server, free_port, store_option_args
-from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
 
 NAME = "marks"
 FACTORY = "IVF4,Flat"  # a trained index, so that a night's update can be incremental
@@ -78,6 +79,7 @@ def top_hit(store: Store, image: Path, capsys) -> tuple[str, float]:
     return hit["image_id"], hit["cosine"]
 
 
+@pytest.mark.slow
 def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_server, spark, tmp_path, capsys):
     url, options = moto_server.new_store()
     store = Store(url, options)
@@ -137,6 +139,7 @@ def test_a_night_of_changes_is_embedded_indexed_incrementally_and_reported(moto_
     assert "coins-4.jpg" not in set(ids["image_id"].to_pylist())
 
 
+@pytest.mark.slow
 def test_a_second_reindex_is_refused_while_one_runs(moto_server, tmp_path):
     url, options = moto_server.new_store()
     store = Store(url, options)
@@ -158,6 +161,7 @@ def test_a_second_reindex_is_refused_while_one_runs(moto_server, tmp_path):
     assert report["status"] == "published" and report["images"]["indexed"] == 40
 
 
+@pytest.mark.slow
 def test_driver_killed_mid_build_leaves_latest_and_the_rerun_resumes(s3_store, tmp_path, capsys):
     store = Store(s3_store.url, s3_store.options)
     folder = write_catalogue(tmp_path / "catalogue")
@@ -189,6 +193,7 @@ def test_driver_killed_mid_build_leaves_latest_and_the_rerun_resumes(s3_store, t
     assert resumed["index"]["ntotal"] == 41
 
 
+@pytest.mark.slow
 def test_s3_restarted_mid_embed_is_retried_and_the_run_completes(tmp_path_factory, tmp_path):
     server = S3Server(tmp_path_factory.mktemp("s3-restart"), free_port())
     server.start()
@@ -267,6 +272,7 @@ while [ $# -gt 0 ] && [[ "$1" != *.py ]]; do shift; done
 """
 
 
+@pytest.mark.slow
 def test_a_cluster_mode_reindex_exits_with_the_code_its_run_recorded(tmp_path):
     """In cluster mode spark-submit says 1 for any failed application; deploy/submit.sh reads the run's own code
     from the store: 75 for a run refused by a held lease, 143 for one that was stopped."""
@@ -302,6 +308,7 @@ def test_a_cluster_mode_reindex_exits_with_the_code_its_run_recorded(tmp_path):
     assert report["status"] == "interrupted" and report["exit_code"] == EXIT_INTERRUPTED
 
 
+@pytest.mark.slow
 def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark, tmp_path, capsys):
     """--whiten 32 needs 48 listed images: night 1 (42) indexes unwhitened vectors and says it waits; night 2
     (52) embeds a random sample of 48 unwhitened, learns the whitening from it, embeds the catalogue under it
@@ -353,6 +360,7 @@ def task_markers(root: Path) -> list[Path]:
     return sorted(root.glob("embeddings/*/*/_tasks/task-*.json"))
 
 
+@pytest.mark.slow
 def test_a_night_stopped_by_sigterm_releases_its_lease_and_an_immediate_retry_resumes_it(tmp_path, capsys):
     """SIGTERM to the run's process group (what Airflow's timeout and a pod eviction send) during the embed job
     and again during the index build: each time the Spark work stops, the lease is released as interrupted, the

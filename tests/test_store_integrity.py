@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lookalike.cli.main import main
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, jpeg_bytes, photo, random_crop, write_photo_crops
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import fingerprints, latest_run_id
-
-from imagefactory import PHOTOS, jpeg_bytes, photo, random_crop, write_photo_crops
 
 NAME = "marks"
 
@@ -52,6 +52,7 @@ def test_a_night_killed_between_its_manifest_and_latest_finishes_both_when_resum
     assert quiet["status"] == "unchanged" and quiet["images"]["embedded"] == 0, quiet["images"]
 
 
+@pytest.mark.slow
 def test_a_store_moved_elsewhere_serves_and_reindexes_from_its_new_place(tmp_path, capsys):
     images, store_dir = tmp_path / "images", tmp_path / "store"
     images.mkdir()

@@ -6,7 +6,7 @@ import hashlib
 import os
 
 import pytest
-from faulty_proxy import proxy
+from support.faulty_proxy import proxy
 
 import lookalike.core.store as store_module
 from lookalike.core.store import Store
@@ -30,6 +30,7 @@ def big_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_a_failed_part_of_an_upload_is_sent_again_alone(moto_server, big_file, monkeypatch):
     monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
     url, options = moto_server.new_store()

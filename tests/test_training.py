@@ -11,10 +11,12 @@ import time
 
 import numpy as np
 import pytest
+from support.cli import store_option_args
 
 from lookalike.cli.main import main
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.whitening import Whitening
@@ -24,8 +26,7 @@ from lookalike.training.data import TrainingDataConfig, brand_group, concept_gro
 from lookalike.training.data import run as build_training_set
 from lookalike.training.trainer import embed_pngs
 
-import imagefactory
-from conftest import store_option_args
+pytestmark = pytest.mark.network
 
 SMALL = {"brand_sets": (("@iconify-json/bxl", "1.2.4"), ("@iconify-json/cib", "1.2.3"),
                         ("@iconify-json/fa6-brands", "1.2.6")),
@@ -54,6 +55,7 @@ def test_names_meet_on_their_brand_or_concept_and_held_out_sets_are_refused():
             TrainingDataConfig(store="/tmp/x", concept_sets=((held_out, "1.0.0"),))
 
 
+@pytest.mark.slow
 def test_the_training_set_holds_groups_drawn_by_several_collections_each_on_one_side_of_the_split(store):
     m = build_training_set(TrainingDataConfig(store=store.url, storage_options=store.options, **SMALL))  # built
     counts = m["counts"]
@@ -72,6 +74,7 @@ def test_the_training_set_holds_groups_drawn_by_several_collections_each_on_one_
         read_split(store, "default", "everything")
 
 
+@pytest.mark.slow
 def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights_load(store, tmp_path):
     args = ["train", "--store", store.url, *store_option_args(store.options), "--run-id", "tiny", "--steps", "9",
             "--batch-size", "8", "--m-per-group", "2", "--image-size", "128", "--checkpoint-every", "3",
@@ -108,6 +111,7 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     assert 0.5 < float(a[0] @ b[0]) < 0.99999 and np.isclose(np.linalg.norm(a[0]), 1.0)
 
 
+@pytest.mark.slow
 def test_a_whitening_learned_from_the_training_sets_pairs_serves_as_the_models_last_layer(store, capsys):
     base = ["whiten", "--store", store.url, *store_option_args(store.options), "--training-set", "default",
             "--model", "efficientnet_lite0", "--image-size", "128", "--dim", "64", "--json"]

@@ -13,10 +13,9 @@ import pytest
 from lookalike.cli.main import main
 from lookalike.core.errors import EXIT_FAILED
 from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, write_photo_crops
 from lookalike.embed.versions import fingerprints, latest_run_id
 from lookalike.index import publish
-
-from imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, write_photo_crops
 
 NAME = "marks"
 
@@ -44,6 +43,7 @@ def catalogue(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_join_of_query_images_never_moves_the_catalogue(spark, catalogue, tmp_path, capsys):
     store_dir, queries = tmp_path / "store", tmp_path / "queries"
     queries.mkdir()
@@ -78,6 +78,7 @@ def test_a_join_of_query_images_never_moves_the_catalogue(spark, catalogue, tmp_
     assert publish.latest_version(store, NAME) == first["latest"]["after"]
 
 
+@pytest.mark.slow
 def test_a_night_failed_by_bad_files_recovers_by_doing_what_its_message_says(spark, catalogue, tmp_path, capsys):
     store_dir = tmp_path / "store"
     broken = broken_images()
@@ -137,6 +138,7 @@ def test_the_jvm_s_output_is_quiet_unless_verbose_and_always_in_the_log_s_format
     configure(False, "text")  # as the command leaves it for the tests that follow
 
 
+@pytest.mark.slow
 def test_a_json_log_shows_each_long_step_with_its_figures_and_the_summary_once(catalogue, tmp_path):
     args = ["--log-format", "json", "--progress", "log", "--progress-interval", "0.5", "-v",
             *reindex(catalogue, tmp_path / "store")]

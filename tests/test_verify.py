@@ -13,6 +13,7 @@ from lookalike.batch.join import run as join_run
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.dev.alterations import altered
+from lookalike.dev.imagefactory import PHOTOS, jpeg_bytes, photo
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
@@ -27,8 +28,6 @@ from lookalike.serve.http_api import create_app, running
 from lookalike.serve.router import RouterSettings, create_router
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
-from imagefactory import PHOTOS, jpeg_bytes, photo
-
 SETTINGS = VerifySettings()
 
 
@@ -41,6 +40,7 @@ def views(image, settings: FeatureSettings):
     return [extract(image, settings), extract(mirrored(image), settings)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rootsift", "orb"])
 @pytest.mark.parametrize("alteration", ["rotate", "crop", "rescale", "mirror", "recolour", "jpeg-q40"])
 def test_an_altered_copy_is_verified_against_its_original_and_no_other(originals, alteration, kind):
@@ -77,6 +77,7 @@ def test_fusion_lifts_verified_candidates_by_their_inliers():
         VerifySettings(transform="affine-ish")
 
 
+@pytest.mark.slow
 def test_features_flow_from_the_embed_job_through_the_index_to_verified_worker_answers(tmp_path, model):
     """The embed job extracts features beside the vectors (and carries them over with them), the index version
     lays them out by faiss id, and the worker verifies image and id queries' shortlists with them."""

@@ -77,6 +77,7 @@ def run_embed(images, store: Store, spec: ModelSpec, run_id: str) -> dict:
                                  run_id=run_id, max_error_rate=0.5))
 
 
+@pytest.mark.slow
 def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_set, tmp_path, capsys):
     root, expected = image_set
     store = Store(str(tmp_path / "store"))
@@ -124,6 +125,7 @@ def test_a_whitened_model_embeds_the_learned_transform_of_its_raw_vectors(image_
         load_model(ModelSpec(whitening_uri=str(tmp_path / "other.npz")))
 
 
+@pytest.mark.slow
 def test_an_index_of_whitened_vectors_is_searched_by_image_with_the_whitening(image_set, tmp_path, capsys):
     root, _ = image_set
     store = Store(str(tmp_path / "store"))

@@ -11,10 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from support.serving import exported_router
 
 from lookalike.cli.main import main
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
+from lookalike.dev import imagefactory
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
@@ -25,9 +27,6 @@ from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.text import load_text_encoder
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
-
-import imagefactory
-from conftest import exported_router
 
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "coins", "horse", "camera", "brick", "page", "text")
 WORDS = ModelSpec(space="conse", image_size=224)  # photos: ImageNet's classes are their words
@@ -58,6 +57,7 @@ def store(s3_server, catalogue) -> Store:
     return store
 
 
+@pytest.mark.slow
 def test_the_word_space_is_its_own_fingerprinted_model():
     words, visual = cached_model(WORDS, "cpu"), cached_model(ModelSpec(image_size=224), "cpu")
     encoder = load_text_encoder()
@@ -76,6 +76,7 @@ def test_the_word_space_is_its_own_fingerprinted_model():
         encoder.encode_queries(["\u0085 ,\u200b"])
 
 
+@pytest.mark.slow
 def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, catalogue, tmp_path):
     with ExitStack() as stack:
         def worker(name: str) -> str:
@@ -121,7 +122,7 @@ def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, c
 
 
 def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, tmp_path, s3_server):
-    from conftest import store_option_args
+    from support.cli import store_option_args
     args = ["--store", store.url, *store_option_args(store.options), "--name", "words",
             "--cache-dir", str(tmp_path / "cache")]
     assert main(["search", *args, "--text", "a cup of coffee", "--k", "2"]) == 0
@@ -139,7 +140,7 @@ def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, 
 def test_a_join_of_text_queries_against_a_word_space_index(store, tmp_path, capsys):
     """`lookalike join --query-texts`: a file of phrases → each one's top-k images, on local Spark; a rerun of the
     run id returns the committed join; a visual base refuses text queries."""
-    from conftest import store_option_args
+    from support.cli import store_option_args
     texts = tmp_path / "queries.txt"
     texts.write_text("cat\n\na cup of coffee\nhorse\ncat\n")  # blank and repeated lines are dropped
     args = ["join", "--store", store.url, *store_option_args(store.options), "--query-texts", str(texts), "--k", "2",
@@ -166,6 +167,7 @@ ICONS = {  # drawn here, black on white like the icon sets the shipped map was t
 }
 
 
+@pytest.mark.slow
 def test_the_shipped_word_map_is_fingerprinted_carded_and_finds_drawn_icons_by_name():
     import hashlib
     from importlib import resources

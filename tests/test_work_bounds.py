@@ -3,7 +3,6 @@ pixel budget, and work whose request ran out of time stops instead of running on
 process over a real index of real images; its memory and CPU time are read from /proc."""
 
 import http.server
-import io
 import os
 import subprocess
 import sys
@@ -12,16 +11,15 @@ import time
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
 
 from lookalike.core.spark import IN_PROCESS
+from lookalike.dev.imagefactory import PHOTOS, keypoint_rich_png, write_photo_crops
+from lookalike.dev.net import free_port
+from lookalike.dev.procfs import cpu_seconds, status_bytes
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
-
-from conftest import free_port
-from imagefactory import PHOTOS, write_photo_crops
 
 TIMEOUT_S = 5.0
 BIG = 6300  # a 6300×6300 PNG of a few dozen KB decodes to 119 MB of RGB
@@ -85,33 +83,10 @@ def worker(tmp_path_factory):
     slow.shutdown()
 
 
-def status_bytes(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def big_png(seed: int) -> bytes:
-    """A keypoint-rich 1-bit image of BIG × BIG pixels, a few dozen KB as a PNG."""
-    image = Image.new("1", (BIG, BIG), 1)
-    pen = ImageDraw.Draw(image)
-    for i in range(60):
-        x, y = (seed * 7919 + i * 104729) % (BIG - 600), (seed * 104723 + i * 7907) % (BIG - 600)
-        pen.ellipse((x, y, x + 200 + i * 5, y + 150 + i * 7), outline=0, width=9)
-        pen.rectangle((y, x, y + 300, x + 120), fill=0)
-    out = io.BytesIO()
-    image.save(out, "PNG", optimize=True)
-    return out.getvalue()
-
-
+@pytest.mark.slow
 def test_verification_decodes_within_the_budget_and_timed_out_work_stops(worker):
     url, pid, _ = worker
-    files = [("images", (f"big-{i}.png", big_png(i), "image/png")) for i in range(16)]
+    files = [("images", (f"big-{i}.png", keypoint_rich_png(BIG, i), "image/png")) for i in range(16)]
     assert sum(len(f[1][1]) for f in files) < 2_000_000
     peak_before = status_bytes(pid, "VmHWM")
     started = time.monotonic()
@@ -129,6 +104,7 @@ def test_verification_decodes_within_the_budget_and_timed_out_work_stops(worker)
     assert grown < 1.2 * 2 ** 30, f"the worker grew by {grown / 2 ** 20:.0f} MiB"
 
 
+@pytest.mark.slow
 def test_reads_of_a_timed_out_request_stop(worker):
     url, pid, slow_url = worker
     Slow.started.clear()

@@ -158,8 +158,8 @@ def model_spec(args: argparse.Namespace, options: dict[str, Any]) -> ModelSpec:
 def add_local_features_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-features", choices=["rootsift", "orb", "none"], default="rootsift",
                    help="keypoints extracted beside each vector, so searches by image verify their shortlist "
-                        "geometrically (default rootsift: altered copies R@1 0.951 → 0.990 with the default model; "
-                        "none to skip)")
+                        "geometrically, lifting copies and redrawn marks to rank 1 (default rootsift; "
+                        "docs/quality.md); none to skip")
     p.add_argument("--max-keypoints", type=int, default=256, help="local features kept per image (default 256)")
 
 

@@ -41,7 +41,7 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_expansion_args(p)
     p.add_argument("--verify", action="store_true",
                    help="verify each query's shortlist geometrically, where queries and base both carry local "
-                        "features (~25 ms a query on a core: off by default in joins)")
+                        "features (the costliest step of a query, so off by default in joins; docs/performance.md)")
     p.add_argument("--shortlist", type=int, default=100, help="candidates verified per query (default 100)")
     p.add_argument("--with-metadata", action="store_true", help="add both sides' columns (query_*, neighbor_*)")
     p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")

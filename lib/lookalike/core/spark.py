@@ -21,7 +21,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # A master value that runs the tasks in this process, one after another, with no Spark at all. Defined here,
-# not in config: executors import this module, and config pulls in torch (3 s per Python worker).
+# not in config: executors import this module, and config pulls in torch (seconds per Python worker).
 IN_PROCESS = "in-process"
 
 # The project's defaults, lowest of three layers: each applies only where neither spark-submit, its properties

@@ -8,14 +8,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lookalike.core.options import help_of
 
-MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- generated: ([a-z_-]+) -->$", re.MULTILINE)
 
 
 def cli_reference() -> str:
@@ -208,6 +210,23 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+BENCH_RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
+
+
+def bench_table(bench: str) -> str:
+    """The table of a bench's newest committed record (bench/results/BENCH-*.json), with where it came from."""
+    paths = sorted(BENCH_RESULTS.glob(f"{bench}-*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no record of bench {bench!r} in {BENCH_RESULTS}: run `python bench/{bench}.py "
+                                f"--out bench/results` and commit it")
+    r = json.loads(paths[-1].read_text())
+    m = r["machine"]
+    command = " ".join(["python", f"bench/{r['bench']}.py", *r["argv"]])
+    return (f"{r['table']}\n\n*Recorded by `{command}` on {r['date'][:10]}, code {r['code_version']}; "
+            f"{m['cpu'] or m['system']}, {m['cores_available']} of {m['cores']} cores, {m['memory_gib']} GiB "
+            f"(`{paths[-1].relative_to(BENCH_RESULTS.parents[1])}`).*")
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "cli": cli_reference,
     "http-worker": lambda: http_reference("worker"),
@@ -220,6 +239,8 @@ GENERATED: dict[str, Callable[[], str]] = {
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """The MkDocs hook: each marker line replaced by its generated part."""
     def part(match: re.Match[str]) -> str:
+        if match.group(1).startswith("bench-"):
+            return bench_table(match.group(1).removeprefix("bench-"))
         if match.group(1) not in GENERATED:
             raise KeyError(f"{page.file.src_path}: no generated part {match.group(1)!r} (known: {sorted(GENERATED)})")
         return GENERATED[match.group(1)]()

@@ -46,10 +46,9 @@ CPU_BATCH, GPU_BATCH = 8, 64
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Images per forward pass. On a CPU a batch's activations live in the worker's own memory (~40 MB an image at
-    320 px for EfficientNet-Lite0, with batch norms folded), and 8 images already keep a core busy: measured with
-    bench/embed_memory.py, a worker peaks at ~1.3 GB instead of ~2.6 GB at the 32 of before, for the same images
-    per second. On a GPU activations are on the device and larger batches pay."""
+    """Images per forward pass. On a CPU a batch's activations live in the worker's own memory, and a small batch
+    already keeps a core busy: a larger one raises the worker's peak memory for the same images per second
+    (bench/embed_memory.py). On a GPU activations are on the device and larger batches pay."""
     return GPU_BATCH if device.type == "cuda" else CPU_BATCH
 
 

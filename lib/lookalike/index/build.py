@@ -29,6 +29,7 @@ from lookalike.core.progress import progress
 from lookalike.core.schemas import row_columns
 from lookalike.core.scratch import scratch
 from lookalike.core.spark import run_tasks
+from lookalike.core.stages import timed
 from lookalike.core.store import Store, redact
 from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.index import publish
@@ -109,11 +110,11 @@ def _footprint(plan: BuildPlan) -> VersionFootprint:
 
 def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: dict[str, float]) -> dict[str, Any]:
     log.info("building %s %s over %d×%d: %s", config.name, plan.layout.version, plan.n, plan.d, plan.choice.factory)
-    held_out = _timed(timings, "scan_s", scan, config, plan)
+    held_out = timed(timings, "scan_s", scan, config, plan)
     with scratch("lookalike-build-", config.scratch_dir, _footprint(plan).build_scratch) as tmp:
         built = build_or_update(config, plan, timings, tmp)
         exact = write_exact_scorer(np.load(built.vectors_path, mmap_mode="r"), os.path.join(tmp, "exact.faiss"))
-        measured = _timed(timings, "recall_s", measure, config, plan, built, held_out, exact)
+        measured = timed(timings, "recall_s", measure, config, plan, built, held_out, exact)
         del exact
         _gate(config, plan, built, measured)
         files = _write_files(plan, built, tmp)
@@ -126,13 +127,6 @@ def _build(config: BuildIndexConfig, plan: BuildPlan, started: float, timings: d
         if config.keep:
             publish.retain(plan.store, config.name, config.keep)
     return manifest
-
-
-def _timed(timings: dict[str, float], name: str, stage, *args):
-    t0 = time.perf_counter()
-    out = stage(*args)
-    timings[name] = round(time.perf_counter() - t0, 3)
-    return out
 
 
 def plan_build(config: BuildIndexConfig) -> BuildPlan:
@@ -199,11 +193,11 @@ def _full_build(config: BuildIndexConfig, plan: BuildPlan, decision: dict[str, A
                 tmp: str) -> Built:
     """Train on one task, add every part on its own task, merge the inverted lists."""
     store, layout, choice = plan.store, plan.layout, plan.choice
-    [training] = _timed(timings, "train_s", run_tasks,
+    [training] = timed(timings, "train_s", run_tasks,
                         TrainTask(store, choice.factory, plan.d, len(plan.parts), max(1, choice.train_size), layout,
                                   config.seed), [0], config.master, "lookalike-index-train", config.spark_conf,
                         f"index: train {choice.factory}")
-    added = _timed(timings, "add_s", run_tasks, AddTask(store, plan.parts, plan.offsets, layout),
+    added = timed(timings, "add_s", run_tasks, AddTask(store, plan.parts, plan.offsets, layout),
                    list(range(len(plan.parts))), config.master, "lookalike-index-add", config.spark_conf,
                    "index: add", "vectors", plan.n)
     if sum(a["added"] for a in added) != plan.n:

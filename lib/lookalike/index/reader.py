@@ -170,7 +170,7 @@ def open_local(local: str, manifest: dict[str, Any], mmap: bool = True) -> Index
     else:
         index = faiss.read_index(index_path, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
     vectors = np.load(os.path.join(local, VECTORS_FILE), mmap_mode="r" if mmap else None, allow_pickle=False)
-    # One chunk per column: `take` over a chunked table cost 1.5 ms per query at 200k rows, 0.03 ms combined.
+    # One chunk per column: `take` over a chunked table costs a search many times over (bench/query.py).
     ids = pq.read_table(os.path.join(local, IDS_FILE)).combine_chunks()
     if index.ntotal != manifest["ntotal"] or ids.num_rows != manifest["ntotal"]:
         raise VersionError(f"{manifest['name']}/{manifest['version']}: the index holds {index.ntotal} vectors, ids "

@@ -19,9 +19,9 @@ _ALL_THREADS = available_cpus()  # OpenMP's own default is the node's CPU count,
 
 def use_threads_for(n_queries: int) -> None:
     """OpenMP threads for the calling thread's next searches (libgomp keeps the setting per thread). A few
-    queries run on this thread alone: when many serving threads each started a team of OpenMP threads on the
-    same cores, 16 concurrent clients got 433 QPS instead of 2,700 (bench/query.py, 2 cores). A batch uses
-    every core."""
+    queries run on this thread alone: when many serving threads each start a team of OpenMP threads on the
+    same cores, they fight over them and concurrent clients get a fraction of the throughput (bench/query.py).
+    A batch uses every core."""
     faiss.omp_set_num_threads(1 if n_queries < SMALL_BATCH else _ALL_THREADS)
 
 

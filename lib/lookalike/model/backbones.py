@@ -75,8 +75,8 @@ def _vit_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 BACKBONES: dict[str, Backbone] = {
     # TF 'same' padding matters: the weights were trained with it, plain efficientnet_lite0 is wrong.
     # 320 px, not the 224 it was trained at: a 10×10 feature map keeps a logo's detail, and on the logo
-    # quality set it retrieves better (P@1 +0.017 with whitening, paired p = 0.025; README) for 2.0× the
-    # forward cost (bench/forward_cost.py). --image-size 224 is the cheaper choice.
+    # quality set it retrieves better, for about twice the forward cost (docs/quality.md; bench/quality.py and
+    # bench/forward_cost.py). --image-size 224 is the cheaper choice.
     "efficientnet_lite0": Backbone(
         build=lambda: _build_timm("tf_efficientnet_lite0"), features=_timm_features,
         preprocessing=Preprocessing(image_size=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),

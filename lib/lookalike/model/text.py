@@ -85,7 +85,7 @@ def _model_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def load_text_encoder() -> TextEncoder:
-    """The bundled encoder, on the CPU (a few words cost ~5 ms), once per process."""
+    """The bundled encoder, on the CPU (a few words are cheap to encode), once per process."""
     directory = _model_dir()
     weights = directory / "model.safetensors"
     if not weights.exists():

@@ -17,6 +17,7 @@ from lookalike.core.lease import Lease, outcome_of
 from lookalike.core.logs import bind, run_context
 from lookalike.core.manifest import new_run_id, utc_now
 from lookalike.core.signals import interruption
+from lookalike.core.stages import Stages
 from lookalike.core.store import Store
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
@@ -94,51 +95,44 @@ def _run(config: ReindexConfig) -> dict[str, Any]:
         "resumed": resumed, "took_over_lease": previous.describe() if previous else None,
         "latest": {"before": publish.latest_version(store, config.name)}, "timings": {},
     }
-    stage = "embed"
+    stages = Stages(report["timings"], "embed")
     try:
         if run_id != lease.record.run_id:
             lease.renew(run_id)  # the lease names the run it protects, for whoever takes it over after a crash
         lease.start_heartbeat()
-        stage_started = time.perf_counter()
-        whitening = reindex_whitening.plan(store, config.name, run_id, config.embed, config.whiten,
-                                           lambda embed_config: _embed(embed_config, run_id),
-                                           config.whiten_sample)
-        report["whitening"] = whitening.report
-        embedded = whitening.embedded or _embed(whitening.embed, run_id)
-        report["timings"]["embed_s"] = round(time.perf_counter() - stage_started, 3)
+        with stages("embed", "embed_s"):
+            whitening = reindex_whitening.plan(store, config.name, run_id, config.embed, config.whiten,
+                                               lambda embed_config: _embed(embed_config, run_id),
+                                               config.whiten_sample)
+            report["whitening"] = whitening.report
+            embedded = whitening.embedded or _embed(whitening.embed, run_id)
         report.update(_embed_part(store, embedded))
-
-        stage = "build_index"
-        stage_started = time.perf_counter()
-        source = f"{embedded['fingerprint_id']}/{run_id}"
-        built = _built_from(store, config.name, source)
-        if built is None and _same_content(store, config.name, embedded):
+        with stages("build_index", "build_s"):
+            source = f"{embedded['fingerprint_id']}/{run_id}"
+            built = _built_from(store, config.name, source)
+            unchanged = built is None and _same_content(store, config.name, embedded)
+            if not unchanged and built is None:
+                from lookalike.index import build as index_build  # faiss: only when there is something to build
+                built = index_build.run(dataclasses.replace(config.index, embeddings=source, publish=False,
+                                                            keep=None))
+        if unchanged:
             report["status"] = "unchanged"
             report["latest"]["after"] = report["latest"]["before"]
         else:
-            if built is None:
-                index_config = dataclasses.replace(config.index, embeddings=source, publish=False, keep=None)
-                from lookalike.index import (
-                    build as index_build,  # faiss is imported only when there is something to build
-                )
-                built = index_build.run(index_config)
-            report["timings"]["build_s"] = round(time.perf_counter() - stage_started, 3)
             report["index"] = _index_part(built)
-
-            stage = "publish"
-            stage_started = time.perf_counter()
-            lease.ensure_held()  # a run that lost its lease while stalled must not move LATEST
-            if publish.latest_version(store, config.name) != built["version"]:
-                publish.set_latest(store, config.name, built["version"])
-            report["latest"]["after"] = built["version"]
-            report["retention"] = {"deleted": publish.retain(store, config.name, config.keep) if config.keep else []}
-            report["status"] = "published"
-            report["timings"]["publish_s"] = round(time.perf_counter() - stage_started, 3)
+            with stages("publish", "publish_s"):
+                lease.ensure_held()  # a run that lost its lease while stalled must not move LATEST
+                if publish.latest_version(store, config.name) != built["version"]:
+                    publish.set_latest(store, config.name, built["version"])
+                report["latest"]["after"] = built["version"]
+                report["retention"] = {"deleted": publish.retain(store, config.name, config.keep)
+                                       if config.keep else []}
+                report["status"] = "published"
     except BaseException as e:
         outcome = outcome_of(e)
         code = EXIT_INTERRUPTED if outcome == "interrupted" else getattr(e, "exit_code", EXIT_BUG)
         report.update(status=outcome, exit_code=code,
-                      error={"stage": stage, "type": type(e).__name__, "message": str(interruption() or e)})
+                      error={"stage": stages.current, "type": type(e).__name__, "message": str(interruption() or e)})
         lease.release(outcome)  # first: a retry may start the moment this process is gone
         _finish(report, started, layout)
         raise

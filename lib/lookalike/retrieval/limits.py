@@ -17,14 +17,14 @@ class QueryError(InputError):
 
 
 MAX_K = 1000
-# Per-request bounds, so one request cannot take a worker's memory or minutes of its CPU: rescore 1e8 took 11.5 s
-# and 3.5 GB, 1e13 a std::bad_alloc. The defaults sit well above every operating point the builder chooses
-# (nprobe ≤ 1,024, rescore ≤ 1,000); a worker can be started with other ones.
+# Per-request bounds, so one request cannot take a worker's memory or minutes of its CPU (an unbounded rescore
+# costs seconds and gigabytes, or crashes faiss). The defaults sit well above every operating point the builder
+# chooses (its sweep's largest nprobe and rescore); a worker can be started with other ones.
 MAX_NPROBE = 65_536
 MAX_RESCORE = 10_000
 MAX_CANDIDATES = 200_000     # query rows × max(k, rescore) in one request: 20 queries at rescore 10,000
-DEFAULT_SHORTLIST = 100      # verified candidates per query: 25 ms p50 on 2 cores (bench/verify.py)
-MAX_SHORTLIST = 1000         # candidates verified geometrically per query: ~0.25 ms each on a CPU core
+DEFAULT_SHORTLIST = 100      # verified candidates per query (its cost and gain: bench/verify.py's record)
+MAX_SHORTLIST = 1000         # candidates verified geometrically per query, each a RANSAC fit on a CPU core
 # Candidates verified in one request (queries × shortlist): verification is the costliest step of a query, so it
 # has its own budget; the default lets a full batch of 64 images verify the default shortlist.
 MAX_VERIFIED = 64 * DEFAULT_SHORTLIST

@@ -4,15 +4,12 @@ a faiss factory trained and filled in this process, and the float16 re-scoring v
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from lookalike.dev.synthetic import clustered_vectors  # noqa: E402
-from lookalike.index.search import exact_scorer  # noqa: E402
+from lookalike.dev.synthetic import clustered_vectors
+from lookalike.index.search import exact_scorer
 
 
 def add_index_args(parser: argparse.ArgumentParser) -> None:

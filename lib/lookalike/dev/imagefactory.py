@@ -1,4 +1,5 @@
-"""Tiny real images for tests: photos bundled with scikit-image, unusual-but-valid files, broken ones."""
+"""Tiny real images for tests and benches: photos bundled with scikit-image (a test dependency), unusual-but-valid
+files, broken ones, large keypoint-rich ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
-from PIL import Image
+from PIL import Image, ImageDraw
 
 # Distinct photos that ship inside scikit-image (no download); `cat` is the same picture as `chelsea`.
 PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coins",
@@ -126,3 +127,17 @@ def random_crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     cw, ch = int(w * scale), int(h * scale)
     x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     return img.crop((x, y, x + cw, y + ch)).resize((128, 128), Image.Resampling.BICUBIC)
+
+
+def keypoint_rich_png(side: int, seed: int) -> bytes:
+    """A keypoint-rich 1-bit image of side × side pixels (side > 600), a few dozen KB as a PNG: small to send,
+    large to decode."""
+    image = Image.new("1", (side, side), 1)
+    pen = ImageDraw.Draw(image)
+    for i in range(60):
+        x, y = (seed * 7919 + i * 104729) % (side - 600), (seed * 104723 + i * 7907) % (side - 600)
+        pen.ellipse((x, y, x + 200 + i * 5, y + 150 + i * 7), outline=0, width=9)
+        pen.rectangle((y, x, y + 300, x + 120), fill=0)
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()

@@ -43,7 +43,9 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(error)
             return
         upstream = http.client.HTTPConnection("127.0.0.1", server.upstream_port, timeout=30)
-        upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+        # The expectation was met here (the handler answered 100 Continue and read the body): not passed on.
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+        upstream.request(self.command, self.path, body=body, headers=headers)
         answer = upstream.getresponse()
         data = answer.read()
         self.send_response(answer.status)
