@@ -1,7 +1,8 @@
 """Query worker throughput and latency, side by side with in-process search on the same index and queries:
 
   http        `lookalike serve` in its own process, loopback HTTP, N client threads (one connection each)
-  in-process  the same lookalike.retrieval.query calls from N threads of this process, no HTTP, no JSON
+  in-process  the same work from N threads of this process, no HTTP, no JSON: lookalike.retrieval.query's
+              search for vectors, the Python API's search (embedding, local features, verification) for images
 
 Two workloads: search by vector (synthetic clustered vectors, an IVF-PQ index chosen by build_index under a
 memory budget, the manifest's operating point with exact re-scoring) and search by image (simple-icons logos
@@ -27,6 +28,7 @@ import httpx
 import numpy as np
 from benchkit.record import add_out_arg, record
 
+from lookalike.api.index import open_index
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.dev.datasets import logo_variant, simple_icons_catalogue
@@ -141,7 +143,7 @@ def bench_index(kind: str, store: Path, name: str, work: Path, seconds: float, q
                 uploads: list[bytes] | None = None) -> list[dict]:
     served = ServedIndex(Store(str(store)), WorkerSettings(name=name, cache_dir=str(work / "cache-local")))
     served.start(watch=False)
-    version, embedder = served.current, served.embedder
+    version = served.current
     params = params_for(version)
     m = version.manifest
     print(f"{kind}: index {m['factory']} over {m['ntotal']:,} vectors, default {m['default_search']}", flush=True)
@@ -152,8 +154,11 @@ def bench_index(kind: str, store: Path, name: str, work: Path, seconds: float, q
         def body(i: int) -> dict:
             return {"json": {"vectors": [queries[i % len(queries)].tolist()], "k": K}}
     else:
+        # What the worker's upload route does (embedding, the query's local features, verification), in-process.
+        index = open_index(str(store), name, cache_dir=str(work / "cache-local"))
+
         def local(i: int) -> None:
-            search_vectors(version, embedder.embed([uploads[i % len(uploads)]]), K, params)
+            index.search(uploads[i % len(uploads)], K)
 
         def body(i: int) -> dict:
             return {"files": {"images": ("q.jpg", uploads[i % len(uploads)], "image/jpeg")}, "data": {"k": str(K)}}
@@ -170,6 +175,10 @@ def bench_index(kind: str, store: Path, name: str, work: Path, seconds: float, q
         proc.wait(30)
 
 
+def ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def table(rows: list[dict]) -> str:
     """The docs' table of a run (docs/performance.md includes the committed record's)."""
     out = ["| workload | clients | HTTP QPS | p50 / p99 ms | in-process QPS | p50 / p99 ms | QPS ratio |",
@@ -178,7 +187,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         h, p = r["http"], r["in_process"]
         out.append(f"| {r['described'] if r['described'] != shown else ''} | {r['clients']} | {h['qps']:,.1f} | "
-                   f"{h['p50_ms']:.3g} / {h['p99_ms']:.3g} | {p['qps']:,.1f} | {p['p50_ms']:.3g} / {p['p99_ms']:.3g} | "
+                   f"{ms(h['p50_ms'])} / {ms(h['p99_ms'])} | {p['qps']:,.1f} | {ms(p['p50_ms'])} / {ms(p['p99_ms'])} | "
                    f"{r['qps_ratio']:.2f} |")
         shown = r["described"]
     return "\n".join(out)
