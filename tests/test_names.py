@@ -104,3 +104,17 @@ def test_dba_takes_the_expansion_names_of_query_expansion(store, capsys):
     assert main([*flags, "--neighbours", "2", "--alpha", "2", "--json"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["created_at"] == today["created_at"] and "--neighbours is deprecated" in out.err
+
+
+def test_the_python_api_takes_rerank_as_rescore_with_a_deprecation_warning(store, tmp_path):
+    from lookalike import open_index
+    index = open_index(store.url, "t", cache_dir=str(tmp_path / "cache"))
+    query = clustered_vectors(2000, 16, seed=5)[7]
+    today = index.search_vectors(query, 5, rescore=60)
+    with pytest.warns(DeprecationWarning, match="rerank= is deprecated, use rescore="):
+        old = index.search_vectors(query, 5, rerank=60)
+    assert [(h.image_id, h.score) for h in old] == [(h.image_id, h.score) for h in today]
+    with pytest.warns(DeprecationWarning):
+        assert index.search_params(rerank=60).rescore == 60
+    with pytest.raises(TypeError, match="give rescore alone"):
+        index.search_vectors(query, 5, rescore=60, rerank=60)

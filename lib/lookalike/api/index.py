@@ -10,6 +10,7 @@ from typing import Any, overload
 import numpy as np
 
 from lookalike.api.images import ImageLike, image_bytes, images_of
+from lookalike.api.renamed import accepts_renamed
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.index.local_cache import default_cache_dir
@@ -91,6 +92,7 @@ class Index:
     @overload
     def search(self, images: Sequence[ImageLike], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
+    @accepts_renamed
     def search(self, images, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                verify: bool = True, shortlist: int | None = None, weight_class: str | int | None = None,
@@ -114,6 +116,7 @@ class Index:
     @overload
     def search_ids(self, image_ids: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
+    @accepts_renamed
     def search_ids(self, image_ids, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                    rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                    verify: bool = True, shortlist: int | None = None, include_self: bool = False,
@@ -143,6 +146,7 @@ class Index:
     def search_vectors(self, vectors: Sequence[Sequence[float]] | np.ndarray, k: int = 10, **options: Any
                        ) -> list[list[Hit]]: ...
 
+    @accepts_renamed
     def search_vectors(self, vectors, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                        rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k nearest of raw vectors of the index's dimension (normalised here): one vector, or a matrix."""
@@ -155,6 +159,7 @@ class Index:
     @overload
     def search_text(self, texts: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]: ...
 
+    @accepts_renamed
     def search_text(self, texts, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                     rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k images nearest a text ('bird in a circle'; comma-separated phrases average their vectors), for
@@ -174,6 +179,7 @@ class Index:
         """The stored vectors of catalogue images, in the order given."""
         return vectors_of_ids(self._version, list(image_ids))[0]
 
+    @accepts_renamed
     def search_params(self, nprobe: int | None = None, rescore: int | None = None, expand: int | None = None,
                       expand_alpha: float | None = None) -> SearchParams:
         """The parameters a search runs with: the version's operating point, with the ones given instead."""
