@@ -5,16 +5,21 @@ import dataclasses
 
 import pytest
 
+from lookalike.batch.join_config import JoinConfig
 from lookalike.cli.embed import EMBEDDING_OPTIONS
 from lookalike.cli.index import INDEX_BUILD_OPTIONS
+from lookalike.cli.join import JOIN_OPTIONS
 from lookalike.cli.main import build_parser
 from lookalike.core.options import flag_of, help_of, option_spec
 from lookalike.dev.docs import cli_reference, python_reference
 from lookalike.embed.config import EmbedConfig
 from lookalike.index.config import BuildIndexConfig
 
-DECLARED = [(EmbedConfig, name, command) for name in EMBEDDING_OPTIONS for command in ("embed", "reindex")] + \
-           [(BuildIndexConfig, name, command) for name in INDEX_BUILD_OPTIONS for command in ("build-index", "reindex")]
+DECLARED = [
+    *[(EmbedConfig, name, command) for name in EMBEDDING_OPTIONS for command in ("embed", "reindex")],
+    *[(BuildIndexConfig, name, command) for name in INDEX_BUILD_OPTIONS for command in ("build-index", "reindex")],
+    *[(JoinConfig, name, "join") for name in JOIN_OPTIONS],
+]
 
 
 def command_parser(name: str):
@@ -38,5 +43,5 @@ def test_the_docs_references_are_made_from_the_same_definitions():
     for config, name, _ in DECLARED:
         words = " ".join(option_spec(config, name).help.split()).replace("|", "\\|")
         assert f"`{flag_of(config, name)}" in cli and words in cli, name
-        if config is EmbedConfig:  # the Python API's EmbedConfig table: the same help as its field's meaning
+        if config in (EmbedConfig, JoinConfig):  # the Python API's config tables: the field's help is its meaning
             assert words in python, name

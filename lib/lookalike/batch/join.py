@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lookalike.batch.clusters import connected_clusters
+from lookalike.batch.join_config import JoinConfig
 from lookalike.batch.join_task import JoinTask
 from lookalike.batch.text_queries import TEXT_QUERIES, embed_text_queries
 from lookalike.core.errors import ConfigError
-from lookalike.core.layout import EMBEDDINGS_PREFIX, RUN_ID_PATTERN, JoinLayout
+from lookalike.core.layout import EMBEDDINGS_PREFIX, JoinLayout
 from lookalike.core.manifest import ManifestError, new_manifest, new_run_id, read_manifest
 from lookalike.core.spark import run_tasks
 from lookalike.core.store import Store, redact
@@ -24,59 +25,9 @@ from lookalike.embed.versions import EmbeddingsVersion, open_ref
 from lookalike.embed.versions import open_version as open_embeddings
 from lookalike.index.publish import read_index_manifest
 from lookalike.index.search import SearchParams
-from lookalike.retrieval.limits import DEFAULT_SHORTLIST, MAX_K
 
 log = logging.getLogger(__name__)
 KIND = "join"
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    """What `lookalike join` searches: one base (an index or an embeddings version) and one kind of queries."""
-
-    store: str
-    index: str | None = None              # base: a published index name ...
-    index_version: str | None = None      # ... at this version (default LATEST)
-    base_embeddings: str | None = None    # ... or FINGERPRINT[/RUN], searched exactly
-    query_embeddings: str | None = None   # queries: FINGERPRINT[/RUN] ...
-    query_images: str | None = None       # ... or an images folder/table, embedded first with the base's model
-    query_texts: str | None = None        # ... or a UTF-8 text file, one text query a line (a word-space base)
-    self_join: bool = False               # queries = the base's own images; each image's own hit is left out
-    k: int = 10
-    threshold: float | None = None        # keep pairs with cosine score >= threshold
-    nprobe: int | None = None             # default: the index's operating point
-    rescore: int | None = None
-    expand: int = 0                       # αQE neighbours (0 = off), as in `lookalike search --expand`
-    # Geometric verification of each shortlist, where queries and base carry local features: off by default in
-    # joins, whose throughput it divides by ~700 (30,000 → ~40 queries/s on 2 cores).
-    verify: bool = False
-    shortlist: int = DEFAULT_SHORTLIST
-    expand_alpha: float = 3.0
-    with_metadata: bool = False
-    run_id: str | None = None
-    master: str | None = "local[*]"
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 4096
-    spark_conf: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if (self.index is None) == (self.base_embeddings is None):
-            raise ConfigError("give exactly one base: --index NAME (a published index) or --base-embeddings "
-                              "FINGERPRINT[/RUN] (exact search)")
-        given = sum(x is not None for x in (self.query_embeddings, self.query_images, self.query_texts))
-        if self.self_join and given:
-            raise ConfigError("--self-join searches the base's own images: give no --query-* option with it")
-        if not self.self_join and given != 1:
-            raise ConfigError("give the queries: --query-embeddings FINGERPRINT[/RUN], --query-images URL or "
-                              "--query-texts URL (or --self-join)")
-        if self.self_join and self.threshold is None:
-            raise ConfigError("--self-join needs --threshold: clusters are made of the pairs scoring above it")
-        if not 1 <= self.k <= MAX_K:
-            raise ConfigError(f"k must be between 1 and {MAX_K}, got {self.k}")
-        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
-        if self.run_id is not None and not RUN_ID_PATTERN.match(self.run_id):
-            raise ConfigError(f"run_id {self.run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
 
 
 def run(config: JoinConfig) -> dict[str, Any]:

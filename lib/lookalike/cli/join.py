@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from lookalike.batch.join_config import JoinConfig
 from lookalike.cli.args import (
     add_expansion_args,
     add_index_arg,
@@ -17,6 +18,10 @@ from lookalike.cli.args import (
     key_values,
     spark_conf,
 )
+from lookalike.core.options import add_options, option_values
+
+# The join's own options: JoinConfig's fields (the search ones are `search`'s).
+JOIN_OPTIONS = ("threshold", "verify", "shortlist", "with_metadata", "batch_size")
 
 
 def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -37,32 +42,23 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     queries.add_argument("--self-join", action="store_true",
                          help="near-duplicate sweep of the base's own images: pairs above --threshold and clusters")
     add_search_args(p)
-    p.add_argument("--threshold", type=float, default=None, help="keep pairs with cosine score >= this")
     add_expansion_args(p)
-    p.add_argument("--verify", action="store_true",
-                   help="verify each query's shortlist geometrically, where queries and base both carry local "
-                        "features (the costliest step of a query, so off by default in joins; docs/performance.md)")
-    p.add_argument("--shortlist", type=int, default=100, help="candidates verified per query (default 100)")
-    p.add_argument("--with-metadata", action="store_true", help="add both sides' columns (query_*, neighbor_*)")
+    add_options(p, JoinConfig, JOIN_OPTIONS)
     p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
-    p.add_argument("--batch-size", type=int, default=4096, help="queries searched at once in a task")
     add_master_arg(p, submitted)
     add_spark_args(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
-def join_config(args: argparse.Namespace):
-    from lookalike.batch.join import JoinConfig
+def join_config(args: argparse.Namespace) -> JoinConfig:
     return JoinConfig(
         store=args.store, index=args.index, index_version=args.version, base_embeddings=args.base_embeddings,
         query_embeddings=args.query_embeddings, query_images=args.query_images, query_texts=args.query_texts,
         self_join=args.self_join,
-        k=args.k, threshold=args.threshold, nprobe=args.nprobe, rescore=args.rescore,
-        expand=args.expand, expand_alpha=args.expand_alpha, verify=args.verify, shortlist=args.shortlist,
-        with_metadata=args.with_metadata, run_id=args.run_id,
-        master=args.master,
-        storage_options=key_values(args.store_option, "--store-option"), batch_size=args.batch_size,
-        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")))
+        k=args.k, nprobe=args.nprobe, rescore=args.rescore, expand=args.expand, expand_alpha=args.expand_alpha,
+        run_id=args.run_id, master=args.master, storage_options=key_values(args.store_option, "--store-option"),
+        spark_conf=spark_conf(args.spark_conf, args.event_log, key_values(args.store_option, "--store-option")),
+        **option_values(args, JoinConfig, JOIN_OPTIONS))
 
 
 def summarise_join(m: dict[str, Any]) -> str:
