@@ -39,9 +39,10 @@ build() {
 }
 
 run() {
-    local data; data="$(mktemp -d "${TMPDIR:-/var/tmp}/lookalike-image-check.XXXXXX")"
-    local container; container="$(buildah from "$image")"
-    trap 'buildah rm "$container" >/dev/null; rm -rf "$data"' RETURN
+    data="$(mktemp -d "${TMPDIR:-/var/tmp}/lookalike-image-check.XXXXXX")"
+    container="$(buildah from "$image")"
+    # On exit, failed or not: the container and the data go (EXIT: set -e leaves the function without returning).
+    trap 'buildah rm "$container" >/dev/null; rm -rf "$data"' EXIT
     # Real logos (simple-icons, from npm), written by the host's environment; the image reads them as the user
     # Spark's pods run as.
     "$python" -c "import sys; from pathlib import Path; from lookalike.dev.datasets import simple_icons_catalogue; \
