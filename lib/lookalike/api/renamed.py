@@ -7,17 +7,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from lookalike.core.manifest import RENAMED_SEARCH_PARAMS
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Old name → today's (the shortlist re-scored exactly was `rerank`, a word the re-ranking methods own now).
-RENAMED = {"rerank": "rescore"}
-
 
 def accepts_renamed(fn: F) -> F:
     """`fn` also takes the old names of its keywords: each says to use the new one; both at once is an error."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for old, new in RENAMED.items():
+        for old, new in RENAMED_SEARCH_PARAMS.items():
             if old in kwargs:
                 if new in kwargs:
                     raise TypeError(f"{old} is the deprecated name of {new}: give {new} alone")

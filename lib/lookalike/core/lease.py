@@ -26,7 +26,7 @@ from typing import Any
 
 from lookalike.core.errors import Busy, ConfigError, Interrupted, JobFailed, LookalikeError
 from lookalike.core.signals import interruption
-from lookalike.core.store import Store, is_transient, store_kind, with_retries
+from lookalike.core.store import Store, is_transient, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ConditionalObject:
     def __init__(self, store: Store, key: str):
         self.store, self.key = store, key
         self.path = store.path(key)
-        self.kind = "local" if store.is_local else store_kind(store.fs)
+        self.kind = store.kind
         if self.kind == "other":
             log.warning("%s does not support conditional writes here: the lease is best effort", store.url)
 

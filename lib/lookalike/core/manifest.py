@@ -91,15 +91,16 @@ class EmbeddingsManifest(Manifest):
         return (self.get("config") or {}).get("model")
 
 
-# Names that versions published by older releases wrote, read under today's: the shortlist re-scored exactly
-# was "rerank" (a word index/rerank.py's re-ranking methods own now).
-LEGACY_SEARCH_NAMES = {"rerank": "rescore"}
+# Search parameters renamed in a release, old name → today's: the shortlist re-scored exactly was "rerank" (a word
+# index/rerank.py's re-ranking methods own now). Manifests of older versions are read under today's names, and the
+# HTTP API and the Python API accept the old names for one more release.
+RENAMED_SEARCH_PARAMS = {"rerank": "rescore"}
 
 
 def _search_names_of_today(point: Any) -> Any:
     if not isinstance(point, dict):
         return point
-    renamed = {LEGACY_SEARCH_NAMES.get(k, k): v for k, v in point.items()}
+    renamed = {RENAMED_SEARCH_PARAMS.get(k, k): v for k, v in point.items()}
     if isinstance(renamed.get("params"), dict):
         renamed["params"] = _search_names_of_today(renamed["params"])
     return renamed

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from lookalike.core.manifest import RENAMED_SEARCH_PARAMS
 from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
 from lookalike.retrieval.limits import (
     DEFAULT_SHORTLIST,
@@ -45,14 +46,12 @@ WEIGHT_STRENGTH = "how far the class weighting goes: 0 = plain search, 1 (the de
 
 log = logging.getLogger(__name__)
 
-# Field names of an older release, accepted for one more: old name → today's.
-DEPRECATED_FIELDS = {"rerank": "rescore"}
 _warned: set[str] = set()  # each deprecated name is logged once per process, not once per request
 
 
 def accept_deprecated_names(fields: dict[str, Any]) -> dict[str, Any]:
     """Today's names for a request's deprecated ones (a warning in the worker's log); both at once is an error."""
-    for old, new in DEPRECATED_FIELDS.items():
+    for old, new in RENAMED_SEARCH_PARAMS.items():
         if old in fields:
             if fields.get(new) is not None:
                 raise ValueError(f"{old} is the deprecated name of {new}: give {new} alone")
