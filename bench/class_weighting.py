@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from benchkit.record import add_out_arg, record
 from PIL import Image
 from scipy.stats import binomtest
 
@@ -104,6 +105,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, help="where the npm packages and renderings are kept")
     p.add_argument("--seed", type=int, default=0)
+    add_out_arg(p)
     args = p.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookalike-concepts-"))
     embedder = QueryEmbedder(load_model(ModelSpec(name="efficientnet_lite0")))  # weighting reads its classifier
@@ -145,12 +147,18 @@ def main() -> int:
 
     print(f"\n{'query':>24}  {'AP asked':>9} {'AP other':>9} {'AP either':>10} {'asked in top 10':>16} "
           f"{'either in top 10':>17}  sign test (AP asked)")
+    figures: dict = {"icons": len(uris), "concepts": len(set(concepts)), "composite_queries": len(queries),
+                     "composite": {}, "single": {}}
     for name, r in rows.items():
         mean = r.mean(axis=0)
         test = ""
+        figures["composite"][name] = dict(zip(("AP asked", "AP other", "AP either", "asked in top 10",
+                                               "either in top 10"), map(float, mean), strict=True))
         if name != "plain":
             better, worse = int((r[:, 0] > rows["plain"][:, 0]).sum()), int((r[:, 0] < rows["plain"][:, 0]).sum())
             test = f"{better} up, {worse} down, p = {binomtest(better, better + worse).pvalue:.2g}"
+            figures["composite"][name]["sign test"] = {"up": better, "down": worse,
+                                                       "p": binomtest(better, better + worse).pvalue}
         print(f"{name:>24}  {mean[0]:9.3f} {mean[1]:9.3f} {mean[2]:10.3f} {mean[3]:16.3f} {mean[4]:17.3f}  {test}")
 
     single = [j for j, c in enumerate(concepts) if c in CONCEPT_CLASSES and (concepts == c).sum() > 1]
@@ -168,6 +176,8 @@ def main() -> int:
     print(f"\n{len(single)} single-icon queries (their concept's other icons are relevant), CAM s=1:")
     for name, aps in singles.items():
         print(f"{name:>24}  mAP {np.mean(aps):.3f}")
+        figures["single"][name] = {"queries": len(aps), "mAP": float(np.mean(aps))}
+    record(args, figures)
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from benchkit.recipes import WHITEN_DIM, Judge, embed_all, sign_test, spec_of, training_split_of
+from benchkit.record import add_out_arg, record
 from PIL import Image
 
 from lookalike.dev.alterations import ALTERATIONS, altered
@@ -36,6 +37,7 @@ def main() -> int:
                    metavar="POOLING:SIZE[@MODEL|@URI]")
     p.add_argument("--per-alteration", type=int, default=100, help="test-brand logos altered by each alteration")
     p.add_argument("--split-seed", type=int, default=0)
+    add_out_arg(p)
     args = p.parse_args()
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
@@ -65,6 +67,7 @@ def main() -> int:
     names = list(ALTERATIONS)
     print(f"\n{'recipe':>40}  {'R@1':>6} {'R@10':>6}  " + " ".join(f"{n[:10]:>10}" for n in names) + "  (R@1 each)")
     base = rows[0][1]
+    figures: dict = {"queries": len(query_uris), "database": len(ids), "recipes": {}}
     for name, m in rows:
         hits = m["hit@1"]
         each = " ".join(f"{hits[kinds_array == n].mean():10.3f}" for n in names)
@@ -72,6 +75,11 @@ def main() -> int:
         test_text = "" if m is base else f"  +{wins}/-{losses}, p={sign_test(wins, losses):.2g}"
         print(f"{re.sub(r'@.*/', '@', name):>40}  {m['precision@1']:6.3f} {m['recall@10']:6.3f}  "
               f"{each}{test_text}")
+        figures["recipes"][name] = {"R@1": float(m["precision@1"]), "R@10": float(m["recall@10"]),
+                                    "R@1 by alteration": {n: float(hits[kinds_array == n].mean()) for n in names},
+                                    **({} if m is base else {"sign test": {"up": wins, "down": losses,
+                                                                           "p": sign_test(wins, losses)}})}
+    record(args, figures)
     return 0
 
 

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchkit.memory import one_run
+from benchkit.record import add_out_arg, record
 
 SETTINGS = {  # name: (fold batch norms, batch size)
     "before: unfolded, batch 32": (False, 32),
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench-data")
     p.add_argument("--one", nargs=4, metavar=("TABLE", "FOLD", "BATCH", "THREADS"), help=argparse.SUPPRESS)
+    add_out_arg(p)
     args = p.parse_args()
     if args.one:
         table, fold, batch, threads = args.one
@@ -54,10 +56,14 @@ def main() -> None:
     base_rss = max(x["peak_rss_mb"] for x in results["before: unfolded, batch 32"])
     print(f"\n{args.images} logos, {args.threads} torch thread(s), RootSIFT on, {args.rounds} rounds (medians)")
     print(f"{'setting':30} {'img/s':>7} {'× before':>9} {'peak RSS MB':>12} {'× before':>9}")
+    figures = {}
     for name, runs in results.items():
         rate = statistics.median(x["images_per_s"] for x in runs)
         rss = max(x["peak_rss_mb"] for x in runs)
         print(f"{name:30} {rate:7.1f} {rate / base:9.3f} {rss:12,} {rss / base_rss:9.3f}")
+        figures[name] = {"images_per_s": rate, "x_before": rate / base, "peak_rss_mb": rss,
+                         "rss_x_before": rss / base_rss}
+    record(args, {"images": args.images, "threads": args.threads, "settings": figures})
 
 
 if __name__ == "__main__":

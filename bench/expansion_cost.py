@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from benchkit.one_query_index import add_index_args, build
+from benchkit.record import add_out_arg, record
 
 from lookalike.index.search import SearchParams, search
 
@@ -22,6 +23,7 @@ def main() -> None:
     add_index_args(parser)
     parser.add_argument("--expand", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--searches", type=int, default=2000, help="per round and setting")
+    add_out_arg(parser)
     args = parser.parse_args()
     x, index, exact = build(args)
     queries = x[np.random.default_rng(1).choice(args.n, args.searches, replace=False)] + 0.01
@@ -40,10 +42,13 @@ def main() -> None:
     base = float(np.median(seconds["no expansion"]))
     print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rescore {args.rescore}, k 10, "
           "1 query/search")
+    figures = {}
     for name, s in seconds.items():
         median = float(np.median(s))
         print(f"  {name:14} {1e6 * median:7.0f} µs/search  ({median / base:.2f}× no expansion, "
               f"+{1e6 * (median - base):.0f} µs; median of {args.rounds})")
+        figures[name] = {"us_per_search": 1e6 * median, "x_no_expansion": median / base}
+    record(args, {"factory": args.factory, "n": args.n, "d": args.d, "settings": figures})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 
 import torch
 from benchkit.recipes import spec_of
+from benchkit.record import add_out_arg, record
 
 from lookalike.embed.engine import EmbeddingEngine
 from lookalike.model.loading import load_model
@@ -29,6 +30,7 @@ def main() -> int:
     p.add_argument("--recipes", nargs="+", default=["gem:224", "gem:320", "gem:224:1.414,1,0.707"])
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--batches", type=int, default=3, help="timed batches of 32 per recipe and round")
+    add_out_arg(p)
     args = p.parse_args()
     engines = {r: EmbeddingEngine(load_model(spec_of(r))) for r in args.recipes}
     rates: dict[str, list[float]] = {r: [] for r in args.recipes}
@@ -47,6 +49,9 @@ def main() -> int:
         median = statistics.median(r)
         print(f"{recipe:26s} {median:7.1f} img/s (rounds: {', '.join(f'{x:.0f}' for x in r)})  "
               f"cost {base / median:.2f}× of {args.recipes[0]}")
+    record(args, {"threads": torch.get_num_threads(), "recipes": {
+        recipe: {"images_per_s": statistics.median(r), "rounds": r, "cost_x_first": base / statistics.median(r)}
+        for recipe, r in rates.items()}})
     return 0
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchkit.memory import anonymous_rss
+from benchkit.record import add_out_arg, record
 
 
 def make_folder(root: Path, n: int) -> None:
@@ -71,6 +72,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--measure", choices=("walk", "find"), help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
+    add_out_arg(p)
     args = p.parse_args()
     if args.measure:
         measure(args.measure, args.url)
@@ -94,6 +96,8 @@ def main() -> None:
                   f"(+{added / 2**20:,.0f} MiB)")
         print(f"walk / find: time {results['walk'][0] / results['find'][0]:.2f}×, peak memory "
               f"{results['walk'][1] / results['find'][1]:.2f}×")
+        record(args, {"files": args.n, **{way: {"s": s, "peak_bytes_per_image": added / args.n}
+                                          for way, (s, added) in results.items()}})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from benchkit.record import add_out_arg, record
 from PIL import Image
 
 from lookalike.dev.datasets import simple_icons_catalogue
@@ -46,7 +47,7 @@ def near_copy(src: str, dest: Path, size: int, quality: int) -> str:
     return str(dest)
 
 
-def describe(name: str, catalogue: np.ndarray, copies: np.ndarray, originals: np.ndarray) -> None:
+def describe(name: str, catalogue: np.ndarray, copies: np.ndarray, originals: np.ndarray) -> dict:
     pair = (copies * catalogue[originals]).sum(axis=1)
     sims = catalogue @ catalogue.T
     np.fill_diagonal(sims, -np.inf)
@@ -55,10 +56,17 @@ def describe(name: str, catalogue: np.ndarray, copies: np.ndarray, originals: np
           f"median {np.median(pair):.3f}")
     print(f"{'':9s} closest other  median {np.median(other):.3f}  p95 {np.quantile(other, 0.95):.3f}  "
           f"p99 {np.quantile(other, 0.99):.3f}  ({(other > 0.999).sum()} logos have an identical twin)")
+    figures = {"copy_to_original": {"min": float(pair.min()), "p5": float(np.quantile(pair, 0.05)),
+                                    "median": float(np.median(pair))},
+               "closest_other": {"median": float(np.median(other)), "p95": float(np.quantile(other, 0.95)),
+                                 "p99": float(np.quantile(other, 0.99))}, "thresholds": []}
     for false_rate in (0.01, 0.05):
         threshold = float(np.quantile(other, 1 - false_rate))
         print(f"{'':9s} threshold {threshold:.2f} ({false_rate:.0%} of logos pair with another logo above it) "
               f"catches {(pair >= threshold).mean():.1%} of the near copies")
+        figures["thresholds"].append({"false_pair_rate": false_rate, "threshold": threshold,
+                                      "copies_caught": float((pair >= threshold).mean())})
+    return figures
 
 
 def main() -> int:
@@ -68,7 +76,8 @@ def main() -> int:
     p.add_argument("--every", type=int, default=5, help="make a near copy of every n-th logo")
     p.add_argument("--size", type=int, default=180)
     p.add_argument("--quality", type=int, default=70)
-    p.add_argument("--model", default=None, help="default: the default model (efficientnet_lite0: ImageNet)")
+    p.add_argument("--model", default=None, help="default: the default model")
+    add_out_arg(p)
     args = p.parse_args()
     data = Path(args.data)
     table = pq.read_table(simple_icons_catalogue(data, limit=1000))
@@ -81,9 +90,11 @@ def main() -> int:
     print(f"{len(uris):,} logos, {len(copy_uris)} near copies (JPEG q{args.quality}, {args.size} px), "
           f"{ModelSpec(name=args.model).name} GeM; whitening to {args.dim} d learned on the catalogue", flush=True)
     catalogue, copies = embed(uris, args.model), embed(copy_uris, args.model)
-    describe("raw", catalogue, copies, originals)
+    raw = describe("raw", catalogue, copies, originals)
     whitening = learn(catalogue, args.dim)
-    describe("whitened", whitening.apply(catalogue), whitening.apply(copies), originals)
+    whitened = describe("whitened", whitening.apply(catalogue), whitening.apply(copies), originals)
+    record(args, {"logos": len(uris), "copies": len(copy_uris), "model": ModelSpec(name=args.model).name,
+                  "raw": raw, "whitened": whitened})
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import skimage.data
 from benchkit.recipes import spec_of
+from benchkit.record import add_out_arg, record
 from PIL import Image, ImageOps
 
 from lookalike.model.loading import cached_model
@@ -54,12 +55,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", default=["gem:320@efficientnet_lite0", "gem:320"],
                    metavar="POOLING:SIZE[@MODEL|@URI]")
+    add_out_arg(p)
     args = p.parse_args()
     originals = [photo(n) for n in PHOTOS]
     copies = [(i, kind, make(im)) for i, im in enumerate(originals) for kind, make in COPIES.items()]
     print(f"{len(PHOTOS)} scikit-image photos, {len(copies)} copies ({', '.join(COPIES)})\n")
     print(f"{'recipe':>28}  {'lowest copy':>11} {'highest other':>13} {'margin':>7} {'copy R@1':>8}  "
           "lowest copy by kind")
+    figures = {}
     for recipe in args.recipes:
         embedder = QueryEmbedder(cached_model(spec_of(recipe), "cpu"))
         png = [_png(im) for im in originals] + [_png(im) for _, _, im in copies]
@@ -75,6 +78,10 @@ def main() -> int:
         print(f"{re.sub(r'@.*/', '@', recipe):>28}  {copy_scores.min():11.3f} {others.max():13.3f} "
               f"{copy_scores.min() - others.max():7.3f} {r1:8.3f}  "
               + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items()))
+        figures[recipe] = {"lowest_copy": float(copy_scores.min()), "highest_other": float(others.max()),
+                           "margin": float(copy_scores.min() - others.max()), "copy_R@1": r1,
+                           "lowest_copy_by_kind": {k: float(v) for k, v in by_kind.items()}}
+    record(args, {"photos": len(PHOTOS), "copies": len(copies), "recipes": figures})
     return 0
 
 

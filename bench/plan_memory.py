@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pyarrow as pa
 from benchkit.memory import RssSampler, anonymous_rss, current_rss
+from benchkit.record import add_out_arg, record
 
 from lookalike.core.layout import EmbeddingsLayout
 from lookalike.core.store import Store
@@ -32,6 +33,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--parts", type=int, default=20)
+    add_out_arg(p)
     args = p.parse_args()
     n = args.n
     scratch = tempfile.TemporaryDirectory(prefix="lookalike-plan-bench-")  # removed at exit
@@ -65,6 +67,9 @@ def main() -> None:
           f"RSS {before / 2**30:.2f} GiB before planning, peak {rss.peak_gib:.2f} GiB (anonymous "
           f"{rss.peak_anon / 2**30:.2f}); planning added {(rss.peak - before) / n:.0f} B/image at its peak; "
           f"now {anonymous_rss() / 2**30:.2f} GiB anonymous")
+    record(args, {"images": n, "changed": n // 100, "plan_s": elapsed, "carried_by_listing": info.unchanged_by_listing,
+                  "listing_bytes_per_image": listing_bytes / n, "rss_before_gib": before / 2**30,
+                  "peak_rss_gib": rss.peak_gib, "added_bytes_per_image": (rss.peak - before) / n})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchkit.memory import one_run
+from benchkit.record import add_out_arg, record
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
     p.add_argument("--io-threads", type=int, default=8)
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-bench-data")
     p.add_argument("--one", nargs=3, metavar=("TABLE", "BATCH", "IO_THREADS"), help=argparse.SUPPRESS)
+    add_out_arg(p)
     args = p.parse_args()
     if args.one:
         table, batch, io_threads = args.one
@@ -38,12 +40,15 @@ def main() -> None:
     table = str(simple_icons_catalogue(args.data, limit=args.images))
     print(f"{args.images} logos, RootSIFT on, {args.io_threads} IO threads, 1 torch thread, CPU")
     print(f"{'batch':>6} {'img/s':>7} {'peak RSS MiB':>13} {'peak address space MiB':>23} {'ratio':>6}")
+    figures = {}
     for batch in args.batches:
         out = subprocess.run([sys.executable, __file__, "--one", table, str(batch), str(args.io_threads)],
                              check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{batch:>6} {r['images_per_s']:7.1f} {r['peak_rss_mb']:13,} {r['peak_address_space_mb']:23,} "
               f"{r['peak_address_space_mb'] / r['peak_rss_mb']:6.1f}", flush=True)
+        figures[batch] = r
+    record(args, {"images": args.images, "io_threads": args.io_threads, "batches": figures})
 
 
 if __name__ == "__main__":

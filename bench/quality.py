@@ -46,6 +46,7 @@ from benchkit.recipes import (
     spec_of,
     training_split_of,
 )
+from benchkit.record import add_out_arg, record
 
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue
 
@@ -69,6 +70,7 @@ def main() -> int:
     p.add_argument("--split", default=None, choices=("train", "validation", "test"),
                    help="only the queries of brands on this side of the training split (test: never trained on)")
     p.add_argument("--split-seed", type=int, default=0, help="the training set's split seed")
+    add_out_arg(p)
     args = p.parse_args()
     data = Path(args.data)
     database = pq.read_table(simple_icons_catalogue(data, limit=None))
@@ -110,6 +112,8 @@ def main() -> int:
             wins, losses = int((m["hit@1"] & ~base["hit@1"]).sum()), int((~m["hit@1"] & base["hit@1"]).sum())
             print(f"{name:30s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in SHOWN)
                   + f"  (+{wins}/-{losses}, p={sign_test(wins, losses):.3f})")
+    record(args, {"queries": len(queries), "by_collection": counts, "database": len(database),
+                  "recipes": {name: {k: float(m[k]) for k in SHOWN} for name, m in rows}})
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 from benchkit.recipes import add_tuned_recipe_args, embed_all, exact, recipe_and_cache, sign_test, tune_and_report_rows
+from benchkit.record import add_out_arg, record
 
 from lookalike.batch.metrics import judge_queries, summary
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue
@@ -120,12 +121,14 @@ def describe(settings: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> None:
+def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> dict[str, Any]:
     print(f"\n{protocol}: settings chosen on {len(tune)} tune-brand queries, reported on {len(test)} test-brand "
           "queries")
     base_ids, _ = bench.run()
     base = bench.judge(base_ids, test)
     print(f"{'no re-ranking':44s} " + "  ".join(f"{k} {base[k]:.3f}" for k in SHOWN))
+    figures: dict[str, Any] = {"tune_queries": len(tune), "test_queries": len(test),
+                               "no re-ranking": {k: float(base[k]) for k in SHOWN}}
     for method, candidates in grid().items():
         t = time.perf_counter()
         scored = [(bench.judge(bench.run(**c)[0], tune)["map"], i) for i, c in enumerate(candidates)]
@@ -139,12 +142,17 @@ def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> 
               + f"  P@1 +{wins}/-{losses} p={sign_test(wins, losses):.3f}  "
                 f"[{len(candidates)} tried in {t_run - t:.0f}s; {took:.2f}s for {len(bench.relevant)} queries]",
               flush=True)
+        figures[method] = {"chosen": describe(best), **{k: float(m[k]) for k in SHOWN},
+                           "sign test": {"up": wins, "down": losses, "p": sign_test(wins, losses)},
+                           "seconds": took}
+    return figures
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
     add_tuned_recipe_args(p, "rerank-{}.npz")
+    add_out_arg(p)
     args = p.parse_args()
     t0 = time.perf_counter()
     spec, cache = recipe_and_cache(args)
@@ -154,7 +162,7 @@ def main() -> int:
     relevant = v["relevant"].tolist()
     print(f"{len(q):,} queries against {len(x):,} logos ({time.perf_counter() - t0:.0f}s to embed or load)")
     cross = Bench(x, q, v["db_ids"].tolist(), [{r} for r in relevant])
-    compare("cross-collection", cross, *tune_and_report_rows(relevant, args))
+    figures = {"cross-collection": compare("cross-collection", cross, *tune_and_report_rows(relevant, args))}
     # All renditions: simple-icons rows are their brand id; iconify/devicon rows name the brand they draw.
     brands = v["db_ids"].tolist() + relevant
     labels = [f"{b}#{i}" for i, b in enumerate(brands)]
@@ -163,7 +171,9 @@ def main() -> int:
     together = np.vstack([x, q])
     everyone = Bench(together, together[rows], labels,
                      [{labels[j] for j, c in enumerate(brands) if c == brands[i] and j != i} for i in rows], rows)
-    compare("all renditions", everyone, *tune_and_report_rows([brands[i] for i in rows], args))
+    halves = tune_and_report_rows([brands[i] for i in rows], args)
+    figures["all renditions"] = compare("all renditions", everyone, *halves)
+    record(args, figures)
     return 0
 
 

@@ -15,6 +15,7 @@ import time
 import faiss
 import numpy as np
 from benchkit.one_query_index import add_index_args, build
+from benchkit.record import add_out_arg, record
 
 from lookalike.index.search import SearchParams, search
 
@@ -23,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_index_args(parser)
     parser.add_argument("--searches", type=int, default=3000, help="per round and way")
+    add_out_arg(parser)
     args = parser.parse_args()
     x, index, exact = build(args)
     query, k = x[:1], 10
@@ -50,7 +52,10 @@ def main() -> None:
     print(f"{args.factory} over {args.n:,} × {args.d}, nprobe {args.nprobe}, rescore {args.rescore}, 1 query/search")
     for name, rate in medians.items():
         print(f"  {name:24} {rate:8,.0f} searches/s (median of {args.rounds})")
-    print(f"  ratio per-call / shared: {medians['per-call parameters'] / medians['nprobe set on the index']:.3f}")
+    ratio = medians["per-call parameters"] / medians["nprobe set on the index"]
+    print(f"  ratio per-call / shared: {ratio:.3f}")
+    record(args, {"factory": args.factory, "n": args.n, "d": args.d, "searches_per_s": medians,
+                  "per_call_over_shared": ratio})
 
 
 if __name__ == "__main__":

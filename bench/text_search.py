@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit.record import add_out_arg, record
 from scipy.stats import binomtest
 
 from lookalike.batch.metrics import judge_queries
@@ -30,6 +31,7 @@ from lookalike.dev.words_training import concept_split, text_to_image
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.word_queries import WordQueries
 
 
 def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: list[str], concepts: list[str]
@@ -47,6 +49,7 @@ def main() -> int:
     p.add_argument("--data-dir", default=None, help="where the npm packages and renderings are kept")
     p.add_argument("--split", default="test", choices=("test", "validation"))
     p.add_argument("--seed", type=int, default=0)
+    add_out_arg(p)
     args = p.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookalike-concepts-"))
     words = QueryEmbedder(load_model(ModelSpec(space="words")))
@@ -65,7 +68,7 @@ def main() -> int:
         images = np.concatenate([embedder.embed([Path(u).read_bytes() for u in uris[i:i + 32]])
                                  for i in range(0, len(uris), 32)])
         rate = len(uris) / (time.perf_counter() - t0)
-        queries = embedder.embed_texts(concepts)
+        queries = WordQueries(embedder.model).embed_texts(concepts)
         results[name] = {**text_to_image(queries, images, image_concepts, concepts), "images/s": round(rate, 1)}
         ap[name] = average_precisions(queries, images, image_concepts, concepts)
     rng = np.random.default_rng(args.seed)
@@ -80,6 +83,8 @@ def main() -> int:
     p_value = binomtest(better, better + worse).pvalue if better + worse else 1.0
     print(f"\nwords vs conse, per query AP: {better} better, {worse} worse, "
           f"{len(concepts) - better - worse} tied; sign test p = {p_value:.2g}")
+    record(args, {"icons": len(uris), "concepts": len(concepts), "split": args.split, "spaces": results,
+                  "words vs conse": {"better": better, "worse": worse, "p": p_value}})
     return 0
 
 

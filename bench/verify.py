@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 from benchkit.recipes import add_tuned_recipe_args, embed_all, exact, recipe_and_cache, sign_test, tune_and_report_rows
+from benchkit.record import add_out_arg, record
 from PIL import Image
 
 from lookalike.batch.metrics import judge_queries, summary
@@ -115,13 +116,13 @@ def report(label: str, m: dict[str, Any], base: dict[str, Any] | None = None) ->
     return line
 
 
-def timing(q_features: list, db_features: list, ids: np.ndarray, shortlist: int, n: int = 200) -> str:
+def timing(q_features: list, db_features: list, ids: np.ndarray, shortlist: int, n: int = 200) -> dict[str, float]:
     times = []
     for i in range(min(n, len(q_features))):
         t0 = time.perf_counter()
         inlier_counts(q_features[i], [db_features[j] for j in ids[i, :shortlist]])
         times.append(1000 * (time.perf_counter() - t0))
-    return f"shortlist {shortlist}: p50 {np.percentile(times, 50):.1f} ms, p99 {np.percentile(times, 99):.1f} ms"
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
 def main() -> int:
@@ -130,6 +131,7 @@ def main() -> int:
     p.add_argument("--per-alteration", type=int, default=150, help="copies made per alteration")
     p.add_argument("--shortlist", type=int, default=100)
     add_tuned_recipe_args(p, "verify-{}.pickle")
+    add_out_arg(p)
     args = p.parse_args()
     spec, cache = recipe_and_cache(args)
     v = load(Path(args.data), cache, args.per_alteration, spec)
@@ -153,13 +155,22 @@ def main() -> int:
     tuned_on = "the validation brands" if args.training_split else "the tune halves"
     print(f"fusion chosen on {tuned_on}: min_inliers {best.min_inliers}, bonus {best.bonus}, "
           f"saturation {best.saturation}\n")
+    figures: dict[str, Any] = {
+        "logos": len(x), "keypoints_per_image": float(np.mean([len(f) for f in v["db_features"]])),
+        "bytes_per_image": float(db_bytes), "extract_ms": float(v["extract_ms"]),
+        "fusion": {"tuned_on": tuned_on, "min_inliers": best.min_inliers, "bonus": best.bonus,
+                   "saturation": best.saturation}}
     for protocol in (copies, cross):
         test = halves[protocol.name][1]
         base = protocol.judge(test, None)
+        verified, default = protocol.judge(test, best), protocol.judge(test, VerifySettings())
+        figures[protocol.name] = {"queries": len(test), **{
+            name: {k: float(m[k]) for k in SHOWN} for name, m in (("global", base), ("verified", verified),
+                                                                    ("verified, default settings", default))}}
         print(f"{protocol.name}: {len(test)} test-brand queries, shortlist {args.shortlist}")
         print(report("  global search alone", base))
-        print(report("  + local verification", protocol.judge(test, best), base))
-        print(report("  + local verification, default settings", protocol.judge(test, VerifySettings()), base))
+        print(report("  + local verification", verified, base))
+        print(report("  + local verification, default settings", default, base))
         if protocol is copies:
             kinds = np.array(v["copy_kinds"])[test]
             for kind in ALTERATIONS:
@@ -168,11 +179,17 @@ def main() -> int:
                 listed = np.mean([protocol.db_ids.index(protocol.relevant[r]) in protocol.ids[r] for r in rows])
                 print(f"    {kind:16s} R@1 {before['precision@1']:.3f} → {after['precision@1']:.3f}  "
                       f"(in the shortlist: {listed:.3f}; {len(rows)} queries)")
+                figures[protocol.name].setdefault("R@1 by alteration", {})[kind] = {
+                    "global": float(before["precision@1"]), "verified": float(after["precision@1"]),
+                    "in_shortlist": float(listed)}
         print()
     print("verification time per query (query and its mirror, in-process, this machine):")
+    figures["verify_ms_per_query"] = {}
     for shortlist in (50, 100, 200):
         ids, _ = exact(x, whitening.apply(v["copy_q"]), shortlist)
-        print("  " + timing(v["copy_features"], v["db_features"], ids, shortlist))
+        t = figures["verify_ms_per_query"][shortlist] = timing(v["copy_features"], v["db_features"], ids, shortlist)
+        print(f"  shortlist {shortlist}: p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms")
+    record(args, figures)
     return 0
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from benchkit.record import add_out_arg, record
 from query import http_client, image_workload, measure, start_worker
 
 SETTINGS = {"no verification": {"verify": "false"}, "verified, shortlist 50": {"shortlist": "50"},
@@ -26,6 +27,7 @@ def main() -> int:
     p.add_argument("--logos", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=4.0, help="duration of each measured cell")
     p.add_argument("--rounds", type=int, default=3)
+    add_out_arg(p)
     args = p.parse_args()
     work = Path(args.work)
     store, uploads = image_workload(work, args.logos)
@@ -46,10 +48,15 @@ def main() -> int:
     base = {k: float(np.median([c[k] for c in cells["no verification"]])) for k in ("p50_ms", "p99_ms")}
     print(f"{args.logos} simple-icons logos with RootSIFT features, {len(uploads)} altered JPEG queries, 1 client, "
           f"median of {args.rounds} rounds of {args.seconds:g} s")
+    figures = {}
     for name, rows in cells.items():
         p50, p99 = (float(np.median([c[k] for c in rows])) for k in ("p50_ms", "p99_ms"))
+        qps = float(np.median([c["qps"] for c in rows]))
         print(f"  {name:24s} p50 {p50:6.1f} ms (+{p50 - base['p50_ms']:5.1f})  p99 {p99:6.1f} ms "
-              f"(+{p99 - base['p99_ms']:5.1f})  {np.median([c['qps'] for c in rows]):5.1f} QPS")
+              f"(+{p99 - base['p99_ms']:5.1f})  {qps:5.1f} QPS")
+        figures[name] = {"p50_ms": p50, "p99_ms": p99, "added_p50_ms": p50 - base["p50_ms"],
+                         "added_p99_ms": p99 - base["p99_ms"], "qps": qps}
+    record(args, {"logos": args.logos, "queries": len(uploads), "clients": 1, "settings": figures})
     return 0
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+from benchkit.record import add_out_arg, record
 
 from lookalike.dev.imagefactory import PHOTOS, keypoint_rich_png, write_photo_crops
 from lookalike.dev.net import free_port
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--budget", type=int, default=50_000_000, help="the worker's --max-pixels-in-flight")
     parser.add_argument("--timeout", type=float, default=5.0, help="the time limit of the timed-out run")
+    add_out_arg(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images"
@@ -79,6 +81,8 @@ def main() -> None:
               f"CPU after the answer {m['cpu_after_answer_s']:.2f} s")
     print(f"verification / none: peak memory {verified['grown_mib'] / max(plain['grown_mib'], 1):.2f}×, "
           f"time {verified['seconds'] / plain['seconds']:.2f}×")
+    record(args, {"images": args.images, "budget_pixels": args.budget, "without verification": plain,
+                  "with verification": verified, f"with verification, {args.timeout:g} s limit": late})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from lookalike.index.build import BuildIndexConfig
 from lookalike.model.class_weighting import ClassFocus, ClassWeightingError, position_weights, resolve_class
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.class_focus import class_focus, weights_classes
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.http_api import create_app, running
@@ -89,14 +90,15 @@ def test_classes_are_named_by_name_or_id_and_mistakes_say_what_they_could_mean()
 
     visual = QueryEmbedder(cached_model(MODEL, "cpu"))
     data = [mug_and_cat()]
-    np.testing.assert_allclose(visual.embed(data, visual.focus("coffee mug", 0.0)), visual.embed(data), atol=1e-5)
-    assert visual.class_weighting
-    words = QueryEmbedder(cached_model(ModelSpec(space="conse", image_size=224), "cpu"))
-    assert not words.class_weighting
+    np.testing.assert_allclose(visual.embed(data, class_focus(visual.model, "coffee mug", 0.0)), visual.embed(data),
+                               atol=1e-5)
+    assert weights_classes(visual.model)
+    words = cached_model(ModelSpec(space="conse", image_size=224), "cpu")
+    assert not weights_classes(words)
     with pytest.raises(QueryError, match="word space"):
-        words.focus("umbrella")
+        class_focus(words, "umbrella")
     with pytest.raises(QueryError, match="needs the class"):
-        visual.focus(None, 0.5)
+        class_focus(visual.model, None, 0.5)
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from lookalike.dev import imagefactory
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.whitening import Whitening
+from lookalike.retrieval.class_focus import class_focus
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
@@ -150,6 +151,6 @@ def test_the_shipped_marks_model_loads_by_name_with_the_weights_its_card_names()
     with pytest.raises(ModelError, match="ImageNet classifier.*--model efficientnet_lite0"):
         load_model(ModelSpec(name="efficientnet_lite0_marks", space="conse"))
     with pytest.raises(QueryError, match="class-weighted search needs .*--model efficientnet_lite0"):
-        QueryEmbedder(marks).focus("tabby")
+        class_focus(marks, "tabby")
     # The word spaces default to the ImageNet model their map and classifier were made with.
     assert ModelSpec(space="words").name == ModelSpec(space="conse").name == "efficientnet_lite0"

@@ -25,6 +25,7 @@ from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.loading import cached_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.text import load_text_encoder
+from lookalike.retrieval.word_queries import WordQueries
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
@@ -189,9 +190,10 @@ def test_the_shipped_word_map_is_fingerprinted_carded_and_finds_drawn_icons_by_n
     for space, spec in (("words", ModelSpec(space="words")), ("conse", ModelSpec(space="conse", image_size=224))):
         embedder = QueryEmbedder(cached_model(spec, "cpu"))
         images = embedder.embed(drawn)
-        found = (embedder.embed_texts(list(ICONS)) @ images.T).argmax(axis=1)
+        found = (WordQueries(embedder.model).embed_texts(list(ICONS)) @ images.T).argmax(axis=1)
         right[space] = sum(list(ICONS)[i] == name for i, name in zip(found, ICONS, strict=True))
-        tags = tags or embedder.tags(images[1:2], 3)[0]  # the heart's, in the trained map's vocabulary
+        # the heart's, in the trained map's vocabulary
+        tags = tags or WordQueries(embedder.model).tags(images[1:2], 3)[0]
     # star and lock are test concepts of the map's split (never trained on); heart and moon were trained.
     assert right["words"] >= 3 > right["conse"], right
     assert all("heart" in word for word, _ in tags), tags

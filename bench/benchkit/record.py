@@ -1,6 +1,6 @@
 """The one way a bench records its figures: `--out DIR` writes one JSON file per run, with the bench's name, the
 code version, the date, the machine, the command line and the figures. bench/results/ holds the committed records;
-the docs' tables are made from them (`python bench/tables.py`), never copied by hand."""
+the docs' tables are made from them when the site is built (lookalike.dev.docs), never copied by hand."""
 
 from __future__ import annotations
 

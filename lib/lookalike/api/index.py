@@ -13,11 +13,13 @@ from lookalike.api.images import ImageLike, image_bytes, images_of
 from lookalike.api.renamed import accepts_renamed
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
+from lookalike.image.limits import DEFAULT_MAX_PIXELS
 from lookalike.index.local_cache import default_cache_dir
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
 from lookalike.model.class_weighting import ClassFocus
 from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.class_focus import class_focus as focus_of
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.hit import Hit
 from lookalike.retrieval.ids import vectors_of_ids
@@ -30,6 +32,8 @@ from lookalike.retrieval.query import (
     search_vectors,
     stored_views,
 )
+from lookalike.retrieval.views import query_views
+from lookalike.retrieval.word_queries import WordQueries
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 Filters = Mapping[str, Any]
@@ -42,7 +46,8 @@ def open_index(store: str, index: str, version: str | None = None, *, storage_op
     (`cache_dir`, default $LOOKALIKE_CACHE_DIR or ~/.cache/lookalike) once, checked and memory-mapped. The model
     that embeds query images is the one the version names, unless `model` is given (it must make the same
     vectors)."""
-    served = ServedIndex(Store(store, storage_options), WorkerSettings(index, cache_dir or default_cache_dir(), model))
+    served = ServedIndex(Store(store, storage_options), WorkerSettings(
+        index, cache_dir or default_cache_dir(), model, max_pixels=DEFAULT_MAX_PIXELS))  # as the embed job reads
     served.start(watch=False, version=version)
     return Index(served)
 
@@ -106,7 +111,8 @@ class Index:
         batch = self._batch(verify, shortlist)
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
             data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
-            views = embedder.views(data, self._version.features.settings) if verify and self.verifies else None
+            views = query_views(data, self._version.features.settings, embedder.limits) if verify and self.verifies \
+                else None
             hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rescore, expand, expand_alpha,
                                  views=views, shortlist=shortlist)
         return hits[0] if one else hits
@@ -165,7 +171,7 @@ class Index:
         """The k images nearest a text ('bird in a circle'; comma-separated phrases average their vectors), for
         an index embedded in a word space (`--space words`)."""
         one = isinstance(texts, str)
-        vectors = self._embedder("search by text").embed_texts([texts] if one else list(texts))
+        vectors = WordQueries(self._embedder("search by text").model).embed_texts([texts] if one else list(texts))
         hits = self._search(vectors, k, filters, nprobe, rescore, expand, expand_alpha)
         return hits[0] if one else hits
 
@@ -190,7 +196,7 @@ class Index:
         cannot be weighted raises QueryError saying why."""
         if weight_class is None and strength is None:
             return None
-        return self._embedder("weight a query toward a class").focus(weight_class, strength)
+        return focus_of(self._embedder("weight a query toward a class").model, weight_class, strength)
 
     def _search(self, vectors: np.ndarray, k: int, filters: Filters | None, nprobe: int | None, rescore: int | None,
                 expand: int | None, expand_alpha: float | None, views: list | None = None,

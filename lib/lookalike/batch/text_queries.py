@@ -12,7 +12,7 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.schemas import embedding_type
 from lookalike.core.store import Store, read_url
 from lookalike.embed.provenance import Provenance
-from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.word_queries import WordQueries
 
 TEXT_QUERIES = "queries/texts.parquet"  # under the join's run
 
@@ -38,7 +38,7 @@ def embed_text_queries(store: Store, url: str, base: Provenance, key: str) -> di
     if model.word_space is None:
         raise ConfigError(f"{base.describe} holds visual vectors: text queries need a base embedded with --space words "
                           "(or conse)")
-    vectors = np.ascontiguousarray(QueryEmbedder(model).embed_texts(texts), dtype=np.float32)
+    vectors = np.ascontiguousarray(WordQueries(model).embed_texts(texts), dtype=np.float32)
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), type=embedding_type(model.dim))
     nbytes = store.write_parquet(key, pa.table({"image_id": texts, "embedding": embedding}))
     return {"key": key, "rows": len(texts), "bytes": nbytes, "source": url,

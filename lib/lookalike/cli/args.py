@@ -30,7 +30,9 @@ class DeprecatedFlag(argparse.Action):
 
 
 def add_deprecated_flag(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
-    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=DeprecatedFlag, replacement=new, **kwargs)
+    """`dest`: where the new flag stores its value, when not named after it."""
+    kwargs.setdefault("dest", new.lstrip("-").replace("-", "_"))
+    p.add_argument(old, action=DeprecatedFlag, replacement=new, **kwargs)
 
 
 class CommandHelp(argparse.RawDescriptionHelpFormatter):
@@ -91,10 +93,35 @@ def spark_conf(pairs: Sequence[str], event_log: str | None,
 
 def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", required=True, help="store root URL: a folder, file://..., s3://bucket/prefix")
+    add_store_option_arg(p)
+
+
+def add_store_option_arg(p: argparse.ArgumentParser) -> None:
+    """How remote URLs are read (the store's, and images or weights given by URL)."""
     p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec option for s3:// and other remote URLs, e.g. "
                         "client_kwargs.endpoint_url=http://127.0.0.1:9000 (repeatable); credentials come "
                         "from the standard AWS environment, profile or instance role")
+
+
+def add_images_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+
+
+def add_embeddings_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup,
+                       help: str = "the embeddings version (default: the store's only model, LATEST)") -> None:
+    p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN_ID]", help=help)
+
+
+def add_run_id_arg(p: argparse.ArgumentParser,
+                   help: str = "name of the run; an existing id resumes it (default: a new one)") -> None:
+    p.add_argument("--run-id", default=None, help=help)
+
+
+def add_keep_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="keep the newest N versions, deleting older ones (never LATEST or its predecessor); "
+                        "build-index and reindex do it after publishing")
 
 
 def add_index_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True,
@@ -178,13 +205,20 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     add_deprecated_flag(p, "--rerank", "--rescore", type=int)
 
 
-def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0) -> None:
-    """αQE after the first search (lookalike.index.rerank): off by default, since on the logo benchmarks it did
-    not win (README, "Re-ranking"); None leaves the index manifest's own setting."""
+def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0, of: str = "queries") -> None:
+    """The flags of an Expansion (lookalike.index.rerank): αQE of the queries after the first search, off by
+    default since on the logo benchmarks it did not win (docs/quality.md, "Re-ranking"), and None leaves the index
+    manifest's own setting; or DBA of the catalogue (`of="catalogue"`, `lookalike augment`)."""
+    from lookalike.index.rerank import Expansion
+    what = "query (αQE): search again with it" if of == "queries" else "catalogue vector (DBA)"
     p.add_argument("--expand", type=int, default=default, metavar="N",
-                   help="query expansion: average each query with its top N hits and search again (0 = off)")
-    p.add_argument("--expand-alpha", type=float, default=None if default is None else 3.0, metavar="ALPHA",
-                   help="αQE weights: hits weigh cosine ** ALPHA (default 3)")
+                   help=f"average each {what} with its top N neighbours (0 = off)")
+    p.add_argument("--expand-alpha", type=float, default=None if default is None else Expansion.alpha,
+                   metavar="ALPHA", help="neighbours weigh cosine ** ALPHA")
+
+
+def add_json_arg(p: argparse.ArgumentParser, what: str = "the manifest") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
 def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
@@ -192,6 +226,17 @@ def add_master_arg(p: argparse.ArgumentParser, submitted: bool) -> None:
     p.add_argument("--master", default=None if submitted else "local[*]",
                    help="Spark master URL, or 'in-process' to run without Spark "
                         f"(default {'the one spark-submit was given' if submitted else 'local[*]'})")
+
+
+def add_listen_args(p: argparse.ArgumentParser, port: int) -> None:
+    """Where a server listens (the worker and the router)."""
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this host only)")
+    p.add_argument("--port", type=int, default=port, help="port to listen on")
+
+
+def add_token_arg(p: argparse.ArgumentParser, who: str) -> None:
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help=f"file holding the bearer token of {who} (or set ${TOKEN_ENV}); without either, no auth")
 
 
 def read_token(path: str | None) -> str | None:

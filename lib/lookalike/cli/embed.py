@@ -7,9 +7,12 @@ import json
 from typing import Any
 
 from lookalike.cli.args import (
+    add_images_arg,
+    add_json_arg,
     add_local_features_arg,
     add_master_arg,
     add_model_args,
+    add_run_id_arg,
     add_spark_args,
     add_store_args,
     key_values,
@@ -25,15 +28,15 @@ EMBEDDING_OPTIONS = ("images_per_task", "batch_size", "io_threads", "images_in_f
 
 
 def embed_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
-    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+    add_images_arg(p)
     add_store_args(p)
     add_model_args(p)
     add_master_arg(p, submitted)
-    p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
+    add_run_id_arg(p)
     add_embedding_args(p)
     p.add_argument("--no-incremental", action="store_true", help="recompute every vector")
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_arg(p)
 
 
 def add_embedding_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_index_arg, add_store_args, key_values
+from lookalike.cli.args import add_embeddings_arg, add_index_arg, add_store_args, key_values
 from lookalike.core.errors import ConfigError
 
 
@@ -13,9 +13,8 @@ def errors_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
     which = p.add_mutually_exclusive_group()
     add_index_arg(which, required=False, help="the embeddings version LATEST of this index was built from")
-    which.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN_ID]",
-                       help="an embeddings version (a failed run's too: its errors are kept until it is rerun); "
-                            "default: the store's only model, LATEST")
+    add_embeddings_arg(which, "an embeddings version (a failed run's too: its errors are kept until it is rerun); "
+                              "default: the store's only model, LATEST")
     p.add_argument("--kind", action="append", default=[], metavar="KIND",
                    help="only errors of this kind (not_found, corrupt, truncated, ...; repeatable)")
     p.add_argument("--limit", type=int, default=100, help="rows printed (0: all)")

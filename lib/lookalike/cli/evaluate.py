@@ -6,8 +6,10 @@ import argparse
 import json
 
 from lookalike.cli.args import (
+    add_embeddings_arg,
     add_expansion_args,
     add_index_arg,
+    add_json_arg,
     add_master_arg,
     add_model_args,
     add_store_args,
@@ -18,8 +20,7 @@ from lookalike.cli.args import (
 
 def evaluate_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
-    p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN]",
-                   help="the catalogue's embeddings version (default: the one --index was built from)")
+    add_embeddings_arg(p, "the catalogue's embeddings version (default: the one --index was built from)")
     p.add_argument("--images", default=None, metavar="URL_OR_TABLE",
                    help="embed this images table first (incremental: what is embedded is reused), with the "
                         "model options below, and evaluate it")
@@ -44,7 +45,7 @@ def evaluate_parser(p: argparse.ArgumentParser) -> None:
                    help="also report exact search re-ranked k-reciprocally (e.g. 20,6,0.3)")
     p.add_argument("--device", default="cpu", help="where query images are embedded (cpu, cuda, cuda:1)")
     p.add_argument("--report", required=True, help="folder for metrics.json/csv, per_label.csv, PNGs, index.html")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_json_arg(p, "the metrics")
 
 
 def k_reciprocal(text: str):

@@ -9,15 +9,23 @@ from typing import Any
 
 from lookalike.cli.args import (
     add_index_arg,
+    add_json_arg,
+    add_listen_args,
     add_master_arg,
     add_spark_args,
     add_store_args,
+    add_store_option_arg,
+    add_token_arg,
     add_version_arg,
     key_values,
     read_token,
     spark_conf,
 )
 from lookalike.core.extras import require
+from lookalike.core.options import add_options, option_values
+from lookalike.serve.settings import RouterSettings
+
+ROUTER_OPTIONS = ("on_missing", "shard_timeout_s", "max_body_bytes", "shard_batch")
 
 
 def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -30,7 +38,7 @@ def export_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                    help="fsspec options for the destinations (default: the --store-option values)")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the export's summary as JSON")
+    add_json_arg(p, "the export's summary")
 
 
 def run_export(args: argparse.Namespace) -> str:
@@ -51,8 +59,7 @@ def run_export(args: argparse.Namespace) -> str:
 
 def verify_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE_URL", help="URL/indexes/<name>/<version>, or a host's store root")
-    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for an s3:// or other remote bundle (repeatable)")
+    add_store_option_arg(p)
 
 
 def run_verify(args: argparse.Namespace) -> str:
@@ -66,27 +73,17 @@ def run_verify(args: argparse.Namespace) -> str:
 
 def route_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", required=True, help="shard worker URLs, comma-separated")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1: this host only)")
-    p.add_argument("--port", type=int, default=8100, help="port to listen on")
-    p.add_argument("--on-missing", choices=("partial", "error"), default="partial",
-                   help="a dead or slow shard: answer from the others and say so, or fail the request")
-    p.add_argument("--shard-timeout", type=float, default=5.0,
-                   help="seconds a shard may take to answer before it counts as missing")
-    p.add_argument("--token-file", default=None, help="bearer token for clients and shards (or $LOOKALIKE_API_TOKEN)")
-    p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
-                   help="larger request bodies are refused (413), never forwarded to the shards")
-    p.add_argument("--shard-batch", type=int, default=64,
-                   help="the shards' --max-batch: the router asks them for stored vectors this many at a time")
+    add_listen_args(p, port=8100)
+    add_token_arg(p, "the clients, also sent to the shards")
+    add_options(p, RouterSettings, ROUTER_OPTIONS)
 
 
 def run_route(args: argparse.Namespace) -> None:
     require("serve", "lookalike route")
     import uvicorn
 
-    from lookalike.serve.router import RouterSettings, create_router
+    from lookalike.serve.router import create_router
     settings = RouterSettings(shards=tuple(s.strip().rstrip("/") for s in args.shards.split(",") if s.strip()),
-                              on_missing=args.on_missing, shard_timeout_s=args.shard_timeout,
-                              token=read_token(args.token_file), max_body_bytes=args.max_body_bytes,
-                              shard_batch=args.shard_batch)
+                              token=read_token(args.token_file), **option_values(args, RouterSettings, ROUTER_OPTIONS))
     print(f"routing over {len(settings.shards)} shards on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(create_router(settings), host=args.host, port=args.port, log_level="warning")

@@ -9,7 +9,11 @@ from typing import Any
 
 from lookalike.cli.args import (
     add_deprecated_flag,
+    add_embeddings_arg,
+    add_expansion_args,
     add_index_arg,
+    add_json_arg,
+    add_keep_arg,
     add_master_arg,
     add_spark_args,
     add_store_args,
@@ -27,16 +31,16 @@ INDEX_BUILD_OPTIONS = ("memory_budget", "factory", "codes", "target_recall", "mi
 def build_index_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
     add_index_arg(p)
-    p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
+    add_embeddings_arg(p)
     add_index_build_args(p)
     p.add_argument("--force", action="store_true", help="publish even below --min-recall")
     p.add_argument("--publish", action="store_true", help="move LATEST to the new version")
-    p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    add_keep_arg(p)
     p.add_argument("--incremental", action="store_true",
                    help="update LATEST (drop removed ids, add new ones) instead of retraining, if drift allows")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_arg(p)
 
 
 def add_index_build_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -68,14 +72,14 @@ def publish_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
     add_index_arg(p)
     p.add_argument("--rollback", metavar="VERSION", help="make this complete version LATEST")
-    p.add_argument("--keep", type=int, help="keep the newest N versions (never LATEST or its predecessor)")
+    add_keep_arg(p)
 
 
 def indexes_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list"])
     add_store_args(p)
     add_index_arg(p)
-    p.add_argument("--json", action="store_true", help="print the versions as JSON")
+    add_json_arg(p, "the versions")
 
 
 def run_build_index(args: argparse.Namespace) -> str:
@@ -117,18 +121,14 @@ def run_list(args: argparse.Namespace) -> str:
 
 def augment_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_store_args(p)
-    p.add_argument("--embeddings", default=None, help="FINGERPRINT[/RUN_ID] (default: the store's only model, LATEST)")
-    # The names of αQE's flags: both set an Expansion(n, alpha), DBA on the catalogue, αQE on the queries.
-    p.add_argument("--expand", type=int, default=1, metavar="N",
-                   help="each catalogue vector averaged with its top N neighbours (default 1)")
-    p.add_argument("--expand-alpha", type=float, default=3.0, metavar="ALPHA",
-                   help="neighbours weigh cosine ** ALPHA (default 3)")
+    add_embeddings_arg(p)
+    add_expansion_args(p, default=1, of="catalogue")
     add_deprecated_flag(p, "--neighbours", "--expand", type=int)
     add_deprecated_flag(p, "--alpha", "--expand-alpha", type=float)
     p.add_argument("--batch-size", type=int, default=4096, help="vectors searched at once in a task")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_arg(p)
 
 
 def run_augment(args: argparse.Namespace) -> str:

@@ -10,7 +10,9 @@ from lookalike.batch.join_config import JoinConfig
 from lookalike.cli.args import (
     add_expansion_args,
     add_index_arg,
+    add_json_arg,
     add_master_arg,
+    add_run_id_arg,
     add_search_args,
     add_spark_args,
     add_store_args,
@@ -44,10 +46,10 @@ def join_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_search_args(p)
     add_expansion_args(p)
     add_options(p, JoinConfig, JOIN_OPTIONS)
-    p.add_argument("--run-id", default=None, help="name of the run; an existing id resumes it")
+    add_run_id_arg(p)
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_arg(p)
 
 
 def join_config(args: argparse.Namespace) -> JoinConfig:

@@ -8,13 +8,16 @@ import logging
 from typing import Any
 
 from lookalike.cli.args import (
-    TOKEN_ENV,
     add_deprecated_flag,
     add_expansion_args,
     add_index_arg,
+    add_json_arg,
+    add_listen_args,
     add_model_args,
     add_search_args,
     add_store_args,
+    add_store_option_arg,
+    add_token_arg,
     add_version_arg,
     key_values,
     model_spec,
@@ -22,9 +25,16 @@ from lookalike.cli.args import (
 )
 from lookalike.core.errors import ConfigError
 from lookalike.core.extras import require
+from lookalike.core.options import add_options, option_values
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
-from lookalike.retrieval.limits import MAX_CANDIDATES, MAX_NPROBE, MAX_RESCORE, MAX_VERIFIED
+from lookalike.retrieval.limits import QueryLimits
+from lookalike.serve.settings import ApiSettings, WorkerSettings
+
+# The worker's settings, its API's and a request's bounds, each defined once on its settings class.
+WORKER_OPTIONS = ("poll_s", "retry_s", "max_pixels", "max_pixels_in_flight")
+API_OPTIONS = ("allow_uri_prefixes", "max_body_bytes", "max_batch", "request_timeout_s")
+LIMIT_OPTIONS = ("max_rescore", "max_nprobe", "max_candidates", "max_verified")
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +50,14 @@ def add_worker_args(p: argparse.ArgumentParser) -> None:
 
 def serve_parser(p: argparse.ArgumentParser) -> None:
     add_worker_args(p)
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this host only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("--poll-interval", type=float, default=10.0, help="seconds between reads of LATEST")
-    p.add_argument("--retry-after", type=float, default=60.0, help="seconds before a version that failed to "
-                                                                   "load is tried again")
-    p.add_argument("--token-file", default=None, help=f"file holding the bearer token clients must send (or set "
-                                                      f"${TOKEN_ENV}); without either, no auth")
-    p.add_argument("--allow-uri", action="append", default=[], metavar="PREFIX",
-                   help="let /search/uris read images under this URI prefix (repeatable; default: none)")
+    add_listen_args(p, port=8000)
+    add_token_arg(p, "the clients")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="also serve Prometheus /metrics alone on this port, without the token (for a scraper)")
-    p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024,
-                   help="larger request bodies are refused (413) before they are read")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
-    p.add_argument("--max-pixels-in-flight", type=int, default=160_000_000,
-                   help="pixels decoded at once over all requests; a decode waits beyond it")
-    p.add_argument("--max-batch", type=int, default=64, help="queries (vectors, ids, images, URIs) per request")
-    p.add_argument("--max-rescore", type=int, default=MAX_RESCORE, help="largest rescore a request may ask for")
+    add_options(p, WorkerSettings, WORKER_OPTIONS)
+    add_options(p, ApiSettings, API_OPTIONS)
+    add_options(p, QueryLimits, LIMIT_OPTIONS)
     add_deprecated_flag(p, "--max-rerank", "--max-rescore", type=int)
-    p.add_argument("--max-nprobe", type=int, default=MAX_NPROBE, help="largest nprobe a request may ask for")
-    p.add_argument("--max-candidates", type=int, default=MAX_CANDIDATES,
-                   help="queries × max(k, rescore) one request may ask for")
-    p.add_argument("--max-verified", type=int, default=MAX_VERIFIED,
-                   help="queries × shortlist one request may verify geometrically (the costliest step of a query)")
-    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds a request may take (also the "
-                                                                       "time limit of each URI read)")
 
 
 def search_parser(p: argparse.ArgumentParser) -> None:
@@ -90,12 +82,11 @@ def search_parser(p: argparse.ArgumentParser) -> None:
                         "0-999): image and --id queries are pooled where the class is seen")
     p.add_argument("--weight-strength", type=float, default=None, metavar="S",
                    help="0 = plain search … 1 = only where the class is seen (the default)")
-    p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    add_json_arg(p, "the hits")
 
 
 def worker_settings(args: argparse.Namespace, options: dict[str, Any], **extra):
     from lookalike.model.spec import ModelSpec
-    from lookalike.serve.worker import WorkerSettings
     # The model comes from the index unless a model option is given (--pooling alone counts): the fingerprint
     # check then guards the choice.
     spec = model_spec(args, options)
@@ -107,22 +98,17 @@ def run_serve(args: argparse.Namespace) -> None:
     require("serve", "lookalike serve")
     import uvicorn
 
-    from lookalike.retrieval.limits import QueryLimits
-    from lookalike.serve.context import ApiSettings
     from lookalike.serve.http_api import create_app, serve_metrics
     from lookalike.serve.uri_policy import UriAllowList
     from lookalike.serve.worker import ServedIndex
     options = key_values(args.store_option, "--store-option")
     # The settings first: a wrong one fails in one line before any version is loaded.
     token = read_token(args.token_file)
-    UriAllowList(args.allow_uri)
-    limits = QueryLimits(max_nprobe=args.max_nprobe, max_rescore=args.max_rescore, max_candidates=args.max_candidates,
-                         max_verified=args.max_verified)
-    api = ApiSettings(token=token, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-                      request_timeout_s=args.request_timeout, allow_uri_prefixes=tuple(args.allow_uri), limits=limits)
+    api = ApiSettings(token=token, limits=QueryLimits(**option_values(args, QueryLimits, LIMIT_OPTIONS)),
+                      **option_values(args, ApiSettings, API_OPTIONS))
+    UriAllowList(api.allow_uri_prefixes)
     served = ServedIndex(Store(args.store, options),
-                         worker_settings(args, options, poll_s=args.poll_interval, retry_s=args.retry_after,
-                                         max_pixels=args.max_pixels, max_pixels_in_flight=args.max_pixels_in_flight))
+                         worker_settings(args, options, **option_values(args, WorkerSettings, WORKER_OPTIONS)))
     served.start()
     if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without a token: anyone who reaches the port can search", args.host)
@@ -185,9 +171,8 @@ def tag_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="words per image (default 5)")
     add_model_args(p)
     p.set_defaults(space="words")
-    p.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for reading s3:// images and weights (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the tags as JSON")
+    add_store_option_arg(p)
+    add_json_arg(p, "the tags")
 
 
 def run_tag(args: argparse.Namespace) -> str:
@@ -195,12 +180,13 @@ def run_tag(args: argparse.Namespace) -> str:
     from lookalike.api.images import as_uri
     from lookalike.model.loading import cached_model
     from lookalike.retrieval.embedder import QueryEmbedder
+    from lookalike.retrieval.word_queries import WordQueries
     options = key_values(args.store_option, "--store-option")
     if args.k < 1:
         raise ConfigError("--k must be >= 1")
     embedder = QueryEmbedder(cached_model(model_spec(args, options), "cpu"), storage_options=options)
-    vectors = embedder.embed([embedder.read(as_uri(i)) for i in args.images])
-    tags = embedder.tags(vectors, args.k)
+    words = WordQueries(embedder.model, "tag images")  # before any image is read
+    tags = words.tags(embedder.embed([embedder.read(as_uri(i)) for i in args.images]), args.k)
     if args.json:
         return json.dumps([{"image": i, "tags": [{"word": w, "score": s} for w, s in row]}
                            for i, row in zip(args.images, tags, strict=True)], indent=2)

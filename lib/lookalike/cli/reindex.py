@@ -6,9 +6,13 @@ import argparse
 import json
 
 from lookalike.cli.args import (
+    add_images_arg,
     add_index_arg,
+    add_json_arg,
+    add_keep_arg,
     add_master_arg,
     add_model_args,
+    add_run_id_arg,
     add_spark_args,
     add_store_args,
 )
@@ -19,18 +23,17 @@ from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
 
 
 def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
-    p.add_argument("--images", required=True, help="folder/prefix URL, or a .parquet/.csv images table")
+    add_images_arg(p)
     add_store_args(p)
     add_index_arg(p)
     add_model_args(p)
     add_master_arg(p, submitted)
-    p.add_argument("--run-id", default=None,
-                   help="name of the run (default: new, or the unfinished run a crashed or failed run left)")
+    add_run_id_arg(p, "name of the run (default: new, or the unfinished run a crashed or failed run left)")
     p.add_argument("--fresh", action="store_true", help="start a new run even if an unfinished one is left")
     p.add_argument("--lease-ttl", type=float, default=900.0, metavar="SECONDS",
                    help="a crashed run's lease expires after this long (renewed every quarter of it)")
     p.add_argument("--retrain", action="store_true", help="train a new index instead of updating LATEST")
-    p.add_argument("--keep", type=int, default=None, help="after publishing, keep this many versions")
+    add_keep_arg(p)
     p.add_argument("--whiten", type=int, default=DEFAULT_WHITEN_DIM, metavar="DIM",
                    help=f"PCA-whitening to DIM dimensions (default {DEFAULT_WHITEN_DIM}), learned from the "
                         f"catalogue once it has {MIN_IMAGES_PER_DIM}×DIM images, then fixed; --whitening URI "
@@ -42,7 +45,7 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_embedding_args(p.add_argument_group("embedding"))
     add_index_build_args(p.add_argument_group("index"))
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the run report as JSON")
+    add_json_arg(p, "the run report")
 
 
 def reindex_config(args: argparse.Namespace):

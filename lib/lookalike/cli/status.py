@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from lookalike.cli.args import add_index_arg, add_store_args, key_values
+from lookalike.cli.args import add_index_arg, add_json_arg, add_store_args, key_values
 from lookalike.core.errors import EXIT_BUSY, EXIT_STALE, LookalikeError
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -38,7 +38,7 @@ def status_parser(p: argparse.ArgumentParser) -> None:
                    help="exit with the code the index's last run recorded, if that run started at or after this "
                         "time (deploy/submit.sh uses it in YARN cluster mode, where spark-submit says 1 for any "
                         "failure); exit 1 when no such run wrote a report")
-    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    add_json_arg(p, "the status")
 
 
 def run_status(args: argparse.Namespace) -> str:

@@ -7,24 +7,34 @@ import argparse
 import json
 from pathlib import Path
 
-from lookalike.cli.args import add_master_arg, add_spark_args, add_store_args, key_values, spark_conf
+from lookalike.cli.args import (
+    add_deprecated_flag,
+    add_json_arg,
+    add_master_arg,
+    add_spark_args,
+    add_store_args,
+    key_values,
+    spark_conf,
+)
+from lookalike.core.options import add_options, option_values
+from lookalike.training.config import TrainConfig, TrainingDataConfig
+
+TRAINING_DATA_OPTIONS = ("name", "data_dir", "seed", "max_concepts")
+TRAIN_OPTIONS = ("data", "model", "image_size", "trainable", "steps", "batch_size", "m_per_group", "lr",
+                 "checkpoint_every", "validate_every", "processes", "augment")
 
 
 def train_data_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
-    p.add_argument("--name", default="default", help="the set's name: training-data/NAME/ in the store")
-    p.add_argument("--data-dir", default="~/.cache/lookalike/training-data",
-                   help="where npm packages and renderings are kept between runs")
-    p.add_argument("--seed", type=int, default=0, help="of the train / validation / test split by group")
-    p.add_argument("--max-concepts", type=int, default=2000, help="concept groups kept (0: all)")
-    p.add_argument("--json", action="store_true", help="print the training set's manifest as JSON")
+    add_options(p, TrainingDataConfig, TRAINING_DATA_OPTIONS)
+    add_deprecated_flag(p, "--name", "--training-set", dest="name")
+    add_json_arg(p, "the training set's manifest")
 
 
 def run_train_data(args: argparse.Namespace) -> str:
-    from lookalike.training.data import TrainingDataConfig, run
-    m = run(TrainingDataConfig(store=args.store, name=args.name, data_dir=args.data_dir, seed=args.seed,
-                               max_concepts=args.max_concepts or None,
-                               storage_options=key_values(args.store_option, "--store-option")))
+    from lookalike.training.data import run
+    m = run(TrainingDataConfig(store=args.store, storage_options=key_values(args.store_option, "--store-option"),
+                               **option_values(args, TrainingDataConfig, TRAINING_DATA_OPTIONS)))
     if args.json:
         return json.dumps(m, indent=2)
     c = m["counts"]
@@ -36,44 +46,23 @@ def run_train_data(args: argparse.Namespace) -> str:
 
 
 def train_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
-    from lookalike.training.config import TrainConfig
-    d = TrainConfig(store="", run_id="")
     add_store_args(p)
     p.add_argument("--run-id", required=True, help="the run: training/RUN_ID/ in the store; rerun it to resume")
-    p.add_argument("--data", default=d.data, help="the training set's name (built by `lookalike train-data`)")
-    p.add_argument("--model", default=d.model,
-                   help="the backbone and the weights training starts from: efficientnet_lite0 (ImageNet) or "
-                        "efficientnet_lite0_marks (the shipped model, trained further)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="the input size trained at, in pixels")
-    p.add_argument("--trainable", type=int, default=d.trainable, help="last stages that learn")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (batches per process)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--m-per-group", type=int, default=d.m_per_group,
-                   help="drawings of each group in a batch (the positives each anchor sees)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (warm-up, then cosine decay)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="steps between checkpoints in the store (what a killed run resumes from)")
-    p.add_argument("--validate-every", type=int, default=d.validate_every,
-                   help="steps between validations (the best weights by validation mAP are kept)")
-    p.add_argument("--processes", type=int, default=d.processes, help="data-parallel processes (Spark tasks)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no synthetic copies")
+    add_options(p, TrainConfig, TRAIN_OPTIONS)
+    add_deprecated_flag(p, "--data", "--training-set", dest="data")
     p.add_argument("--gpu", action="store_true", help="one GPU per process (executors with spark.task.resource.gpu)")
     p.add_argument("--out", default=None, metavar="DIR", help="also write the best weights and their model card here")
     add_master_arg(p, submitted)
     add_spark_args(p)
-    p.add_argument("--json", action="store_true", help="print the training run's manifest as JSON")
+    add_json_arg(p, "the training run's manifest")
 
 
 def run_train(args: argparse.Namespace) -> str:
     from lookalike.core.store import Store
-    from lookalike.training.config import TrainConfig
     from lookalike.training.job import model_card, run
     options = key_values(args.store_option, "--store-option")
-    config = TrainConfig(store=args.store, run_id=args.run_id, data=args.data, model=args.model,
-                         image_size=args.image_size, trainable=args.trainable, steps=args.steps,
-                         batch_size=args.batch_size, m_per_group=args.m_per_group, lr=args.lr,
-                         checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
-                         augment=args.augment, processes=args.processes, storage_options=options)
+    config = TrainConfig(store=args.store, run_id=args.run_id, storage_options=options,
+                         **option_values(args, TrainConfig, TRAIN_OPTIONS))
     m = run(config, args.master, spark_conf(args.spark_conf, args.event_log, options), use_gpu=args.gpu)
     if args.out:
         out = Path(args.out)

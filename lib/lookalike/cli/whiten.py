@@ -6,14 +6,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from lookalike.cli.args import add_model_args, add_store_args, key_values, model_flags_given, model_spec
+from lookalike.cli.args import (
+    add_embeddings_arg,
+    add_json_arg,
+    add_model_args,
+    add_store_args,
+    key_values,
+    model_flags_given,
+    model_spec,
+)
 from lookalike.core.errors import ConfigError
 
 
 def whiten_parser(p: argparse.ArgumentParser) -> None:
     add_store_args(p)
-    p.add_argument("--embeddings", default=None, metavar="FINGERPRINT[/RUN]",
-                   help="the unwhitened embeddings to learn from (default: the store's only model, LATEST)")
+    add_embeddings_arg(p, "the unwhitened embeddings to learn from (default: the store's only model, LATEST)")
     p.add_argument("--training-set", default=None, metavar="NAME",
                    help="learn from the matching pairs of this training set's train split instead (built by "
                         "`lookalike train-data`), its drawings embedded by --model")
@@ -23,7 +30,7 @@ def whiten_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=512, help="dimensions kept (512 measured best on the logo set)")
     p.add_argument("--sample", type=int, default=200_000, help="vectors sampled at random to learn from")
     p.add_argument("--seed", type=int, default=0, help="of the random sample")
-    p.add_argument("--json", action="store_true", help="print the whitening's URI and dimensions as JSON")
+    add_json_arg(p, "the whitening's URI and dimensions")
 
 
 def run_whiten(args: argparse.Namespace) -> str:

@@ -27,7 +27,8 @@ class OptionSpec:
     metavar: str | None = None
     choices: Sequence[str] | None = None
     shown: str | None = None                   # the default as help shows it (e.g. "4GiB" for 4 << 30)
-    flag: str | None = None                    # the flag, when not --field-name
+    flag: str | None = None                    # the flag, when not --field-name (--no-NAME for a True default)
+    repeatable: bool = False                   # a tuple field: one value per use of the flag
 
 
 def option(default: Any, help: str, **spec: Any) -> Any:
@@ -57,19 +58,24 @@ def add_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, config: ty
     """One flag per field: its default, its help (with the default appended), its type."""
     fields = _fields(config)
     for name in names:
-        spec, default = option_spec(config, name), fields[name].default
+        spec, default, flag = option_spec(config, name), fields[name].default, flag_of(config, name)
+        metavar = spec.metavar or flag.removeprefix("--").upper().replace("-", "_")
         kwargs: dict[str, Any] = {"dest": name, "default": default, "help": _help(spec, default)}
-        if isinstance(default, bool) and default is False:
-            kwargs["action"] = "store_true"
+        if isinstance(default, bool):
+            # A True default is turned off by its --no-NAME flag, whose help says what that does.
+            kwargs |= {"action": "store_true" if default is False else "store_false", "help": spec.help}
+        elif spec.repeatable:
+            kwargs |= {"action": "append", "default": [], "type": spec.parse or str, "metavar": metavar}
         else:
             parse = spec.parse or (type(default) if default is not None else str)
-            kwargs |= {"type": parse, "metavar": spec.metavar, "choices": spec.choices}
-        p.add_argument(flag_of(config, name), **kwargs)
+            kwargs |= {"type": parse, "metavar": None if spec.choices else metavar, "choices": spec.choices}
+        p.add_argument(flag, **kwargs)
 
 
 def option_values(args: argparse.Namespace, config: type, names: Sequence[str]) -> dict[str, Any]:
     """The parsed flags of these fields, as keyword arguments of the config."""
-    return {name: getattr(args, name) for name in names}
+    return {name: tuple(getattr(args, name)) if option_spec(config, name).repeatable else getattr(args, name)
+            for name in names}
 
 
 def _help(spec: OptionSpec, default: Any) -> str:

@@ -7,8 +7,11 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from PIL import Image
+
+from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 BYTES_PER_PIXEL = 4  # RGBA, the widest mode decoding produces before the conversion to RGB
 
@@ -47,3 +50,17 @@ def declared_pixels(data: bytes) -> int:
     except Exception:
         return 0
     return width * height
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What reading one query image may take: its bytes, its pixels, and the pixels decoded at once by all
+    threads sharing the budget (one per worker)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    budget: PixelBudget = field(default=None)  # type: ignore[assignment]  # None: four images at max_pixels
+
+    def __post_init__(self):
+        if self.budget is None:
+            object.__setattr__(self, "budget", PixelBudget(4 * self.max_pixels))

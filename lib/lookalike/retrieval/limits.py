@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lookalike.core.errors import InputError
+from lookalike.core.options import option
 
 if TYPE_CHECKING:
     from lookalike.index.search import SearchParams
@@ -30,18 +31,20 @@ MAX_SHORTLIST = 1000         # candidates verified geometrically per query, each
 MAX_VERIFIED = 64 * DEFAULT_SHORTLIST
 MAX_EXPAND = 100             # αQE neighbours: past a few dozen the expanded query is the cluster's mean anyway
 MAX_EXPAND_ALPHA = 20.0
+MAX_BODY_BYTES = 20 * 1024 * 1024  # a request's body, at a worker and at a router alike
 
 @dataclass(frozen=True)
 class QueryLimits:
     """What one request (or one `lookalike search`) may ask for; refused with the limit named, before any work."""
 
     max_k: int = MAX_K
-    max_nprobe: int = MAX_NPROBE
-    max_rescore: int = MAX_RESCORE
-    max_candidates: int = MAX_CANDIDATES
+    max_nprobe: int = option(MAX_NPROBE, "largest nprobe a request may ask for")
+    max_rescore: int = option(MAX_RESCORE, "largest rescore a request may ask for")
+    max_candidates: int = option(MAX_CANDIDATES, "queries × max(k, rescore) one request may ask for")
     max_expand: int = MAX_EXPAND
     max_shortlist: int = MAX_SHORTLIST
-    max_verified: int = MAX_VERIFIED
+    max_verified: int = option(MAX_VERIFIED, "queries × shortlist one request may verify geometrically (the "
+                                             "costliest step of a query)")
 
     def check(self, n_queries: int, k: int, params: SearchParams, shortlist: int = 0) -> None:
         """Every bound of one request; `shortlist`: the candidates each query verifies (0: none)."""
@@ -67,3 +70,6 @@ class QueryLimits:
             raise QueryError(f"{n_queries} queries × {max(k, params.rescore):,} candidates each is {work:,}, above "
                              f"the limit of {self.max_candidates:,} per request: send fewer queries at a time, or "
                              "a smaller k or rescore")
+
+
+DEFAULT_LIMITS = QueryLimits()

@@ -25,11 +25,10 @@ from lookalike.index.search import (
     use_threads_for,
 )
 from lookalike.retrieval.hit import Hit
-from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError, QueryLimits
+from lookalike.retrieval.limits import DEFAULT_LIMITS, DEFAULT_SHORTLIST, QueryError, QueryLimits
 from lookalike.retrieval.vectors import unit_rows
 from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 
-DEFAULT_LIMITS = QueryLimits()
 # A filter that leaves at most this many vectors is answered by scoring exactly those vectors (fast and
 # exact); a broader filter asks the index for a shortlist enlarged by 1 / (the fraction that passes).
 EXACT_FILTER_LIMIT = 100_000

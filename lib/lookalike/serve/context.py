@@ -18,30 +18,23 @@ from lookalike.core.deadline import Deadline, DeadlineExceeded, checkpoint, rema
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
+from lookalike.model.class_weighting import ClassFocus
+from lookalike.retrieval.class_focus import class_focus
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError
 from lookalike.retrieval.query import (
-    DEFAULT_LIMITS,
-    QueryLimits,
     Verification,
     as_queries,
     params_for,
     search_vectors,
     stored_views,
 )
+from lookalike.retrieval.views import query_views
+from lookalike.retrieval.word_queries import WordQueries, in_word_space
 from lookalike.serve.api_models import SearchOptions
+from lookalike.serve.settings import ApiSettings
 from lookalike.serve.uri_policy import UriAllowList, read_options
 from lookalike.serve.worker import ServedIndex
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    token: str | None = None              # bearer token; None: no auth (bind to a private interface)
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_batch: int = 64                   # queries per request
-    request_timeout_s: float = 30.0
-    allow_uri_prefixes: tuple[str, ...] = ()  # URI search reads only under these; none: URI search is off
-    limits: QueryLimits = DEFAULT_LIMITS  # k, nprobe, rescore and candidates per request
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class RequestContext:
         options = read_options(location, self.served.store.options, remaining(self.settings.request_timeout_s))
         return read_image_bytes(location, options, self.served.settings.max_bytes)
 
-    def version(self) -> IndexVersion:
+    def index_version(self) -> IndexVersion:
         """The version this request uses from start to end: read once, so a hot swap never changes it midway."""
         current = self.served.current
         if current is None:
@@ -72,12 +65,17 @@ class RequestContext:
                                      "restart the worker with --model")
         return e
 
-    def word_embedder(self) -> QueryEmbedder:
+    def words(self) -> WordQueries:
         e = self.embedder()
-        if not e.word_space:
+        if not in_word_space(e.model):
             raise HTTPException(409, "search by text and tags need a word-space index: this version's vectors are "
                                      "visual; serve an index of a version embedded with --space words")
-        return e
+        return WordQueries(e.model)
+
+    def focus(self, weight_class: str | int | None, strength: float | None) -> ClassFocus | None:
+        """A class-weighted request's focus (None for a plain one), checked before any image is read."""
+        return None if weight_class is None and strength is None else \
+            class_focus(self.embedder().model, weight_class, strength)
 
     async def in_thread(self, fn: Callable[[], Any]) -> Any:
         """Blocking work (embedding, searching, reading) off the event loop, within the request time limit. When
@@ -126,7 +124,7 @@ def verifies(v: IndexVersion, options: SearchOptions) -> bool:
 
 
 def image_views(v: IndexVersion, options: SearchOptions, embedder, images: list[bytes]) -> list | None:
-    return embedder.views(images, v.features.settings) if verifies(v, options) else None
+    return query_views(images, v.features.settings, embedder.limits) if verifies(v, options) else None
 
 
 def id_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:

@@ -19,8 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
+from lookalike.retrieval.class_focus import weights_classes
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K
+from lookalike.retrieval.word_queries import in_word_space
 from lookalike.serve.api_models import (
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
@@ -64,13 +66,13 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
     @app.get("/api/info", dependencies=[auth], summary="the served version and its filterable columns",
              responses=errors(401, 503))
     def info() -> dict:
-        v = ctx.version()
+        v = ctx.index_version()
         return {"name": v.manifest["name"], "version": v.version, "ntotal": v.manifest["ntotal"], "dim": v.dim,
                 "factory": v.manifest["factory"], "default_search": v.manifest["default_search"],
                 "columns": [c for c in v.ids.column_names if c != "faiss_id"],
                 "image_search": ctx.served.embedder is not None,
-                "text_search": ctx.served.embedder is not None and ctx.served.embedder.word_space,
-                "class_weighting": ctx.served.embedder is not None and ctx.served.embedder.class_weighting,
+                "text_search": ctx.served.embedder is not None and in_word_space(ctx.served.embedder.model),
+                "class_weighting": ctx.served.embedder is not None and weights_classes(ctx.served.embedder.model),
                 "max_k": MAX_K,
                 "max_batch": ctx.settings.max_batch}
 
@@ -82,7 +84,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
     @search_route("/search/vectors", "top-k for raw vectors (normalised here)")
     async def by_vectors(body: VectorQuery) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_search(v, len(body.vectors), body)
         return await ctx.in_thread(
             lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
@@ -90,7 +92,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     @search_route("/search/ids", "top-k for catalogue images, by their stored vectors (class-weighted: by "
                   "their images)", 404, 409)
     async def by_ids(body: IdQuery) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_search(v, len(body.image_ids), body, images=True)
 
         def work() -> Response:
@@ -98,9 +100,8 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             if body.weight_class is None:
                 vectors, faiss_ids = vectors_of_ids(v, body.image_ids)
             else:  # the catalogue images themselves, re-pooled toward the class
-                e = ctx.embedder()
-                vectors, faiss_ids = e.embed_catalogue(v, body.image_ids,
-                                                       e.focus(body.weight_class, body.weight_strength))
+                vectors, faiss_ids = ctx.embedder().embed_catalogue(v, body.image_ids,
+                                                                    ctx.focus(body.weight_class, body.weight_strength))
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
                                    started=started, views=id_views(v, body, faiss_ids))
         return await ctx.in_thread(work)
@@ -108,25 +109,24 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
     async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
                         options: Annotated[ImageSearchOptions, Depends(image_search_form)]) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_search(v, len(images), options, images=True)
         data = [await f.read() for f in images]
         names = [f.filename or str(i) for i, f in enumerate(images)]
 
         def work() -> Response:
             started, embedder = time.perf_counter(), ctx.embedder()
-            focus = embedder.focus(options.weight_class, options.weight_strength)
+            focus = ctx.focus(options.weight_class, options.weight_strength)
             return ctx.run_vectors(v, embedder.embed(data, focus), options, "image", names, started=started,
                                    views=image_views(v, options, embedder, data))
         return await ctx.in_thread(work)
 
     @search_route("/search/text", "top-k for text queries, against a word-space index", 409)
     async def by_text(body: TextQuery) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_search(v, len(body.texts), body)
-        embedder = ctx.word_embedder()
-        return await ctx.in_thread(
-            lambda: ctx.run_vectors(v, embedder.embed_texts(body.texts), body, "text", body.texts))
+        words = ctx.words()
+        return await ctx.in_thread(lambda: ctx.run_vectors(v, words.embed_texts(body.texts), body, "text", body.texts))
 
     @app.post("/tag", dependencies=[auth], response_model=TagAnswer, summary="the nearest words of uploaded "
               "images (multipart), with a word-space index's model", responses=errors(400, 401, 409, 413, 504))
@@ -134,16 +134,16 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                   k: Annotated[int, Form(ge=1, le=100)] = 5) -> Response:
         ctx.check_batch(len(images))
         data = [await f.read() for f in images]
-        embedder = ctx.word_embedder()
+        embedder, words = ctx.embedder(), ctx.words()
         names = [f.filename or str(i) for i, f in enumerate(images)]
-        tags = await ctx.in_thread(lambda: embedder.tags(embedder.embed(data), k))
+        tags = await ctx.in_thread(lambda: words.tags(embedder.embed(data), k))
         return Response(json.dumps({"results": [{"image": n, "tags": [{"word": w, "score": s} for w, s in row]}
                                                 for n, row in zip(names, tags, strict=True)]}),
                         media_type="application/json")
 
     @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
     async def by_uris(body: UriQuery) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_search(v, len(body.uris), body, images=True)
         try:
             locations = [ctx.allowed_uris.check(u) for u in body.uris]
@@ -152,7 +152,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
 
         def work() -> Response:
             e, started = ctx.embedder(), time.perf_counter()
-            focus = e.focus(body.weight_class, body.weight_strength)
+            focus = ctx.focus(body.weight_class, body.weight_strength)
             data = [ctx.read_uri(u) for u in locations]
             return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
                                    views=image_views(v, body, e, data))
@@ -163,7 +163,7 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
     @app.post("/vectors", dependencies=[auth], summary="stored vectors of catalogue ids (null where unknown)",
               responses=errors(400, 401, 409, 413, 503, 504))
     async def stored_vectors(body: IdVectors) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         ctx.check_batch(len(body.image_ids))
         ids = [v.faiss_id_of(i) for i in body.image_ids]
         rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
@@ -181,7 +181,7 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         ctx.check_batch(len(images))
         data = [await f.read() for f in images]
         embedder = ctx.embedder()
-        focus = embedder.focus(weight_class, weight_strength)
+        focus = ctx.focus(weight_class, weight_strength)
         vectors = await ctx.in_thread(lambda: embedder.embed(data, focus))
         return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
                         media_type="application/json")
@@ -190,9 +190,9 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
               "model", responses=errors(400, 401, 409, 413, 504))
     async def embed_texts(body: TextList) -> Response:
         ctx.check_batch(len(body.texts))
-        embedder = ctx.word_embedder()
-        vectors = await ctx.in_thread(lambda: embedder.embed_texts(body.texts))
-        return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
+        words = ctx.words()
+        vectors = await ctx.in_thread(lambda: words.embed_texts(body.texts))
+        return Response(json.dumps({"fingerprint_id": words.fingerprint_id, "vectors": vectors.tolist()}),
                         media_type="application/json")
 
     @functools.lru_cache(maxsize=2048)
@@ -203,7 +203,7 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
              responses={200: {"content": {"image/jpeg": {}}}, **errors(400, 401, 404, 413, 503, 504)})
     async def thumbnail(image_id: Annotated[str, Path(min_length=1)],
                         size: Annotated[int, Query(ge=16, le=512)] = 192) -> Response:
-        v = ctx.version()
+        v = ctx.index_version()
         faiss_id = v.faiss_id_of(image_id)
         if faiss_id is None:
             raise UnknownImageIds([image_id], v.version)
@@ -215,7 +215,7 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
 def _weighted_rows(ctx: RequestContext, v, body: IdVectors, known: list[str], rows: list) -> list:
     """The rows of known ids replaced by their images re-embedded toward body.weight_class."""
     e = ctx.embedder()
-    focus = e.focus(body.weight_class, body.weight_strength)
+    focus = ctx.focus(body.weight_class, body.weight_strength)
     vectors = iter(e.embed_catalogue(v, known, focus)[0].tolist())
     return [None if row is None else next(vectors) for row in rows]
 

@@ -78,7 +78,8 @@ def router_schema(own: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
 def _weight_class(embedder: QueryEmbedder | None) -> dict[str, Any]:
     """The ImageNet classes by name or id where the served model weights queries toward classes (the worker also
     takes a name in any case, or a part of one, which no schema can say); only null where it does not."""
-    if embedder is None or not embedder.class_weighting:
+    from lookalike.retrieval.class_focus import weights_classes
+    if embedder is None or not weights_classes(embedder.model):
         return {"type": "null", "description": "the served model cannot weight queries toward a class"}
     from lookalike.model.imagenet import imagenet_class_names
     names = imagenet_class_names()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,30 +13,11 @@ import numpy as np
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from lookalike.core.errors import ConfigError, LookalikeError
+from lookalike.core.errors import LookalikeError
 from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.vectors import unit_rows
 from lookalike.serve.api_models import SearchAnswer
-
-ON_MISSING = ("partial", "error")
-
-
-@dataclass(frozen=True)
-class RouterSettings:
-    shards: tuple[str, ...]            # base URLs of the shard workers
-    on_missing: str = "partial"        # a dead or slow shard: answer from the others ("partial") or fail ("error")
-    shard_timeout_s: float = 5.0
-    token: str | None = None           # clients must send it, and it is passed on to the shards
-    max_body_bytes: int = 20 * 1024 * 1024  # as the workers': a larger body is refused here, never forwarded
-    shard_batch: int = 64              # the shards' --max-batch: the router asks for stored vectors this many at once
-
-    def __post_init__(self):
-        if not self.shards:
-            raise ConfigError("give the shard workers: --shards URL,URL,...")
-        if self.on_missing not in ON_MISSING:
-            raise ConfigError(f"on_missing is one of {ON_MISSING}, got {self.on_missing!r}")
-        if self.shard_batch < 1:
-            raise ConfigError(f"shard_batch must be >= 1, got {self.shard_batch}")
+from lookalike.serve.settings import RouterSettings
 
 
 class ShardError(LookalikeError):

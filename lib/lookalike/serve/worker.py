@@ -8,40 +8,25 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from lookalike.core.errors import ArtefactError, ConfigError
 from lookalike.core.store import Store
 from lookalike.embed.provenance import of_index
-from lookalike.image.budget import PixelBudget
-from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from lookalike.image.budget import DecodeLimits, PixelBudget
 from lookalike.index.footprint import cached_bytes
 from lookalike.index.publish import latest_version, read_index_manifest
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
 from lookalike.index.status import current_since
 from lookalike.model.loading import cached_model
-from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.serve.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
 class ServeError(ArtefactError):
     """The worker cannot serve what it was asked to; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    name: str
-    cache_dir: str
-    model: ModelSpec | None = None   # None: the model the served version names
-    poll_s: float = 10.0             # how often LATEST is read
-    retry_s: float = 60.0            # how long a version that failed to load is left alone
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_pixels_in_flight: int = 4 * DEFAULT_MAX_PIXELS  # decoded at once over all request threads
-    device: str = "cpu"
 
 
 class ServedIndex:
@@ -173,8 +158,8 @@ class ServedIndex:
                 model = cached_model(spec, self.settings.device)
             except Exception as e:
                 raise ConfigError(f"cannot load the model {spec.name!r} for {manifest['name']}: {e}") from e
-            embedder = QueryEmbedder(model, self.settings.max_bytes, self.settings.max_pixels, self.store.options,
-                                     self.pixel_budget)
+            limits = DecodeLimits(self.settings.max_bytes, self.settings.max_pixels, self.pixel_budget)
+            embedder = QueryEmbedder(model, limits, self.store.options)
         provenance.check_model(embedder.fingerprint_id, "start a worker with the model options the index was built "
                                                         "with", user="the query model of this worker")
         return embedder

@@ -14,7 +14,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +26,12 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.layout import TrainingDataLayout
 from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
 from lookalike.core.store import Store, redact
+from lookalike.training.config import TrainingDataConfig
 from lookalike.training.sources import brand_key, fetch_npm_package, iconify_icons, is_visible, render_svg
 
 log = logging.getLogger(__name__)
 KIND = "training-data"
 
-# Logo collections (@iconify-json packages: one format, a licence each in its info.json).
-BRAND_SETS = (("@iconify-json/simple-icons", "1.2.103"), ("@iconify-json/logos", "1.2.19"),
-              ("@iconify-json/devicon", "1.2.68"), ("@iconify-json/devicon-plain", "1.2.57"),
-              ("@iconify-json/skill-icons", "1.2.4"), ("@iconify-json/fa6-brands", "1.2.6"),
-              ("@iconify-json/bxl", "1.2.4"), ("@iconify-json/cib", "1.2.3"),
-              ("@iconify-json/cryptocurrency-color", "1.2.4"), ("@iconify-json/token-branded", "1.2.45"),
-              ("@iconify-json/streamline-logos", "1.2.0"), ("@iconify-json/arcticons", "1.2.58"),
-              ("@iconify-json/file-icons", "1.2.2"))
-# General sets whose icons are named by what they show; their brand icons (mdi's, ri's) join the brand groups.
-CONCEPT_SETS = (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137"),
-                ("@iconify-json/mdi", "1.2.3"), ("@iconify-json/carbon", "1.2.29"), ("@iconify-json/ph", "1.2.2"),
-                ("@iconify-json/bi", "1.2.7"), ("@iconify-json/fa6-solid", "1.2.4"),
-                ("@iconify-json/heroicons", "1.2.3"), ("@iconify-json/ion", "1.2.7"), ("@iconify-json/ri", "1.2.10"))
-# Kept for an independent evaluation: never trained, tuned or evaluated on (any emoji set, Debian's Papirus).
-HELD_OUT = re.compile(r"emoji|moji|noto|papirus|fxemoji|joypixels", re.IGNORECASE)
 # Name parts that say which drawing of a mark it is, not which mark: `github-dark`, `3ds-max-logo-block`,
 # `square-github`, `500px-5`, `heart-outline`.
 VARIANT_WORDS = frozenset({"wordmark", "icon", "dark", "light", "auto", "background", "logo", "block", "solid",
@@ -54,32 +40,6 @@ VARIANT_WORDS = frozenset({"wordmark", "icon", "dark", "light", "auto", "backgro
                            "twotone", "mini", "micro", "square", "circle"})
 SPLITS = ("train", "validation", "test")
 PART_ROWS = 2000
-
-
-@dataclass(frozen=True)
-class TrainingDataConfig:
-    store: str
-    name: str = "default"                  # training-data/<name>/ in the store
-    data_dir: str = "~/.cache/lookalike/training-data"  # npm packages and renderings, kept for reruns
-    brand_sets: tuple[tuple[str, str], ...] = BRAND_SETS
-    concept_sets: tuple[tuple[str, str], ...] = CONCEPT_SETS
-    size: int = 256                        # rendered px (training crops from it)
-    seed: int = 0                          # of the split
-    fractions: tuple[float, float] = (0.7, 0.15)  # train, validation (test: the rest)
-    per_collection: int = 3                # drawings of a group one collection may give (its styles)
-    max_concepts: int | None = 2000        # concept groups kept (chosen by the seeded hash); None: all
-    max_brands: int | None = None          # brand groups kept (likewise; for small test sets)
-    storage_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        held = [n for n, _ in (*self.brand_sets, *self.concept_sets) if HELD_OUT.search(n)]
-        if held:
-            raise ConfigError(f"{', '.join(held)}: emoji sets and Papirus are kept for an independent evaluation and "
-                              "are never trained on")
-        train, validation = self.fractions
-        if not (0 < train < 1 and validation > 0 and train + validation < 1):
-            raise ConfigError(f"split fractions {self.fractions}: give train and validation shares in (0, 1) that "
-                              "leave some for test")
 
 
 def split_of(key: str, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.15)) -> str:
@@ -158,8 +118,8 @@ def open_training_set(store: Store, name: str) -> dict[str, Any]:
     try:
         return read_manifest(store, TrainingDataLayout(store, name).manifest, KIND)
     except ManifestMissing as e:
-        raise ManifestMissing(f"no training set {name!r} in {store.url}: run `lookalike train-data --name {name}` "
-                              "first") from e
+        raise ManifestMissing(f"no training set {name!r} in {store.url}: run `lookalike train-data --training-set "
+                              f"{name}` first") from e
 
 
 def read_split(store: Store, name: str, split: str) -> pa.Table:
@@ -180,7 +140,7 @@ def _drawings(icons: Iterable[tuple[str, str, str]]) -> Iterable[_Drawing]:
 def _kept(groups: dict[str, list[_Drawing]], per_collection: int, limit: int | None, seed: int
           ) -> dict[str, list[_Drawing]]:
     """Groups drawn by at least two collections, each collection's first `per_collection` drawings; at most
-    `limit` groups, chosen by a seeded hash (the same ones on every machine)."""
+    `limit` groups (0 or None: all), chosen by a seeded hash (the same ones on every machine)."""
     kept = {}
     for key, drawings in groups.items():
         taken: Counter[str] = Counter()
@@ -191,7 +151,7 @@ def _kept(groups: dict[str, list[_Drawing]], per_collection: int, limit: int | N
                 chosen.append(d)
         if len(taken) >= 2:
             kept[key] = chosen
-    if limit is not None and len(kept) > limit:
+    if limit and len(kept) > limit:
         order = sorted(kept, key=lambda k: hashlib.sha256(f"{seed}:keep:{k}".encode()).digest())
         kept = {k: kept[k] for k in order[:limit]}
     return kept
