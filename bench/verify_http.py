@@ -21,6 +21,15 @@ SETTINGS = {"no verification": {"verify": "false"}, "verified, shortlist 50": {"
             "verified, shortlist 100": {"shortlist": "100"}, "verified, shortlist 200": {"shortlist": "200"}}
 
 
+def table(figures: dict[str, dict[str, float]]) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    out = ["| `/search/images` | p50 | p99 | added p50 / p99 | QPS |", "|---|---|---|---|---|"]
+    for name, f in figures.items():
+        added = "" if name == "no verification" else f"+{f['added_p50_ms']:.1f} / +{f['added_p99_ms']:.1f} ms"
+        out.append(f"| {name} | {f['p50_ms']:.1f} ms | {f['p99_ms']:.1f} ms | {added} | {f['qps']:.1f} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=".bench-data/verify-http", help="where the store and the logo set are kept")
@@ -56,7 +65,7 @@ def main() -> int:
               f"(+{p99 - base['p99_ms']:5.1f})  {qps:5.1f} QPS")
         figures[name] = {"p50_ms": p50, "p99_ms": p99, "added_p50_ms": p50 - base["p50_ms"],
                          "added_p99_ms": p99 - base["p99_ms"], "qps": qps}
-    record(args, {"logos": args.logos, "queries": len(uploads), "clients": 1, "settings": figures})
+    record(args, {"logos": args.logos, "queries": len(uploads), "clients": 1, "settings": figures}, table(figures))
     return 0
 
 

@@ -57,6 +57,16 @@ def measure(store: str, files: list, verify: bool, budget: int, timeout: float) 
             worker.wait(30)
 
 
+def table(cases: dict[str, dict], plain: dict) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    out = ["| request | answer | worker peak memory | CPU after the answer |", "| --- | --- | --- | --- |"]
+    for name, m in cases.items():
+        ratio = "" if m is plain else f" ({m['grown_mib'] / max(plain['grown_mib'], 1):.2f}×)"
+        out.append(f"| {name} | {m['status']} in {m['seconds']:.1f} s | +{m['grown_mib']:,.0f} MiB{ratio} | "
+                   f"{m['cpu_after_answer_s']:.2f} s |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=16)
@@ -81,8 +91,9 @@ def main() -> None:
               f"CPU after the answer {m['cpu_after_answer_s']:.2f} s")
     print(f"verification / none: peak memory {verified['grown_mib'] / max(plain['grown_mib'], 1):.2f}×, "
           f"time {verified['seconds'] / plain['seconds']:.2f}×")
-    record(args, {"images": args.images, "budget_pixels": args.budget, "without verification": plain,
-                  "with verification": verified, f"with verification, {args.timeout:g} s limit": late})
+    cases = {"without verification": plain, "with verification (the default)": verified,
+             f"with verification, `--request-timeout {args.timeout:g}`": late}
+    record(args, {"images": args.images, "budget_pixels": args.budget, **cases}, table(cases, plain))
 
 
 if __name__ == "__main__":
