@@ -48,7 +48,10 @@ def main() -> None:
         print(f"  {name:14} {1e6 * median:7.0f} µs/search  ({median / base:.2f}× no expansion, "
               f"+{1e6 * (median - base):.0f} µs; median of {args.rounds})")
         figures[name] = {"us_per_search": 1e6 * median, "x_no_expansion": median / base}
-    record(args, {"factory": args.factory, "n": args.n, "d": args.d, "settings": figures})
+    table = "\n".join(["| search | µs per search | × no expansion |", "|---|---|---|",
+                        *(f"| {name} | {f['us_per_search']:,.0f} | {f['x_no_expansion']:.2f} |"
+                          for name, f in figures.items())])
+    record(args, {"factory": args.factory, "n": args.n, "d": args.d, "settings": figures}, table)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,11 @@ def main() -> None:
         print(f"  {name:24} {rate:8,.0f} searches/s (median of {args.rounds})")
     ratio = medians["per-call parameters"] / medians["nprobe set on the index"]
     print(f"  ratio per-call / shared: {ratio:.3f}")
+    table = "\n".join(["| faiss parameters | searches/s |", "|---|---|",
+                        *(f"| {name} | {rate:,.0f} |" for name, rate in medians.items()),
+                        f"| ratio per-call / shared | {ratio:.3f} |"])
     record(args, {"factory": args.factory, "n": args.n, "d": args.d, "searches_per_s": medians,
-                  "per_call_over_shared": ratio})
+                  "per_call_over_shared": ratio}, table)
 
 
 if __name__ == "__main__":

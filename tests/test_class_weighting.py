@@ -184,7 +184,7 @@ def test_the_page_offers_the_class_box_and_sends_its_class_with_an_id_query(stor
 
 def test_class_weighted_search_from_the_command_line(store, catalogue, capsys, tmp_path):
     from support.cli import store_option_args
-    args = ["--store", store.url, *store_option_args(store.options), "--name", "photos",
+    args = ["--store", store.url, *store_option_args(store.options), "--index", "photos",
             "--cache-dir", str(tmp_path / "cache"), "--k", "5"]
     assert main(["search", *args, str(catalogue / BOTH), "--weight-class", "coffee mug"]) == 0
     out = capsys.readouterr().out.splitlines()

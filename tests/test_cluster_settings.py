@@ -103,7 +103,7 @@ def test_spark_conf_takes_dotted_keys_and_event_logs_are_written(tmp_path):
     write_embeddings_version(store, clustered_vectors(500, 16, seed=1), parts=2)
     events = tmp_path / "events"
     events.mkdir()
-    subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", store.url, "--name", "t",
+    subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", store.url, "--index", "t",
                     "--master", "local[1]", "--event-log", str(events), "--queries", "20"],
                    capture_output=True, text=True, timeout=300, check=True)
     assert [p.name for p in events.iterdir()], "no event log was written"
@@ -117,7 +117,7 @@ def test_an_event_log_goes_to_a_store_url_that_spark_itself_cannot_write(moto_se
     store = Store(url, options)
     write_embeddings_version(store, clustered_vectors(300, 16, seed=1), parts=2)
     events = url.rsplit("/", 1)[0] + "/spark-events"
-    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", url, "--name", "t",
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "build-index", "--store", url, "--index", "t",
                            *store_option_args(options), "--master", "local[1]", "--event-log", events,
                            "--queries", "20"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -399,7 +399,7 @@ def test_with_the_shipped_log4j_settings_the_jvm_logs_json_lines_like_the_job(tm
                                      "-Dlookalike.jvm.level=info",  # Spark's INFO lines: many JVM lines
                            "--conf", f"spark.pyspark.python={sys.executable}",
                            "--conf", f"spark.pyspark.driver.python={sys.executable}",
-                           str(REPO / "jobs" / "build_index.py"), "--store", store.url, "--name", "t",
+                           str(REPO / "jobs" / "build_index.py"), "--store", store.url, "--index", "t",
                            "--queries", "20", "--log-format", "json", "-v"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

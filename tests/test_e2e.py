@@ -35,7 +35,7 @@ def submit_reindex(cluster, store, images: str, run_id: str, log: Path) -> subpr
            "LOOKALIKE_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.executor.memory=1g "
                                     "--conf spark.task.cpus=1 --conf spark.task.maxFailures=4"}
     cmd = [str(REPO / "deploy" / "submit.sh"), "reindex", "--images", images, "--store", store.url,
-           *store_option_args(store.options), "--name", NAME, "--run-id", run_id, "--factory", "IVF4,Flat",
+           *store_option_args(store.options), "--index", NAME, "--run-id", run_id, "--factory", "IVF4,Flat",
            "--images-per-task", "3", "--queries", "10", "--max-error-rate", "0.1", "--json"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log.open("wb"), text=True,
                             start_new_session=True)
@@ -115,7 +115,7 @@ def test_nightly_reindex_on_a_cluster_served_and_updated(spark_cluster, s3_store
     port, worker_log = free_port(), tmp_path / "worker.log"
     worker = subprocess.Popen(
         [sys.executable, "-m", "lookalike.cli.main", "serve", "--store", store.url, *store_option_args(store.options),
-         "--name", NAME, "--port", str(port), "--cache-dir", str(tmp_path / "cache"), "--poll-interval", "0.5"],
+         "--index", NAME, "--port", str(port), "--cache-dir", str(tmp_path / "cache"), "--poll-interval", "0.5"],
         stdout=worker_log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -311,15 +311,15 @@ def test_damaged_latest_and_manifests_fail_in_one_line_and_spare_the_rest(tmp_pa
     built = [index_build.run(BuildIndexConfig(store=store.url, name="t", master=IN_PROCESS, publish=True,
                                               queries=10))["version"] for _ in range(2)]
     store.write_text("indexes/t/LATEST", "[1, 2, 3]")
-    assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000001"]) == 2
+    assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000001"]) == 2
     assert "LATEST is damaged" in capsys.readouterr().err
     store.write_text(f"indexes/t/{built[0]}/manifest.json", '"just a string"')
-    assert main(["indexes", "list", "--store", store.url, "--name", "t"]) == 0
+    assert main(["indexes", "list", "--store", store.url, "--index", "t"]) == 0
     listing = capsys.readouterr().out
     assert "damaged" in listing and built[1] in listing
-    assert main(["publish", "--store", store.url, "--name", "t", "--rollback", built[1]]) == 0
+    assert main(["publish", "--store", store.url, "--index", "t", "--rollback", built[1]]) == 0
     assert publish.latest_version(store, "t") == built[1]
-    assert main(["publish", "--store", store.url, "--name", "t", "--rollback", built[0]]) == 2
+    assert main(["publish", "--store", store.url, "--index", "t", "--rollback", built[0]]) == 2
     assert "manifest.json is damaged" in capsys.readouterr().err
 
 
@@ -327,23 +327,23 @@ def test_command_line_values_and_environment_errors_are_one_line(tmp_path, capsy
     store = Store(str(tmp_path / "store"))
     write_embeddings_version(store, clustered_vectors(1000, 16, seed=4), parts=2)
     with pytest.raises(SystemExit) as exit_:
-        main(["build-index", "--store", store.url, "--name", "t", "--memory-budget", "inf"])
+        main(["build-index", "--store", store.url, "--index", "t", "--memory-budget", "inf"])
     assert exit_.value.code == 2 and "a size such as" in capsys.readouterr().err
     # The held-out queries leave the training sample enough rows for the lists the factory asks for.
-    assert main(["build-index", "--store", store.url, "--name", "t", "--factory", "IVF32,Flat", "--publish",
+    assert main(["build-index", "--store", store.url, "--index", "t", "--factory", "IVF32,Flat", "--publish",
                  "--master", "in-process"]) == 0
     assert "IVF32,Flat over 1,000 vectors" in capsys.readouterr().out
-    assert main(["build-index", "--store", store.url, "--name", "u", "--factory", "IVF4096,Flat",
+    assert main(["build-index", "--store", store.url, "--index", "u", "--factory", "IVF4096,Flat",
                  "--master", "in-process"]) == 2
     assert "needs at least 4,096 training vectors" in capsys.readouterr().err
-    assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000001", "--rescore",
+    assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000001", "--rescore",
                  "10000000000000"]) == 2
     assert "rescore must be between 0 and 10000" in capsys.readouterr().err
     # Factory strings faiss cannot make, or the build cannot add to in parallel and merge: refused before any work.
     for factory, word in (("IVF16,PQ7", "multiple of the number of subquantizers"), ("PQ4x16", "IndexPQ"),
                           ("HNSW32", "IndexHNSWFlat"), ("LSH", "IndexLSH"), ("IVF0,Flat", "at least one list"),
                           ("IVF16,PQ4x16", "8 bits")):
-        assert main(["build-index", "--store", store.url, "--name", "f", "--factory", factory,
+        assert main(["build-index", "--store", store.url, "--index", "f", "--factory", factory,
                      "--master", "in-process"]) == 2, factory
         assert word in capsys.readouterr().err, factory
     (tmp_path / "token").write_bytes(b"\xff\xfe token")
@@ -360,11 +360,11 @@ def test_command_line_values_and_environment_errors_are_one_line(tmp_path, capsy
     assert "lists no ids.parquet, index.faiss, vectors.f16.npy" in capsys.readouterr().err
     store.write_json(f"indexes/t/{version}/manifest.json", manifest)
     (tmp_path / "file").write_text("x")
-    for argv in (["export", "--store", store.url, "--name", "t", "--dest", str(tmp_path / "file" / "d"),
+    for argv in (["export", "--store", store.url, "--index", "t", "--dest", str(tmp_path / "file" / "d"),
                   "--master", "in-process"],
                  ["embed", "--images", str(tmp_path / "file" / "nope"), "--store", store.url,
                   "--master", "in-process"],
-                 ["search", "--store", store.url, "--name", "t", str(tmp_path / "nope.jpg")]):
+                 ["search", "--store", store.url, "--index", "t", str(tmp_path / "nope.jpg")]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("lookalike "), err
@@ -377,7 +377,7 @@ def test_an_unexpected_exception_shows_its_traceback_and_exits_1(tmp_path, monke
     monkeypatch.setattr(cli, "COMMANDS", tuple(dataclasses.replace(c, run=lambda args: 1 / 0) if c.name == "indexes"
                                                else c for c in cli.COMMANDS))
     with pytest.raises(ZeroDivisionError):
-        cli.main(["indexes", "list", "--store", str(tmp_path), "--name", "t"])
+        cli.main(["indexes", "list", "--store", str(tmp_path), "--index", "t"])
 
 
 

@@ -153,7 +153,7 @@ def test_polling_reader_never_sees_an_incomplete_version(store):
 def test_build_killed_mid_way_leaves_latest_untouched_and_rerun_completes(store, s3_store):
     first = build(store, factory=IVF, publish=True, queries=50)
     o = s3_store.options
-    cmd = [sys.executable, "-m", "lookalike.cli.main", "build-index", "--store", store.url, "--name", "logos",
+    cmd = [sys.executable, "-m", "lookalike.cli.main", "build-index", "--store", store.url, "--index", "logos",
            f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
            f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",
            "--store-option=client_kwargs.region_name=us-east-1", "--factory", IVF, "--master", "in-process",
@@ -302,20 +302,20 @@ def test_cli_lists_rolls_back_and_refuses_unknown_versions(store, s3_store, caps
     opts = ["--store", store.url, f"--store-option=key={o['key']}", f"--store-option=secret={o['secret']}",
             f"--store-option=client_kwargs.endpoint_url={o['client_kwargs']['endpoint_url']}",
             "--store-option=client_kwargs.region_name=us-east-1"]
-    assert main(["build-index", *opts, "--name", "logos", "--factory", IVF, "--publish", "--queries", "50",
+    assert main(["build-index", *opts, "--index", "logos", "--factory", IVF, "--publish", "--queries", "50",
                  "--master", "in-process"]) == 0
     first = capsys.readouterr().out
     assert first.startswith("index logos/") and "10-R@10" in first and "target met" in first
-    assert main(["build-index", *opts, "--name", "logos", "--factory", IVF, "--publish", "--queries", "50",
+    assert main(["build-index", *opts, "--index", "logos", "--factory", IVF, "--publish", "--queries", "50",
                  "--master", "in-process", "--json"]) == 0
     second = json.loads(capsys.readouterr().out)["version"]
     v1 = first.split()[1].split("/")[1].rstrip(":")
-    assert main(["indexes", "list", *opts, "--name", "logos"]) == 0
+    assert main(["indexes", "list", *opts, "--index", "logos"]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing[1].startswith(second) and "LATEST" in listing[1] and listing[2].startswith(v1)
-    assert main(["publish", *opts, "--name", "logos", "--rollback", v1]) == 0
+    assert main(["publish", *opts, "--index", "logos", "--rollback", v1]) == 0
     assert publish.latest_version(store, "logos") == v1
-    assert main(["publish", *opts, "--name", "logos", "--rollback", "20990101T000000Z-000000"]) == 2
+    assert main(["publish", *opts, "--index", "logos", "--rollback", "20990101T000000Z-000000"]) == 2
     assert "no complete version" in capsys.readouterr().err
 
 

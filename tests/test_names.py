@@ -28,7 +28,7 @@ def store(tmp_path_factory) -> Store:
 
 
 def search(store: Store, *flags: str, capsys) -> tuple[dict, str]:
-    assert main(["search", "--store", store.url, "--name", "t", "--id", "img-00000007", "--k", "5", "--json",
+    assert main(["search", "--store", store.url, "--index", "t", "--id", "img-00000007", "--k", "5", "--json",
                  *flags]) == 0
     out = capsys.readouterr()
     return json.loads(out.out), out.err
@@ -42,6 +42,15 @@ def test_the_rerank_flag_is_rescore_with_a_warning(store, capsys):
     with pytest.raises(SystemExit):
         main(["search", "--help"])
     assert "--rerank" not in capsys.readouterr().out  # a deprecated name is accepted, never advertised
+
+
+def test_old_spellings_of_index_and_version_work_with_a_warning(store, capsys):
+    today, _ = search(store, capsys=capsys)
+    assert main(["search", "--store", store.url, "--name", "t", "--index-version", today["version"], "--id",
+                 "img-00000007", "--k", "5", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == today
+    assert "--name is deprecated: use --index" in out.err and "--index-version is deprecated: use --version" in out.err
 
 
 def test_the_rerank_field_is_rescore_over_http(store, tmp_path):

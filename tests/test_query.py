@@ -135,7 +135,7 @@ def test_worker_takes_the_index_s_model_unless_any_model_option_is_given():
     from lookalike.cli.query import search_parser, worker_settings
     parser = argparse.ArgumentParser()
     search_parser(parser)
-    base = ["--store", "/tmp/s", "--name", "marks"]
+    base = ["--store", "/tmp/s", "--index", "marks"]
     assert worker_settings(parser.parse_args(base), {}).model is None
     chosen = worker_settings(parser.parse_args([*base, "--pooling", "avg"]), {}).model
     assert chosen is not None and chosen.pooling == "avg"

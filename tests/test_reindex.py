@@ -44,7 +44,7 @@ def upload(folder: Path, url: str, options: dict) -> str:
 
 
 def reindex_args(images: str, store: str, options: dict, *extra: str) -> list[str]:
-    return ["reindex", "--images", images, "--store", store, *store_option_args(options), "--name", NAME,
+    return ["reindex", "--images", images, "--store", store, *store_option_args(options), "--index", NAME,
             "--master", "local[2]", "--factory", FACTORY, "--images-per-task", "6", "--queries", "10",
             "--max-error-rate", "0.1", "--json", *extra]
 
@@ -72,7 +72,7 @@ def wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 180.
 
 
 def top_hit(store: Store, image: Path, capsys) -> tuple[str, float]:
-    rc, out = run_cli(["search", "--store", store.url, *store_option_args(store.options), "--name", NAME,
+    rc, out = run_cli(["search", "--store", store.url, *store_option_args(store.options), "--index", NAME,
                        str(image), "--k", "1", "--json"], capsys)
     assert rc == 0, out
     hit = out["results"][0]["hits"][0]
@@ -247,19 +247,19 @@ def test_help_of_submit_script_lists_the_jobs():
 
 def test_submit_script_refuses_an_archive_with_a_local_master_and_submits_from_the_image_on_kubernetes():
     submit = str(Path(__file__).resolve().parents[1] / "deploy" / "submit.sh")
-    refused = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env={
+    refused = subprocess.run([submit, "reindex", "--index", "t"], capture_output=True, text=True, env={
         **os.environ, "LOOKALIKE_ENV_ARCHIVE": "dist/env.tar.gz", "LOOKALIKE_MASTER": "local[2]"})
     assert refused.returncode == 2 and "needs a cluster master" in refused.stderr
-    k8s = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, check=True, env={
+    k8s = subprocess.run([submit, "reindex", "--index", "t"], capture_output=True, text=True, check=True, env={
         **os.environ, "LOOKALIKE_MASTER": "k8s://https://api.example:6443", "LOOKALIKE_DEPLOY_MODE": "cluster",
         "LOOKALIKE_DRY_RUN": "1", "LOOKALIKE_PROPERTIES": "deploy/conf/kubernetes.conf"}).stdout
-    assert "local:///opt/lookalike/jobs/reindex.py --name t" in k8s
+    assert "local:///opt/lookalike/jobs/reindex.py --index t" in k8s
     assert "spark.pyspark.python" not in k8s and "--properties-file deploy/conf/kubernetes.conf" in k8s
     assert "--load-spark-defaults" in k8s  # the cluster's own spark-defaults.conf still applies under ours
     k8s_env = {**os.environ, "LOOKALIKE_MASTER": "k8s://https://api.example:6443", "LOOKALIKE_DRY_RUN": "1"}
-    client = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env=k8s_env)
+    client = subprocess.run([submit, "reindex", "--index", "t"], capture_output=True, text=True, env=k8s_env)
     assert client.returncode == 2 and "LOOKALIKE_DEPLOY_MODE=cluster" in client.stderr  # the job is in the image
-    archive = subprocess.run([submit, "reindex", "--name", "t"], capture_output=True, text=True, env={
+    archive = subprocess.run([submit, "reindex", "--index", "t"], capture_output=True, text=True, env={
         **k8s_env, "LOOKALIKE_DEPLOY_MODE": "cluster", "LOOKALIKE_ENV_ARCHIVE": "dist/env.tar.gz"})
     assert archive.returncode == 2 and "an archive would be ignored" in archive.stderr
 

@@ -104,7 +104,7 @@ def worker(s3_server, model, tmp_path_factory):
     port, log, cache_dir = free_port(), root / "worker.log", root / "cache"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lookalike.cli.main", "serve", "--store", store.url, *store_option_args(store.options),
-         "--name", NAME, "--port", str(port), "--cache-dir", str(cache_dir), "--poll-interval", "0.3",
+         "--index", NAME, "--port", str(port), "--cache-dir", str(cache_dir), "--poll-interval", "0.3",
          "--retry-after", "1", "--max-body-bytes", "1000000", "--allow-uri", str(root / "images")],
         env={**os.environ, "LOOKALIKE_API_TOKEN": TOKEN}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     w = Worker(f"http://127.0.0.1:{port}", proc, log, store, root, cache_dir, s3_server.root / bucket)
@@ -159,7 +159,7 @@ def test_search_by_image_id_vector_and_uri(worker, model):
 def test_cli_search_gives_the_worker_s_answer(worker, capsys):
     over_http = worker.image_search("astronaut", k=4).json()
     image = str(worker.root / "images" / "astronaut.jpg")
-    assert main(["search", "--store", worker.store.url, *store_option_args(worker.store.options), "--name", NAME,
+    assert main(["search", "--store", worker.store.url, *store_option_args(worker.store.options), "--index", NAME,
                  "--cache-dir", str(worker.root / "cli-cache"), image, "--k", "4", "--json"]) == 0
     local = json.loads(capsys.readouterr().out)
     assert local["version"] == over_http["version"]

@@ -133,22 +133,22 @@ def test_an_index_of_whitened_vectors_is_searched_by_image_with_the_whitening(im
     assert main(["whiten", "--store", store.url, "--dim", "8", "--json"]) == 0
     uri = json.loads(capsys.readouterr().out)["uri"]
     whitened = run_embed(root, store, ModelSpec(whitening_uri=uri), "whitened")
-    assert main(["build-index", "--store", store.url, "--name", "w", "--embeddings", whitened["fingerprint_id"],
+    assert main(["build-index", "--store", store.url, "--index", "w", "--embeddings", whitened["fingerprint_id"],
                  "--publish", "--queries", "5", "--master", "in-process"]) == 0
     capsys.readouterr()
     # The worker rebuilds the model from the manifest (whitening included) and embeds the query with it.
     query = root / "photos" / "astronaut.jpg"
-    assert main(["search", "--store", store.url, "--name", "w", str(query), "--k", "1", "--json"]) == 0
+    assert main(["search", "--store", store.url, "--index", "w", str(query), "--k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
     assert hit["image_id"] == "photos/astronaut.jpg" and hit["cosine"] == pytest.approx(1.0, abs=1e-3)
 
     # An exported bundle carries the whitening: a host without the source store serves it by image.
     bundle = tmp_path / "bundle"
-    assert main(["export", "--store", store.url, "--name", "w", "--dest", str(bundle), "--master", "in-process"]) == 0
+    assert main(["export", "--store", store.url, "--index", "w", "--dest", str(bundle), "--master", "in-process"]) == 0
     (tmp_path / "store").rename(tmp_path / "moved-away")
     assert main(["verify", str(bundle)]) == 0
     capsys.readouterr()
-    assert main(["search", "--store", str(bundle), "--name", "w", str(query), "--k", "1", "--json"]) == 0
+    assert main(["search", "--store", str(bundle), "--index", "w", str(query), "--k", "1", "--json"]) == 0
     hit = json.loads(capsys.readouterr().out)["results"][0]["hits"][0]
     assert hit["image_id"] == "photos/astronaut.jpg" and hit["cosine"] == pytest.approx(1.0, abs=1e-3)
     # A bundle whose model points outside itself (as exports wrote them before) fails verification.

@@ -124,7 +124,7 @@ def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, c
 
 def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, tmp_path, s3_server):
     from support.cli import store_option_args
-    args = ["--store", store.url, *store_option_args(store.options), "--name", "words",
+    args = ["--store", store.url, *store_option_args(store.options), "--index", "words",
             "--cache-dir", str(tmp_path / "cache")]
     assert main(["search", *args, "--text", "a cup of coffee", "--k", "2"]) == 0
     out = capsys.readouterr().out
@@ -132,7 +132,7 @@ def test_search_by_text_and_tag_from_the_command_line(store, catalogue, capsys, 
     assert main(["tag", str(catalogue / "images" / "coffee.jpg"), "--space", "conse", "--image-size", "224",
                  "--k", "2"]) == 0
     assert "espresso" in capsys.readouterr().out
-    visual = ["--store", store.url, *store_option_args(store.options), "--name", "visual",
+    visual = ["--store", store.url, *store_option_args(store.options), "--index", "visual",
               "--cache-dir", str(tmp_path / "cache")]
     assert main(["search", *visual, "--text", "cat"]) != 0
     assert "--space words" in capsys.readouterr().err

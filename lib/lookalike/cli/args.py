@@ -29,6 +29,17 @@ class DeprecatedFlag(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class OldSpelling(argparse._StoreAction):
+    """A flag that also answers to an older spelling (listed after the current one), which still sets it but says
+    to use the current one: for required flags, which a separate deprecated flag could not satisfy."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            logging.getLogger("lookalike.cli").warning("%s is deprecated: use %s", option_string,
+                                                       self.option_strings[0])
+        setattr(namespace, self.dest, values)
+
+
 def add_deprecated_flag(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
     """`dest`: where the new flag stores its value, when not named after it."""
     kwargs.setdefault("dest", new.lstrip("-").replace("-", "_"))
@@ -126,13 +137,16 @@ def add_keep_arg(p: argparse.ArgumentParser) -> None:
 
 def add_index_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True,
                   help: str = "index name, e.g. trademarks") -> None:
-    """The index a command works on: --index in every command (--name, its first spelling, is still accepted)."""
-    p.add_argument("--index", "--name", dest="index", required=required, default=None, metavar="NAME", help=help)
+    """The index a command works on: --index in every command (--name, its first spelling, still works, with a
+    warning)."""
+    p.add_argument("--index", "--name", dest="index", required=required, default=None, metavar="NAME", help=help,
+                   action=OldSpelling)
 
 
 def add_version_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """An index version other than LATEST (--index-version, the join's first spelling, is still accepted)."""
-    p.add_argument("--version", "--index-version", dest="version", default=None, metavar="VERSION",
+    """An index version other than LATEST (--index-version, the join's first spelling, still works, with a
+    warning)."""
+    p.add_argument("--version", "--index-version", dest="version", default=None, metavar="VERSION", action=OldSpelling,
                    help="a version of the index other than LATEST (`lookalike indexes list` shows them; "
                         "default: LATEST)")
 

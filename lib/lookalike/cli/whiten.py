@@ -16,6 +16,7 @@ from lookalike.cli.args import (
     model_spec,
 )
 from lookalike.core.errors import ConfigError
+from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
 
 
 def whiten_parser(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,8 @@ def whiten_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--copies", type=int, default=0,
                    help="with --training-set: synthetic copies of each drawing added to its group")
     add_model_args(p)
-    p.add_argument("--dim", type=int, default=512, help="dimensions kept (512 measured best on the logo set)")
+    p.add_argument("--dim", type=int, default=DEFAULT_WHITEN_DIM, help="dimensions kept (the best size on the logo "
+                                                                        "set: docs/quality.md)")
     p.add_argument("--sample", type=int, default=200_000, help="vectors sampled at random to learn from")
     p.add_argument("--seed", type=int, default=0, help="of the random sample")
     add_json_arg(p, "the whitening's URI and dimensions")

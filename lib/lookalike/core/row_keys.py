@@ -103,7 +103,7 @@ def match_rows(old: RowKeys, new: RowKeys) -> np.ndarray:
     order = np.argsort(old.ids, kind="stable")
     sorted_old = old.ids[order]
     _check_unique(sorted_old, "the previous version")
-    new_order = np.argsort(new.ids, kind="stable")  # searching sorted keys: 5× faster than in row order at 10M
+    new_order = np.argsort(new.ids, kind="stable")  # sorted keys are searched with far fewer cache misses
     sorted_new = new.ids[new_order]
     _check_unique(sorted_new, "the new version")
     rows = np.full(len(new.ids), -1, np.int64)

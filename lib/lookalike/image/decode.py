@@ -65,8 +65,8 @@ def decode(data: bytes, target_size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
         if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
             width, height = height, width
         if img.format == "JPEG":
-            # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 24 MP photo decodes ~8× faster and
-            # still has at least twice the pixels the model sees.
+            # Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, far faster for a large photo, which still
+            # keeps at least twice the pixels the model sees.
             img.draft("RGB", (2 * target_size, 2 * target_size))
         img.seek(0)  # first frame of an animation
         img.load()

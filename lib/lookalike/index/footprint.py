@@ -9,8 +9,8 @@ from typing import Any
 
 from lookalike.core.layout import VECTORS_FILE
 
-IDS_BYTES_PER_ROW = 16   # ids.parquet: 34 MiB at 10M rows measured (3.6 B a row), rounded up for long ids
-FEATURES_BYTES_PER_LOGO = 17_600  # RootSIFT on logos: 67 keypoints × 264 B on average (bench/verify.py)
+IDS_BYTES_PER_ROW = 16   # ids.parquet, rounded up from what 10M rows take (deploy/SCALING.md) for long ids
+FEATURES_BYTES_PER_LOGO = 17_600  # RootSIFT on logos, on average: bench/verify.py's record (bytes_per_image)
 
 
 @dataclass(frozen=True)

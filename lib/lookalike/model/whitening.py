@@ -16,8 +16,7 @@ from lookalike.core.errors import InputError
 
 # Whitening divides each principal direction by the square root of its eigenvalue (eigen_power -1/2): the
 # directions a backbone's features spread along most, which say least about identity, stop dominating
-# distances (Jégou & Chum, ECCV 2012; measured on the logo benchmark at 320 px: +0.047 P@1 and +0.055 mAP at
-# 512 d, bench/quality.py).
+# distances (Jégou & Chum, ECCV 2012; what it does on the logo benchmark: bench/quality.py's record).
 EIGEN_POWER = -0.5
 
 

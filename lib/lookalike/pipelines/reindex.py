@@ -27,7 +27,7 @@ from lookalike.pipelines import whitening as reindex_whitening
 
 log = logging.getLogger(__name__)
 KIND = "reindex_report"
-DEFAULT_WHITEN_DIM = 512  # the best recipe on the logo set (README quality table)
+DEFAULT_WHITEN_DIM = 512  # the best size on the logo set (docs/quality.md, bench/quality.py)
 
 
 @dataclass(frozen=True)
