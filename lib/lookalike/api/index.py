@@ -107,14 +107,14 @@ class Index:
         listed, one = images_of(images)
         embedder = self._embedder("search by image")
         focus = self.class_focus(weight_class, weight_strength)
+        params, verifies = self.search_params(nprobe, rescore, expand, expand_alpha), verify and self.verifies
         hits = []
         batch = self._batch(verify, shortlist)
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
             data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
-            views = query_views(data, self._version.features.settings, embedder.limits) if verify and self.verifies \
-                else None
-            hits += self._search(embedder.embed(data, focus), k, filters, nprobe, rescore, expand, expand_alpha,
-                                 views=views, shortlist=shortlist)
+            views = query_views(data, self._version.features.settings, embedder.limits) if verifies else None
+            hits += search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
+                                   verification=_verification(views, shortlist))
         return hits[0] if one else hits
 
     @overload
@@ -132,6 +132,7 @@ class Index:
         one = isinstance(image_ids, str)
         ids = [image_ids] if one else list(image_ids)
         focus = self.class_focus(weight_class, weight_strength)
+        params, verifies = self.search_params(nprobe, rescore, expand, expand_alpha), verify and self.verifies
         hits = []
         batch = self._batch(verify, shortlist)
         for lo in range(0, len(ids), batch):
@@ -141,9 +142,9 @@ class Index:
             else:
                 vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, chunk,
                                                                                              focus)
-            views = stored_views(self._version, faiss_ids) if verify and self.verifies else None
-            hits += self._search(vectors, k, filters, nprobe, rescore, expand, expand_alpha, views=views,
-                                 shortlist=shortlist, exclude=None if include_self else faiss_ids)
+            views = stored_views(self._version, faiss_ids) if verifies else None
+            hits += search_vectors(self._version, vectors, k, params, filters, None if include_self else faiss_ids,
+                                   verification=_verification(views, shortlist))
         return hits[0] if one else hits
 
     @overload
@@ -157,7 +158,8 @@ class Index:
                        rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k nearest of raw vectors of the index's dimension (normalised here): one vector, or a matrix."""
         one = np.asarray(vectors).ndim == 1
-        hits = self._search(as_queries(self._version, vectors), k, filters, nprobe, rescore, expand, expand_alpha)
+        hits = search_vectors(self._version, as_queries(self._version, vectors), k,
+                              self.search_params(nprobe, rescore, expand, expand_alpha), filters)
         return hits[0] if one else hits
 
     @overload
@@ -172,7 +174,8 @@ class Index:
         an index embedded in a word space (`--space words`)."""
         one = isinstance(texts, str)
         vectors = WordQueries(self._embedder("search by text").model).embed_texts([texts] if one else list(texts))
-        hits = self._search(vectors, k, filters, nprobe, rescore, expand, expand_alpha)
+        hits = search_vectors(self._version, vectors, k, self.search_params(nprobe, rescore, expand, expand_alpha),
+                              filters)
         return hits[0] if one else hits
 
     def embed(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
@@ -198,13 +201,6 @@ class Index:
             return None
         return focus_of(self._embedder("weight a query toward a class").model, weight_class, strength)
 
-    def _search(self, vectors: np.ndarray, k: int, filters: Filters | None, nprobe: int | None, rescore: int | None,
-                expand: int | None, expand_alpha: float | None, views: list | None = None,
-                shortlist: int | None = None, exclude: np.ndarray | None = None) -> list[list[Hit]]:
-        params = self.search_params(nprobe, rescore, expand, expand_alpha)
-        verification = None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)
-        return search_vectors(self._version, vectors, k, params, filters, exclude, verification=verification)
-
     def _batch(self, verify: bool, shortlist: int | None) -> int:
         """Queries searched at a time: a worker's batch, fewer where a long shortlist would exceed what one batch
         may verify (QueryLimits.max_verified), so that any number of queries can be given at once."""
@@ -218,3 +214,8 @@ class Index:
             raise ConfigError(f"{self.name}/{self.version} does not name the model of its vectors: cannot {what} "
                               "(open it with model=ModelSpec(...) of the model that made them)")
         return embedder
+
+
+def _verification(views: list | None, shortlist: int | None) -> Verification | None:
+    """Verification of the queries' shortlists where they have views (None: the global ranking alone)."""
+    return None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)
