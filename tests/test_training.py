@@ -25,7 +25,7 @@ from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
 from lookalike.training.data import run as build_training_set
-from lookalike.training.trainer import embed_pngs
+from lookalike.training.validation import embed_pngs
 
 pytestmark = pytest.mark.network
 

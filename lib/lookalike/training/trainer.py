@@ -25,7 +25,6 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from lookalike.batch.metrics import judge_leave_one_out, mean_average_precision, precision_at
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import TrainingLayout
 from lookalike.core.store import Store
@@ -34,6 +33,7 @@ from lookalike.model.loading import LoadedModel, load_model
 from lookalike.training.augment import synthetic_copy
 from lookalike.training.config import TrainConfig
 from lookalike.training.data import read_split
+from lookalike.training.validation import embed_pngs, leave_one_out, whole_groups
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0  # how often rank 0 writes the step it reached (one small object in the store)
@@ -216,27 +216,5 @@ def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, hi
 def _validation_metrics(model: LoadedModel, validation, config: TrainConfig) -> dict[str, float]:
     """Leave-one-out retrieval among the drawings of whole validation groups (at most max_validation images,
     the same ones every time): P@1 and mAP."""
-    all_groups = np.asarray(validation["group"].to_pylist())
-    chosen, count = set(), 0
-    for g in np.random.default_rng(0).permutation(np.unique(all_groups)):  # whole groups, the same every time
-        size = int((all_groups == g).sum())
-        if count + size > config.max_validation:
-            break
-        chosen.add(g)
-        count += size
-    rows = np.flatnonzero(np.isin(all_groups, list(chosen)))
-    pngs, groups = validation["png"].take(rows).to_pylist(), validation["group"].take(rows).to_pylist()
-    vectors = embed_pngs(model, pngs)
-    scores = vectors @ vectors.T
-    np.fill_diagonal(scores, -np.inf)
-    neighbours = np.argsort(-scores, axis=1)[:, :100]
-    judged = judge_leave_one_out(neighbours, groups)
-    return {"P@1": round(precision_at(judged, 1), 4), "mAP": round(mean_average_precision(judged), 4)}
-
-
-def embed_pngs(model: LoadedModel, pngs: list[bytes], batch: int = 64) -> np.ndarray:
-    out = []
-    for lo in range(0, len(pngs), batch):
-        images = [Image.open(io.BytesIO(p)).convert("RGB") for p in pngs[lo:lo + batch]]
-        out.append(model.embed_batch(torch.stack([to_tensor(i, model.preprocessing) for i in images])))
-    return np.concatenate(out) if out else np.zeros((0, model.dim), np.float32)
+    rows = whole_groups(validation, config.max_validation)
+    return leave_one_out(embed_pngs(model, rows["png"].to_pylist()), rows["group"].to_pylist())

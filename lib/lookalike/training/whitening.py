@@ -23,7 +23,7 @@ from lookalike.model.spec import ModelSpec
 from lookalike.model.whitening import Whitening, learn_from_pairs
 from lookalike.training.augment import synthetic_copy
 from lookalike.training.data import read_split
-from lookalike.training.trainer import embed_pngs
+from lookalike.training.validation import embed_pngs
 
 # A large group (a concept drawn by ten sets) would otherwise outweigh many two-drawing brands: g·(g−1)/2 pairs.
 MAX_PAIRS_PER_GROUP = 28
