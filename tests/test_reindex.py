@@ -4,6 +4,7 @@ between two runs, and the faults an operator meets (driver killed mid-build, S3 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from lookalike.core.store import Store
 from lookalike.dev.imagefactory import PHOTOS, broken_images, jpeg_bytes, photo, random_crop, write_photo_crops
 from lookalike.dev.net import free_port
 from lookalike.index import publish
+from lookalike.model.backbones import backbone_of
+from lookalike.model.spec import ModelSpec
 
 NAME = "marks"
 FACTORY = "IVF4,Flat"  # a trained index, so that a night's update can be incremental
@@ -354,6 +357,48 @@ def test_whitening_is_learned_once_the_catalogue_is_large_enough_then_kept(spark
     assert rc == 0, off
     assert off["whitening"] == {"status": "off"} and off["embeddings"].split("/")[0] == raw_fingerprint
     assert publish.read_index_manifest(store, NAME, off["latest"]["after"])["dim"] == 1280
+
+
+@pytest.mark.slow
+def test_by_default_the_whitening_follows_the_model_card(tmp_path, capsys):
+    """The shipped weights under cards of our own: measured not to gain from whitening, the model's vectors are
+    indexed raw; measured to gain, the run waits for a catalogue large enough for 512 d (as for weights without a
+    card); an index already whitened keeps its whitening when the card says no, and the report says how to leave
+    it. Forced either way, --whiten N and --no-whiten win over the card."""
+    store = Store(str(tmp_path / "store"))
+    folder = write_catalogue(tmp_path / "catalogue")
+    weights = tmp_path / "weights" / "marks.pt"
+    weights.parent.mkdir()
+    shutil.copyfile(backbone_of(ModelSpec()).default_weights(), weights)
+
+    def night(helps: bool | None, *flags: str) -> dict:
+        card = {"whitening": {"helps": helps, "mAP_gain": 0.02 if helps else -0.01, "decided_by": "a test"}}
+        card_file = weights.with_suffix(".json")
+        card_file.unlink(missing_ok=True)
+        if helps is not None:
+            card_file.write_text(json.dumps(card))
+        rc, report = run_cli(reindex_args(str(folder), store.url, {}, "--weights", str(weights), "--master",
+                                          IN_PROCESS, *flags), capsys)
+        assert rc == 0, report
+        return report
+
+    off = night(False)
+    assert off["whitening"] == {"status": "off", "model_card": {"helps": False, "mAP_gain": -0.01,
+                                                                "decided_by": "a test"}}
+    raw_fingerprint = off["embeddings"].split("/")[0]
+    assert "does not help it (validation mAP -0.010 whitened): its vectors are indexed unwhitened" in \
+        store.read_text(f"reindex/{NAME}/{off['run_id']}/summary.txt")
+    for helps in (True, None):
+        assert night(helps)["whitening"] == {"status": "waiting", "dim": 512, "images": 42, "needed": 768}
+
+    learned = night(False, "--whiten", "8")["whitening"]
+    assert learned["status"] == "learned" and learned["dim"] == 8
+    kept = night(False)
+    assert kept["whitening"] == {"status": "in use", "uri": learned["uri"], "dim": 8,
+                                 "model_card": off["whitening"]["model_card"]}
+    assert kept["status"] == "unchanged" and kept["images"]["embedded"] == 0
+    left = night(False, "--no-whiten")
+    assert left["whitening"] == {"status": "off"} and left["embeddings"].split("/")[0] == raw_fingerprint
 
 
 def task_markers(root: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from lookalike.cli.main import main
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.dev import imagefactory
+from lookalike.model.cards import model_card
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelError, ModelSpec
 from lookalike.model.whitening import Whitening
@@ -26,6 +27,7 @@ from lookalike.retrieval.limits import QueryError
 from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
 from lookalike.training.data import run as build_training_set
 from lookalike.training.validation import embed_pngs
+from lookalike.training.whitening_effect import HELPS_MIN_MAP_GAIN
 
 pytestmark = pytest.mark.network
 
@@ -104,6 +106,14 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     # (marks) architecture like any other, their untouched ImageNet classifier dropped.
     card = json.loads((tmp_path / "out" / "tiny.json").read_text())
     assert card["sha256"] == m["files"]["weights"]["sha256"] and card["best"] == m["best"]
+    # The card says what a PCA-whitening does to the weights on the validation groups (what the reindex follows),
+    # and sits beside the weights in the store too, where --weights finds it.
+    assert card["whitening"] == m["whitening"] and isinstance(m["whitening"]["helps"], bool), m["whitening"]
+    measured = [m["whitening"][kind] for kind in ("brand", "concept") if "raw" in m["whitening"][kind]]
+    assert measured and all(0 < x[way]["mAP"] <= 1 for x in measured for way in ("raw", "whitened")), measured
+    assert m["whitening"]["helps"] == (m["whitening"]["mAP_gain"] >= HELPS_MIN_MAP_GAIN)
+    in_store = ModelSpec(weights_uri=store.child_url(m["files"]["weights"]["key"]), weights_options=store.options)
+    assert model_card(in_store)["whitening"] == m["whitening"]
     trained = load_model(ModelSpec(weights_uri=str(tmp_path / "out" / "tiny.pt"), image_size=128))
     imagenet = load_model(ModelSpec(name="efficientnet_lite0", image_size=128))
     assert trained.weights_sha256 == m["files"]["weights"]["sha256"] != imagenet.weights_sha256

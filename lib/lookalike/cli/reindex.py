@@ -18,8 +18,8 @@ from lookalike.cli.args import (
 )
 from lookalike.cli.embed import add_embedding_args, embed_config
 from lookalike.cli.index import add_index_build_args, build_index_config
-from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
-from lookalike.pipelines.whitening import MIN_IMAGES_PER_DIM, SAMPLE_IMAGES
+from lookalike.model.spec import DEFAULT_WHITEN_DIM, MIN_IMAGES_PER_DIM
+from lookalike.pipelines.whitening import FOLLOW_MODEL_CARD, SAMPLE_IMAGES
 
 
 def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
@@ -34,10 +34,11 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
                    help="a crashed run's lease expires after this long (renewed every quarter of it)")
     p.add_argument("--retrain", action="store_true", help="train a new index instead of updating LATEST")
     add_keep_arg(p)
-    p.add_argument("--whiten", type=int, default=DEFAULT_WHITEN_DIM, metavar="DIM",
-                   help=f"PCA-whitening to DIM dimensions (default {DEFAULT_WHITEN_DIM}), learned from the "
-                        f"catalogue once it has {MIN_IMAGES_PER_DIM}×DIM images, then fixed; --whitening URI "
-                        "gives one instead")
+    p.add_argument("--whiten", type=whiten_dim, default=FOLLOW_MODEL_CARD, metavar="DIM",
+                   help=f"PCA-whitening to DIM dimensions, learned from the catalogue once it has "
+                        f"{MIN_IMAGES_PER_DIM}×DIM images, then fixed; --whitening URI gives one instead. Default "
+                        f"{FOLLOW_MODEL_CARD!r}: to {DEFAULT_WHITEN_DIM} unless the model's card measured that "
+                        "whitening does not help it (the shipped model's card: docs/quality.md)")
     p.add_argument("--no-whiten", dest="whiten", action="store_const", const=None,
                    help="index unwhitened vectors")
     p.add_argument("--whiten-sample", type=int, default=SAMPLE_IMAGES, metavar="IMAGES",
@@ -46,6 +47,15 @@ def reindex_parser(p: argparse.ArgumentParser, submitted: bool = False) -> None:
     add_index_build_args(p.add_argument_group("index"))
     add_spark_args(p)
     add_json_arg(p, "the run report")
+
+
+def whiten_dim(text: str) -> int | str:
+    if text == FOLLOW_MODEL_CARD:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of dimensions or {FOLLOW_MODEL_CARD!r}, got {text!r}") from None
 
 
 def reindex_config(args: argparse.Namespace):

@@ -16,7 +16,7 @@ from lookalike.cli.args import (
     model_spec,
 )
 from lookalike.core.errors import ConfigError
-from lookalike.pipelines.reindex import DEFAULT_WHITEN_DIM
+from lookalike.model.spec import DEFAULT_WHITEN_DIM
 
 
 def whiten_parser(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,11 @@ from typing import Any
 
 from lookalike.core.errors import InputError
 
+DEFAULT_WHITEN_DIM = 512  # a PCA-whitening's size: the best on the logo set (docs/quality.md, bench/quality.py)
+# Images per kept dimension a whitening is worth learning from: past it the gain barely grows (bench/quality.py's
+# --whiten-samples, docs/quality.md).
+MIN_IMAGES_PER_DIM = 1.5
+
 # The backbones and pooling heads model/backbones.py and model/pooling.py build (a test keeps the lists equal).
 BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite0_marks", "resnet50", "resnet18", "efficientnet_b0",
                   "vit_b_16")

@@ -24,10 +24,10 @@ from lookalike.embed.versions import open_version
 from lookalike.index import publish
 from lookalike.model.spec import ModelSpec
 from lookalike.pipelines import whitening as reindex_whitening
+from lookalike.pipelines.whitening import FOLLOW_MODEL_CARD
 
 log = logging.getLogger(__name__)
 KIND = "reindex_report"
-DEFAULT_WHITEN_DIM = 512  # the best size on the logo set (docs/quality.md, bench/quality.py)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class ReindexConfig:
     keep: int | None = None              # retention after publishing
     lease_ttl_s: float = 900.0           # a crashed run's lease blocks the next run at most this long
     fresh: bool = False                  # never resume the unfinished run a crashed or failed run left
-    whiten: int | None = DEFAULT_WHITEN_DIM  # PCA-whitening to this many dimensions, learned once; None: off
+    # PCA-whitening learned once from the catalogue: FOLLOW_MODEL_CARD (to DEFAULT_WHITEN_DIM unless the model's
+    # card measured that it does not help), a number of dimensions (always), or None (never).
+    whiten: int | str | None = FOLLOW_MODEL_CARD
     whiten_sample: int = reindex_whitening.SAMPLE_IMAGES  # images embedded unwhitened to learn it from
 
     def __post_init__(self):
@@ -50,8 +52,9 @@ class ReindexConfig:
             raise ConfigError(f"lease_ttl_s must be > 0, got {self.lease_ttl_s}")
         if self.keep is not None and self.keep < 1:
             raise ConfigError("--keep must be >= 1")
-        if self.whiten is not None and self.whiten < 1:
-            raise ConfigError(f"--whiten must be >= 1 dimension (or off), got {self.whiten}")
+        if self.whiten != FOLLOW_MODEL_CARD and self.whiten is not None and (
+                not isinstance(self.whiten, int) or self.whiten < 1):
+            raise ConfigError(f"--whiten must be >= 1 dimension, {FOLLOW_MODEL_CARD!r} or off, got {self.whiten!r}")
         if self.whiten_sample < 1:
             raise ConfigError(f"--whiten-sample must be >= 1, got {self.whiten_sample}")
         if self.embed.model.space != "visual":
@@ -263,6 +266,13 @@ def summarise(r: dict[str, Any]) -> str:
                      f"({w['learned_from']}; later runs reuse it): {w['uri']}")
     elif w.get("uri"):
         lines.append(f"  whitening: {w['uri']}")
+    if w.get("model_card"):
+        gain = w["model_card"].get("mAP_gain")
+        measured = f" (validation mAP {gain:+.3f} whitened)" if isinstance(gain, int | float) else ""
+        lines.append(f"  the model's card measured that whitening does not help it{measured}: " + (
+            "its vectors are indexed unwhitened" if w["status"] == "off" else
+            "this index keeps the whitening it was built with; --no-whiten indexes unwhitened vectors (the "
+            "catalogue is embedded once more)"))
     if "index" in r:
         x = r["index"]
         lines.append(f"  index {x['version']}: {x['build_mode']} ({x['reason']}), {x['factory']} over "

@@ -3,7 +3,8 @@ cannot exist before the first embedding: the run uses the whitening its index al
 learned for this model in the store, else — once the catalogue is large enough — embeds a random sample of it
 unwhitened, learns the whitening from that, and embeds the catalogue under the whitened fingerprint. A
 catalogue still too small is embedded and indexed unwhitened. Once learned the whitening stays fixed (the
-fingerprint names it), so later nights embed only new or changed images, once."""
+fingerprint names it), so later nights embed only new or changed images, once. By default a run follows the
+model's card: a model measured not to gain from whitening (lookalike.training.whitening_effect) is indexed raw."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 import math
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +27,14 @@ from lookalike.embed.catalogue import as_images_table, load_catalogue
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import open_version
 from lookalike.index import publish
-from lookalike.model.spec import is_relative
+from lookalike.model.spec import DEFAULT_WHITEN_DIM, MIN_IMAGES_PER_DIM, is_relative
 
 log = logging.getLogger(__name__)
 
-# Measured (bench/quality.py, README): a 512-d whitening learned from only 768 vectors already gains +0.036 P@1
-# of the +0.047 it gains from 3,470, from 1,000 all of it: 1.5 images per kept dimension is worth learning from.
-MIN_IMAGES_PER_DIM = 1.5
 # Unwhitened images embedded to learn from: 100 per kept dimension, far past where the gain saturates on the
 # quality set (1,000 vectors for 512 d), and a small fraction of a catalogue large enough for it to matter.
 SAMPLE_IMAGES = 50_000
+FOLLOW_MODEL_CARD = "model"  # whiten unless the model's card measured that whitening does not help it
 
 
 @dataclass
@@ -44,9 +44,10 @@ class WhiteningPlan:
     embedded: dict[str, Any] | None = None  # the unwhitened embeddings manifest, when it is the run's embedding
 
 
-def plan(store: Store, name: str, run_id: str, embed: EmbedConfig, dim: int | None,
+def plan(store: Store, name: str, run_id: str, embed: EmbedConfig, dim: int | str | None,
          embed_run: Callable[[EmbedConfig], dict[str, Any]], sample_images: int = SAMPLE_IMAGES) -> WhiteningPlan:
-    """embed_run(config) embeds (incrementally, under the run's id) and returns the embeddings manifest."""
+    """embed_run(config) embeds (incrementally, under the run's id) and returns the embeddings manifest. `dim`:
+    FOLLOW_MODEL_CARD, a number of dimensions, or None (off)."""
     spec = embed.model
     if spec.whitening_uri:
         return WhiteningPlan(embed, {"status": "given", "uri": spec.whitening_uri})
@@ -54,6 +55,19 @@ def plan(store: Store, name: str, run_id: str, embed: EmbedConfig, dim: int | No
         return WhiteningPlan(embed, {"status": "off"})
     from lookalike.model.loading import cached_model
     model = cached_model(spec, "cpu")
+    if dim == FOLLOW_MODEL_CARD:
+        from lookalike.model.cards import whitening_helps
+        helps, measured = whitening_helps(spec)
+        if helps is False:
+            advice = {"helps": False, "mAP_gain": measured.get("mAP_gain"), "decided_by": measured.get("decided_by")}
+            used = _used_by_latest(store, name, model.fingerprint_id)
+            if used:
+                # An index already served whitened stays so: leaving it costs a full re-embedding, so it is the
+                # user's call (--no-whiten), which the report puts to them.
+                return WhiteningPlan(_with(embed, used[0]), {"status": "in use", "uri": used[0], "dim": used[1],
+                                                             "model_card": advice})
+            return WhiteningPlan(embed, {"status": "off", "model_card": advice})
+        dim = DEFAULT_WHITEN_DIM
     dim = min(dim, model.dim)
     uri = _existing(store, name, model.fingerprint_id, dim)
     if uri:
@@ -95,15 +109,25 @@ def _with(embed: EmbedConfig, uri: str) -> EmbedConfig:
     return dataclasses.replace(embed, model=dataclasses.replace(embed.model, whitening_uri=uri))
 
 
+def _used_by_latest(store: Store, name: str, fingerprint_id: str) -> tuple[str, int] | None:
+    """The whitening (URI, dimensions) LATEST of this index was embedded with, if it is one for this model."""
+    latest = publish.latest_version(store, name)
+    if latest is None:
+        return None
+    used = (publish.read_index_manifest(store, name, latest).get("model") or {}).get("whitening_uri")
+    match = re.match(rf"{re.escape(fingerprint_id)}-(\d+)d-", posixpath.basename(used or ""))  # whitening_stem
+    if not match:
+        return None
+    return (store.child_url(used) if is_relative(used) else used), int(match.group(1))  # wherever the store is now
+
+
 def _existing(store: Store, name: str, fingerprint_id: str, dim: int) -> str | None:
     """The whitening LATEST of this index was embedded with, if it is one for this model and dimension (so a
     run never switches whitening behind the index's back); else the only one the store holds for them."""
     stem = whitening_stem(fingerprint_id, dim)
-    latest = publish.latest_version(store, name)
-    if latest is not None:
-        used = (publish.read_index_manifest(store, name, latest).get("model") or {}).get("whitening_uri")
-        if used and posixpath.basename(used).startswith(stem):
-            return store.child_url(used) if is_relative(used) else used  # a key of this store, wherever it is now
+    used = _used_by_latest(store, name, fingerprint_id)
+    if used and used[1] == dim:
+        return used[0]
     found = [k for k in store.list(WHITENING_PREFIX) if posixpath.basename(k).startswith(stem) and k.endswith(".npz")]
     if len(found) > 1:
         raise ConfigError(f"the store holds {len(found)} whitenings for {fingerprint_id} at {dim} d "

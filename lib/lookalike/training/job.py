@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import posixpath
 import threading
 import time
 from collections.abc import Iterator
@@ -47,18 +48,33 @@ def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[s
     if not store.exists(layout.best):
         raise ArtefactError(f"training run {config.run_id} kept no best weights: was any validation run?")
     weights = store.read_bytes(layout.best)
+    whitening = _whitening_effect(store, layout, config)
     manifest = new_manifest(
         KIND, run_id=config.run_id, data={"name": config.data, "counts": data["counts"],
                                           "packages": data["packages"], "seed": data["config"]["seed"]},
         recipe={k: v for k, v in asdict(config).items() if k not in ("store", "run_id", "storage_options")},
-        best=summary["history"]["best"], validation=summary["history"]["validation"],
+        best=summary["history"]["best"], validation=summary["history"]["validation"], whitening=whitening,
         loss=summary["history"]["loss"][-1][1] if summary["history"]["loss"] else None,
         timings={"total_s": round(time.perf_counter() - started, 1), "train_s": summary["seconds"],
                  "images_per_s": summary["images_per_s"]},
         files={"weights": {"key": layout.best, "bytes": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}},
         config={**asdict(config), "storage_options": redact(config.storage_options)})
+    # The card beside the weights, where `--weights STORE/training/RUN/best.pt` finds it (lookalike.model.cards).
+    store.write_bytes(posixpath.splitext(layout.best)[0] + ".json", model_card(manifest).encode())
     store.write_json(layout.manifest, manifest)
     return manifest
+
+
+def _whitening_effect(store: Store, layout: TrainingLayout, config: TrainConfig) -> dict[str, Any]:
+    """What a PCA-whitening does to the best weights, served at the model's default input size: the card's
+    `whitening`, which `lookalike reindex` follows."""
+    from lookalike.model.loading import load_model
+    from lookalike.model.spec import DEFAULT_WHITEN_DIM, ModelSpec
+    from lookalike.training.data import read_split
+    from lookalike.training.whitening_effect import whitening_effect
+    model = load_model(ModelSpec(name=config.model, weights_uri=store.child_url(layout.best),
+                                 weights_options=config.storage_options))
+    return whitening_effect(model, read_split(store, config.data, "validation"), DEFAULT_WHITEN_DIM)
 
 
 @contextlib.contextmanager
@@ -82,5 +98,7 @@ def _following(store: Store, layout: TrainingLayout, step: Progress) -> Iterator
 def model_card(manifest: dict[str, Any]) -> str:
     """The card shipped beside trained weights: data, split, recipe, metrics, time."""
     card = {key: manifest[key] for key in ("run_id", "data", "recipe", "best", "validation", "timings")}
+    if manifest.get("whitening"):
+        card["whitening"] = manifest["whitening"]
     card["sha256"] = manifest["files"]["weights"]["sha256"]
     return json.dumps(card, indent=2, sort_keys=True)
