@@ -33,7 +33,7 @@ from lookalike.index.footprint import FEATURES_BYTES_PER_LOGO, VersionFootprint 
 
 MiB, GiB = 1 << 20, 1 << 30
 CATALOGUE_IMAGES = 10_000_000   # what the shipped settings are sized for (the manifests say so too)
-VECTOR_DIM = 512                # the reindex's whitened vectors (deploy/SCALING.md)
+VECTOR_DIM = 1280  # the shipped model's vectors, indexed raw: its card measured that whitening does not help it
 
 # Measured: `python bench/pod_memory.py` (600 logos, RootSIFT on, 8 IO threads, 1 torch thread, CPU, 2-core dev
 # machine): a Python worker's peak resident memory (VmHWM) and peak address space (VmPeak) by batch size. On a

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from lookalike.dev import imagefactory
+from lookalike.model.cards import whitening_helps
+from lookalike.model.loading import load_model
+from lookalike.model.spec import DEFAULT_WHITEN_DIM, ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "deploy"))
@@ -45,6 +48,14 @@ def test_every_shipped_volume_is_where_its_process_writes_and_holds_what_it_writ
     assert dataclasses.replace(build, request_bytes=0, path="", used_at="/tmp").problems()
     assert dataclasses.replace(serve, request_bytes=100 << 30).problems()
     assert dataclasses.replace(serve, path="/tmp", used_at="/var/cache/lookalike").problems()
+
+
+def test_the_plan_sizes_the_vectors_the_default_reindex_writes():
+    """The shipped model's card decides whether the nightly whitens (to DEFAULT_WHITEN_DIM) or indexes its raw
+    descriptors: the volumes and memory of the plan are sized for that."""
+    helps, measured = whitening_helps(ModelSpec())
+    assert measured is not None, "the shipped model's card must say whether whitening helps it"
+    assert (DEFAULT_WHITEN_DIM if helps else load_model(ModelSpec()).dim) == pod_plan.VECTOR_DIM
 
 
 def test_scaling_md_shows_the_plan_of_the_shipped_files():
