@@ -38,7 +38,7 @@ DECLARED = [
 # it, so it must be the same definition everywhere.
 MEANS_PER_COMMAND = {"--json", "--batch-size", "--embeddings", "--expand", "--expand-alpha", "--images", "--index",
                      "--name", "--k", "--model", "--image-size", "--no-verify", "--port", "--queries", "--run-id",
-                     "--seed", "--shortlist", "--space", "--token-file", "--max-body-bytes", "--training-set"}
+                     "--seed", "--space", "--token-file", "--max-body-bytes", "--training-set"}
 
 
 def command_parser(name: str):

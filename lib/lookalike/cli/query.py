@@ -28,7 +28,7 @@ from lookalike.core.extras import require
 from lookalike.core.options import add_options, option_values
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
-from lookalike.retrieval.limits import QueryLimits
+from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryLimits
 from lookalike.serve.settings import ApiSettings, WorkerSettings
 
 # The worker's settings, its API's and a request's bounds, each defined once on its settings class.
@@ -74,7 +74,9 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="rank by the global descriptor alone (by default an index with local features verifies "
                         "each image's and id's shortlist geometrically)")
-    p.add_argument("--shortlist", type=int, default=None, help="candidates verified per query (default 100)")
+    # As the join's (JoinConfig.shortlist): tests/test_options.py checks that the two stay one definition.
+    p.add_argument("--shortlist", type=int, default=DEFAULT_SHORTLIST,
+                   help=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
     p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="keep hits whose metadata column has one of the values (repeatable)")
     p.add_argument("--weight-class", default=None, metavar="NAME|ID",
