@@ -30,6 +30,18 @@ from lookalike.dev.alterations import ALTERATIONS, altered
 from lookalike.dev.datasets import simple_icons_catalogue
 
 
+def table(recipes: dict[str, dict], names: list[str]) -> str:
+    """The docs' table of a run (docs/quality.md includes the committed record's)."""
+    out = ["| recipe | R@1 | R@10 | " + " | ".join(names) + " | vs the first: rank-1 +/- (sign test p) |",
+           "|---|---|---|" + "---|" * len(names) + "---|"]
+    for name, m in recipes.items():
+        test = m.get("sign test")
+        shown = "" if test is None else f"+{test['up']} / -{test['down']} (p = {test['p']:.2g})"
+        out.append(f"| {re.sub(r'@.*/', '@', name)} | {m['R@1']:.3f} | {m['R@10']:.3f} | "
+                   + " | ".join(f"{m['R@1 by alteration'][n]:.2f}" for n in names) + f" | {shown} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
@@ -79,7 +91,7 @@ def main() -> int:
                                     "R@1 by alteration": {n: float(hits[kinds_array == n].mean()) for n in names},
                                     **({} if m is base else {"sign test": {"up": wins, "down": losses,
                                                                            "p": sign_test(wins, losses)}})}
-    record(args, figures)
+    record(args, figures, table(figures["recipes"], names))
     return 0
 
 
