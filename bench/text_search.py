@@ -44,7 +44,7 @@ def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: 
     return (precision * hits).sum(axis=1) / judged.n_relevant
 
 
-def table(results: dict[str, dict]) -> str:
+def docs_table(results: dict[str, dict]) -> str:
     """The docs' table of a run (docs/quality.md includes the committed record's)."""
     named = {"words": "`words` (DeViSE, shipped)", "conse": "`conse` (no training)", "random": "random ranking"}
     out = ["| space | P@1 | R@10 | success@10 | mAP | images/s |", "| --- | --- | --- | --- | --- | --- |"]
@@ -94,7 +94,7 @@ def main() -> int:
     print(f"\nwords vs conse, per query AP: {better} better, {worse} worse, "
           f"{len(concepts) - better - worse} tied; sign test p = {p_value:.2g}")
     record(args, {"icons": len(uris), "concepts": len(concepts), "split": args.split, "spaces": results,
-                  "words vs conse": {"better": better, "worse": worse, "p": p_value}}, table(results))
+                  "words vs conse": {"better": better, "worse": worse, "p": p_value}}, docs_table(results))
     return 0
 
 
