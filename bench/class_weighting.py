@@ -101,6 +101,20 @@ def channel_scores(classifier_row: np.ndarray, query: np.ndarray, database: np.n
     return (x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
 
 
+def docs_table(figures: dict) -> str:
+    """The docs' table of a run (docs/quality.md includes the committed record's)."""
+    out = ["| query | AP of the asked part | AP of the other part | AP of either part | asked part in top 10 | "
+           "either part in top 10 | asked part's AP vs plain: up / down (sign test p) |", "| --- " * 7 + "|"]
+    for name, f in figures["composite"].items():
+        test = f.get("sign test")
+        shown = "" if test is None else f"{test['up']} / {test['down']} (p = {test['p']:.2g})"
+        out.append(f"| {name} | {f['AP asked']:.3f} | {f['AP other']:.3f} | {f['AP either']:.3f} | "
+                   f"{f['asked in top 10']:.3f} | {f['either in top 10']:.3f} | {shown} |")
+    out += ["", "| single-icon query | queries | mAP |", "| --- | --- | --- |"]
+    out += [f"| {name} | {f['queries']} | {f['mAP']:.3f} |" for name, f in figures["single"].items()]
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None, help="where the npm packages and renderings are kept")
@@ -177,7 +191,7 @@ def main() -> int:
     for name, aps in singles.items():
         print(f"{name:>24}  mAP {np.mean(aps):.3f}")
         figures["single"][name] = {"queries": len(aps), "mAP": float(np.mean(aps))}
-    record(args, figures)
+    record(args, figures, docs_table(figures))
     return 0
 
 
