@@ -85,8 +85,8 @@ def http_client(url: str, path: str, body: Callable[[int], dict]) -> Callable[[i
 
 def start_worker(store: Path, name: str, cache: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", "serve", "--store", str(store), "--index", name,
-                             "--port", str(port), "--cache-dir", str(cache), "--max-batch", "256"],
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", "serve", "--store", str(store), "--index",
+                             name, "--port", str(port), "--cache-dir", str(cache), "--max-batch", "256"],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
