@@ -324,9 +324,9 @@ import json, faiss
 from lookalike.core.cpus import available_cpus
 from lookalike.core.spark import task_resources
 from lookalike.index import search
-from lookalike.retrieval import embedder
+from lookalike.retrieval import views
 search.use_threads_for(1000)  # a batch: every CPU this process may use
-pool = embedder._feature_threads()._max_workers
+pool = views._feature_threads()._max_workers
 print(json.dumps({"available": available_cpus(), "task": task_resources()[0],
                   "faiss_batch": faiss.omp_get_max_threads(), "feature_pool": pool}))
 """
