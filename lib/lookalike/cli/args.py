@@ -224,9 +224,9 @@ def add_expansion_args(p: argparse.ArgumentParser, default: int | None = 0, of: 
     default since on the logo benchmarks it did not win (docs/quality.md, "Re-ranking"), and None leaves the index
     manifest's own setting; or DBA of the catalogue (`of="catalogue"`, `lookalike augment`)."""
     from lookalike.index.rerank import Expansion
-    what = "query (αQE): search again with it" if of == "queries" else "catalogue vector (DBA)"
-    p.add_argument("--expand", type=int, default=default, metavar="N",
-                   help=f"average each {what} with its top N neighbours (0 = off)")
+    what = ("αQE: average each query with its top N hits and search again" if of == "queries" else
+            "DBA: average each catalogue vector with its top N neighbours")
+    p.add_argument("--expand", type=int, default=default, metavar="N", help=f"{what} (0 = off)")
     p.add_argument("--expand-alpha", type=float, default=None if default is None else Expansion.alpha,
                    metavar="ALPHA", help="neighbours weigh cosine ** ALPHA")
 
