@@ -140,6 +140,21 @@ def run_size(n: int, d: int, code_bytes: tuple[int, ...], n_queries: int, seed: 
     return results
 
 
+def table(results: list[dict]) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    out = ["| vectors | code | factory | build s (train + add) | bytes/vector | best 10-R@10 | "
+           + " | ".join(f"QPS at 10-R@10 ≥ {t:.2f}" for t in RECALLS)
+           + " | top-1000 median / p95 ms (1000-R@1000) |", "|---" * (7 + len(RECALLS)) + "|"]
+    for r in results:
+        at = [f"{a['qps']:,}" if (a := r[f"at_{t:.2f}"]) else "not reached" for t in RECALLS]
+        top = r["top_1000"]
+        out.append(f"| {r['n'] / 1e6:g}M | {r['code_bytes']} B {r['kind']} | `{r['factory']}` | "
+                   f"{r['build_s']:.0f} ({r['train_s']:.0f} + {r['add_s']:.0f}) | {r['bytes_per_vector']:.1f} | "
+                   f"{max(x['recall_at_10'] for x in r['sweep']):.3f} | " + " | ".join(at)
+                   + f" | {top['median_ms']} / {top['p95_ms']} ({top['recall_at_1000']}) |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1000000,2500000")
@@ -153,7 +168,7 @@ def main() -> int:
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         results += run_size(n, args.d, tuple(int(b) for b in args.bytes.split(",")), args.queries, args.seed)
-    record(args, results)
+    record(args, results, table(results))
     return 0
 
 

@@ -111,6 +111,22 @@ def spark_job(spec: ModelSpec, uris: list[str], batch_size: int, io_threads: int
     return len(uris) / job(table, str(tmp / "store"), per_task)
 
 
+def table(result: dict) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    spark = "median_spark_img_s" in result
+    head = "| | (a) forward only | (b) engine, end to end | (f) engine + local features |"
+    head += " (c) Spark job, with local features | b/a | f/b | c/f |" if spark else " b/a | f/b |"
+    out = [head, "|---" * head.count(" | ") + "|---|"]
+    rows = [(f"round {i}", row) for i, row in enumerate(result["rounds"], 1)]
+    rows.append(("**median**", {k.removeprefix("median_"): v for k, v in result.items() if k.startswith("median_")}))
+    for name, row in rows:
+        cells = [f"{row['forward_img_s']:.1f} img/s", f"{row['engine_img_s']:.1f} img/s",
+                 f"{row['features_img_s']:.1f} img/s"] + ([f"{row['spark_img_s']:.1f} img/s"] if spark else [])
+        cells += [f"{row['b_over_a']:.2f}", f"{row['f_over_b']:.2f}"] + ([f"{row['c_over_f']:.2f}"] if spark else [])
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", help="folder or images table (default: the simple-icons logos)")
@@ -160,7 +176,7 @@ def main() -> int:
             result[f"median_{key}"] = statistics.median(row[key] for row in rounds)
     print("median: " + "  ".join(f"{k.removeprefix('median_')} {v:.2f}" for k, v in result.items()
                                   if k.startswith("median_")))
-    record(args, result)
+    record(args, result, table(result))
     return 0
 
 

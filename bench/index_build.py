@@ -31,6 +31,7 @@ from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.index.reader import load_index_version
 from lookalike.index.recall import drop_self, recall_at
+from lookalike.index.search import SearchParams
 
 AUTOFAISS_VENV = Path(__file__).resolve().parent / ".autofaiss-venv"
 AUTOFAISS_REQUIREMENTS = ["numpy<2", "faiss-cpu==1.8.0", "pyarrow<17", "autofaiss", "packaging"]
@@ -76,6 +77,38 @@ def exact_baseline(x: np.ndarray, queries: np.ndarray, query_ids: np.ndarray, k:
     return drop_self(ids, query_ids, k), qps
 
 
+def timed_search(version, queries: np.ndarray, params: SearchParams | None = None) -> tuple[np.ndarray, float]:
+    version.search(queries[:50], 11, params)
+    t0 = time.perf_counter()
+    _, ids = version.search(queries, 11, params)
+    return ids, len(queries) / (time.perf_counter() - t0)
+
+
+def table(result: dict) -> str:
+    """The docs' table of a run (docs/performance.md includes the committed record's)."""
+    ours, only = result["ours"], result["ours_index_only"]
+    point = ", ".join(f"{k} {v}" for k, v in ours["params"].items() if k in ("nprobe", "rescore"))
+    out = [f"| {result['n']:,} × {result['d']}, {result['budget_mib']} MiB | factory | build | index bytes/vector | "
+           "operating point | 10-R@10 | R@1 | QPS |", "|---|---|---|---|---|---|---|---|",
+           f"| lookalike | {ours['factory']} | {ours['build_s']:.0f} s (train {ours['train_s']:.0f}, add "
+           f"{ours['add_s']:.0f}, merge {ours['merge_s']:.0f}) | {ours['bytes_per_vector']:.1f} | {point} | "
+           f"{ours['recall_at_10']:.3f} | {ours['recall_at_1']:.3f} | {ours['qps']:,.0f} |",
+           f"| lookalike, index only | same index | – | {ours['bytes_per_vector']:.1f} | nprobe "
+           f"{ours['params']['nprobe']}, no re-scoring | {only['recall_at_10']:.3f} | {only['recall_at_1']:.3f} | "
+           f"{only['qps']:,.0f} |",
+           f"| exact IndexFlatL2 | Flat | – | {4 * result['d']:,} | – | 1.000 | 1.000 | {result['exact_qps']:,.0f} |"]
+    af = result.get("autofaiss")
+    if af:
+        out.append(f"| autofaiss | {af['factory']} | {af['build_s']:.0f} s | {af['bytes'] / result['n']:.1f} | "
+                   f"{af['params']} | {af['recall_at_10']:.3f} | {af['recall_at_1']:.3f} | {af['qps']:,.0f} |")
+    out += ["", f"QPS {result['ours_over_exact_qps']:.1f}× exact search's"]
+    if af:
+        out[-1] += (f"; against autofaiss: build time {ours['build_s'] / af['build_s']:.2f}×, index bytes "
+                    f"{ours['index_bytes'] / af['bytes']:.2f}×, QPS {ours['qps'] / af['qps']:.1f}×")
+    out[-1] += "."
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
@@ -105,11 +138,11 @@ def main() -> int:
     query_rows = np.random.default_rng(7).choice(args.n, args.queries, replace=False)
     queries, query_ids = x[query_rows], query_rows.astype(np.int64)
     truth, exact_qps = exact_baseline(x, queries, query_ids, 10)
-    version.search(queries[:50], 11)
-    t0 = time.perf_counter()
-    _, ids = version.search(queries, 11)
-    ours_qps = len(queries) / (time.perf_counter() - t0)
+    ids, ours_qps = timed_search(version, queries)
     found = drop_self(ids, query_ids, 10)
+    # The compressed index alone, without the exact re-scoring from the stored float16 vectors.
+    only_ids, only_qps = timed_search(version, queries, SearchParams(nprobe=version.default_params.nprobe))
+    only_found = drop_self(only_ids, query_ids, 10)
     ours = {"factory": manifest["factory"], "build_s": t["total_s"], "train_s": t["train_s"], "add_s": t["add_s"],
             "merge_s": t["merge_s"], "bytes_per_vector": manifest["bytes_per_vector"],
             "index_bytes": manifest["bytes_per_vector"] * args.n,
@@ -120,7 +153,9 @@ def main() -> int:
           f"{ours['params']}  10-R@10 {ours['recall_at_10']:.3f}  R@1 {ours['recall_at_1']:.3f}  {ours_qps:.0f} QPS")
     print(f"exact     IndexFlatL2  10-R@10 1.000  {exact_qps:.0f} QPS   ours/exact QPS = {ours_qps / exact_qps:.1f}×")
     result = {"n": args.n, "d": args.d, "budget_mib": args.budget_mib, "ours": ours, "exact_qps": exact_qps,
-              "ours_over_exact_qps": ours_qps / exact_qps}
+              "ours_over_exact_qps": ours_qps / exact_qps,
+              "ours_index_only": {"recall_at_10": recall_at(only_found, truth, 10),
+                                  "recall_at_1": recall_at(only_found, truth, 1), "qps": only_qps}}
     if not args.no_autofaiss:
         python = ensure_autofaiss()
         files = {name: work / f"{name}.npy" for name in ("x", "q", "qids", "truth")}
@@ -141,7 +176,7 @@ def main() -> int:
               f"{ours['build_s'] / af['build_s']:.2f}  "
               f"index bytes ours/autofaiss {ours['index_bytes'] / af['bytes']:.2f}")
         result["autofaiss"] = af
-    record(args, result)
+    record(args, result, table(result))
     return 0
 
 

@@ -130,6 +130,23 @@ def _s3(work: Path):
     return "s3://bench/images", "s3://bench/store", options, put
 
 
+def table(results: list[dict]) -> str:
+    """The docs' table of a run (docs/performance.md and deploy/SCALING.md include the committed record's)."""
+    out = ["| store | images | night 1 | night 2 | night 2 / night 1 | night 2 read "
+           "| its bytes / changed + added bytes |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        one, two = r["night1"], r["night2"]
+        out.append(f"| {'local folder' if r['store'] == 'folder' else 'S3 (moto on 127.0.0.1)'} | {r['images']:,} | "
+                   f"{one['wall_s']:.1f} s (list {one['list_s']}, tasks {one['tasks_s']}) | {two['wall_s']:.1f} s "
+                   f"(list {two['list_s']}, plan {two['plan_s']}, tasks {two['tasks_s']}) | "
+                   f"**{r['time_ratio']:.3f}** | "
+                   f"{two['read']:,} objects, {two['bytes_read'] / 1e6:.1f} MB ({two['unchanged_by_listing']:,} "
+                   f"unchanged by the listing) | **{r['bytes_read_ratio']:.3f}** |")
+    peaks = [r[night]["worker_peak_rss_mb"] for r in results for night in ("night1", "night2")]
+    out += ["", f"Embed workers' peak RSS {min(peaks):,}–{max(peaks):,} MB over every night."]
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=200_000, help="catalogue size on the folder store")
@@ -170,7 +187,7 @@ def main() -> None:
               f"({r['changed']:,} changed, {r['added']:,} added, {r['changed_and_added_bytes'] / 1e6:.2f} MB): "
               f"{r['bytes_read_ratio']:.3f}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
-    record(args, results)
+    record(args, results, table(results))
 
 
 if __name__ == "__main__":

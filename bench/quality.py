@@ -51,6 +51,20 @@ from benchkit.record import add_out_arg, record
 from lookalike.dev.datasets import COLLECTIONS, cross_collection_queries, simple_icons_catalogue
 
 
+def table(rows: list[tuple[str, dict]], base_name: str, took: dict[str, float]) -> str:
+    """The docs' table of a run (docs/quality.md includes the committed record's): every row with its P@1 sign test
+    against `base_name`."""
+    base = dict(rows)[base_name]
+    out = [f"| recipe | embed | P@1 | R@10 | mAP | nDCG@10 | P@1 vs {base_name}: +/- (sign test p) |",
+           "|---|---|---|---|---|---|---|"]
+    for name, m in rows:
+        wins, losses = int((m["hit@1"] & ~base["hit@1"]).sum()), int((~m["hit@1"] & base["hit@1"]).sum())
+        test = "" if name == base_name else f"+{wins} / -{losses} (p = {sign_test(wins, losses):.2g})"
+        embed = f"{took[name]:.0f} s" if name in took else ""
+        out.append(f"| {name} | {embed} | " + " | ".join(f"{m[k]:.3f}" for k in SHOWN) + f" | {test} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
@@ -82,16 +96,16 @@ def main() -> int:
     counts = {c: queries["collection"].to_pylist().count(c) for c in args.collections}
     print(f"{len(queries):,} queries ({', '.join(f'{n} {c}' for c, n in counts.items())}) against "
           f"{len(database):,} simple-icons logos, exact search, top {DEPTH}", flush=True)
-    rows = []
+    rows, took = [], {}
     for recipe in args.recipes:
         t0 = time.perf_counter()
         spec = spec_of(recipe, args.weights_store)
         x = embed_all(spec, database["uri"].to_pylist())
         q = embed_all(spec, queries["uri"].to_pylist())
-        took = time.perf_counter() - t0
+        took[recipe] = time.perf_counter() - t0
         for name, m in ((recipe, judge(x, q)), (f"{recipe}+pcaw{WHITEN_DIM}", judge.whitened(x, q, WHITEN_DIM))):
             rows.append((name, m))
-            print(line(name, m, f"  ({took:.0f}s embedding)" if name == recipe else ""), flush=True)
+            print(line(name, m, f"  ({took[recipe]:.0f}s embedding)" if name == recipe else ""), flush=True)
         if recipe == args.recipes[0]:
             for dim in args.whiten_dims:
                 rows.append((f"{recipe}+pcaw{dim}", judge.whitened(x, q, dim)))
@@ -102,7 +116,8 @@ def main() -> int:
     p1 = rows[0][1]["precision@1"]
     print(f"\none standard error of P@1: ±{np.sqrt(p1 * (1 - p1) / len(queries)):.3f}")
     by_name = dict(rows)
-    for base_name in args.base or [rows[0][0], f"{rows[0][0]}+pcaw{WHITEN_DIM}"]:
+    bases = args.base or [rows[0][0], f"{rows[0][0]}+pcaw{WHITEN_DIM}"]
+    for base_name in bases:
         base = by_name[base_name]
         print(f"\ndifferences from {base_name} (positive = better); P@1 paired per query: queries only this "
               "recipe gets right at rank 1 / only the base does, and the exact two-sided sign-test p-value:")
@@ -113,7 +128,8 @@ def main() -> int:
             print(f"{name:30s} " + "  ".join(f"{k} {m[k] - base[k]:+.3f}" for k in SHOWN)
                   + f"  (+{wins}/-{losses}, p={sign_test(wins, losses):.3f})")
     record(args, {"queries": len(queries), "by_collection": counts, "database": len(database),
-                  "recipes": {name: {k: float(m[k]) for k in SHOWN} for name, m in rows}})
+                  "split": args.split, "embed_s": took,
+                  "recipes": {name: {k: float(m[k]) for k in SHOWN} for name, m in rows}}, table(rows, bases[0], took))
     return 0
 
 

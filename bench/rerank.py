@@ -148,6 +148,20 @@ def compare(protocol: str, bench: Bench, tune: np.ndarray, test: np.ndarray) -> 
     return figures
 
 
+def table(figures: dict[str, Any]) -> str:
+    """The docs' table of a run (docs/quality.md includes the committed record's)."""
+    out = ["| test brands | P@1 | R@10 | mAP | P@1 gained / lost (p) |", "|---|---|---|---|---|"]
+    for protocol, f in figures.items():
+        m = f["no re-ranking"]
+        out.append(f"| {protocol} ({f['test_queries']} queries): none | {m['precision@1']:.3f} | "
+                   f"{m['recall@10']:.3f} | {m['map']:.3f} | |")
+        for method in grid():
+            m, test = f[method], f[method]["sign test"]
+            out.append(f"| {method} ({m['chosen']}) | {m['precision@1']:.3f} | {m['recall@10']:.3f} | "
+                       f"{m['map']:.3f} | {test['up']} / {test['down']} ({test['p']:.2g}) |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
@@ -173,7 +187,7 @@ def main() -> int:
                      [{labels[j] for j, c in enumerate(brands) if c == brands[i] and j != i} for i in rows], rows)
     halves = tune_and_report_rows([brands[i] for i in rows], args)
     figures["all renditions"] = compare("all renditions", everyone, *halves)
-    record(args, figures)
+    record(args, figures, table(figures))
     return 0
 
 

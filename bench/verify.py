@@ -125,6 +125,27 @@ def timing(q_features: list, db_features: list, ids: np.ndarray, shortlist: int,
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
+def table(figures: dict[str, Any]) -> str:
+    """The docs' table of a run (docs/quality.md includes the committed record's)."""
+    out = ["| test brands | P@1 (= R@1) | R@10 | mAP | P@1 gained / lost (p) |", "|---|---|---|---|---|"]
+    for name in ("copies", "cross-collection"):
+        f = figures[name]
+        for row, label in (("global", f"{name} ({f['queries']}): global"), ("verified", "+ verification")):
+            m = f[row]
+            test = "" if row == "global" else \
+                f"{f['sign test']['up']} / {f['sign test']['down']} ({f['sign test']['p']:.2g})"
+            out.append(f"| {label} | {m['precision@1']:.3f} | {m['recall@10']:.3f} | {m['map']:.3f} | {test} |")
+    alterations, cost = figures["copies"]["R@1 by alteration"], figures["verify_ms_per_query"][100]
+    out += ["", "R@1 global → verified by alteration: " + ", ".join(
+        f"{kind} {a['global']:.3f} → {a['verified']:.3f}" for kind, a in alterations.items())
+        + f". Fusion chosen on {figures['fusion']['tuned_on']}: min_inliers {figures['fusion']['min_inliers']}, "
+        f"bonus {figures['fusion']['bonus']}, saturation {figures['fusion']['saturation']}. "
+        f"{figures['keypoints_per_image']:.0f} keypoints and {figures['bytes_per_image'] / 1000:.1f} KB an image, "
+        f"{figures['extract_ms']:.1f} ms to extract; verification of 100 candidates in-process p50 / p99 "
+        f"{cost['p50_ms']:.1f} / {cost['p99_ms']:.1f} ms."]
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="where the npm packages and rasterised logos are kept")
@@ -167,6 +188,8 @@ def main() -> int:
         figures[protocol.name] = {"queries": len(test), **{
             name: {k: float(m[k]) for k in SHOWN} for name, m in (("global", base), ("verified", verified),
                                                                     ("verified, default settings", default))}}
+        wins, losses = int((verified["hit@1"] & ~base["hit@1"]).sum()), int((~verified["hit@1"] & base["hit@1"]).sum())
+        figures[protocol.name]["sign test"] = {"up": wins, "down": losses, "p": sign_test(wins, losses)}
         print(f"{protocol.name}: {len(test)} test-brand queries, shortlist {args.shortlist}")
         print(report("  global search alone", base))
         print(report("  + local verification", verified, base))
@@ -189,7 +212,7 @@ def main() -> int:
         ids, _ = exact(x, whitening.apply(v["copy_q"]), shortlist)
         t = figures["verify_ms_per_query"][shortlist] = timing(v["copy_features"], v["db_features"], ids, shortlist)
         print(f"  shortlist {shortlist}: p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms")
-    record(args, figures)
+    record(args, figures, table(figures))
     return 0
 
 

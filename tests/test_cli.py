@@ -76,3 +76,15 @@ def test_the_cli_reference_of_the_docs_is_made_from_the_same_parsers():
         assert f"## lookalike {name}" in text
         assert all(f"`{action.option_strings[0]}" in text for action in options(parser)), name
     assert all(f"| {code} | " in exit_codes() for code in EXIT_CODES)
+
+
+def test_every_bench_table_of_the_docs_comes_from_a_committed_record():
+    from lookalike.dev.docs import BENCH_RESULTS, MARKER, bench_table
+    root = BENCH_RESULTS.parents[1]
+    named = {m.group(1).removeprefix("bench-") for page in (root / "docs").rglob("*.md")
+             for m in MARKER.finditer(page.read_text()) if m.group(1).startswith("bench-")}
+    assert len(named) >= 10
+    for bench in named:
+        assert (root / "bench" / f"{bench}.py").exists(), bench
+        text = bench_table(bench)
+        assert text.startswith("|") and f"`python bench/{bench}.py" in text, bench
