@@ -27,7 +27,8 @@ def add_out_arg(p: argparse.ArgumentParser) -> None:
 
 def record(args: argparse.Namespace, figures: Any, table: str | None = None, bench: str | None = None) -> Path | None:
     """Write the run's record under args.out (nothing without --out); returns its path. `table`: the figures as
-    the docs show them (a Markdown table), which the docs include from the committed record."""
+    the docs show them (a Markdown table), which the docs include from the committed record. `bench`: the record's
+    name when one script records several kinds of run (default: the script's)."""
     if getattr(args, "out", None) is None:
         return None
     name = bench or Path(sys.argv[0]).stem
@@ -43,7 +44,7 @@ def record(args: argparse.Namespace, figures: Any, table: str | None = None, ben
 
 def latest(bench: str, results: Path = RESULTS) -> dict[str, Any]:
     """The newest committed record of a bench (records sort by their UTC stamp)."""
-    paths = sorted(results.glob(f"{bench}-*.json"))
+    paths = sorted(results.glob(f"{bench}-[0-9]*.json"))
     if not paths:
         raise FileNotFoundError(f"no record of bench {bench!r} in {results}: run it with --out {results}")
     return json.loads(paths[-1].read_text())

@@ -215,13 +215,13 @@ BENCH_RESULTS = Path(__file__).resolve().parents[3] / "bench" / "results"
 
 def bench_table(bench: str) -> str:
     """The table of a bench's newest committed record (bench/results/BENCH-*.json), with where it came from."""
-    paths = sorted(BENCH_RESULTS.glob(f"{bench}-*.json"))
+    paths = sorted(BENCH_RESULTS.glob(f"{bench}-[0-9]*.json"))  # stamps start with a digit, names never do
     if not paths:
-        raise FileNotFoundError(f"no record of bench {bench!r} in {BENCH_RESULTS}: run `python bench/{bench}.py "
-                                f"--out bench/results` and commit it")
+        raise FileNotFoundError(f"no record of bench {bench!r} in {BENCH_RESULTS}: run its script with --out "
+                                "bench/results and commit the record")
     r = json.loads(paths[-1].read_text())
     m = r["machine"]
-    command = " ".join(["python", f"bench/{r['bench']}.py", *r["argv"]])
+    command = " ".join(["python", r.get("script", f"bench/{r['bench']}.py"), *r["argv"]])
     return (f"{r['table']}\n\n*Recorded by `{command}` on {r['date'][:10]}, code {r['code_version']}; "
             f"{m['cpu'] or m['system']}, {m['cores_available']} of {m['cores']} cores, {m['memory_gib']} GiB "
             f"(`{paths[-1].relative_to(BENCH_RESULTS.parents[1])}`).*")
