@@ -2,14 +2,17 @@
 processes, a few steps that fit the data, a SIGKILL after the first checkpoint and a resume from it, and the best
 weights loading as a model through --weights."""
 
+import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 from support.cli import store_option_args
 
@@ -24,7 +27,8 @@ from lookalike.model.whitening import Whitening
 from lookalike.retrieval.class_focus import class_focus
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import QueryError
-from lookalike.training.data import TrainingDataConfig, brand_group, concept_group, read_split, split_of
+from lookalike.training.concepts import canonical, concept_keys, name_key, singular
+from lookalike.training.data import TrainingDataConfig, brand_group, read_split, split_of
 from lookalike.training.data import run as build_training_set
 from lookalike.training.validation import embed_pngs
 from lookalike.training.whitening_effect import HELPS_MIN_MAP_GAIN
@@ -49,13 +53,49 @@ def test_names_meet_on_their_brand_or_concept_and_held_out_sets_are_refused():
     assert brand_group("github-dark") == brand_group("square-github") == brand_group("github-original-wordmark") \
         == brand_group("GitHub") == "github"
     assert brand_group("3ds-max-logo-block") == "3dsmax" and brand_group("500px-5") == "500px"
-    assert concept_group("camera-outline") == "camera" and concept_group("arrow-left") == "arrow-left"
+    assert name_key("camera-outline") == "camera" and name_key("arrow-left") == "arrow-left"
     assert split_of("brand:github") == split_of("brand:github") and \
         {split_of(f"brand:{i}") for i in range(200)} == {"train", "validation", "test"}
     for held_out in ("@iconify-json/noto", "@iconify-json/fluent-emoji-flat", "@iconify-json/twemoji",
                      "papirus-icon-theme"):
         with pytest.raises(ConfigError, match="independent evaluation"):
             TrainingDataConfig(store="/tmp/x", concept_sets=((held_out, "1.0.0"),))
+
+
+def test_plurals_and_synonyms_meet_and_a_longer_name_keeps_what_it_draws():
+    assert [singular(w) for w in ("users", "batteries", "boxes", "watches", "people", "leaves", "houses")] == \
+        ["user", "battery", "box", "watch", "person", "leaf", "house"]
+    assert [singular(w) for w in ("glasses", "bus", "compass", "news", "scissors", "gas", "cross")] == \
+        ["glasses", "bus", "compass", "news", "scissors", "gas", "cross"]
+    assert canonical("users") == canonical("person") == canonical("account") == "user"
+    assert canonical("bin") == canonical("delete") == canonical("trashes") == "trash"
+    assert canonical("magnifying-glass") == "search" and canonical("settings") == canonical("cogs") == "gear"
+    assert canonical("person-add") == "user-plus"  # one thing and mark words: the thing's synonym
+    assert canonical("view-grid") == "view-grid" and canonical("call-split") == "call-split"  # not inside a name
+    assert canonical("arrow-left") == "arrow-left"
+
+
+def test_a_name_joins_its_head_noun_only_when_safe_and_never_across_the_split():
+    names = [(c, n) for c in ("a", "b", "c") for n in ("cart", "lion", "head", "man", "coffee", "cup", "sign")] + \
+        [("a", "shopping-cart"), ("b", "lion-head"), ("c", "coffee-cup"), ("a", "running-man"),
+         ("b", "cart-plus"), ("c", "2-cup"), ("d", "carts"), ("d", "rupiah-sign"), ("d", "apple-cup"),
+         ("d", "cart-24px")]
+    same_side = concept_keys(names, lambda key: "train")
+    assert same_side["a", "shopping-cart"] == "cart" and same_side["d", "carts"] == "cart"  # a qualifier; a plural
+    assert same_side["b", "lion-head"] == "lion-head"      # the qualifier is itself a concept: not a head
+    assert same_side["c", "coffee-cup"] == "coffee-cup"    # likewise
+    assert same_side["a", "running-man"] == "running-man"  # a pose changes the drawing
+    assert same_side["b", "cart-plus"] == "cart-plus"      # the head is a sign, not the cart
+    assert same_side["c", "2-cup"] == "2-cup"              # a number
+    assert same_side["d", "rupiah-sign"] == "rupiah-sign"  # a sign, a face, a box hold another thing
+    assert concept_keys(names, lambda key: "train", brands={"apple"})["d", "apple-cup"] == "apple-cup"  # a brand
+    assert same_side["d", "apple-cup"] == "cup" and same_side["d", "cart-24px"] == "cart"
+    sides = {"cart": "test", "shopping-cart": "train", "carts": "test"}
+    across = concept_keys(names, lambda key: sides.get(key, "train"))
+    assert across["a", "shopping-cart"] == "shopping-cart"  # stays on its own side under its own key
+    assert across["d", "carts"] == "cart"
+    for (collection, name), key in across.items():  # a drawing's side is its own name's, whatever the merges
+        assert sides.get(key, "train") == sides.get(name_key(name), "train"), (collection, name)
 
 
 @pytest.mark.slow
@@ -70,11 +110,41 @@ def test_the_training_set_holds_groups_drawn_by_several_collections_each_on_one_
         table = read_split(store, "default", split)
         for group in table["group"].to_pylist():
             assert seen.setdefault(group, split) == split  # no group on two sides
+        for row in table.filter(pc.field("kind") == "concept").select(["image_id"]).to_pylist():
+            # whatever the merges, a drawing is on its own name's side (the same under every version of the rules)
+            assert split_of(f"concept:{name_key(row['image_id'].split('/', 1)[1])}") == split
         groups = table.group_by("group").aggregate([("collection", "count_distinct")])
         assert min(groups["collection_count_distinct"].to_pylist()) >= 2
     assert len(seen) == brands + concepts and read_split(store, "default", "train").num_rows > brands
     with pytest.raises(ConfigError, match="one of train"):
         read_split(store, "default", "everything")
+
+
+def test_each_restyle_redraws_a_mark_and_the_shipped_model_still_knows_most_of_them(store):
+    from PIL import Image
+
+    from lookalike.training.augment import STYLE_RESTYLES
+    train = read_split(store, "default", "train")
+    first = {}
+    for group, png in zip(train["group"].to_pylist(), train["png"].to_pylist(), strict=True):
+        first.setdefault(group, png)
+    marks = [Image.open(io.BytesIO(png)).convert("RGB") for png in list(first.values())[:24]]
+    model = load_model(ModelSpec(name="efficientnet_lite0_marks", image_size=160))
+    originals = embed_pngs(model, [imagefactory.png_bytes(m) for m in marks])
+    found = {}
+    for restyle, _ in STYLE_RESTYLES:
+        name = restyle.__name__
+        redrawn = [restyle(m) if name == "invert" else restyle(m, random.Random(i)) for i, m in enumerate(marks)]
+        again = [restyle(m) if name == "invert" else restyle(m, random.Random(i)) for i, m in enumerate(marks)]
+        assert all(r.size == m.size and r.mode == "RGB" for r, m in zip(redrawn, marks, strict=True)), name
+        assert all(r.tobytes() == a.tobytes() for r, a in zip(redrawn, again, strict=True)), name  # seeded
+        changed = np.mean([np.abs(np.asarray(r, np.int16) - np.asarray(m, np.int16)).mean() > 1
+                           for r, m in zip(redrawn, marks, strict=True)])
+        assert changed >= 0.9, name  # it redraws, it does not pass the mark through
+        vectors = embed_pngs(model, [imagefactory.png_bytes(r) for r in redrawn])
+        found[name] = float(np.mean((vectors @ originals.T).argmax(axis=1) == np.arange(len(marks))))
+    # A restyle the model cannot see through at all would teach noise; one it always sees through teaches little.
+    assert min(found.values()) >= 0.25 and np.mean(list(found.values())) >= 0.6, found
 
 
 @pytest.mark.slow

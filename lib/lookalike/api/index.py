@@ -114,7 +114,7 @@ class Index:
             data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
             views = query_views(data, self._version.features.settings, embedder.limits) if verifies else None
             hits += search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
-                                   verification=_verification(views, shortlist))
+                                   verification=Verification.of(views, shortlist))
         return hits[0] if one else hits
 
     @overload
@@ -144,7 +144,7 @@ class Index:
                                                                                              focus)
             views = stored_views(self._version, faiss_ids) if verifies else None
             hits += search_vectors(self._version, vectors, k, params, filters, None if include_self else faiss_ids,
-                                   verification=_verification(views, shortlist))
+                                   verification=Verification.of(views, shortlist))
         return hits[0] if one else hits
 
     @overload
@@ -215,7 +215,3 @@ class Index:
                               "(open it with model=ModelSpec(...) of the model that made them)")
         return embedder
 
-
-def _verification(views: list | None, shortlist: int | None) -> Verification | None:
-    """Verification of the queries' shortlists where they have views (None: the global ranking alone)."""
-    return None if views is None else Verification(views, shortlist or DEFAULT_SHORTLIST)

@@ -21,7 +21,7 @@ from lookalike.training.config import TrainConfig, TrainingDataConfig
 
 TRAINING_DATA_OPTIONS = ("name", "data_dir", "seed", "max_concepts")
 TRAIN_OPTIONS = ("data", "model", "image_size", "trainable", "steps", "batch_size", "m_per_group", "lr",
-                 "checkpoint_every", "validate_every", "processes", "augment")
+                 "checkpoint_every", "validate_every", "processes", "augment", "styles")
 
 
 def train_data_parser(p: argparse.ArgumentParser) -> None:

@@ -44,6 +44,11 @@ class Verification:
     shortlist: int = DEFAULT_SHORTLIST
     settings: VerifySettings = VerifySettings()
 
+    @classmethod
+    def of(cls, views: list[list[LocalFeatures] | None] | None, shortlist: int | None = None) -> Verification | None:
+        """Verification of the queries' shortlists where they have views (None: the global ranking alone)."""
+        return None if views is None else cls(views, shortlist or DEFAULT_SHORTLIST)
+
 
 def params_for(version: IndexVersion, nprobe: int | None = None, rescore: int | None = None,
                expand: int | None = None, expand_alpha: float | None = None) -> SearchParams:

@@ -105,7 +105,7 @@ class RequestContext:
         """views: the queries' local features (image, URI and id queries) when the version can verify."""
         started = started or time.perf_counter()  # image queries count their embedding too
         params = params_of(v, options)
-        verification = None if views is None else Verification(views, options.shortlist or DEFAULT_SHORTLIST)
+        verification = Verification.of(views, options.shortlist)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
                               limits=self.settings.limits, verification=verification)
         self.queries.labels(kind).inc(len(labels))

@@ -1,6 +1,8 @@
 """Synthetic copies (SSCD-style): a mark under the alterations a trademark meets when it is copied or restyled.
 Each training view is its image under a random draw of them; two views of one image are a positive pair as much
-as two collections' drawings of one brand are."""
+as two collections' drawings of one brand are. The restyles are the ways icon sets draw one concept differently:
+outline or filled, thin or heavy strokes, rounded or sharp corners, duotone, inside a badge or an app-icon shape,
+pixel art."""
 
 from __future__ import annotations
 
@@ -68,6 +70,66 @@ def filled(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), ink)
 
 
+def _ink_only(image: Image.Image, ink: Image.Image) -> Image.Image:
+    return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), ink)
+
+
+def thinner(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Strokes thinned: a light-weight rendering (the set's `thin` or `light` style)."""
+    ink = _ink(image).point(lambda v: 255 if v > 127 else 0).filter(ImageFilter.MinFilter(rng.choice((3, 5))))
+    return image if ink.getbbox() is None else _ink_only(image, ink)  # a hairline mark would vanish: keep it
+
+
+def rounded(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Corners and stroke ends rounded (blurred, then cut at half ink) or made sharp (cut hard, no antialiasing)."""
+    ink = _ink(image)
+    if rng.random() < 0.6:
+        ink = ink.filter(ImageFilter.GaussianBlur(image.size[0] * rng.uniform(0.008, 0.02)))
+    return _ink_only(image, ink.point(lambda v: 255 if v > 127 else 0))
+
+
+def duotone(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Two tones: the shapes in a light tint, their edges in the full colour."""
+    colour = _random_colour(rng)
+    tint = tuple(int(c + (255 - c) * rng.uniform(0.5, 0.75)) for c in colour)
+    ink = _ink(image)
+    edges = ink.filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))
+    out = Image.composite(Image.new("RGB", image.size, tint), Image.new("RGB", image.size, WHITE), ink)
+    return Image.composite(Image.new("RGB", image.size, colour), out, edges)
+
+
+def badge(image: Image.Image, rng: random.Random) -> Image.Image:
+    """The mark inside an outlined badge: a circle, a rounded square, a hexagon or a shield."""
+    size = image.size[0]
+    canvas = Image.new("RGB", image.size, WHITE)
+    draw = ImageDraw.Draw(canvas)
+    colour, width = _random_colour(rng) if rng.random() < 0.5 else (0, 0, 0), max(2, size // rng.choice((24, 40)))
+    lo, hi, mid = size * 0.06, size * 0.94, size / 2
+    shape = rng.randrange(4)
+    if shape == 0:
+        draw.ellipse((lo, lo, hi, hi), outline=colour, width=width)
+    elif shape == 1:
+        draw.rounded_rectangle((lo, lo, hi, hi), radius=size * 0.2, outline=colour, width=width)
+    elif shape == 2:
+        r = (hi - lo) / 2
+        draw.regular_polygon((mid, mid, r), 6, outline=colour, width=width)
+    else:
+        draw.polygon([(lo, lo), (hi, lo), (hi, mid), (mid, hi), (lo, mid)], outline=colour, width=width)
+    mark = image.resize((int(size * 0.55),) * 2)
+    offset = ((size - mark.size[0]) // 2, int(size * (0.2 if shape == 3 else 0.225)))
+    canvas.paste(Image.new("RGB", mark.size, colour), offset, _ink(mark))
+    return canvas
+
+
+def pixelated(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Pixel art or a low-resolution rendering: the mark on a grid of 12 to 32 cells, shown large."""
+    cells = rng.randint(12, 32)
+    small = image.resize((cells, cells), Image.Resampling.BOX)
+    if rng.random() < 0.5:  # pixel art: each cell ink or paper
+        small = _ink_only(small, _ink(small).point(lambda v: 255 if v > 127 else 0))
+    return small.resize(image.size, Image.Resampling.NEAREST)
+
+
 def overlaid_text(image: Image.Image, rng: random.Random) -> Image.Image:
     out = image.copy()
     draw = ImageDraw.Draw(out)
@@ -107,16 +169,19 @@ def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
     return out
 
 
-# (alteration, probability): restyles first (one at most), then what copying adds.
-RESTYLES = ((recolour, 0.25), (app_icon, 0.12), (outline, 0.08), (filled, 0.08), (ImageOps.invert, 0.05))
+# (alteration, probability): restyles first (one at most), then what copying adds. COPY_RESTYLES are a copier's
+# (recolour, app icon, outline, filled, inverted); STYLE_RESTYLES add the ways another icon set draws the thing.
+COPY_RESTYLES = ((recolour, 0.25), (app_icon, 0.12), (outline, 0.08), (filled, 0.08), (ImageOps.invert, 0.05))
+STYLE_RESTYLES = ((recolour, 0.2), (app_icon, 0.08), (badge, 0.06), (outline, 0.07), (filled, 0.07), (thinner, 0.05),
+                  (rounded, 0.05), (duotone, 0.05), (pixelated, 0.04), (ImageOps.invert, 0.03))
 COPYING = ((background, 0.15), (geometry, 0.6), (overlaid_text, 0.1), (degrade, 0.4))
 
 
-def synthetic_copy(image: Image.Image, rng: random.Random) -> Image.Image:
-    """One random synthetic copy of an RGB mark on white."""
+def synthetic_copy(image: Image.Image, rng: random.Random, styles: bool = True) -> Image.Image:
+    """One random synthetic copy of an RGB mark on white (`styles`: restyled as other sets draw, too)."""
     out = image.convert("RGB")
     u = rng.random()
-    for alteration, p in RESTYLES:
+    for alteration, p in STYLE_RESTYLES if styles else COPY_RESTYLES:
         if u < p:
             out = alteration(out) if alteration is ImageOps.invert else alteration(out, rng)
             break

@@ -20,11 +20,26 @@ BRAND_SETS = (("@iconify-json/simple-icons", "1.2.103"), ("@iconify-json/logos",
               ("@iconify-json/cryptocurrency-color", "1.2.4"), ("@iconify-json/token-branded", "1.2.45"),
               ("@iconify-json/streamline-logos", "1.2.0"), ("@iconify-json/arcticons", "1.2.58"),
               ("@iconify-json/file-icons", "1.2.2"))
-# General sets whose icons are named by what they show; their brand icons (mdi's, ri's) join the brand groups.
-CONCEPT_SETS = (("@iconify-json/tabler", "1.2.41"), ("@iconify-json/lucide", "1.2.137"),
-                ("@iconify-json/mdi", "1.2.3"), ("@iconify-json/carbon", "1.2.29"), ("@iconify-json/ph", "1.2.2"),
-                ("@iconify-json/bi", "1.2.7"), ("@iconify-json/fa6-solid", "1.2.4"),
-                ("@iconify-json/heroicons", "1.2.3"), ("@iconify-json/ion", "1.2.7"), ("@iconify-json/ri", "1.2.10"))
+# General sets whose icons are named by what they show; their brand icons (mdi's, ri's) join the brand groups. One set
+# of a family of drawings (Google's material-symbols, not also ic; lucide, not also its parent feather; fa6-solid, not
+# also fa6-regular or fa-solid; mdi, not also mdi-light), so that another set's drawing of a concept is another
+# designer's. Permissive licences only (the GPL sets dashicons, gridicons and icomoon-free are left out: the weights
+# ship).
+CONCEPT_SETS = tuple((f"@iconify-json/{name}", version) for name, version in (
+    ("tabler", "1.2.41"), ("lucide", "1.2.137"), ("mdi", "1.2.3"), ("carbon", "1.2.29"), ("ph", "1.2.2"),
+    ("bi", "1.2.7"), ("fa6-solid", "1.2.4"), ("heroicons", "1.2.3"), ("ion", "1.2.7"), ("ri", "1.2.10"),
+    ("game-icons", "1.2.4"), ("material-symbols", "1.2.98"), ("fluent", "1.2.60"), ("iconoir", "1.2.11"),
+    ("octicon", "1.2.36"), ("majesticons", "1.2.5"), ("akar-icons", "1.2.7"), ("eva", "1.2.3"), ("uil", "1.2.3"),
+    ("la", "1.2.1"), ("mingcute", "1.2.8"), ("solar", "1.2.13"), ("icon-park-outline", "1.2.4"),
+    ("tdesign", "1.2.19"), ("humbleicons", "1.2.20"), ("system-uicons", "1.2.4"), ("healthicons", "1.2.13"),
+    ("jam", "1.2.3"), ("gg", "1.2.2"), ("pepicons-pop", "1.2.4"), ("basil", "1.2.4"), ("hugeicons", "1.2.35"),
+    ("lets-icons", "1.2.2"), ("entypo", "1.2.1"), ("zondicons", "1.2.2"), ("typcn", "1.2.2"), ("foundation", "1.2.1"),
+    ("fontisto", "1.2.1"), ("clarity", "1.2.4"), ("el", "1.2.2"), ("wi", "1.2.1"), ("maki", "1.2.5"),
+    ("temaki", "1.2.6"), ("flat-color-icons", "1.2.3"), ("guidance", "1.2.2"), ("iconamoon", "1.2.2"),
+    ("mage", "1.2.4"), ("pixelarticons", "1.2.9"), ("prime", "1.2.5"), ("radix-icons", "1.2.6"),
+    ("teenyicons", "1.2.2"), ("uiw", "1.2.4"), ("vaadin", "1.2.1"), ("circum", "1.2.2"), ("cil", "1.2.3"),
+    ("ep", "1.2.4"), ("grommet-icons", "1.2.4"), ("covid", "1.2.3"), ("medical-icon", "1.2.0"), ("map", "1.2.2"),
+    ("icons8", "1.2.1")))
 # Kept for an independent evaluation: never trained, tuned or evaluated on (any emoji set, Debian's Papirus).
 HELD_OUT = re.compile(r"emoji|moji|noto|papirus|fxemoji|joypixels", re.IGNORECASE)
 
@@ -42,7 +57,7 @@ class TrainingDataConfig:
     seed: int = option(0, "of the train / validation / test split by group")
     fractions: tuple[float, float] = (0.7, 0.15)  # train, validation (test: the rest)
     per_collection: int = 3                # drawings of a group one collection may give (its styles)
-    max_concepts: int | None = option(2000, "concept groups kept, chosen by a seeded hash (0: all)")
+    max_concepts: int | None = option(0, "concept groups kept, chosen by a seeded hash (0: all)")
     max_brands: int | None = None          # brand groups kept (likewise; for small test sets)
     storage_options: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +95,8 @@ class TrainConfig:
     max_validation: int = 1500           # validation images embedded each time
     augment: bool = option(True, "altered synthetic copies join each drawing's group (--no-augment: none)",
                            flag="--no-augment")
+    styles: bool = option(True, "synthetic copies also restyled as other icon sets draw (thin, rounded, duotone, "
+                                "badge, pixel art; --no-styles: a copier's restyles only)", flag="--no-styles")
     processes: int = option(2, "data-parallel processes (Spark tasks)")
     threads_per_process: int = 1
     seed: int = 0

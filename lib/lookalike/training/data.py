@@ -1,7 +1,8 @@
 """The training set (`lookalike train-data`): marks of open collections from the npm registry, grouped so that a
 group is one thing drawn by different hands. Brand groups: the same brand in several logo collections (simple-icons,
 logos, devicon, skill-icons, fa6-brands, ...), matched by a normalised name; concept groups: icons of general sets
-under the same name (`camera` in tabler, lucide, mdi, ...). Groups are split train / validation / test by a seeded
+that draw the same concept (`camera` in tabler, lucide, mdi, ...; plurals, synonyms and head nouns merged:
+training/concepts.py). Groups are split train / validation / test by a seeded
 hash of their key, so no brand or concept is on two sides. Rendered on the driver (cached in a data folder) and
 written to the store as Parquet parts of PNG bytes with their group, collection and split, and a manifest."""
 
@@ -11,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,18 +26,13 @@ from lookalike.core.errors import ConfigError
 from lookalike.core.layout import TrainingDataLayout
 from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
 from lookalike.core.store import Store, redact
+from lookalike.training.concepts import concept_keys, name_key, name_words
 from lookalike.training.config import TrainingDataConfig
 from lookalike.training.sources import brand_key, fetch_npm_package, iconify_icons, is_visible, render_svg
 
 log = logging.getLogger(__name__)
 KIND = "training-data"
 
-# Name parts that say which drawing of a mark it is, not which mark: `github-dark`, `3ds-max-logo-block`,
-# `square-github`, `500px-5`, `heart-outline`.
-VARIANT_WORDS = frozenset({"wordmark", "icon", "dark", "light", "auto", "background", "logo", "block", "solid",
-                           "alt", "plain", "original", "color", "colored", "fill", "filled", "line", "outline",
-                           "outlined", "bold", "duotone", "thin", "regular", "sharp", "rounded", "round",
-                           "twotone", "mini", "micro", "square", "circle"})
 SPLITS = ("train", "validation", "test")
 PART_ROWS = 2000
 
@@ -51,21 +46,7 @@ def split_of(key: str, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.1
 def brand_group(name: str) -> str:
     """The brand an icon name draws: variant words and numbers dropped from either end, then brand_key
     (`github-dark`, `square-github`, `github-original-wordmark` → `github`; `3ds-max-logo-block` → `3dsmax`)."""
-    return brand_key("-".join(_core_words(name)))
-
-
-def concept_group(name: str) -> str:
-    """The concept an icon name shows, style words dropped (`camera-outline` → `camera`; `arrow-left` stays)."""
-    return "-".join(_core_words(name))
-
-
-def _core_words(name: str) -> list[str]:
-    words = [w for w in re.split(r"[-_\s]+", name.lower()) if w]
-    while len(words) > 1 and (words[-1] in VARIANT_WORDS or words[-1].isdigit()):
-        words.pop()
-    while len(words) > 1 and words[0] in VARIANT_WORDS:
-        words.pop(0)
-    return words
+    return brand_key(name_key(name))
 
 
 @dataclass
@@ -82,22 +63,36 @@ def run(config: TrainingDataConfig) -> dict[str, Any]:
     if store.exists(layout.manifest):
         return read_manifest(store, layout.manifest, KIND)
     data_dir = Path(config.data_dir).expanduser()
+
+    def split(key: str) -> str:
+        return split_of(key, config.seed, config.fractions)
+
     brands: dict[str, list[_Drawing]] = {}
     for drawing in _drawings(iconify_icons(data_dir, config.brand_sets)):
         brands.setdefault(brand_group(drawing.name), []).append(drawing)
-    concepts: dict[str, list[_Drawing]] = {}
+    # A general set's icon of a brand (mdi's `github`, ri's `github-fill`) joins its brand group when two logo
+    # collections draw that brand: an app icon set's `camera` or `wallet` alone does not make a concept a brand,
+    # unless the concept would be on another side of the split than the brand (a drawing never changes sides).
+    known_brands = {key for key, drawings in brands.items() if len({d.collection for d in drawings}) >= 2}
+    general = []
     for drawing in _drawings(iconify_icons(data_dir, config.concept_sets)):
         key = brand_group(drawing.name)
-        if key in brands and len(_core_words(drawing.name)) == 1:  # mdi's `github`, ri's `github-fill`
+        if key in brands and len(name_words(drawing.name)) == 1 and (
+                key in known_brands or split(f"brand:{key}") != split(f"concept:{name_key(drawing.name)}")):
             brands[key].append(drawing)
         else:
-            concepts.setdefault(concept_group(drawing.name), []).append(drawing)
+            general.append(drawing)
+    keys = concept_keys(((d.collection, d.name) for d in general), lambda key: split(f"concept:{key}"),
+                        known_brands)
+    concepts: dict[str, list[_Drawing]] = {}
+    for drawing in general:
+        concepts.setdefault(keys[drawing.collection, drawing.name], []).append(drawing)
     brands = _kept(brands, config.per_collection, config.max_brands, config.seed)
     concepts = _kept(concepts, config.per_collection, config.max_concepts, config.seed)
     rows: dict[str, list] = defaultdict(list)
     for kind, groups in (("brand", brands), ("concept", concepts)):
         for key, drawings in sorted(groups.items()):
-            _add_rows(rows, kind, key, drawings, split_of(f"{kind}:{key}", config.seed, config.fractions),
+            _add_rows(rows, kind, key, drawings, split(f"{kind}:{key}"),
                       data_dir / f"renders-{config.size}px", config.size)
     table = _drawn_twice(pa.table(rows))
     parts = []

@@ -60,8 +60,9 @@ def trainable_parameters(model: LoadedModel, stages: int) -> list[torch.nn.Param
 class GroupImages(torch.utils.data.Dataset):
     """PNG bytes → (uint8 tensor at the model's input size, group label); a synthetic copy when augmenting."""
 
-    def __init__(self, pngs: list[bytes], labels: np.ndarray, model: LoadedModel, augment: bool, seed: int):
-        self.pngs, self.labels, self.model, self.augment = pngs, labels, model, augment
+    def __init__(self, pngs: list[bytes], labels: np.ndarray, model: LoadedModel, augment: bool, seed: int,
+                 styles: bool = True):
+        self.pngs, self.labels, self.model, self.augment, self.styles = pngs, labels, model, augment, styles
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
@@ -70,7 +71,7 @@ class GroupImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image = Image.open(io.BytesIO(self.pngs[i])).convert("RGB")
         if self.augment:
-            image = synthetic_copy(image, self.rng)
+            image = synthetic_copy(image, self.rng, self.styles)
         return to_tensor(image, self.model.preprocessing), int(self.labels[i])
 
 
@@ -95,7 +96,8 @@ def train_process(config_json: str) -> dict[str, Any]:
     groups = train["group"].to_pylist()
     label_of = {g: i for i, g in enumerate(sorted(set(groups)))}
     labels = np.asarray([label_of[g] for g in groups])
-    dataset = GroupImages(train["png"].to_pylist(), labels, model, config.augment, config.seed + 1000 * rank)
+    dataset = GroupImages(train["png"].to_pylist(), labels, model, config.augment, config.seed + 1000 * rank,
+                          config.styles)
     sampler = samplers.MPerClassSampler(labels, config.m_per_group, batch_size=config.batch_size,
                                         length_before_new_iter=config.batch_size * config.steps)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
