@@ -9,11 +9,12 @@ written to the store as Parquet parts of PNG bytes with their group, collection 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
+import multiprocessing
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PIL import Image
 
+from lookalike.core.cpus import available_cpus
 from lookalike.core.errors import ConfigError
 from lookalike.core.layout import TrainingDataLayout
 from lookalike.core.manifest import ManifestMissing, new_manifest, read_manifest
@@ -89,11 +91,13 @@ def run(config: TrainingDataConfig) -> dict[str, Any]:
         concepts.setdefault(keys[drawing.collection, drawing.name], []).append(drawing)
     brands = _kept(brands, config.per_collection, config.max_brands, config.seed)
     concepts = _kept(concepts, config.per_collection, config.max_concepts, config.seed)
+    renders = data_dir / f"renders-{config.size}px"
+    visible = _visible_renders([d for groups in (brands, concepts) for drawings in groups.values() for d in drawings],
+                               renders, config.size)
     rows: dict[str, list] = defaultdict(list)
     for kind, groups in (("brand", brands), ("concept", concepts)):
         for key, drawings in sorted(groups.items()):
-            _add_rows(rows, kind, key, drawings, split(f"{kind}:{key}"),
-                      data_dir / f"renders-{config.size}px", config.size)
+            _add_rows(rows, kind, key, drawings, split(f"{kind}:{key}"), renders, visible)
     table = _drawn_twice(pa.table(rows))
     parts = []
     for i, lo in enumerate(range(0, table.num_rows, PART_ROWS)):
@@ -160,23 +164,40 @@ def _drawn_twice(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_in(table["group"], pa.array(kept, pa.string())))
 
 
-def _add_rows(rows: dict[str, list], kind: str, key: str, drawings: Sequence[_Drawing], split: str, folder: Path,
-              size: int) -> None:
+def _visible_renders(drawings: Sequence[_Drawing], folder: Path, size: int) -> set[Path]:
+    """The renderings of the drawings that show something, rendered where missing, on every core (tens of thousands
+    from nothing; checking the cached ones costs as much as decoding them)."""
+    paths = [folder / d.collection / f"{d.name}.png" for d in drawings]
+    jobs = [(None if path.exists() else d.svg, path, size) for d, path in zip(drawings, paths, strict=True)]
+    for parent in {path.parent for _, path, _ in jobs}:
+        parent.mkdir(parents=True, exist_ok=True)
+    log.info("checking %d renderings (%d to render)", len(jobs), sum(svg is not None for svg, _, _ in jobs))
+    with ProcessPoolExecutor(available_cpus(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        shown = pool.map(_visible_render, jobs, chunksize=256)
+        return {path for (_, path, _), visible in zip(jobs, shown, strict=True) if visible}
+
+
+def _visible_render(job: tuple[str | None, Path, int]) -> bool:
+    svg, path, size = job
+    if svg is not None:
+        try:
+            render_svg(svg, size).save(path.with_suffix(".tmp"), "PNG")
+        except Exception as e:  # a drawing resvg cannot parse is skipped, not the whole set
+            log.warning("skipped %s: %s", path, e)
+            return False
+        path.with_suffix(".tmp").replace(path)
+    # blank renderings (white shapes meant for a dark ground) are left out: such a query could match nothing
+    return is_visible(Image.open(path))
+
+
+def _add_rows(rows: dict[str, list], kind: str, key: str, drawings: Sequence[_Drawing], split: str,
+              folder: Path, visible: set[Path]) -> None:
     for d in drawings:
         path = folder / d.collection / f"{d.name}.png"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                render_svg(d.svg, size).save(path.with_suffix(".tmp"), "PNG")
-            except Exception as e:  # a drawing resvg cannot parse is skipped, not the whole set
-                log.warning("skipped %s/%s: %s", d.collection, d.name, e)
-                continue
-            path.with_suffix(".tmp").replace(path)
-        data = path.read_bytes()
-        if not is_visible(Image.open(io.BytesIO(data))):
+        if path not in visible:
             continue
         for column, value in (("image_id", f"{d.collection}/{d.name}"), ("group", f"{kind}:{key}"), ("kind", kind),
-                              ("collection", d.collection), ("split", split), ("png", data)):
+                              ("collection", d.collection), ("split", split), ("png", path.read_bytes())):
             rows[column].append(value)
 
 
