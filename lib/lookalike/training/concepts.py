@@ -1,8 +1,9 @@
 """Which icons of general sets draw the same concept. Icon sets name the same drawing differently: plurals (`users`,
 `user`), synonyms (`trash`, `delete`, `bin`; `gear`, `cog`, `settings`), and names that qualify a head noun
 (`shopping-cart`, `cart`). A concept's key merges those, conservatively: a synonym only where the sets draw the two
-names alike, a head noun only where every word before it is a plain qualifier (not itself a concept some set draws,
-not a word that changes the drawing such as a direction, a sign or a pose, not a number).
+names alike, a head noun only where every word before it is a plain qualifier (not itself a thing some set draws,
+not a word that changes the drawing such as a direction, a sign or a pose, not a brand, not a number) and the head
+does not frame another thing (`rupiah-sign`, `dog-face`).
 
 A merge never moves a drawing across the training split: a name joins a merged concept only when its own key hashes
 to the same side, so a drawing's side is the same under every version of these rules (a model trained on an earlier

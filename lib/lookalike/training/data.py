@@ -2,8 +2,8 @@
 group is one thing drawn by different hands. Brand groups: the same brand in several logo collections (simple-icons,
 logos, devicon, skill-icons, fa6-brands, ...), matched by a normalised name; concept groups: icons of general sets
 that draw the same concept (`camera` in tabler, lucide, mdi, ...; plurals, synonyms and head nouns merged:
-training/concepts.py). Groups are split train / validation / test by a seeded
-hash of their key, so no brand or concept is on two sides. Rendered on the driver (cached in a data folder) and
+training/concepts.py). Groups are split train / validation / test by a seeded hash of their key, so no brand or
+concept is on two sides. Rendered on the driver's cores (cached in a data folder) and
 written to the store as Parquet parts of PNG bytes with their group, collection and split, and a manifest."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -180,12 +181,13 @@ def _visible_renders(drawings: Sequence[_Drawing], folder: Path, size: int) -> s
 def _visible_render(job: tuple[str | None, Path, int]) -> bool:
     svg, path, size = job
     if svg is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two builds sharing a data folder never share a file
         try:
-            render_svg(svg, size).save(path.with_suffix(".tmp"), "PNG")
+            render_svg(svg, size).save(tmp, "PNG")
         except Exception as e:  # a drawing resvg cannot parse is skipped, not the whole set
             log.warning("skipped %s: %s", path, e)
             return False
-        path.with_suffix(".tmp").replace(path)
+        tmp.replace(path)
     # blank renderings (white shapes meant for a dark ground) are left out: such a query could match nothing
     return is_visible(Image.open(path))
 
