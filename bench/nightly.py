@@ -137,8 +137,9 @@ def table(results: list[dict]) -> str:
     for r in results:
         one, two = r["night1"], r["night2"]
         out.append(f"| {'local folder' if r['store'] == 'folder' else 'S3 (moto on 127.0.0.1)'} | {r['images']:,} | "
-                   f"{one['wall_s']:.1f} s (list {one['list_s']}, tasks {one['tasks_s']}) | {two['wall_s']:.1f} s "
-                   f"(list {two['list_s']}, plan {two['plan_s']}, tasks {two['tasks_s']}) | "
+                   f"{one['wall_s']:.1f} s (list {one['list_s']:.1f}, tasks {one['tasks_s']:.1f}) | "
+                   f"{two['wall_s']:.1f} s (list {two['list_s']:.1f}, plan {two['plan_s']:.1f}, "
+                   f"tasks {two['tasks_s']:.1f}) | "
                    f"**{r['time_ratio']:.3f}** | "
                    f"{two['read']:,} objects, {two['bytes_read'] / 1e6:.1f} MB ({two['unchanged_by_listing']:,} "
                    f"unchanged by the listing) | **{r['bytes_read_ratio']:.3f}** |")
