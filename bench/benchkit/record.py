@@ -35,8 +35,9 @@ def record(args: argparse.Namespace, figures: Any, table: str | None = None, ben
     stamp = utc_now().replace(":", "").replace("-", "")
     path = Path(args.out) / f"{name}-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"bench": name, "code_version": code_version(), "date": utc_now(),
-                                "machine": machine(), "argv": sys.argv[1:], "figures": figures, "table": table},
+    path.write_text(json.dumps({"bench": name, "script": f"bench/{Path(sys.argv[0]).name}",
+                                "code_version": code_version(), "date": utc_now(), "machine": machine(),
+                                "argv": sys.argv[1:], "figures": figures, "table": table},
                                indent=2, default=str) + "\n")
     print(f"recorded {path}", file=sys.stderr)
     return path
