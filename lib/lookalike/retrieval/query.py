@@ -80,6 +80,8 @@ def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarra
         try:
             if not all(_fits(v, target) for v in values):
                 raise TypeError("another type")
+            if pa.types.is_integer(target):  # 367.0 is 367: never mixed into a float array that loses large ints
+                values = [int(v) if isinstance(v, float) else v for v in values]
             value_set = pa.array(values).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, OverflowError) as e:
             shown = ", ".join(repr(v)[:40] for v in values[:3]) + (f" … ({len(values)} values)" if len(values) > 3
