@@ -43,14 +43,6 @@ def record(args: argparse.Namespace, figures: Any, table: str | None = None, ben
     return path
 
 
-def latest(bench: str, results: Path = RESULTS) -> dict[str, Any]:
-    """The newest committed record of a bench (records sort by their UTC stamp)."""
-    paths = sorted(results.glob(f"{bench}-[0-9]*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no record of bench {bench!r} in {results}: run it with --out {results}")
-    return json.loads(paths[-1].read_text())
-
-
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = ""

@@ -58,25 +58,34 @@ def app_icon(image: Image.Image, rng: random.Random) -> Image.Image:
     return canvas
 
 
+def _ink_only(image: Image.Image, ink: Image.Image) -> Image.Image:
+    """Black where the mask has ink, white elsewhere."""
+    return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), ink)
+
+
+def _hard(ink: Image.Image) -> Image.Image:
+    """The mask cut at half ink: no antialiasing."""
+    return ink.point(lambda v: 255 if v > 127 else 0)
+
+
 def outline(image: Image.Image, rng: random.Random) -> Image.Image:
     """Outline only: the mark's edges, as line art."""
-    edges = _ink(image).filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3))
-    return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), edges)
+    return _ink_only(image, _ink(image).filter(ImageFilter.FIND_EDGES).filter(ImageFilter.MaxFilter(3)))
 
 
 def filled(image: Image.Image, rng: random.Random) -> Image.Image:
     """Strokes thickened toward a filled rendering."""
-    ink = _ink(image).filter(ImageFilter.MaxFilter(rng.choice((3, 5, 7))))
-    return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), ink)
+    return _ink_only(image, _ink(image).filter(ImageFilter.MaxFilter(rng.choice((3, 5, 7)))))
 
 
-def _ink_only(image: Image.Image, ink: Image.Image) -> Image.Image:
-    return Image.composite(Image.new("RGB", image.size, (0, 0, 0)), Image.new("RGB", image.size, WHITE), ink)
+def inverted(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Light on dark: the negative."""
+    return ImageOps.invert(image)
 
 
 def thinner(image: Image.Image, rng: random.Random) -> Image.Image:
     """Strokes thinned: a light-weight rendering (the set's `thin` or `light` style)."""
-    ink = _ink(image).point(lambda v: 255 if v > 127 else 0).filter(ImageFilter.MinFilter(rng.choice((3, 5))))
+    ink = _hard(_ink(image)).filter(ImageFilter.MinFilter(rng.choice((3, 5))))
     return image if ink.getbbox() is None else _ink_only(image, ink)  # a hairline mark would vanish: keep it
 
 
@@ -85,7 +94,7 @@ def rounded(image: Image.Image, rng: random.Random) -> Image.Image:
     ink = _ink(image)
     if rng.random() < 0.6:
         ink = ink.filter(ImageFilter.GaussianBlur(image.size[0] * rng.uniform(0.008, 0.02)))
-    return _ink_only(image, ink.point(lambda v: 255 if v > 127 else 0))
+    return _ink_only(image, _hard(ink))
 
 
 def duotone(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -126,7 +135,7 @@ def pixelated(image: Image.Image, rng: random.Random) -> Image.Image:
     cells = rng.randint(12, 32)
     small = image.resize((cells, cells), Image.Resampling.BOX)
     if rng.random() < 0.5:  # pixel art: each cell ink or paper
-        small = _ink_only(small, _ink(small).point(lambda v: 255 if v > 127 else 0))
+        small = _ink_only(small, _hard(_ink(small)))
     return small.resize(image.size, Image.Resampling.NEAREST)
 
 
@@ -171,9 +180,9 @@ def degrade(image: Image.Image, rng: random.Random) -> Image.Image:
 
 # (alteration, probability): restyles first (one at most), then what copying adds. COPY_RESTYLES are a copier's
 # (recolour, app icon, outline, filled, inverted); STYLE_RESTYLES add the ways another icon set draws the thing.
-COPY_RESTYLES = ((recolour, 0.25), (app_icon, 0.12), (outline, 0.08), (filled, 0.08), (ImageOps.invert, 0.05))
+COPY_RESTYLES = ((recolour, 0.25), (app_icon, 0.12), (outline, 0.08), (filled, 0.08), (inverted, 0.05))
 STYLE_RESTYLES = ((recolour, 0.2), (app_icon, 0.08), (badge, 0.06), (outline, 0.07), (filled, 0.07), (thinner, 0.05),
-                  (rounded, 0.05), (duotone, 0.05), (pixelated, 0.04), (ImageOps.invert, 0.03))
+                  (rounded, 0.05), (duotone, 0.05), (pixelated, 0.04), (inverted, 0.03))
 COPYING = ((background, 0.15), (geometry, 0.6), (overlaid_text, 0.1), (degrade, 0.4))
 
 
@@ -183,7 +192,7 @@ def synthetic_copy(image: Image.Image, rng: random.Random, styles: bool = True) 
     u = rng.random()
     for alteration, p in STYLE_RESTYLES if styles else COPY_RESTYLES:
         if u < p:
-            out = alteration(out) if alteration is ImageOps.invert else alteration(out, rng)
+            out = alteration(out, rng)
             break
         u -= p
     for alteration, p in COPYING:
