@@ -27,11 +27,12 @@ from scipy.stats import binomtest
 
 from lookalike.batch.metrics import judge_queries
 from lookalike.dev.datasets import concept_icons
-from lookalike.dev.words_training import concept_split, text_to_image
+from lookalike.dev.words_training import concept_split
 from lookalike.model.loading import load_model
 from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.word_queries import WordQueries
+from lookalike.training.words import text_to_image
 
 
 def average_precisions(queries: np.ndarray, images: np.ndarray, image_concepts: list[str], concepts: list[str]

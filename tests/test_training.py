@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+import torch
 from support.cli import store_option_args
 
 from lookalike.cli.main import main
@@ -152,16 +153,7 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     args = ["train", "--store", store.url, *store_option_args(store.options), "--run-id", "tiny", "--steps", "9",
             "--batch-size", "8", "--m-per-group", "2", "--image-size", "128", "--checkpoint-every", "3",
             "--validate-every", "3", "--no-augment", "--lr", "1e-3", "--master", "local[2]"]
-    # Killed (the driver, its JVM and the training processes: one process group) once a checkpoint is in.
-    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not store.exists("training/tiny/checkpoints/LATEST"):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert store.exists("training/tiny/checkpoints/LATEST") and not store.exists("training/tiny/_MANIFEST.json")
-
+    killed_after_a_checkpoint(args, store, "tiny")
     assert main([*args, "--json", "--out", str(tmp_path / "out")]) == 0
     m = json.loads(store.read_text("training/tiny/_MANIFEST.json"))
     history = store.read_json("training/tiny/history.json")
@@ -190,6 +182,58 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     photo = [imagefactory.jpeg_bytes(imagefactory.photo("coffee", 128))]
     a, b = QueryEmbedder(trained).embed(photo), QueryEmbedder(imagenet).embed(photo)
     assert 0.5 < float(a[0] @ b[0]) < 0.99999 and np.isclose(np.linalg.norm(a[0]), 1.0)
+
+
+def killed_after_a_checkpoint(args: list[str], store: Store, run: str) -> None:
+    """`lookalike train ARGS` killed (the driver, its JVM and the training processes: one process group) once a
+    checkpoint is in, before the run finished."""
+    proc = subprocess.Popen([sys.executable, "-m", "lookalike.cli.main", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    latest, deadline = f"training/{run}/checkpoints/LATEST", time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not store.exists(latest):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert store.exists(latest) and not store.exists(f"training/{run}/_MANIFEST.json")
+
+
+def test_the_words_objective_brings_drawings_to_their_names_resumes_and_serves_as_a_word_space(store, tmp_path):
+    args = ["train", "--store", store.url, *store_option_args(store.options), "--run-id", "words", "--objective",
+            "words", "--steps", "9", "--batch-size", "8", "--m-per-group", "2", "--image-size", "128",
+            "--checkpoint-every", "3", "--validate-every", "3", "--no-augment", "--lr", "1e-3", "--master", "local[2]"]
+    killed_after_a_checkpoint(args, store, "words")
+    assert main([*args, "--json", "--out", str(tmp_path / "out")]) == 0
+    m = json.loads(store.read_text("training/words/_MANIFEST.json"))
+    history = store.read_json("training/words/history.json")
+    assert history["resumed"] and history["resumed"][0] in (3, 6)  # the projection resumed with the backbone
+    probe = [loss for _, loss in history["probe"]]
+    assert probe[-1] < probe[0], probe  # the fixed probe batch's drawings came nearer their names
+    # Validated as the word space is used: validation concepts' names search validation drawings.
+    assert [v["step"] for v in m["validation"]] == [3, 6, 9]
+    assert all(0 <= v["P@1"] <= 1 and 0 < v["mAP"] <= 1 and "R@10" in v for v in m["validation"])
+    assert m["whitening"] is None and m["word_space"]["into"]["name"] == "all-MiniLM-L6-v2"
+    assert m["word_space"]["sha256"] == m["files"]["words"]["sha256"]
+
+    # The run's weights and map serve as a word space: --space words --weights (in the store, or copied by --out).
+    weights = store.child_url(m["files"]["weights"]["key"])
+    words = load_model(ModelSpec(space="words", weights_uri=weights, weights_options=store.options))
+    assert words.dim == 384 and words.preprocessing.image_size == 128
+    assert words.fingerprint["word_space"]["sha256"] == m["files"]["words"]["sha256"]
+    assert words.fingerprint_id != load_model(ModelSpec(space="words")).fingerprint_id  # not the shipped space
+    copied = load_model(ModelSpec(space="words", weights_uri=str(tmp_path / "out" / "words.pt")))
+    assert copied.fingerprint_id == words.fingerprint_id
+    drawings = read_split(store, "default", "train")
+    vectors = embed_pngs(words, drawings["png"].to_pylist()[:4])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    tags = words.module.pooling.tags(torch.from_numpy(vectors), 3)  # named by its training phrases and ImageNet's
+    assert all(len(t) == 3 for t in tags) and "tabby" in words.module.pooling.vocabulary
+    # Without its map, or with weights trained for marks, the word space says what to do.
+    (tmp_path / "out" / "words.words.pt").unlink()
+    with pytest.raises(ModelError, match="missing: keep it beside the weights"):
+        load_model(ModelSpec(space="words", weights_uri=str(tmp_path / "out" / "words.pt")))
+    (tmp_path / "out" / "words.json").unlink()
+    with pytest.raises(ModelError, match="--objective words"):
+        load_model(ModelSpec(space="words", weights_uri=str(tmp_path / "out" / "words.pt")))
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from lookalike.core.options import add_options, option_values
 from lookalike.training.config import TrainConfig, TrainingDataConfig
 
 TRAINING_DATA_OPTIONS = ("name", "data_dir", "seed", "max_concepts")
-TRAIN_OPTIONS = ("data", "model", "image_size", "trainable", "steps", "batch_size", "m_per_group", "lr",
+TRAIN_OPTIONS = ("data", "objective", "model", "image_size", "trainable", "steps", "batch_size", "m_per_group", "lr",
                  "checkpoint_every", "validate_every", "processes", "augment", "styles")
 
 
@@ -67,7 +67,10 @@ def run_train(args: argparse.Namespace) -> str:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{args.run_id}.pt").write_bytes(Store(args.store, options).read_bytes(m["files"]["weights"]["key"]))
+        store = Store(args.store, options)
+        (out / f"{args.run_id}.pt").write_bytes(store.read_bytes(m["files"]["weights"]["key"]))
+        if "words" in m["files"]:  # the word-space map, beside the weights where --space words finds it
+            (out / f"{args.run_id}.words.pt").write_bytes(store.read_bytes(m["files"]["words"]["key"]))
         (out / f"{args.run_id}.json").write_text(model_card(m))
     if args.json:
         return json.dumps(m, indent=2)

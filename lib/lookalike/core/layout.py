@@ -92,7 +92,8 @@ class TrainingDataLayout(_TaskRun):
 
 @dataclass(frozen=True)
 class TrainingLayout(_Folder):
-    """training/<run_id>/{checkpoints/step-*.pt, checkpoints/LATEST, best.pt, history.json, _MANIFEST.json}"""
+    """training/<run_id>/{checkpoints/step-*.pt, checkpoints/LATEST, best.pt, best.words.pt (words runs),
+    history.json, _MANIFEST.json}"""
 
     store: Store
     run_id: str
@@ -115,6 +116,11 @@ class TrainingLayout(_Folder):
     @property
     def best(self) -> str:
         return self.key("best.pt")
+
+    @property
+    def best_words(self) -> str:
+        """The word-space map of a words run's best weights, beside them (model/devise.py's format)."""
+        return self.key("best.words.pt")
 
     @property
     def history(self) -> str:

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lookalike.batch.metrics import judge_queries, mean_average_precision, precision_at, recall_at
 from lookalike.dev.datasets import CONCEPT_SETS, concept_icons, named_icons
 from lookalike.model.devise import ARTEFACT, CARD, save_artefact
 from lookalike.model.imagenet import imagenet_class_names
 from lookalike.model.loading import load_model
-from lookalike.model.spec import ModelSpec
+from lookalike.model.spec import WORD_SPACE_MODEL, ModelSpec
 from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.training.words import text_to_image
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,6 @@ def concept_split(concept: str, seed: int = SPLIT_SEED) -> str:
     """train, validation or test, fixed by a seeded hash of the concept word."""
     u = int(hashlib.sha256(f"{seed}:{concept}".encode()).hexdigest()[:8], 16) / 16 ** 8
     return next(name for name, upper in SPLITS if u < upper)
-
-
-def text_to_image(queries: np.ndarray, images: np.ndarray, image_concepts: Sequence[str],
-                  concepts: Sequence[str]) -> dict[str, float]:
-    """Each concept's text vector (row of queries) ranks the images: P@1, R@10 (the share of its images in the
-    top 10), success@10 (one of them there) and mAP."""
-    order = np.argsort(-(queries @ images.T), axis=1, kind="stable")
-    judged = judge_queries([[int(j) for j in row] for row in order],
-                           [{j for j, c in enumerate(image_concepts) if c == name} for name in concepts])
-    return {"P@1": round(precision_at(judged, 1), 4), "R@10": round(recall_at(judged, 10), 4),
-            "success@10": round(float(judged.relevant[:, :10].any(axis=1).mean()), 4),
-            "mAP": round(mean_average_precision(judged), 4), "queries": len(concepts), "images": len(images)}
 
 
 def _embed(embedder: QueryEmbedder, uris: Sequence[str], cache_dir: Path) -> np.ndarray:
@@ -76,8 +64,8 @@ def _embed(embedder: QueryEmbedder, uris: Sequence[str], cache_dir: Path) -> np.
 
 
 def train_words(data_dir: Path, out_dir: Path, image_size: int = 224, max_train: int = 20_000, epochs: int = 25,
-                batch_size: int = 256, lr: float = 2e-3, temperature: float = 0.05, seed: int = 0
-                ) -> dict[str, Any]:
+                batch_size: int = 256, lr: float = 2e-3, temperature: float = 0.05, seed: int = 0,
+                model: str = WORD_SPACE_MODEL) -> dict[str, Any]:
     """Build the data, train, keep the best epoch, write the artefact and its model card into out_dir."""
     from pytorch_metric_learning.losses import NTXentLoss
     started = time.perf_counter()
@@ -93,7 +81,7 @@ def train_words(data_dir: Path, out_dir: Path, image_size: int = 224, max_train:
     phrases = train["phrase"].to_pylist()
     vocabulary = sorted(set(phrases))
 
-    embedder = QueryEmbedder(load_model(ModelSpec(image_size=image_size)))
+    embedder = QueryEmbedder(load_model(ModelSpec(name=model, image_size=image_size)))
     encoder = load_text_encoder()
     t0 = time.perf_counter()
     x_train = torch.from_numpy(_embed(embedder, train["uri"].to_pylist(), data_dir))
@@ -145,8 +133,8 @@ def train_words(data_dir: Path, out_dir: Path, image_size: int = 224, max_train:
     tag_words = sorted(set(vocabulary) | set(imagenet_class_names()))
     sha = save_artefact(str(out_dir / ARTEFACT), projection, tag_words, encoder.encode(tag_words))
     card = {
-        "name": "devise-lite0-minilm", "artefact": ARTEFACT, "sha256": sha, "backbone": "efficientnet_lite0",
-        "maps": "efficientnet_lite0 (bundled ImageNet weights) GeM p=3 visual embedding, L2 → linear → L2",
+        "name": "devise-lite0-minilm", "artefact": ARTEFACT, "sha256": sha, "backbone": model,
+        "maps": f"{model} (bundled weights) GeM p=3 visual embedding, L2 → linear → L2",
         "into": encoder.fingerprint, "image_size": image_size,
         "data": {"packages": [f"{n}@{v}" for n, v in CONCEPT_SETS], "trained_icons": len(x_train),
                  "trained_phrases": len(vocabulary), "split_seed": SPLIT_SEED,
@@ -174,11 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--max-train", type=int, default=20_000, help="training icons sampled (default 20,000: all)")
     p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--model", default=WORD_SPACE_MODEL, help="the backbone whose frozen visual embedding is mapped")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="lookalike-icons-"))
-    card = train_words(data_dir, Path(args.out), args.image_size, args.max_train, args.epochs, seed=args.seed)
+    card = train_words(data_dir, Path(args.out), args.image_size, args.max_train, args.epochs, seed=args.seed,
+                       model=args.model)
     print(json.dumps({k: card[k] for k in ("sha256", "data", "recipe", "metrics", "timings")}, indent=2))
     return 0
 

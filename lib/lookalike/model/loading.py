@@ -20,7 +20,7 @@ from lookalike.core.store import read_url
 from lookalike.model.backbones import backbone_of, lite0_to_timm
 from lookalike.model.class_weighting import ClassFocus, position_weights
 from lookalike.model.conse import CONSE_TOP, conse_head
-from lookalike.model.devise import load_artefact
+from lookalike.model.devise import load_artefact, load_trained_artefact
 from lookalike.model.fusion import fused_or_original
 from lookalike.model.imagenet import imagenet_classifier
 from lookalike.model.pooling import make_pooling
@@ -179,10 +179,12 @@ def _head(spec: ModelSpec, net: nn.Module) -> tuple[nn.Module, dict[str, Any] | 
     if spec.space == "conse":
         return conse_head(net, encoder), {"method": "conse", "top": CONSE_TOP,
                                           "text_encoder": encoder.fingerprint}, None
-    artefact = load_artefact()
+    artefact = load_artefact() if spec.weights_uri is None else load_trained_artefact(spec)
     if spec.name != artefact.card["backbone"] or artefact.card["into"] != encoder.fingerprint:
-        raise ModelError(f"the shipped word-space map was trained for {artefact.card['backbone']} into "
-                         f"{artefact.card['into']['name']}; {spec.name} with this text encoder needs --space conse")
+        which = "the shipped word-space map" if spec.weights_uri is None else f"the map of {spec.weights_uri}"
+        raise ModelError(f"{which} was trained for {artefact.card['backbone']} into {artefact.card['into']['name']}: "
+                         f"give --model {artefact.card['backbone']} (with this text encoder), or use --space conse "
+                         f"for {spec.name}")
     weight = artefact.state["weight"]
     return artefact.head(int(weight.shape[1]), encoder.dim), {
         "method": "devise", "sha256": artefact.sha256, "text_encoder": encoder.fingerprint}, \

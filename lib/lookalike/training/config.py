@@ -41,6 +41,9 @@ CONCEPT_SETS = tuple((f"@iconify-json/{name}", version) for name, version in (
     ("ep", "1.2.4"), ("grommet-icons", "1.2.4"), ("covid", "1.2.3"), ("medical-icon", "1.2.0"), ("map", "1.2.2"),
     ("icons8", "1.2.1")))
 # Kept for an independent evaluation: never trained, tuned or evaluated on (any emoji set, Debian's Papirus).
+# What the backbone learns: marks (a drawing stays itself across collections, styles and copies: the visual
+# space) or words (a drawing lands near the text vector of its name: a word space, training/words.py).
+OBJECTIVES = ("marks", "words")
 HELD_OUT = re.compile(r"emoji|moji|noto|papirus|fxemoji|joypixels", re.IGNORECASE)
 
 
@@ -82,6 +85,9 @@ class TrainConfig:
     model: str = option("efficientnet_lite0", "the backbone and the weights training starts from: "
                                               "efficientnet_lite0 (ImageNet) or efficientnet_lite0_marks (the shipped "
                                               "model, trained further)")
+    objective: str = option("marks", "what the backbone learns: marks (a drawing stays itself across collections, "
+                                     "styles and copies) or words (a drawing lands near the text vector of its name: "
+                                     "a word space for --space words)", choices=OBJECTIVES)
     image_size: int = option(224, "the input size trained at, in pixels")
     trainable: int = option(2, "last stages (blocks) that learn, with the head convolution")
     steps: int = option(1500, "optimiser steps (batches per process)")
@@ -103,6 +109,8 @@ class TrainConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         if self.batch_size % self.m_per_group:
             raise ConfigError(f"batch size {self.batch_size} must be a multiple of m_per_group {self.m_per_group}")
         if min(self.steps, self.batch_size, self.checkpoint_every, self.validate_every, self.processes) < 1:

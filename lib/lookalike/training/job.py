@@ -48,21 +48,40 @@ def run(config: TrainConfig, master: str | None = "local[*]", spark_conf: dict[s
     if not store.exists(layout.best):
         raise ArtefactError(f"training run {config.run_id} kept no best weights: was any validation run?")
     weights = store.read_bytes(layout.best)
-    whitening = _whitening_effect(store, layout, config)
+    files = {"weights": _file(layout.best, weights)}
+    whitening = word_space = None
+    if config.objective == "words":  # a word space's vectors are the text encoder's: no whitening to measure
+        word_map = store.read_bytes(layout.best_words)
+        files["words"] = _file(layout.best_words, word_map)
+        word_space = _word_space(config, files["words"]["sha256"])
+    else:
+        whitening = _whitening_effect(store, layout, config)
     manifest = new_manifest(
         KIND, run_id=config.run_id, data={"name": config.data, "counts": data["counts"],
                                           "packages": data["packages"], "seed": data["config"]["seed"]},
         recipe={k: v for k, v in asdict(config).items() if k not in ("store", "run_id", "storage_options")},
         best=summary["history"]["best"], validation=summary["history"]["validation"], whitening=whitening,
+        word_space=word_space,
         loss=summary["history"]["loss"][-1][1] if summary["history"]["loss"] else None,
         timings={"total_s": round(time.perf_counter() - started, 1), "train_s": summary["seconds"],
                  "images_per_s": summary["images_per_s"]},
-        files={"weights": {"key": layout.best, "bytes": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}},
+        files=files,
         config={**asdict(config), "storage_options": redact(config.storage_options)})
     # The card beside the weights, where `--weights STORE/training/RUN/best.pt` finds it (lookalike.model.cards).
     store.write_bytes(posixpath.splitext(layout.best)[0] + ".json", model_card(manifest).encode())
     store.write_json(layout.manifest, manifest)
     return manifest
+
+
+def _file(key: str, data: bytes) -> dict[str, Any]:
+    return {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _word_space(config: TrainConfig, map_sha256: str) -> dict[str, Any]:
+    """What `--space words --weights` checks of a words run's map (as of the shipped map's card)."""
+    from lookalike.model.text import load_text_encoder
+    return {"backbone": config.model, "into": load_text_encoder().fingerprint, "image_size": config.image_size,
+            "sha256": map_sha256}
 
 
 def _whitening_effect(store: Store, layout: TrainingLayout, config: TrainConfig) -> dict[str, Any]:
@@ -98,7 +117,8 @@ def _following(store: Store, layout: TrainingLayout, step: Progress) -> Iterator
 def model_card(manifest: dict[str, Any]) -> str:
     """The card shipped beside trained weights: data, split, recipe, metrics, time."""
     card = {key: manifest[key] for key in ("run_id", "data", "recipe", "best", "validation", "timings")}
-    if manifest.get("whitening"):
-        card["whitening"] = manifest["whitening"]
+    for key in ("whitening", "word_space"):
+        if manifest.get(key):
+            card[key] = manifest[key]
     card["sha256"] = manifest["files"]["weights"]["sha256"]
     return json.dumps(card, indent=2, sort_keys=True)

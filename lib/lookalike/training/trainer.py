@@ -1,12 +1,14 @@
 """One data-parallel training process (TorchDistributor starts one per task; gloo on CPUs, nccl on GPUs): the
-backbone fine-tuned so that a mark stays itself across collections, styles and copies.
+backbone fine-tuned so that a mark stays itself across collections, styles and copies, or lands near its name.
 
 Batches come from pytorch-metric-learning's MPerClassSampler (m drawings of each group in a batch; a group drawn
-fewer times is drawn again under another synthetic copy, so copies are positives too); the loss is its
-MultiSimilarityLoss over the pairs its MultiSimilarityMiner keeps. Only the last stages learn (`trainable`): the
-frozen stem and early stages keep their ImageNet weights and batch-norm statistics, so a 2-core machine can train
-the shipped model. Rank 0 validates on held-out groups with the project's metrics, keeps the best weights and
-writes checkpoints to the store; every rank resumes from the newest checkpoint."""
+fewer times is drawn again under another synthetic copy, so copies are positives too). The objective says what a
+group is and what is learned: marks (MarksObjective: MultiSimilarityLoss over the pairs MultiSimilarityMiner
+keeps) or words (training/words.py: drawings against the text vectors of their names, through a projection).
+Only the last stages learn (`trainable`): the frozen stem and early stages keep their ImageNet weights and
+batch-norm statistics, so a 2-core machine can train the shipped model. Rank 0 validates on held-out groups with
+the objective's metrics, keeps the best weights and writes checkpoints to the store; every rank resumes from the
+newest checkpoint."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from lookalike.training.augment import synthetic_copy
 from lookalike.training.config import TrainConfig
 from lookalike.training.data import read_split
 from lookalike.training.validation import embed_pngs, leave_one_out, whole_groups
+from lookalike.training.words import HEAD_LR_SCALE, WordsObjective
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0  # how often rank 0 writes the step it reached (one small object in the store)
@@ -75,9 +78,44 @@ class GroupImages(torch.utils.data.Dataset):
         return to_tensor(image, self.model.preprocessing), int(self.labels[i])
 
 
+class MarksObjective:
+    """A drawing stays itself across collections, styles and copies: its group's other drawings are positives
+    (MultiSimilarityLoss over the pairs MultiSimilarityMiner keeps); validated by leave-one-out retrieval."""
+
+    def __init__(self, train):
+        from pytorch_metric_learning import losses, miners
+        self.table = train
+        self.head_parameters: list[torch.nn.Parameter] = []  # GeM has nothing to learn here
+        groups = train["group"].to_pylist()
+        label_of = {g: i for i, g in enumerate(sorted(set(groups)))}
+        self.labels = np.asarray([label_of[g] for g in groups])
+        self.loss_fn = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)
+        self.miner = miners.MultiSimilarityMiner(0.1)
+
+    def loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(embeddings, labels, self.miner(embeddings, labels))
+
+    def validate(self, model: LoadedModel, validation, max_images: int) -> dict[str, float]:
+        """Leave-one-out retrieval among the drawings of whole validation groups (at most max_images, the same
+        ones every time): P@1 and mAP."""
+        rows = whole_groups(validation, max_images)
+        return leave_one_out(embed_pngs(model, rows["png"].to_pylist()), rows["group"].to_pylist())
+
+    def best_map(self) -> bytes | None:
+        return None
+
+
+def objective_for(config: TrainConfig, train, model: LoadedModel) -> MarksObjective | WordsObjective:
+    """The objective's rows, labels, head, loss and validation; a words objective replaces the model's head."""
+    if config.objective == "words":
+        from lookalike.model.text import load_text_encoder
+        return WordsObjective(train, model, load_text_encoder())
+    return MarksObjective(train)
+
+
 def train_process(config_json: str) -> dict[str, Any]:
     """What each process runs; returns rank 0's summary (the others return None)."""
-    from pytorch_metric_learning import losses, miners, samplers
+    from pytorch_metric_learning import samplers
 
     config = TrainConfig(**json.loads(config_json))
     torch.set_num_threads(config.threads_per_process)
@@ -91,28 +129,30 @@ def train_process(config_json: str) -> dict[str, Any]:
 
     model = load_model(config.spec(), fold_norms=False)
     params = trainable_parameters(model, config.trainable)
+    objective = objective_for(config, read_split(store, config.data, "train"), model)
+    labels = objective.labels
     module = model.module.to(device).eval()  # frozen batch-norm statistics everywhere
-    train = read_split(store, config.data, "train")
-    groups = train["group"].to_pylist()
-    label_of = {g: i for i, g in enumerate(sorted(set(groups)))}
-    labels = np.asarray([label_of[g] for g in groups])
-    dataset = GroupImages(train["png"].to_pylist(), labels, model, config.augment, config.seed + 1000 * rank,
-                          config.styles)
+    dataset = GroupImages(objective.table["png"].to_pylist(), labels, model, config.augment,
+                          config.seed + 1000 * rank, config.styles)
     sampler = samplers.MPerClassSampler(labels, config.m_per_group, batch_size=config.batch_size,
                                         length_before_new_iter=config.batch_size * config.steps)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True)
     ddp = torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
                                                     else None)
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    groups = [{"params": params}]
+    if objective.head_parameters:
+        groups.append({"params": objective.head_parameters, "lr": config.lr * HEAD_LR_SCALE})
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / config.warmup_steps) * 0.5
                                                  * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
-    loss_fn, miner = losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), miners.MultiSimilarityMiner(0.1)
 
     state = _resume(store, layout)
     step, history = 0, {"loss": [], "validation": [], "probe": [], "best": None, "resumed": []}
     probe = _probe_batch(dataset, labels, config) if rank == 0 else None
     if state is not None:
         model.module.backbone.load_state_dict(state["backbone"])
+        if "head" in state:  # checkpoints of runs before the words objective hold the backbone alone
+            model.module.pooling.load_state_dict(state["head"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         step, history = state["step"], state["history"]
@@ -120,14 +160,14 @@ def train_process(config_json: str) -> dict[str, Any]:
         log.info("rank %d resumed at step %d", rank, step)
     validation = read_split(store, config.data, "validation") if rank == 0 else None
     if state is None and rank == 0:  # where training starts from: the starting weights' figures
-        history["probe"].append([0, _probe_loss(module, probe, loss_fn)])
-        history["start"] = _validation_metrics(model, validation, config)
+        history["probe"].append([0, _probe_loss(module, probe, objective)])
+        history["start"] = objective.validate(model, validation, config.max_validation)
     started, first_step, batches = time.perf_counter(), step, iter(loader)
     reported = 0.0
     while step < config.steps:
         images, targets = next(batches)
         embeddings = ddp(images.to(device))
-        loss = loss_fn(embeddings, targets.to(device), miner(embeddings, targets.to(device)))
+        loss = objective.loss(embeddings, targets.to(device))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -141,8 +181,8 @@ def train_process(config_json: str) -> dict[str, Any]:
                 reported = time.perf_counter()
         if step % config.validate_every == 0 or step == config.steps:
             if rank == 0:
-                history["probe"].append([step, _probe_loss(module, probe, loss_fn)])
-                _validate(model, validation, config, step, history, layout, store)
+                history["probe"].append([step, _probe_loss(module, probe, objective)])
+                _validate(model, objective, validation, config, step, history, layout, store)
             dist.barrier()
         if step % config.checkpoint_every == 0 or step == config.steps:
             if rank == 0:
@@ -165,10 +205,10 @@ def _probe_batch(dataset: GroupImages, labels: np.ndarray, config: TrainConfig) 
     return torch.stack(images), torch.as_tensor(labels[rows])
 
 
-def _probe_loss(module: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], loss_fn) -> float:
+def _probe_loss(module: torch.nn.Module, probe: tuple[torch.Tensor, torch.Tensor], objective) -> float:
     device = next(module.parameters()).device
     with torch.no_grad():
-        return round(float(loss_fn(module(probe[0].to(device)), probe[1].to(device))), 5)
+        return round(float(objective.loss(module(probe[0].to(device)), probe[1].to(device))), 5)
 
 
 def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
@@ -189,7 +229,8 @@ def _checkpoint(store: Store, layout: TrainingLayout, step: int, model: LoadedMo
                 history: dict[str, Any]) -> None:
     """Written whole, then named by LATEST: a kill mid-write leaves the previous checkpoint in force."""
     buf = io.BytesIO()
-    torch.save({"step": step, "backbone": model.module.backbone.state_dict(), "optimiser": optimiser.state_dict(),
+    torch.save({"step": step, "backbone": model.module.backbone.state_dict(),
+                "head": model.module.pooling.state_dict(), "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(), "history": history}, buf)
     store.write_bytes(layout.checkpoint(step), buf.getvalue())
     previous = None
@@ -201,10 +242,10 @@ def _checkpoint(store: Store, layout: TrainingLayout, step: int, model: LoadedMo
     store.write_json(layout.history, history)
 
 
-def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, history: dict[str, Any],
+def _validate(model: LoadedModel, objective, validation, config: TrainConfig, step: int, history: dict[str, Any],
               layout: TrainingLayout, store: Store) -> None:
-    """The validation figures at this step; the best weights (by mAP) kept."""
-    metrics = {"step": step, **_validation_metrics(model, validation, config)}
+    """The validation figures at this step; the best weights (by mAP) kept, with a words run's map beside them."""
+    metrics = {"step": step, **objective.validate(model, validation, config.max_validation)}
     history["validation"].append(metrics)
     log.info("step %d: validation %s", step, metrics)
     if history["best"] is None or metrics["mAP"] > history["best"]["mAP"]:
@@ -213,10 +254,6 @@ def _validate(model: LoadedModel, validation, config: TrainConfig, step: int, hi
         buf = io.BytesIO()
         torch.save(weights, buf)
         store.write_bytes(layout.best, buf.getvalue())
-
-
-def _validation_metrics(model: LoadedModel, validation, config: TrainConfig) -> dict[str, float]:
-    """Leave-one-out retrieval among the drawings of whole validation groups (at most max_validation images,
-    the same ones every time): P@1 and mAP."""
-    rows = whole_groups(validation, config.max_validation)
-    return leave_one_out(embed_pngs(model, rows["png"].to_pylist()), rows["group"].to_pylist())
+        word_map = objective.best_map()
+        if word_map is not None:
+            store.write_bytes(layout.best_words, word_map)
