@@ -7,7 +7,8 @@ exact sign test).
 
   lookalike train-data --store STORE                        # the training set (npm packages, rendered once)
   python bench/concepts.py --store STORE                     # ImageNet, then the shipped model
-  python bench/concepts.py --store STORE --recipes gem:320@efficientnet_lite0 gem:320 gem:320@STORE/training/r2/best.pt
+  python bench/concepts.py --store STORE --recipes gem:320@efficientnet_lite0 gem:320 gem:320@training/r2/best.pt
+                                                            # a trained run's weights, in the store
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def main() -> int:
     rows: dict[str, dict] = {}
     for recipe in args.recipes:
         t0 = time.perf_counter()
-        rows[recipe] = judge(embed_pngs(load_model(spec_of(recipe)), drawings["png"].to_pylist()), drawings)
+        rows[recipe] = judge(embed_pngs(load_model(spec_of(recipe, args.store)), drawings["png"].to_pylist()),
+                            drawings)
         print(f"{recipe}: " + ", ".join(f"{k} {rows[recipe][k]:.3f}" for k in SHOWN)
               + f" ({time.perf_counter() - t0:.0f}s)", flush=True)
     base = rows[args.recipes[0]]

@@ -49,6 +49,7 @@ def main() -> int:
                    metavar="POOLING:SIZE[@MODEL|@URI]")
     p.add_argument("--per-alteration", type=int, default=100, help="test-brand logos altered by each alteration")
     p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--weights-store", default=None, help="where relative @URI weights of recipes are read from")
     add_out_arg(p)
     args = p.parse_args()
     data = Path(args.data)
@@ -73,7 +74,7 @@ def main() -> int:
     judge = Judge(ids, [{r} for r in relevant])
     rows = []
     for recipe in args.recipes:
-        spec = spec_of(recipe)
+        spec = spec_of(recipe, args.weights_store)
         x, q = embed_all(spec, uris), embed_all(spec, query_uris)
         rows += [(recipe, judge(x, q)), (f"{recipe}+pcaw{WHITEN_DIM}", judge.whitened(x, q, WHITEN_DIM))]
     names = list(ALTERATIONS)
