@@ -158,6 +158,8 @@ def test_distributed_training_fits_its_data_resumes_after_a_kill_and_its_weights
     m = json.loads(store.read_text("training/tiny/_MANIFEST.json"))
     history = store.read_json("training/tiny/history.json")
     assert history["resumed"] and history["resumed"][0] in (3, 6)  # it went on from a checkpoint
+    at_resume = [loss for step, loss in history["probe"] if step == history["resumed"][0]]
+    assert len(at_resume) == 2 and at_resume[0] == pytest.approx(at_resume[1], rel=1e-4)  # the model came back
     assert 0 < history["start"]["mAP"] <= 1  # the ImageNet weights' figures, where training started
     assert [v["step"] for v in m["validation"]] == [3, 6, 9]
     probe = [loss for _, loss in history["probe"]]
@@ -205,7 +207,11 @@ def test_the_words_objective_brings_drawings_to_their_names_resumes_and_serves_a
     assert main([*args, "--json", "--out", str(tmp_path / "out")]) == 0
     m = json.loads(store.read_text("training/words/_MANIFEST.json"))
     history = store.read_json("training/words/history.json")
-    assert history["resumed"] and history["resumed"][0] in (3, 6)  # the projection resumed with the backbone
+    assert history["resumed"] and history["resumed"][0] in (3, 6)
+    # The projection came back with the backbone: the fixed probe batch's loss on the restored model is the loss
+    # measured before the checkpoint (a fresh projection would give another).
+    at_resume = [loss for step, loss in history["probe"] if step == history["resumed"][0]]
+    assert len(at_resume) == 2 and at_resume[0] == pytest.approx(at_resume[1], rel=1e-4), history["probe"]
     probe = [loss for _, loss in history["probe"]]
     assert probe[-1] < probe[0], probe  # the fixed probe batch's drawings came nearer their names
     # Validated as the word space is used: validation concepts' names search validation drawings.

@@ -36,7 +36,7 @@ from lookalike.model.loading import load_model
 from lookalike.model.spec import WORD_SPACE_MODEL, ModelSpec
 from lookalike.model.text import load_text_encoder
 from lookalike.retrieval.embedder import QueryEmbedder
-from lookalike.training.words import text_to_image
+from lookalike.training.words import in_batch_phrase_loss, text_to_image
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,7 @@ def train_words(data_dir: Path, out_dir: Path, image_size: int = 224, max_train:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             emb = nn.functional.normalize(projection(x_train[batch]), dim=-1)
-            # The batch's own phrases are the references (CLIP-style in-batch negatives): against every phrase,
-            # the loss's positive × negative pair matrix took minutes a step.
-            phrases_in_batch, labels = torch.unique(y_train[batch], return_inverse=True)
-            loss = loss_fn(emb, labels, ref_emb=text[phrases_in_batch],
-                           ref_labels=torch.arange(len(phrases_in_batch)))
+            loss = in_batch_phrase_loss(loss_fn, emb, y_train[batch], text)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

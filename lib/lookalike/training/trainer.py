@@ -158,6 +158,8 @@ def train_process(config_json: str) -> dict[str, Any]:
         step, history = state["step"], state["history"]
         history["resumed"].append(step)
         log.info("rank %d resumed at step %d", rank, step)
+        if rank == 0:  # beside the probe loss measured before the checkpoint: equal when all of the model came back
+            history["probe"].append([step, _probe_loss(module, probe, objective)])
     validation = read_split(store, config.data, "validation") if rank == 0 else None
     if state is None and rank == 0:  # where training starts from: the starting weights' figures
         history["probe"].append([0, _probe_loss(module, probe, objective)])

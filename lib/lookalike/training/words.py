@@ -55,11 +55,16 @@ class WordTargets:
         self.labels = np.asarray([row_of[p] for p in phrases])
 
     def loss(self, loss_fn, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Each drawing against the phrases of its batch (CLIP-style in-batch negatives: against every phrase,
-        the loss's positive × negative pair matrix would take minutes a step)."""
-        phrases, inverse = torch.unique(labels, return_inverse=True)
-        return loss_fn(embeddings, inverse, ref_emb=self.vectors[phrases].to(embeddings.device),
-                       ref_labels=torch.arange(len(phrases), device=embeddings.device))
+        return in_batch_phrase_loss(loss_fn, embeddings, labels, self.vectors)
+
+
+def in_batch_phrase_loss(loss_fn, embeddings: torch.Tensor, labels: torch.Tensor, phrase_vectors: torch.Tensor
+                         ) -> torch.Tensor:
+    """Each drawing (labelled by its phrase's row in phrase_vectors) against the phrases of its batch (CLIP-style
+    in-batch negatives: against every phrase, the loss's positive × negative pair matrix takes minutes a step)."""
+    phrases, inverse = torch.unique(labels, return_inverse=True)
+    return loss_fn(embeddings, inverse, ref_emb=phrase_vectors[phrases].to(embeddings.device),
+                   ref_labels=torch.arange(len(phrases), device=embeddings.device))
 
 
 def word_head(visual_dim: int, text_dim: int) -> DeViSEHead:
