@@ -93,6 +93,17 @@ def test_the_http_client_gives_the_in_process_answers(published, tmp_path):
         with pytest.raises(lookalike.SearchRefused) as refused:
             client.search_ids("rocket", k=1)
         assert refused.value.status == 404 and "did you mean" in str(refused.value)
+        # Why a hit matched: the same explanation over HTTP as in process, by image and by catalogue id.
+        remote_why, local_why = client.explain("rocket-2.jpg", query=path), index.explain("rocket-2.jpg", query=path)
+        assert remote_why.cosine == pytest.approx(local_why.cosine, abs=1e-5)
+        searched = {h.image_id: h for h in local}  # the cosine the search ranked it by
+        assert local_why.cosine == pytest.approx(searched["rocket-2.jpg"].cosine, abs=1e-4)
+        assert remote_why.percentile == local_why.percentile and remote_why.verified == local_why.verified
+        by_id = client.explain("rocket-2.jpg", query_id="rocket-1.jpg")
+        assert by_id.image_id == "rocket-2.jpg" and by_id.cosine == pytest.approx(float(
+            index.vectors_of(["rocket-1.jpg"])[0] @ index.vectors_of(["rocket-2.jpg"])[0]), abs=1e-3)
+        with pytest.raises(lookalike.LookalikeError, match="one query"):
+            client.explain("rocket-2.jpg")
     with pytest.raises(lookalike.LookalikeError, match="ConnectError"):
         lookalike.Client(url, timeout=2).health()
 

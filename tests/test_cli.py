@@ -41,8 +41,8 @@ def test_the_index_is_named_by_index_in_every_command_and_name_still_works():
         for action in options(parser):
             if action.dest == "index":
                 named[name] = action.option_strings
-    assert set(named) == {"reindex", "build-index", "search", "serve", "join", "export", "indexes", "publish",
-                          "errors", "evaluate", "status"}
+    assert set(named) == {"reindex", "build-index", "search", "explain", "serve", "join", "export", "indexes",
+                          "publish", "errors", "evaluate", "status"}
     assert all(flags == ["--index", "--name"] for flags in named.values()), named
     parser = build_parser()
     for flag in ("--index", "--name"):

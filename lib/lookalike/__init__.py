@@ -33,7 +33,8 @@ _EXPORTS = {
     "ReindexConfig": "lookalike.api.jobs", "EmbedConfig": "lookalike.api.jobs",
     "BuildIndexConfig": "lookalike.api.jobs", "JoinConfig": "lookalike.api.jobs", "ExportConfig": "lookalike.api.jobs",
     "EvaluateConfig": "lookalike.api.jobs",
-    "Hit": "lookalike.retrieval.hit", "ModelSpec": "lookalike.model.spec",
+    "Hit": "lookalike.retrieval.hit", "Explanation": "lookalike.retrieval.explanation",
+    "ModelSpec": "lookalike.model.spec",
     "LookalikeError": "lookalike.core.errors", "ConfigError": "lookalike.core.errors",
     "InputError": "lookalike.core.errors", "JobFailed": "lookalike.core.errors",
 }
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (`X as X`: a r
     from lookalike.core.errors import JobFailed as JobFailed
     from lookalike.core.errors import LookalikeError as LookalikeError
     from lookalike.model.spec import ModelSpec as ModelSpec
+    from lookalike.retrieval.explanation import Explanation as Explanation
     from lookalike.retrieval.hit import Hit as Hit
 
 

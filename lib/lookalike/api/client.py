@@ -12,6 +12,7 @@ import httpx
 from lookalike.api.images import ImageLike, image_bytes, images_of, label
 from lookalike.core.errors import InputError, LookalikeError, Unavailable
 from lookalike.core.store import read_url
+from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.hit import Hit
 
 
@@ -110,6 +111,18 @@ class Client:
         one = isinstance(uris, str)
         body = {"uris": [uris] if one else list(uris), "k": k, **_given(options)}
         return _hits(self._call("POST", "/search/uris", json=body), one)
+
+    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None) -> Explanation:
+        """Why catalogue image `image_id` matches a query image (uploaded) or a catalogue image (`query_id`): the
+        score's parts, the cosine's percentile in the catalogue, the verified keypoint pairs."""
+        if (query is None) == (query_id is None):
+            raise InputError("explain needs one query: query= (an image) or query_id= (a catalogue image)")
+        if query_id is not None:
+            answer = self._call("POST", "/explain/ids", json={"query_id": query_id, "image_id": image_id})
+        else:
+            files = [("image", (label(query, 0), image_bytes(query, read_url), "application/octet-stream"))]
+            answer = self._call("POST", "/explain/images", files=files, data={"image_id": image_id})
+        return Explanation.from_dict(answer)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

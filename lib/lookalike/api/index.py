@@ -14,6 +14,7 @@ from lookalike.api.renamed import accepts_renamed
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
 from lookalike.image.limits import DEFAULT_MAX_PIXELS
+from lookalike.image.read import read_image_bytes
 from lookalike.index.local_cache import default_cache_dir
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
@@ -21,8 +22,10 @@ from lookalike.model.class_weighting import ClassFocus
 from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.class_focus import class_focus as focus_of
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.explain import explain_id, explain_image
+from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.hit import Hit
-from lookalike.retrieval.ids import vectors_of_ids
+from lookalike.retrieval.ids import uris_of_ids, vectors_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
@@ -183,6 +186,24 @@ class Index:
         listed, _ = images_of(images)
         embedder = self._embedder("embed images")
         return embedder.embed([image_bytes(i, embedder.read) for i in listed])
+
+    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None) -> Explanation:
+        """Why catalogue image `image_id` matches a query image (`query`: a path or URI, bytes or a PIL image) or a
+        catalogue image (`query_id`): the score's parts, the cosine's percentile among the catalogue's
+        nearest-neighbour cosines, and the verified keypoint pairs with their transform (a comparison view draws
+        them: `lookalike.retrieval.comparison`)."""
+        if (query is None) == (query_id is None):
+            raise ConfigError("explain needs one query: query= (an image) or query_id= (a catalogue image)")
+        calibration = self._served.calibration(self._version)
+        if query_id is not None:
+            return explain_id(self._version, query_id, image_id, calibration)
+        embedder = self._embedder("explain a query image")
+        return explain_image(self._version, embedder, image_bytes(query, embedder.read), image_id, calibration)
+
+    def image_bytes(self, image_id: str) -> bytes:
+        """A catalogue image's bytes, read from where the catalogue keeps it (its uri)."""
+        uris, _ = uris_of_ids(self._version, [image_id])
+        return read_image_bytes(uris[0], self._served.store.options, self._served.settings.max_bytes)
 
     def vectors_of(self, image_ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of catalogue images, in the order given."""

@@ -27,7 +27,16 @@ from lookalike.cli.index import (
     run_publish,
 )
 from lookalike.cli.join import join_parser, run_join
-from lookalike.cli.query import run_search, run_serve, run_tag, search_parser, serve_parser, tag_parser
+from lookalike.cli.query import (
+    explain_parser,
+    run_explain,
+    run_search,
+    run_serve,
+    run_tag,
+    search_parser,
+    serve_parser,
+    tag_parser,
+)
 from lookalike.cli.reindex import reindex_parser, run_reindex
 from lookalike.cli.status import run_status, status_parser
 from lookalike.cli.train import run_train, run_train_data, train_data_parser, train_parser
@@ -68,6 +77,8 @@ COMMANDS = (
     Command("build-index", "build, measure and publish a Faiss index", build_index_parser, run_build_index, True),
     Command("search", "top-k neighbours of images, texts or catalogue ids, without a server", search_parser,
             run_search),
+    Command("explain", "why a catalogue image matches a query: score parts, percentile, keypoint pairs; --draw "
+            "draws the comparison", explain_parser, run_explain),
     Command("serve", "query worker: HTTP API and a search page over LATEST of an index", serve_parser, run_serve,
             server=True),
     Command("join", "top-k neighbours of many queries, or a near-duplicate sweep", join_parser, run_join, True),

@@ -168,6 +168,48 @@ def run_search(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def explain_parser(p: argparse.ArgumentParser) -> None:
+    add_worker_args(p)
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="the query image (a path or URI)")
+    p.add_argument("--query-id", default=None, metavar="IMAGE_ID",
+                   help="a catalogue image as the query, instead of IMAGE")
+    p.add_argument("--hit", required=True, metavar="IMAGE_ID",
+                   help="the catalogue image (a hit of the query's search) to compare with the query")
+    add_version_arg(p)
+    p.add_argument("--draw", default=None, metavar="PNG",
+                   help="draw the comparison view into this PNG (a local path): both images side by side, the verified "
+                        "keypoint pairs joined, the score's parts beneath")
+    add_json_arg(p, "the explanation")
+
+
+def run_explain(args: argparse.Namespace) -> str:
+    """Why a catalogue image matches a query: the score's parts, the cosine's percentile in the catalogue, the
+    keypoint pairs of the geometric fit; with --draw, the comparison view as a PNG."""
+    from lookalike.api.index import open_index
+    if (args.image is None) == (args.query_id is None):
+        raise ConfigError("give the query: an IMAGE path or URI, or --query-id IMAGE_ID")
+    options = key_values(args.store_option, "--store-option")
+    settings = worker_settings(args, options)
+    index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
+                       model=settings.model)
+    explanation = index.explain(args.hit, query=args.image, query_id=args.query_id)
+    if args.draw:
+        from pathlib import Path
+
+        from lookalike.api.images import as_uri
+        from lookalike.image.decode import decode
+        from lookalike.image.read import read_image_bytes
+        from lookalike.retrieval.comparison import PANEL, comparison_png
+        query = index.image_bytes(args.query_id) if args.query_id else \
+            read_image_bytes(as_uri(args.image), options, settings.max_bytes)
+        pictures = [decode(data, 2 * PANEL).image for data in (query, index.image_bytes(args.hit))]
+        Path(args.draw).write_bytes(comparison_png(*pictures, explanation))
+    if args.json:
+        return json.dumps({"name": index.name, "version": index.version,
+                           "query": args.query_id or args.image, **explanation.as_dict()}, indent=2, default=str)
+    return explanation.describe() + (f"\ncomparison view: {args.draw}" if args.draw else "")
+
+
 def tag_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or URIs")
     p.add_argument("--k", type=int, default=5, help="words per image (default 5)")

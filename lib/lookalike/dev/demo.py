@@ -5,6 +5,7 @@ logo collection."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -13,7 +14,9 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
+import lookalike
 from lookalike.batch import evaluate
 from lookalike.batch.evaluate import EvaluateConfig, metrics_table
 from lookalike.core.logs import configure
@@ -21,16 +24,20 @@ from lookalike.core.store import Store
 from lookalike.dev.datasets import cross_collection_queries, logo_variant, simple_icons_catalogue
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
+from lookalike.image.limits import DEFAULT_MAX_BYTES
+from lookalike.image.read import read_image_bytes
 from lookalike.index import build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.model.spec import ModelSpec
 from lookalike.pipelines import reindex
 from lookalike.pipelines.reindex import ReindexConfig
+from lookalike.retrieval.comparison import comparison_png
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 from lookalike.training.data import brand_group, split_of
 
 QUERIES = ("python", "docker", "adidas")  # in the default 1,000-logo subset
+COMPARED = "docker"  # the query whose top hit's comparison view is drawn (a verified one)
 TEXT_QUERIES = ("bird", "camera", "music", "shopping cart")
 TAGGED = "python"
 
@@ -54,8 +61,8 @@ def main() -> int:
     print(reindex.summarise(report))
     print(f"  report: {store}/reindex/logos/{report['run_id']}/report.json")
     print("3/5 starting a query worker on the published index and searching it with altered logos ...", flush=True)
-    query_worker(store, ROOT / "data")
     report_dir = ROOT / "demo-report"
+    query_worker(store, ROOT / "data", report_dir)
     print("4/5 evaluating the index: the same brands as drawn by @iconify-json/logos and devicon are the "
           "queries, each one's simple-icons logo its one relevant answer, every other logo a distractor → "
           f"{report_dir}/ ...", flush=True)
@@ -69,10 +76,11 @@ def main() -> int:
     return 0
 
 
-def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
+def query_worker(store: Path, data_dir: Path, report_dir: Path, k: int = 5) -> None:
     """The worker users run (`lookalike serve`), in this process: logos redrawn in another colour, size and
     margin go up as uploads, the top hits come back over HTTP, their shortlist verified with local features
-    (each hit's score, the one it is ranked by, with its cosine and inliers in brackets when verified)."""
+    (each hit's score, the one it is ranked by, with its cosine and inliers in brackets when verified); then why
+    the first query's top hit matched, drawn as a comparison view."""
     served = ServedIndex(Store(str(store)), WorkerSettings(name="logos", cache_dir=str(data_dir / "worker-cache"),
                                                            poll_s=3600))
     served.start(watch=False)
@@ -87,6 +95,15 @@ def query_worker(store: Path, data_dir: Path, k: int = 5) -> None:
                 + (f" (cosine {h['cosine']:.2f}, {h['inliers']} inliers)" if h.get("inliers") else "") for h in hits))
         print(f"  (answered by {url} from version {answer['version']}; {answer['took_ms']:.0f} ms for the last "
               "query, embedding included)")
+        query = logo_variant(data_dir, COMPARED)
+        with lookalike.Client(url) as client:
+            top = client.search(query, k=1)[0]
+            why = client.explain(top.image_id, query=query)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        compare = report_dir / f"compare-{COMPARED}.png"
+        candidate = Image.open(io.BytesIO(read_image_bytes(top.uri, {}, DEFAULT_MAX_BYTES)))
+        compare.write_bytes(comparison_png(Image.open(query), candidate, why))
+        print("  why " + query.name + " matched: " + why.describe().replace("\n", "; ") + f" → {compare}")
 
 
 def words(store: Path, catalogue: Path, data_dir: Path, k: int = 5) -> None:

@@ -107,20 +107,66 @@ def _ratio_matches(distances: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     return keep, best
 
 
+@dataclass(frozen=True)
+class Fit:
+    """The transform that verified a candidate, and the keypoints it explains: the query's (in its view's
+    coordinates) and the candidate's, pixels at the features' extraction size."""
+    view: int                 # which of the query's views fitted best (for an image query: 0 itself, 1 its mirror)
+    transform: np.ndarray     # (2, 3) similarity or (3, 3) homography, from the view onto the candidate
+    query_xy: np.ndarray      # (inliers, 2)
+    candidate_xy: np.ndarray  # (inliers, 2)
+
+    @property
+    def inliers(self) -> int:
+        return len(self.query_xy)
+
+
+def best_fit(query: Sequence[LocalFeatures], candidate: LocalFeatures | None,
+             settings: VerifySettings = VerifySettings()) -> Fit | None:
+    """The fit behind one candidate's inlier count, with its keypoints (what `inlier_counts` counts, for one
+    candidate, fitted where a view has min_inliers matches as there): None where nothing was fitted."""
+    if candidate is None or len(candidate) < 3:
+        return None
+    best = None
+    stacked = _as_matrix(candidate.descriptors)
+    threshold = settings.ratio if stacked.dtype == np.uint8 else settings.ratio ** 2
+    for v, view in enumerate(query):
+        if len(view) < 3:
+            continue
+        keep, column = _ratio_matches(_distances(_as_matrix(view.descriptors), stacked), np.array([0]),
+                                      np.array([len(candidate)]), threshold)
+        matched = np.flatnonzero(keep[:, 0])
+        if len(matched) < settings.min_inliers:
+            continue
+        src, dst = view.xy[matched], candidate.xy[column[matched, 0]]
+        fitted = _fit(src, dst, settings)
+        if fitted is not None and (best is None or fitted[1].sum() > best.inliers):
+            inlier = fitted[1]
+            best = Fit(v, fitted[0], src[inlier], dst[inlier])
+    return best
+
+
 def _inliers(src: np.ndarray, dst: np.ndarray, settings: VerifySettings) -> int:
+    fitted = _fit(src, dst, settings)
+    return 0 if fitted is None else int(fitted[1].sum())
+
+
+def _fit(src: np.ndarray, dst: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """RANSAC's transform from src onto dst and its inlier mask (bool per pair); None where there is no fit."""
     src, dst = src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2)
     if settings.transform == "homography":
         if len(src) < 4:
-            return 0
-        _, mask = cv2.findHomography(src, dst, cv2.RANSAC, settings.reprojection, maxIters=500, confidence=0.99)
+            return None
+        transform, mask = cv2.findHomography(src, dst, cv2.RANSAC, settings.reprojection, maxIters=500,
+                                             confidence=0.99)
     else:
         transform, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                                       ransacReprojThreshold=settings.reprojection, maxIters=500,
                                                       confidence=0.99)
     if mask is None or transform is None:
-        return 0
+        return None
     # A degenerate fit (everything shrunk onto a few points, or blown up) explains chance matches: refused.
     scale = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]))))
     if not 1 / settings.max_scale_change <= scale <= settings.max_scale_change:
-        return 0
-    return int(mask.sum())
+        return None
+    return transform, mask.ravel().astype(bool)

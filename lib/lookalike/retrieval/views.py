@@ -29,10 +29,22 @@ def query_views(images: Sequence[bytes], settings: FeatureSettings, limits: Deco
     outlives the decode."""
     pictures = []
     for data in images:
-        checkpoint()
-        with limits.budget.hold(declared_pixels(data)):
-            small = Image.fromarray(grey(decode(data, settings.image_size, limits.max_pixels).image,
-                                         settings.image_size), "L")
+        small = feature_picture(data, settings, limits)
         pictures += [small, mirrored(small)]
     features = list(_feature_threads().map(lambda picture: extract(picture, settings), pictures))
     return [features[i:i + 2] for i in range(0, len(features), 2)]
+
+
+def feature_picture(data: bytes, settings: FeatureSettings, limits: DecodeLimits) -> Image.Image:
+    """The grey picture local features are extracted from (longest side settings.image_size): their keypoints
+    are pixels of it."""
+    checkpoint()
+    with limits.budget.hold(declared_pixels(data)):
+        return Image.fromarray(grey(decode(data, settings.image_size, limits.max_pixels).image, settings.image_size),
+                               "L")
+
+
+def views_of(data: bytes, settings: FeatureSettings, limits: DecodeLimits) -> tuple[list[LocalFeatures], int]:
+    """One image's views (itself, then its mirror) and the width of the picture they were extracted from."""
+    small = feature_picture(data, settings, limits)
+    return [extract(small, settings), extract(mirrored(small), settings)], small.width

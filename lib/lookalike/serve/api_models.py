@@ -181,6 +181,41 @@ class IdVectors(IdList, ClassWeighting):
     query through the router)."""
 
 
+class ExplainIds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query_id: ImageId = Field(description="the catalogue image that is the query (its stored vector and features)")
+    image_id: ImageId = Field(description="the catalogue image to compare it with")
+
+
+class MatchOut(BaseModel):
+    feature_size: int = Field(description="coordinates are pixels of each image resized to this longest side")
+    mirrored: bool = Field(description="the query's mirror image is what fitted; query_xy are in the query's own "
+                                       "orientation")
+    transform: list[list[float]] = Field(description="2×3 similarity (or 3×3 homography) from the query (its "
+                                                     "mirror when mirrored) onto the candidate")
+    query_xy: list[list[float]] = Field(description="the inlier keypoints in the query, [x, y] each")
+    candidate_xy: list[list[float]] = Field(description="their matches in the candidate, pair by pair")
+
+
+class ExplainAnswer(BaseModel):
+    name: str
+    version: str
+    query: str = Field(description="the query's id or file name")
+    image_id: str
+    uri: str
+    score: float = Field(description="what a verified search ranks the candidate by: the cosine, plus the "
+                                     "verification bonus where verified")
+    cosine: float = Field(description="the cosine similarity of the global descriptors")
+    inliers: int | None = Field(description="keypoints fitting one transform (null: no local features to fit)")
+    verified: bool = Field(description="enough inliers for the bonus")
+    percentile: float | None = Field(description="the share (0-100) of catalogue images whose nearest other "
+                                                 "catalogue image is less similar than this cosine")
+    reading: str = Field(description="that percentile in one sentence")
+    metadata: dict[str, Any] = Field(description="the candidate's other columns of the images table")
+    match: MatchOut | None = Field(description="the fit's keypoint pairs, for a comparison view (null: none)")
+
+
 class ErrorOut(BaseModel):
     detail: str = Field(description="what is wrong and what would be right")
     error_kind: str | None = Field(None, description="for an image that cannot be used: its stable error kind")

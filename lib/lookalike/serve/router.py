@@ -8,14 +8,23 @@ import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lookalike._version import __version__
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
-from lookalike.serve.api_models import IdQuery, ImageSearchOptions, SearchAnswer, TextQuery, VectorQuery, errors
+from lookalike.serve.api_models import (
+    ExplainAnswer,
+    ExplainIds,
+    IdQuery,
+    ImageSearchOptions,
+    SearchAnswer,
+    TextQuery,
+    VectorQuery,
+    errors,
+)
 from lookalike.serve.forms import as_form, image_search_form
 from lookalike.serve.schema import router_schema
 from lookalike.serve.shards import RouterSettings, ShardError, Shards
@@ -113,5 +122,24 @@ def create_router(settings: RouterSettings) -> FastAPI:
         weighting = {name: str(value) for name, value in weighting_of(options).items()}
         embedded = await shards.embed("/embed", "images", files=files, data=weighting)
         return await shards.search(embedded["vectors"], options_of(options), labels, started)
+
+    def explain_route(path: str):
+        return app.post(path, response_model=ExplainAnswer, responses=errors(400, 401, 404, 409, 413, 502))
+
+    @explain_route("/explain/ids")
+    async def explain_ids(body: ExplainIds, request: Request) -> JSONResponse:
+        authorise(request)
+        # A shard explains a pair it holds both of (the query's stored features are where its vector is).
+        return JSONResponse(await shards.from_holder(
+            "/explain/ids", f"no shard holds both {body.query_id!r} and {body.image_id!r}: explain with the query's "
+            "image instead (/explain/images)", json=body.model_dump()))
+
+    @explain_route("/explain/images")
+    async def explain_upload(request: Request, image: Annotated[UploadFile, File()],
+                             image_id: Annotated[str, Form(min_length=1, max_length=1000)]) -> JSONResponse:
+        authorise(request)
+        files = [("image", (image.filename or "image", await image.read(), image.content_type or "image/jpeg"))]
+        return JSONResponse(await shards.from_holder("/explain/images", f"image id {image_id!r} is on no shard",
+                                                     files=files, data={"image_id": image_id}))
 
     return app

@@ -1,5 +1,6 @@
-"""The query worker's routes, in three groups: status (page, health, metrics, info), search (by vector, id,
-uploaded image, URI) and catalogue (stored vectors, embedding uploads, thumbnails)."""
+"""The query worker's routes, in four groups: status (page, health, metrics, info), search (by vector, id,
+uploaded image, URI), explain (why a catalogue image matched) and catalogue (stored vectors, embedding uploads,
+thumbnails)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.class_focus import weights_classes
+from lookalike.retrieval.explain import explain_id, explain_image
+from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K
 from lookalike.retrieval.word_queries import in_word_space
 from lookalike.serve.api_models import (
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
+    ExplainAnswer,
+    ExplainIds,
     IdQuery,
     IdVectors,
     ImageSearchOptions,
@@ -157,6 +162,35 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
                                    views=image_views(v, body, e, data))
         return await ctx.in_thread(work)
+
+
+def add_explain_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
+    def explain_route(path: str, summary: str, *codes: int):
+        return app.post(path, dependencies=[auth], response_model=ExplainAnswer, summary=summary,
+                        responses=errors(400, 401, 404, 413, 503, 504, *codes))
+
+    def answer(v, query: str, explanation: Explanation) -> Response:
+        body = {"name": v.manifest["name"], "version": v.version, "query": query, **explanation.as_dict()}
+        return Response(json.dumps(body, default=str), media_type="application/json")
+
+    @explain_route("/explain/ids", "why a catalogue image matches another: the score's parts, the cosine's "
+                   "percentile in the catalogue, the verified keypoint pairs")
+    async def explain_ids(body: ExplainIds) -> Response:
+        v = ctx.index_version()
+        return await ctx.in_thread(lambda: answer(v, body.query_id, explain_id(
+            v, body.query_id, body.image_id, ctx.served.calibration(v))))
+
+    @explain_route("/explain/images", "why a catalogue image matches an uploaded image (multipart: image, "
+                   "image_id)", 409)
+    async def explain_upload(image: Annotated[UploadFile, File(description="the query image")],
+                             image_id: Annotated[str, Form(min_length=1, max_length=1000,
+                                                           description="the catalogue image to compare")]
+                             ) -> Response:
+        v = ctx.index_version()
+        data = await image.read()
+        embedder = ctx.embedder()
+        return await ctx.in_thread(lambda: answer(v, image.filename or "image", explain_image(
+            v, embedder, data, image_id, ctx.served.calibration(v))))
 
 
 def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from lookalike.core.errors import LookalikeError
 from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.vectors import unit_rows
-from lookalike.serve.api_models import SearchAnswer
+from lookalike.serve.api_models import ExplainAnswer, SearchAnswer
 from lookalike.serve.settings import RouterSettings
 
 
@@ -49,6 +49,8 @@ def _checked(path: str, response: httpx.Response) -> dict[str, Any]:
         answer = json.loads(response.content, parse_constant=_refuse_constant)
         if path.startswith("/search/"):
             SearchAnswer.model_validate(answer)
+        elif path.startswith("/explain/"):
+            ExplainAnswer.model_validate(answer)
         elif not isinstance(answer, dict) or not isinstance(answer.get("vectors"), list):
             raise ValueError("no vectors")
     except (ValueError, ValidationError, RecursionError) as e:
@@ -131,6 +133,25 @@ class Shards:
             except (ShardFailed, httpx.HTTPError) as e:
                 last_error = e
         raise ShardError(502, f"no shard could embed the {what}: {_reason(last_error)}")
+
+    async def from_holder(self, path: str, missing: str, **request: Any) -> dict[str, Any]:
+        """The answer of the shard that holds the images a request names: every shard is asked, the others answer
+        404. `missing`: what the router says when none holds them."""
+        shards = self.settings.shards
+        outcomes = await asyncio.gather(*(self.call(s, path, **request) for s in shards), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, dict):
+                return outcome
+        for outcome in outcomes:
+            if isinstance(outcome, ShardError) and outcome.status != 404:
+                raise outcome  # the request itself is wrong
+            if not isinstance(outcome, (ShardError, *SHARD_FAILURES)):
+                raise outcome  # not a shard's failure: a bug here
+        failed = {s: _reason(o) for s, o in zip(shards, outcomes, strict=True) if isinstance(o, SHARD_FAILURES)}
+        if failed:
+            reasons = "; ".join(f"{s}: {r}" for s, r in failed.items())
+            raise ShardError(502, f"{missing} on any shard that answered; {len(failed)} did not: {reasons}")
+        raise ShardError(404, missing)
 
     async def schema(self) -> dict[str, Any]:
         """The OpenAPI schema of the first shard that gives it (they serve the same index)."""

@@ -19,6 +19,7 @@ from lookalike.index.publish import latest_version, read_index_manifest
 from lookalike.index.reader import IndexVersion, fetch_version, open_local, prune_cache
 from lookalike.index.status import current_since
 from lookalike.model.loading import cached_model
+from lookalike.retrieval.calibration import ScoreCalibration
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.serve.settings import WorkerSettings
 
@@ -49,6 +50,16 @@ class ServedIndex:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._calibration: tuple[str, ScoreCalibration | None] | None = None
+        self._calibration_lock = threading.Lock()
+
+    def calibration(self, version: IndexVersion) -> ScoreCalibration | None:
+        """The version's score calibration: measured on first use (a few thousand searches), kept for the version
+        asked last."""
+        with self._calibration_lock:
+            if self._calibration is None or self._calibration[0] != version.version:
+                self._calibration = (version.version, ScoreCalibration.of(version))
+            return self._calibration[1]
 
     def start(self, watch: bool = True, version: str | None = None) -> None:
         """Load LATEST (or the given version) now, failing fast when it cannot be served, then watch LATEST."""

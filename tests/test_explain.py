@@ -1,0 +1,217 @@
+"""Why a catalogue image matched: the fit behind a verified match (its transform and keypoint pairs, a mirrored
+query's keypoints turned back into its own orientation), the score's parts and the cosine's percentile in the
+catalogue, through the worker, the router, `lookalike explain` (with its comparison view) and the Python API."""
+
+import io
+import json
+import math
+from contextlib import ExitStack
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from lookalike.cli.main import main
+from lookalike.core.spark import IN_PROCESS
+from lookalike.core.store import Store
+from lookalike.dev.imagefactory import PHOTOS, jpeg_bytes, photo
+from lookalike.embed import job as embed
+from lookalike.embed.config import EmbedConfig
+from lookalike.image.feature_spec import FeatureSettings
+from lookalike.image.local_features import extract, mirrored
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
+from lookalike.index.export import ExportConfig
+from lookalike.index.export import run as export_run
+from lookalike.retrieval.calibration import ScoreCalibration
+from lookalike.retrieval.comparison import GAP, PANEL
+from lookalike.retrieval.verify import VerifySettings, best_fit, fuse, inlier_counts
+from lookalike.serve.http_api import create_app, running
+from lookalike.serve.router import RouterSettings, create_router
+from lookalike.serve.worker import ServedIndex, WorkerSettings
+
+SETTINGS = VerifySettings()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def residuals(transform: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(src @ transform[:, :2].T + transform[:, 2] - dst, axis=1)
+
+
+def test_the_fit_behind_a_verified_match_is_the_copys_geometry():
+    settings = FeatureSettings()
+    original = photo("astronaut", 320)
+    candidate = extract(original, settings)
+    # A quarter turn: the fitted similarity turns by 90° at the same scale, and carries every inlier onto its match.
+    turned = original.rotate(90, expand=True)
+    fit = best_fit([extract(turned, settings), extract(mirrored(turned), settings)], candidate, SETTINGS)
+    assert fit is not None and fit.view == 0 and fit.inliers >= 50
+    angle = math.degrees(math.atan2(fit.transform[1, 0], fit.transform[0, 0]))
+    assert abs(abs(angle) - 90) < 2 and np.sqrt(abs(np.linalg.det(fit.transform[:, :2]))) == pytest.approx(1, abs=0.05)
+    assert np.median(residuals(fit.transform, fit.query_xy, fit.candidate_xy)) < SETTINGS.reprojection
+    # The count a search ranks by is this fit's (RANSAC draws its samples: within a few keypoints).
+    views = [extract(turned, settings), extract(mirrored(turned), settings)]
+    assert abs(int(inlier_counts(views, [candidate], SETTINGS)[0]) - fit.inliers) <= max(3, fit.inliers // 10)
+    # A mirrored copy fits through the query's mirror view; an unrelated photo does not fit at all.
+    flipped = ImageOps.mirror(original)
+    assert best_fit([extract(flipped, settings), extract(mirrored(flipped), settings)], candidate).view == 1
+    unrelated = best_fit([extract(photo("coffee", 320), settings)], candidate)
+    assert unrelated is None or unrelated.inliers < SETTINGS.min_inliers
+    assert best_fit(views, None) is None
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A published index of the skimage photos, with local features."""
+    tmp = tmp_path_factory.mktemp("explain")
+    root = tmp / "images"
+    root.mkdir()
+    for name in PHOTOS:
+        (root / f"{name}.jpg").write_bytes(jpeg_bytes(photo(name, 256)))
+    store = Store(str(tmp / "store"))
+    embed.run(EmbedConfig(images=str(root), store=store.url, master=IN_PROCESS, images_per_task=4))
+    index_build.run(BuildIndexConfig(store=store.url, name="photos", master=IN_PROCESS, publish=True, queries=4))
+    return store, tmp
+
+
+@pytest.mark.slow
+def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tmp_path, capsys):
+    store, tmp = photos
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    flipped = png(ImageOps.mirror(photo("astronaut", 256)))
+    with running(create_app(served)) as url:
+        def explain_upload(image_id: str) -> httpx.Response:
+            return httpx.post(f"{url}/explain/images", files={"image": ("flipped.png", flipped, "image/png")},
+                              data={"image_id": image_id}, timeout=60)
+        copy, unrelated = explain_upload("astronaut.jpg").json(), explain_upload("coffee.jpg").json()
+        hit = httpx.post(f"{url}/search/images", files={"images": ("flipped.png", flipped, "image/png")},
+                         data={"k": "1"}, timeout=60).json()["results"][0]["hits"][0]
+        itself = httpx.post(f"{url}/explain/ids", json={"query_id": "chelsea.jpg", "image_id": "chelsea.jpg"},
+                            timeout=60).json()
+        unknown = httpx.post(f"{url}/explain/ids", json={"query_id": "chelsea.jpg", "image_id": "chelsea"},
+                             timeout=60)
+        not_an_image = httpx.post(f"{url}/explain/images", files={"image": ("x.png", b"not an image", "image/png")},
+                                  data={"image_id": "coffee.jpg"}, timeout=60)
+
+    # The score's parts: the score the search ranked the copy by is its cosine plus the bonus of its inliers.
+    assert copy["verified"] and copy["inliers"] >= SETTINGS.saturation and copy["query"] == "flipped.png"
+    assert copy["score"] == pytest.approx(fuse(np.array([copy["cosine"]]), np.array([copy["inliers"]]))[0])
+    assert hit["image_id"] == "astronaut.jpg" and copy["score"] == pytest.approx(hit["score"], abs=1e-5)
+    assert copy["cosine"] == pytest.approx(hit["cosine"], abs=1e-5)
+    # The keypoint pairs, the query's in its own orientation: the mirror of the candidate at the same size, each
+    # pair is a point and its reflection.
+    match = copy["match"]
+    assert match["mirrored"] and len(match["query_xy"]) == copy["inliers"] == len(match["candidate_xy"])
+    q, c = np.array(match["query_xy"]), np.array(match["candidate_xy"])
+    width = match["feature_size"]  # the photo is square: its width is the features' longest side
+    assert np.median(np.abs(width - 1 - q[:, 0] - c[:, 0])) < 2 and np.median(np.abs(q[:, 1] - c[:, 1])) < 2
+    # The cosine placed in the catalogue: the copy above the unrelated photo, each with its sentence.
+    assert not unrelated["verified"] and unrelated["match"] is None and unrelated["score"] == unrelated["cosine"]
+    assert copy["percentile"] > unrelated["percentile"] and "nearest-neighbour cosine" in copy["reading"]
+    assert itself["cosine"] == pytest.approx(1, abs=1e-3) and itself["percentile"] == 100
+    assert itself["inliers"] >= 50 and not itself["match"]["mirrored"]
+    assert unknown.status_code == 404 and "did you mean 'chelsea.jpg'" in unknown.json()["detail"]
+    assert not_an_image.status_code == 400
+
+    # Through the router: the shard holding the candidate explains it; a pair split across shards says what to do.
+    hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
+    export_run(ExportConfig(store=store.url, name="photos", destinations=tuple(hosts), master=IN_PROCESS))
+    with ExitStack() as stack:
+        shards, urls = [], []
+        for i, host in enumerate(hosts):
+            shard = ServedIndex(Store(host), WorkerSettings("photos", str(tmp_path / f"cache-{i}")))
+            shard.start(watch=False)
+            shards.append(shard.current.ids["image_id"].to_pylist())
+            urls.append(stack.enter_context(running(create_app(shard))))
+        router = stack.enter_context(running(create_router(RouterSettings(tuple(urls)))))
+        routed = httpx.post(f"{router}/explain/images", files={"image": ("flipped.png", flipped, "image/png")},
+                            data={"image_id": "astronaut.jpg"}, timeout=60).json()
+        apart = httpx.post(f"{router}/explain/ids", json={"query_id": shards[0][0], "image_id": shards[1][0]},
+                           timeout=60)
+        together = httpx.post(f"{router}/explain/ids", json={"query_id": shards[1][0], "image_id": shards[1][-1]},
+                              timeout=60)
+    assert routed["cosine"] == pytest.approx(copy["cosine"], abs=1e-5) and routed["verified"]
+    assert apart.status_code == 404 and "explain with the query's image" in apart.json()["detail"]
+    assert together.status_code == 200 and together.json()["image_id"] == shards[1][-1]
+
+    # `lookalike explain`: the parts in words, and the comparison view with the pairs joined across the gap.
+    (tmp_path / "flipped.png").write_bytes(flipped)
+    base = ["explain", "--store", store.url, "--index", "photos", str(tmp_path / "flipped.png")]
+    assert main([*base, "--hit", "astronaut.jpg", "--draw", str(tmp_path / "copy.png")]) == 0
+    said = capsys.readouterr().out
+    assert "astronaut.jpg: score" in said and "inliers)" in said
+    assert "keypoint pairs fit one transform of the query's mirror image" in said
+    assert main([*base, "--hit", "coffee.jpg", "--draw", str(tmp_path / "unrelated.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"] is None
+    for name, lines in (("copy.png", True), ("unrelated.png", False)):
+        view = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        assert view.shape[1] > 2 * PANEL * 0.9  # both photos, side by side
+        left = PANEL  # the query's panel: the square photo, PANEL wide
+        gap = view[:PANEL, left + 2:left + GAP - 2]
+        assert (gap.min(axis=2) < 200).any() == lines, name  # lines cross the gap only where pairs were drawn
+    assert main(["explain", "--store", store.url, "--index", "photos", "--hit", "coffee.jpg"]) == 2
+    assert "give the query" in capsys.readouterr().err
+
+
+def test_a_score_is_read_against_the_catalogues_nearest_neighbour_scores():
+    calibration = ScoreCalibration(np.array([0.2, 0.4, 0.5, 0.6, 0.9], dtype=np.float32))
+    assert [calibration.percentile(s) for s in (0.1, 0.45, 0.6, 0.95)] == [0.0, 40.0, 60.0, 100.0]
+    assert calibration.describe(0.95).startswith("cosine 0.950 is above the nearest-neighbour cosine of 100 %")
+
+
+@pytest.mark.slow
+def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(photos, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, _ = photos
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    query = tmp_path / "flipped.png"
+    query.write_bytes(png(ImageOps.mirror(photo("astronaut", 256))))
+    # Non-white pixels of the canvas's gap between the two images: the lines joining keypoint pairs cross it.
+    lines_across_the_gap = (
+        "const c = document.getElementById('compare-canvas');"
+        "const d = c.getContext('2d').getImageData(arguments[0] + 2, 0, arguments[1] - 4, c.height).data;"
+        "let n = 0; for (let i = 0; i < d.length; i += 4) if (Math.min(d[i], d[i + 1], d[i + 2]) < 200) n++;"
+        "return n;")
+
+    def why(image_id: str) -> None:
+        card = chromium.find_element(By.CSS_SELECTOR, f'#results .hit[data-image-id="{image_id}"]')
+        card.find_element(By.CSS_SELECTOR, "button.why").click()
+        WebDriverWait(chromium, 60).until(
+            lambda d: image_id in d.find_element(By.ID, "compare-title").text
+            and "compared with" in d.find_element(By.ID, "status").text)
+
+    with running(create_app(served)) as worker:
+        chromium.get(worker + "/")
+        WebDriverWait(chromium, 20).until(lambda d: "photos" in d.find_element(By.ID, "index-info").text)
+        chromium.find_element(By.ID, "image-file").send_keys(str(query))
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text)
+        assert not chromium.find_element(By.ID, "compare").is_displayed()
+        why("astronaut.jpg")
+        parts = chromium.find_element(By.ID, "compare-parts").text
+        assert "inliers" in parts and "of the query's mirror image" in parts and "(60 drawn)" in parts
+        assert "nearest-neighbour cosine" in chromium.find_element(By.ID, "compare-reading").text
+        panel, gap = chromium.execute_script("return [PANEL, GAP];")
+        assert chromium.execute_script(lines_across_the_gap, panel, gap) > 100
+        chromium.find_element(By.ID, "compare").screenshot(str(tmp_path / "compare-page.png"))
+        why("coffee.jpg")  # no fit: the two images, no line between them
+        assert "too few to verify" in chromium.find_element(By.ID, "compare-parts").text
+        assert chromium.execute_script(lines_across_the_gap, panel, gap) == 0
+        # After a search by catalogue id, "why?" compares two catalogue images.
+        chromium.find_element(By.ID, "image-id").send_keys("chelsea.jpg")
+        chromium.find_element(By.ID, "search-id").click()
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text)
+        first = chromium.find_element(By.CSS_SELECTOR, "#results .hit").get_attribute("data-image-id")
+        why(first)
+        assert chromium.find_element(By.ID, "compare-title").text == f"chelsea.jpg ↔ {first}"
+        chromium.find_element(By.ID, "compare-close").click()
+        assert not chromium.find_element(By.ID, "compare").is_displayed()
