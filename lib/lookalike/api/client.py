@@ -57,7 +57,7 @@ class Client:
 
     def search(self, images, k: int = 10, *, filters: Mapping[str, Any] | None = None, **options: Any):
         """Upload images (paths, bytes, PIL images); options: nprobe, rescore, expand, expand_alpha, verify,
-        shortlist, weight_class, weight_strength."""
+        shortlist, weight_class, weight_strength, crop (x0, y0, x1, y1 as fractions: a part of each image)."""
         listed, one = images_of(images)
         files = [("images", (label(image, i), image_bytes(image, read_url), "application/octet-stream"))
                  for i, image in enumerate(listed)]
@@ -112,7 +112,8 @@ class Client:
         body = {"uris": [uris] if one else list(uris), "k": k, **_given(options)}
         return _hits(self._call("POST", "/search/uris", json=body), one)
 
-    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None) -> Explanation:
+    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None,
+                crop: str | Sequence[float] | None = None) -> Explanation:
         """Why catalogue image `image_id` matches a query image (uploaded) or a catalogue image (`query_id`): the
         score's parts, the cosine's percentile in the catalogue, the verified keypoint pairs."""
         if (query is None) == (query_id is None):
@@ -121,7 +122,8 @@ class Client:
             answer = self._call("POST", "/explain/ids", json={"query_id": query_id, "image_id": image_id})
         else:
             files = [("image", (label(query, 0), image_bytes(query, read_url), "application/octet-stream"))]
-            answer = self._call("POST", "/explain/images", files=files, data={"image_id": image_id})
+            form = {"image_id": image_id, **({"crop": _form_value(crop)} if crop is not None else {})}
+            answer = self._call("POST", "/explain/images", files=files, data=form)
         return Explanation.from_dict(answer)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -146,6 +148,8 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _form_value(value: Any) -> str:
+    if isinstance(value, list | tuple):  # a crop: x0,y0,x1,y1
+        return ",".join(str(v) for v in value)
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 

@@ -13,6 +13,7 @@ from lookalike.api.images import ImageLike, image_bytes, images_of
 from lookalike.api.renamed import accepts_renamed
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
+from lookalike.image.crop import Crop, crop_images
 from lookalike.image.limits import DEFAULT_MAX_PIXELS
 from lookalike.image.read import read_image_bytes
 from lookalike.index.local_cache import default_cache_dir
@@ -104,17 +105,19 @@ class Index:
     def search(self, images, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                verify: bool = True, shortlist: int | None = None, weight_class: str | int | None = None,
-               weight_strength: float | None = None):
+               weight_strength: float | None = None, crop: str | Sequence[float] | None = None):
         """The k nearest catalogue images of each query image (a path or URI, bytes, or a PIL image), embedded
-        with the index's model; with `weight_class` (an ImageNet class name or id) pooled where that class is."""
+        with the index's model; with `weight_class` (an ImageNet class name or id) pooled where that class is;
+        with `crop` (x0, y0, x1, y1 as fractions of the width and height) a part of each image alone."""
         listed, one = images_of(images)
+        part = Crop.of(crop)
         embedder = self._embedder("search by image")
         focus = self.class_focus(weight_class, weight_strength)
         params, verifies = self.search_params(nprobe, rescore, expand, expand_alpha), verify and self.verifies
         hits = []
         batch = self._batch(verify, shortlist)
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
-            data = [image_bytes(i, embedder.read) for i in listed[lo:lo + batch]]
+            data = crop_images([image_bytes(i, embedder.read) for i in listed[lo:lo + batch]], part, embedder.limits)
             views = query_views(data, self._version.features.settings, embedder.limits) if verifies else None
             hits += search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
                                    verification=Verification.of(views, shortlist))
@@ -187,18 +190,22 @@ class Index:
         embedder = self._embedder("embed images")
         return embedder.embed([image_bytes(i, embedder.read) for i in listed])
 
-    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None) -> Explanation:
+    def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None,
+                crop: str | Sequence[float] | None = None) -> Explanation:
         """Why catalogue image `image_id` matches a query image (`query`: a path or URI, bytes or a PIL image) or a
         catalogue image (`query_id`): the score's parts, the cosine's percentile among the catalogue's
         nearest-neighbour cosines, and the verified keypoint pairs with their transform (a comparison view draws
-        them: `lookalike.retrieval.comparison`)."""
+        them: `lookalike.retrieval.comparison`); `crop`, a part of the query image alone, as in `search`."""
         if (query is None) == (query_id is None):
             raise ConfigError("explain needs one query: query= (an image) or query_id= (a catalogue image)")
+        if query_id is not None and crop is not None:
+            raise ConfigError("crop takes a part of a query image: a query_id has its stored vector, not an image")
         calibration = self._served.calibration(self._version)
         if query_id is not None:
             return explain_id(self._version, query_id, image_id, calibration)
         embedder = self._embedder("explain a query image")
-        return explain_image(self._version, embedder, image_bytes(query, embedder.read), image_id, calibration)
+        data = crop_images([image_bytes(query, embedder.read)], Crop.of(crop), embedder.limits)[0]
+        return explain_image(self._version, embedder, data, image_id, calibration)
 
     def image_bytes(self, image_id: str) -> bytes:
         """A catalogue image's bytes, read from where the catalogue keeps it (its uri)."""

@@ -84,6 +84,7 @@ def search_parser(p: argparse.ArgumentParser) -> None:
                         "0-999): image and --id queries are pooled where the class is seen")
     p.add_argument("--weight-strength", type=float, default=None, metavar="S",
                    help="0 = plain search … 1 = only where the class is seen (the default)")
+    add_crop_arg(p)
     add_json_arg(p, "the hits")
 
 
@@ -128,11 +129,15 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_search(args: argparse.Namespace) -> str:
     from lookalike.api.index import open_index
+    from lookalike.image.crop import Crop
     if not args.images and not args.ids and not args.texts:
         raise ConfigError("give query images (paths or URIs), --id IMAGE_ID and/or --text WORDS")
     weighted = args.weight_class is not None or args.weight_strength is not None
     if weighted and args.texts:
         raise ConfigError("--weight-class weights a query image's features: text queries have none")
+    if args.crop and not args.images:
+        raise ConfigError("--crop takes a part of query images: give IMAGE paths or URIs (an --id query uses its "
+                          "stored vector)")
     options = key_values(args.store_option, "--store-option")
     settings = worker_settings(args, options)
     index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
@@ -141,11 +146,12 @@ def run_search(args: argparse.Namespace) -> str:
               "expand_alpha": args.expand_alpha}
     by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
                 "weight_strength": args.weight_strength}
+    crop = Crop.of(args.crop)  # a wrong box fails before the index is opened
     focus = index.class_focus(args.weight_class, args.weight_strength)
     labels, results = [], []
     if args.images:
         labels += args.images
-        results += index.search(list(args.images), args.k, **common, **by_image)
+        results += index.search(list(args.images), args.k, **common, **by_image, crop=crop)
     if args.texts:
         labels += args.texts
         results += index.search_text(list(args.texts), args.k, **common)
@@ -168,6 +174,12 @@ def run_search(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def add_crop_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop", default=None, metavar="X0,Y0,X1,Y1",
+                   help="search a part of each query image: a box as fractions of its width and height, e.g. "
+                        "0.5,0,1,1 for its right half")
+
+
 def explain_parser(p: argparse.ArgumentParser) -> None:
     add_worker_args(p)
     p.add_argument("image", nargs="?", metavar="IMAGE", help="the query image (a path or URI)")
@@ -176,6 +188,7 @@ def explain_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hit", required=True, metavar="IMAGE_ID",
                    help="the catalogue image (a hit of the query's search) to compare with the query")
     add_version_arg(p)
+    add_crop_arg(p)
     p.add_argument("--draw", default=None, metavar="PNG",
                    help="draw the comparison view into this PNG (a local path): both images side by side, the verified "
                         "keypoint pairs joined, the score's parts beneath")
@@ -192,17 +205,19 @@ def run_explain(args: argparse.Namespace) -> str:
     settings = worker_settings(args, options)
     index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
                        model=settings.model)
-    explanation = index.explain(args.hit, query=args.image, query_id=args.query_id)
+    explanation = index.explain(args.hit, query=args.image, query_id=args.query_id, crop=args.crop)
     if args.draw:
         from pathlib import Path
 
         from lookalike.api.images import as_uri
+        from lookalike.image.crop import Crop, crop_picture
         from lookalike.image.decode import decode
         from lookalike.image.read import read_image_bytes
         from lookalike.retrieval.comparison import PANEL, comparison_png
         query = index.image_bytes(args.query_id) if args.query_id else \
             read_image_bytes(as_uri(args.image), options, settings.max_bytes)
         pictures = [decode(data, 2 * PANEL).image for data in (query, index.image_bytes(args.hit))]
+        pictures[0] = crop_picture(pictures[0], Crop.of(args.crop))  # the part that was explained
         Path(args.draw).write_bytes(comparison_png(*pictures, explanation))
     if args.json:
         return json.dumps({"name": index.name, "version": index.version,

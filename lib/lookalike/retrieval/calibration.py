@@ -33,9 +33,15 @@ class ScoreCalibration:
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         # The cosines a plain search returns (query expansion would score expanded queries instead).
         scores, ids = version.search(vectors, 2, replace(version.default_params, expand=0))
-        # The nearest other image: the first hit that is not the image itself (a duplicate may come first).
-        other = np.where(ids[:, 0] == faiss_ids, scores[:, 1], scores[:, 0])
-        found = np.where(ids[:, 0] == faiss_ids, ids[:, 1], ids[:, 0]) >= 0
+        return cls.from_neighbours(faiss_ids, scores, ids)
+
+    @classmethod
+    def from_neighbours(cls, sampled: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> ScoreCalibration:
+        """From each sampled image's two nearest catalogue images (cosines and ids, itself usually first): the
+        cosine of the nearest other one (a duplicate may come before the image itself)."""
+        itself_first = ids[:, 0] == sampled
+        other = np.where(itself_first, scores[:, 1], scores[:, 0])
+        found = np.where(itself_first, ids[:, 1], ids[:, 0]) >= 0
         return cls(np.sort(other[found]).astype(np.float32))
 
     def percentile(self, cosine: float) -> float:

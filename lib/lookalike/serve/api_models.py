@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from lookalike.core.errors import InputError
 from lookalike.core.manifest import RENAMED_SEARCH_PARAMS
+from lookalike.image.crop import CROP_FORMAT, Crop
 from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
 from lookalike.retrieval.limits import (
     DEFAULT_SHORTLIST,
@@ -96,7 +98,33 @@ class ClassWeighting(BaseModel):
                                           description=WEIGHT_STRENGTH)
 
 
-class ImageSearchOptions(SearchOptions, ClassWeighting):
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
+CROP = f"search a part of each query image: {CROP_FORMAT}"
+
+
+class Cropping(BaseModel):
+    """Options of queries made of image bytes (uploads, URIs): a part of the image instead of all of it."""
+    crop: list[Fraction] | None = Field(None, min_length=4, max_length=4, description=CROP)
+
+    @field_validator("crop")
+    @classmethod
+    def _a_box(cls, value: list[float] | None) -> list[float] | None:
+        try:
+            Crop.of(value)
+        except InputError as e:
+            raise ValueError(str(e)) from e
+        return value
+
+    @property
+    def part(self) -> Crop | None:
+        return Crop.of(self.crop)
+
+
+class IdSearchOptions(SearchOptions, ClassWeighting):
+    pass
+
+
+class ImageSearchOptions(IdSearchOptions, Cropping):
     pass
 
 
@@ -105,7 +133,7 @@ class VectorQuery(SearchOptions):
         ..., min_length=1, description="query vectors, each of the index's dimension (normalised by the worker)")
 
 
-class IdQuery(ImageSearchOptions):
+class IdQuery(IdSearchOptions):
     image_ids: list[ImageId] = Field(..., min_length=1)
     include_self: bool = Field(False, strict=True, description="keep the query image itself among its hits")
 

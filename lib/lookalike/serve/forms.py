@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import Form, Request
 from pydantic import ValidationError
 
+from lookalike.core.errors import InputError
+from lookalike.image.crop import Crop
 from lookalike.retrieval.limits import (
     MAX_EXPAND,
     MAX_EXPAND_ALPHA,
@@ -19,7 +21,7 @@ from lookalike.retrieval.limits import (
     MAX_SHORTLIST,
     QueryError,
 )
-from lookalike.serve.api_models import WEIGHT_CLASS, WEIGHT_STRENGTH, ImageSearchOptions
+from lookalike.serve.api_models import CROP, WEIGHT_CLASS, WEIGHT_STRENGTH, ImageSearchOptions
 
 FILTERS = 'a JSON object: metadata column → accepted value(s), e.g. {"class": ["25"]}'
 
@@ -38,6 +40,7 @@ async def image_search_form(
         filters: Annotated[str | None, Form(max_length=100_000, description=FILTERS)] = None,
         weight_class: Annotated[str | None, Form(min_length=1, max_length=200, description=WEIGHT_CLASS)] = None,
         weight_strength: Annotated[float | None, Form(ge=0, le=1, description=WEIGHT_STRENGTH)] = None,
+        crop: Annotated[str | None, Form(max_length=200, description=CROP)] = None,
 ) -> ImageSearchOptions:
     """The form's options, as strictly validated as a JSON body's (filters arrive as JSON text)."""
     if (await request.form()).get("weight_class") == "":  # multipart drops empty fields silently: say so instead
@@ -45,7 +48,7 @@ async def image_search_form(
     renamed = {"rerank": rerank} if rerank is not None else {}
     return form_options(k=k, nprobe=nprobe, rescore=rescore, expand=expand, expand_alpha=expand_alpha, verify=verify,
                         shortlist=shortlist, filters=filters, weight_class=weight_class,
-                        weight_strength=weight_strength, **renamed)
+                        weight_strength=weight_strength, crop=crop_field(crop), **renamed)
 
 
 def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptions:
@@ -60,10 +63,32 @@ def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptio
         raise QueryError(f"invalid search options: {problems}") from e
 
 
+def crop_field(text: str | None) -> list[float] | None:
+    """A form's crop ("x0,y0,x1,y1") as the JSON body's four numbers (their bounds are the model's to check)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as e:
+        raise QueryError(f"crop {text[:60]!r}: four numbers x0,y0,x1,y1, e.g. 0.5,0,1,1") from e
+
+
+def crop_part(text: str | None) -> Crop | None:
+    """A form's crop as the part it keeps (routes whose form has no options model: /embed, /explain/images)."""
+    try:
+        return Crop.of(crop_field(text))
+    except InputError as e:
+        raise QueryError(str(e)) from e
+
+
 def as_form(options: ImageSearchOptions) -> dict[str, str]:
     """The options as form fields again, to pass an upload on to the shards."""
     out = {}
     for key, value in options.model_dump(exclude_none=True).items():
-        out[key] = json.dumps(value) if key == "filters" else ("true" if value is True else "false"
-                                                               if value is False else str(value))
+        if key == "filters":
+            out[key] = json.dumps(value)
+        elif key == "crop":
+            out[key] = ",".join(repr(v) for v in value)
+        else:
+            out[key] = "true" if value is True else "false" if value is False else str(value)
     return out

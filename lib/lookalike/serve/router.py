@@ -25,7 +25,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.forms import as_form, image_search_form
+from lookalike.serve.forms import as_form, crop_part, image_search_form
 from lookalike.serve.schema import router_schema
 from lookalike.serve.shards import RouterSettings, ShardError, Shards
 
@@ -119,8 +119,10 @@ def create_router(settings: RouterSettings) -> FastAPI:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
             # score that ranks, so a verified hit on one shard outranks an unverified one on another.
             return await shards.search_images(files, as_form(options), options.k, labels, started)
-        weighting = {name: str(value) for name, value in weighting_of(options).items()}
-        embedded = await shards.embed("/embed", "images", files=files, data=weighting)
+        form = {name: str(value) for name, value in weighting_of(options).items()}
+        if options.crop:
+            form["crop"] = as_form(options)["crop"]
+        embedded = await shards.embed("/embed", "images", files=files, data=form)
         return await shards.search(embedded["vectors"], options_of(options), labels, started)
 
     def explain_route(path: str):
@@ -136,10 +138,13 @@ def create_router(settings: RouterSettings) -> FastAPI:
 
     @explain_route("/explain/images")
     async def explain_upload(request: Request, image: Annotated[UploadFile, File()],
-                             image_id: Annotated[str, Form(min_length=1, max_length=1000)]) -> JSONResponse:
+                             image_id: Annotated[str, Form(min_length=1, max_length=1000)],
+                             crop: Annotated[str | None, Form(max_length=200)] = None) -> JSONResponse:
         authorise(request)
+        crop_part(crop)  # a wrong crop is refused here, before any shard is asked
         files = [("image", (image.filename or "image", await image.read(), image.content_type or "image/jpeg"))]
+        form = {"image_id": image_id, **({"crop": crop} if crop else {})}
         return JSONResponse(await shards.from_holder("/explain/images", f"image id {image_id!r} is on no shard",
-                                                     files=files, data={"image_id": image_id}))
+                                                     files=files, data=form))
 
     return app

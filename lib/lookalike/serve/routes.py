@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from lookalike.image.crop import crop_images
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.class_focus import weights_classes
@@ -27,6 +28,7 @@ from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K
 from lookalike.retrieval.word_queries import in_word_space
 from lookalike.serve.api_models import (
+    CROP,
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
     ExplainAnswer,
@@ -43,7 +45,7 @@ from lookalike.serve.api_models import (
     errors,
 )
 from lookalike.serve.context import RequestContext, id_views, image_views
-from lookalike.serve.forms import image_search_form
+from lookalike.serve.forms import crop_part, image_search_form
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
 
@@ -122,8 +124,9 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
         def work() -> Response:
             started, embedder = time.perf_counter(), ctx.embedder()
             focus = ctx.focus(options.weight_class, options.weight_strength)
-            return ctx.run_vectors(v, embedder.embed(data, focus), options, "image", names, started=started,
-                                   views=image_views(v, options, embedder, data))
+            parts = crop_images(data, options.part, embedder.limits)
+            return ctx.run_vectors(v, embedder.embed(parts, focus), options, "image", names, started=started,
+                                   views=image_views(v, options, embedder, parts))
         return await ctx.in_thread(work)
 
     @search_route("/search/text", "top-k for text queries, against a word-space index", 409)
@@ -158,7 +161,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
         def work() -> Response:
             e, started = ctx.embedder(), time.perf_counter()
             focus = ctx.focus(body.weight_class, body.weight_strength)
-            data = [ctx.read_uri(u) for u in locations]
+            data = crop_images([ctx.read_uri(u) for u in locations], body.part, e.limits)
             return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
                                    views=image_views(v, body, e, data))
         return await ctx.in_thread(work)
@@ -184,13 +187,15 @@ def add_explain_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None
                    "image_id)", 409)
     async def explain_upload(image: Annotated[UploadFile, File(description="the query image")],
                              image_id: Annotated[str, Form(min_length=1, max_length=1000,
-                                                           description="the catalogue image to compare")]
+                                                           description="the catalogue image to compare")],
+                             crop: Annotated[str | None, Form(max_length=200, description=CROP)] = None
                              ) -> Response:
         v = ctx.index_version()
+        part = crop_part(crop)
         data = await image.read()
         embedder = ctx.embedder()
         return await ctx.in_thread(lambda: answer(v, image.filename or "image", explain_image(
-            v, embedder, data, image_id, ctx.served.calibration(v))))
+            v, embedder, crop_images([data], part, embedder.limits)[0], image_id, ctx.served.calibration(v))))
 
 
 def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
@@ -210,13 +215,15 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
               responses=errors(400, 401, 409, 413, 504))
     async def embed_images(images: Annotated[list[UploadFile], File()],
                            weight_class: Annotated[str | None, Form(description=WEIGHT_CLASS)] = None,
-                           weight_strength: Annotated[float | None, Form(description=WEIGHT_STRENGTH)] = None
+                           weight_strength: Annotated[float | None, Form(description=WEIGHT_STRENGTH)] = None,
+                           crop: Annotated[str | None, Form(max_length=200, description=CROP)] = None
                            ) -> Response:
         ctx.check_batch(len(images))
+        part = crop_part(crop)
         data = [await f.read() for f in images]
         embedder = ctx.embedder()
         focus = ctx.focus(weight_class, weight_strength)
-        vectors = await ctx.in_thread(lambda: embedder.embed(data, focus))
+        vectors = await ctx.in_thread(lambda: embedder.embed(crop_images(data, part, embedder.limits), focus))
         return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
                         media_type="application/json")
 

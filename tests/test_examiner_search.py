@@ -1,6 +1,8 @@
-"""Why a catalogue image matched: the fit behind a verified match (its transform and keypoint pairs, a mirrored
-query's keypoints turned back into its own orientation), the score's parts and the cosine's percentile in the
-catalogue, through the worker, the router, `lookalike explain` (with its comparison view) and the Python API."""
+"""Search as a trademark examiner works it. Why a catalogue image matched: the fit behind a verified match (its
+transform and keypoint pairs, a mirrored query's keypoints turned back into its own orientation), the score's parts
+and the cosine's percentile in the catalogue, through the worker, the router, `lookalike explain` (with its
+comparison view), the Python API and the page. A part of a mark: a crop of the query searched alone, on every
+route that takes image bytes, the router, the command line, the Python API and the page."""
 
 import io
 import json
@@ -12,12 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+import lookalike
 from lookalike.cli.main import main
 from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.dev.imagefactory import PHOTOS, jpeg_bytes, photo
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
+from lookalike.image.budget import DecodeLimits
+from lookalike.image.crop import Crop, cropped
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.local_features import extract, mirrored
 from lookalike.index import build as index_build
@@ -29,6 +34,7 @@ from lookalike.retrieval.comparison import GAP, PANEL
 from lookalike.retrieval.verify import VerifySettings, best_fit, fuse, inlier_counts
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.router import RouterSettings, create_router
+from lookalike.serve.settings import ApiSettings
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 SETTINGS = VerifySettings()
@@ -215,3 +221,146 @@ def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(pho
         assert chromium.find_element(By.ID, "compare-title").text == f"chelsea.jpg ↔ {first}"
         chromium.find_element(By.ID, "compare-close").click()
         assert not chromium.find_element(By.ID, "compare").is_displayed()
+
+
+def composite() -> Image.Image:
+    """Two photos side by side, as a composite mark's two devices: the astronaut on the left, the coffee right."""
+    left, right = photo("astronaut", 256), photo("coffee", 256)
+    out = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    out.paste(left, (0, 0))
+    out.paste(right, (left.width, 0))
+    return out
+
+
+def test_a_crop_is_a_box_of_fractions_that_keeps_that_part_of_the_image():
+    image = composite()
+    assert Crop.of("0.5,0,1,1") == Crop(0.5, 0, 1, 1) and str(Crop.of([0.5, 0, 1, 1])) == "0.5,0,1,1"
+    assert Crop(0.5, 0, 1, 1).box(*image.size) == (256, 0, 512, image.height)
+    right = Image.open(io.BytesIO(cropped(png(image), Crop(0.5, 0, 1, 1), DecodeLimits())))
+    assert np.array_equal(np.asarray(right), np.asarray(image.crop((256, 0, 512, image.height))))
+    assert Crop(0.98, 0.5, 1, 0.52).box(7, 3) == (6, 1, 7, 2)  # at least one whole pixel
+    for wrong, message in (("0.5,0,0.4,1", "x0 < x1"), ("0,0,1", "four numbers"), ("a,b,c,d", "fractions"),
+                           ("0,0,1,1.5", "<= 1"), ("0,0,0.01,1", "at least 0.02"), ("nan,0,1,1", "four numbers")):
+        with pytest.raises(ValueError, match=message):
+            Crop.of(wrong)
+
+
+@pytest.mark.slow
+def test_a_part_of_a_composite_mark_is_searched_alone_on_every_route(photos, tmp_path, capsys):
+    store, _ = photos
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "composite.png").write_bytes(png(composite()))
+    data = (marks / "composite.png").read_bytes()
+    upload = {"images": ("composite.png", data, "image/png")}
+    left, right = [0, 0, 0.5, 1], [0.5, 0, 1, 1]
+
+    def top(answer: dict) -> str:
+        return answer["results"][0]["hits"][0]["image_id"]
+
+    with running(create_app(served, ApiSettings(allow_uri_prefixes=(str(marks),)))) as url:
+        def search(**form) -> httpx.Response:
+            return httpx.post(f"{url}/search/images", files=upload, data={"k": "3", **form}, timeout=60)
+        assert top(search(crop="0.5,0,1,1").json()) == "coffee.jpg"
+        assert top(search(crop="0,0,0.5,1").json()) == "astronaut.jpg"
+        by_uri = httpx.post(f"{url}/search/uris", json={"uris": [str(marks / "composite.png")], "crop": right},
+                            timeout=60).json()
+        assert top(by_uri) == "coffee.jpg" and by_uri["results"][0]["hits"][0]["inliers"] >= SETTINGS.min_inliers
+        # The part is what is embedded: /embed of the crop is the vector of the part cut out beforehand.
+        part = png(composite().crop(Crop(*right).box(*composite().size)))
+        cut = httpx.post(f"{url}/embed", files=[("images", ("c.png", data))], data={"crop": "0.5,0,1,1"},
+                         timeout=60).json()["vectors"][0]
+        whole = httpx.post(f"{url}/embed", files=[("images", ("p.png", part))], timeout=60).json()["vectors"][0]
+        np.testing.assert_allclose(cut, whole, atol=1e-6)
+        explained = httpx.post(f"{url}/explain/images", files={"image": ("composite.png", data, "image/png")},
+                               data={"image_id": "coffee.jpg", "crop": "0.5,0,1,1"}, timeout=60).json()
+        beforehand = httpx.post(f"{url}/explain/images", files={"image": ("part.png", part, "image/png")},
+                                data={"image_id": "coffee.jpg"}, timeout=60).json()
+        assert explained["verified"] and explained["cosine"] == pytest.approx(beforehand["cosine"], abs=1e-6)
+        refused = [search(crop="0.5,0,0.4,1"), search(crop="left half"),
+                   httpx.post(f"{url}/search/uris", json={"uris": [str(marks / "composite.png")],
+                                                           "crop": [0, 0, 2, 1]}, timeout=60),
+                   httpx.post(f"{url}/search/ids", json={"image_ids": ["coffee.jpg"], "crop": right}, timeout=60)]
+        assert [r.status_code for r in refused] == [400, 400, 422, 422]
+        assert "x0 < x1" in refused[0].json()["detail"] and "four numbers" in refused[1].json()["detail"]
+
+        # The Python API and the client: the same part, the same answer.
+        with lookalike.Client(url) as client:
+            assert client.search(data, k=1, crop=left)[0].image_id == "astronaut.jpg"
+            assert client.explain("coffee.jpg", query=data, crop="0.5,0,1,1").verified
+        index = lookalike.open_index(store.url, "photos", cache_dir=str(tmp_path / "cache-api"))
+        assert index.search(data, k=1, crop=right)[0].image_id == "coffee.jpg"
+
+    # Through the router: the shards verify the part (the form passed on) or embed it (/embed, unverified).
+    hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
+    export_run(ExportConfig(store=store.url, name="photos", destinations=tuple(hosts), master=IN_PROCESS))
+    with ExitStack() as stack:
+        urls = []
+        for i, host in enumerate(hosts):
+            shard = ServedIndex(Store(host), WorkerSettings("photos", str(tmp_path / f"cache-{i}")))
+            shard.start(watch=False)
+            urls.append(stack.enter_context(running(create_app(shard))))
+        router = stack.enter_context(running(create_router(RouterSettings(tuple(urls)))))
+        for verify in ("true", "false"):
+            routed = httpx.post(f"{router}/search/images", files=upload,
+                                data={"k": "3", "crop": "0,0,0.5,1", "verify": verify}, timeout=60).json()
+            assert top(routed) == "astronaut.jpg", verify
+        assert httpx.post(f"{router}/explain/images", files={"image": ("c.png", data, "image/png")},
+                          data={"image_id": "coffee.jpg", "crop": "1,0,0.5,1"}, timeout=60).status_code == 400
+
+    # The command line.
+    base = ["search", "--store", store.url, "--index", "photos", "--k", "1", str(marks / "composite.png")]
+    assert main([*base, "--crop", "0.5,0,1,1"]) == 0
+    assert "coffee.jpg" in capsys.readouterr().out.splitlines()[2]
+    assert main([*base, "--crop", "1,0,0.5,1"]) == 2 and "x0 < x1" in capsys.readouterr().err
+    assert main(["search", "--store", store.url, "--index", "photos", "--id", "coffee.jpg", "--crop",
+                 "0,0,0.5,1"]) == 2
+    assert "give IMAGE paths" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_page_searches_the_part_of_the_query_in_a_box_dragged_on_it(photos, chromium, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, _ = photos
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
+    served.start(watch=False)
+    query = tmp_path / "composite.png"
+    query.write_bytes(png(composite()))
+
+    def status() -> str:
+        return chromium.find_element(By.ID, "status").text
+
+    def hits() -> list[str]:
+        return [e.get_attribute("data-image-id") for e in chromium.find_elements(By.CSS_SELECTOR, "#results .hit")]
+
+    with running(create_app(served)) as worker:
+        chromium.get(worker + "/")
+        WebDriverWait(chromium, 20).until(lambda d: "photos" in d.find_element(By.ID, "index-info").text)
+        chromium.find_element(By.ID, "image-file").send_keys(str(query))
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in status())
+        assert not chromium.find_element(By.ID, "crop-row").is_displayed()
+        whole = hits()[0]
+        # A box over the right half of the preview (offsets from the preview's centre): the coffee alone.
+        preview = chromium.find_element(By.ID, "query-preview")
+        w, h = preview.size["width"], preview.size["height"]
+        ActionChains(chromium).move_to_element_with_offset(preview, int(w * 0.04), int(-h * 0.45)).click_and_hold() \
+            .move_by_offset(int(w * 0.44), int(h * 0.9)).release().perform()
+        WebDriverWait(chromium, 60).until(lambda d: "for the part of the image in the box" in status())
+        assert hits()[0] == "coffee.jpg" != whole and chromium.find_element(By.ID, "crop-box").is_displayed()
+        x0, y0, x1, y1 = map(float, chromium.find_element(By.ID, "crop-text").text.split(", "))
+        assert 0.5 < x0 < 0.6 and y0 < 0.1 and x1 > 0.9 and y1 > 0.9
+        # "why?" compares the part that was searched: a verified match of the coffee.
+        chromium.find_element(By.CSS_SELECTOR, '#results .hit[data-image-id="coffee.jpg"] button.why').click()
+        WebDriverWait(chromium, 60).until(lambda d: "compared with coffee.jpg" in status())
+        assert "inliers" in chromium.find_element(By.ID, "compare-parts").text
+        assert "too few" not in chromium.find_element(By.ID, "compare-parts").text
+        chromium.find_element(By.ID, "crop-clear").click()  # the whole image again
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in status() and "part" not in status())
+        assert hits()[0] == whole
+        assert not chromium.find_element(By.ID, "crop-row").is_displayed()
+        assert not chromium.find_element(By.ID, "crop-box").is_displayed()
