@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from support.serving import exported_router
 
 import lookalike
 from lookalike.cli.main import main
@@ -27,13 +28,10 @@ from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.local_features import extract, mirrored
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
-from lookalike.index.export import ExportConfig
-from lookalike.index.export import run as export_run
 from lookalike.retrieval.calibration import ScoreCalibration
 from lookalike.retrieval.comparison import GAP, PANEL
 from lookalike.retrieval.verify import VerifySettings, best_fit, fuse, inlier_counts
 from lookalike.serve.http_api import create_app, running
-from lookalike.serve.router import RouterSettings, create_router
 from lookalike.serve.settings import ApiSettings
 from lookalike.serve.worker import ServedIndex, WorkerSettings
 
@@ -72,6 +70,13 @@ def test_the_fit_behind_a_verified_match_is_the_copys_geometry():
     assert best_fit(views, None) is None
 
 
+def serving(store: Store, tmp_path) -> ServedIndex:
+    """What a query worker serves of index `photos` in `store`, loaded (cached under tmp_path)."""
+    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache" / store.url.rsplit("/", 1)[-1])))
+    served.start(watch=False)
+    return served
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """A published index of the skimage photos, with local features."""
@@ -88,9 +93,8 @@ def photos(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tmp_path, capsys):
-    store, tmp = photos
-    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
-    served.start(watch=False)
+    store, _ = photos
+    served = serving(store, tmp_path)
     flipped = png(ImageOps.mirror(photo("astronaut", 256)))
     with running(create_app(served)) as url:
         def explain_upload(image_id: str) -> httpx.Response:
@@ -127,16 +131,10 @@ def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tm
     assert not_an_image.status_code == 400
 
     # Through the router: the shard holding the candidate explains it; a pair split across shards says what to do.
-    hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
-    export_run(ExportConfig(store=store.url, name="photos", destinations=tuple(hosts), master=IN_PROCESS))
     with ExitStack() as stack:
-        shards, urls = [], []
-        for i, host in enumerate(hosts):
-            shard = ServedIndex(Store(host), WorkerSettings("photos", str(tmp_path / f"cache-{i}")))
-            shard.start(watch=False)
-            shards.append(shard.current.ids["image_id"].to_pylist())
-            urls.append(stack.enter_context(running(create_app(shard))))
-        router = stack.enter_context(running(create_router(RouterSettings(tuple(urls)))))
+        router = exported_router(stack, store, "photos", tmp_path)
+        shards = [serving(Store(str(tmp_path / f"host-{i}")), tmp_path).current.ids["image_id"].to_pylist()
+                  for i in range(2)]
         routed = httpx.post(f"{router}/explain/images", files={"image": ("flipped.png", flipped, "image/png")},
                             data={"image_id": "astronaut.jpg"}, timeout=60).json()
         apart = httpx.post(f"{router}/explain/ids", json={"query_id": shards[0][0], "image_id": shards[1][0]},
@@ -178,8 +176,7 @@ def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(pho
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
-    served.start(watch=False)
+    served = serving(store, tmp_path)
     query = tmp_path / "flipped.png"
     query.write_bytes(png(ImageOps.mirror(photo("astronaut", 256))))
     # Non-white pixels of the canvas's gap between the two images: the lines joining keypoint pairs cross it.
@@ -248,8 +245,7 @@ def test_a_crop_is_a_box_of_fractions_that_keeps_that_part_of_the_image():
 @pytest.mark.slow
 def test_a_part_of_a_composite_mark_is_searched_alone_on_every_route(photos, tmp_path, capsys):
     store, _ = photos
-    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
-    served.start(watch=False)
+    served = serving(store, tmp_path)
     marks = tmp_path / "marks"
     marks.mkdir()
     (marks / "composite.png").write_bytes(png(composite()))
@@ -294,15 +290,8 @@ def test_a_part_of_a_composite_mark_is_searched_alone_on_every_route(photos, tmp
         assert index.search(data, k=1, crop=right)[0].image_id == "coffee.jpg"
 
     # Through the router: the shards verify the part (the form passed on) or embed it (/embed, unverified).
-    hosts = [str(tmp_path / "host-0"), str(tmp_path / "host-1")]
-    export_run(ExportConfig(store=store.url, name="photos", destinations=tuple(hosts), master=IN_PROCESS))
     with ExitStack() as stack:
-        urls = []
-        for i, host in enumerate(hosts):
-            shard = ServedIndex(Store(host), WorkerSettings("photos", str(tmp_path / f"cache-{i}")))
-            shard.start(watch=False)
-            urls.append(stack.enter_context(running(create_app(shard))))
-        router = stack.enter_context(running(create_router(RouterSettings(tuple(urls)))))
+        router = exported_router(stack, store, "photos", tmp_path)
         for verify in ("true", "false"):
             routed = httpx.post(f"{router}/search/images", files=upload,
                                 data={"k": "3", "crop": "0,0,0.5,1", "verify": verify}, timeout=60).json()
@@ -327,8 +316,7 @@ def test_the_page_searches_the_part_of_the_query_in_a_box_dragged_on_it(photos, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache")))
-    served.start(watch=False)
+    served = serving(store, tmp_path)
     query = tmp_path / "composite.png"
     query.write_bytes(png(composite()))
 
