@@ -138,6 +138,7 @@ def run_search(args: argparse.Namespace) -> str:
     if args.crop and not args.images:
         raise ConfigError("--crop takes a part of query images: give IMAGE paths or URIs (an --id query uses its "
                           "stored vector)")
+    crop = Crop.of(args.crop)  # a wrong box fails before the index is opened
     options = key_values(args.store_option, "--store-option")
     settings = worker_settings(args, options)
     index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
@@ -146,7 +147,6 @@ def run_search(args: argparse.Namespace) -> str:
               "expand_alpha": args.expand_alpha}
     by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
                 "weight_strength": args.weight_strength}
-    crop = Crop.of(args.crop)  # a wrong box fails before the index is opened
     focus = index.class_focus(args.weight_class, args.weight_strength)
     labels, results = [], []
     if args.images:
