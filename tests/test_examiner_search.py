@@ -30,7 +30,7 @@ from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.retrieval.calibration import ScoreCalibration
 from lookalike.retrieval.comparison import GAP, PANEL
-from lookalike.retrieval.verify import VerifySettings, best_fit, fuse, inlier_counts
+from lookalike.retrieval.verify import VerifySettings, best_fits, fuse, inlier_counts
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.settings import ApiSettings
 from lookalike.serve.worker import ServedIndex, WorkerSettings
@@ -54,20 +54,20 @@ def test_the_fit_behind_a_verified_match_is_the_copys_geometry():
     candidate = extract(original, settings)
     # A quarter turn: the fitted similarity turns by 90° at the same scale, and carries every inlier onto its match.
     turned = original.rotate(90, expand=True)
-    fit = best_fit([extract(turned, settings), extract(mirrored(turned), settings)], candidate, SETTINGS)
+    views = [extract(turned, settings), extract(mirrored(turned), settings)]
+    fit = best_fits(views, [candidate], SETTINGS)[0]
     assert fit is not None and fit.view == 0 and fit.inliers >= 50
     angle = math.degrees(math.atan2(fit.transform[1, 0], fit.transform[0, 0]))
     assert abs(abs(angle) - 90) < 2 and np.sqrt(abs(np.linalg.det(fit.transform[:, :2]))) == pytest.approx(1, abs=0.05)
     assert np.median(residuals(fit.transform, fit.query_xy, fit.candidate_xy)) < SETTINGS.reprojection
     # The count a search ranks by is this fit's (RANSAC draws its samples: within a few keypoints).
-    views = [extract(turned, settings), extract(mirrored(turned), settings)]
     assert abs(int(inlier_counts(views, [candidate], SETTINGS)[0]) - fit.inliers) <= max(3, fit.inliers // 10)
     # A mirrored copy fits through the query's mirror view; an unrelated photo does not fit at all.
     flipped = ImageOps.mirror(original)
-    assert best_fit([extract(flipped, settings), extract(mirrored(flipped), settings)], candidate).view == 1
-    unrelated = best_fit([extract(photo("coffee", 320), settings)], candidate)
+    assert best_fits([extract(flipped, settings), extract(mirrored(flipped), settings)], [candidate])[0].view == 1
+    unrelated = best_fits([extract(photo("coffee", 320), settings)], [candidate])[0]
     assert unrelated is None or unrelated.inliers < SETTINGS.min_inliers
-    assert best_fit(views, None) is None
+    assert best_fits(views, [None, candidate])[0] is None
 
 
 def serving(store: Store, tmp_path) -> ServedIndex:

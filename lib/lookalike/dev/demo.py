@@ -80,7 +80,7 @@ def query_worker(store: Path, data_dir: Path, report_dir: Path, k: int = 5) -> N
     """The worker users run (`lookalike serve`), in this process: logos redrawn in another colour, size and
     margin go up as uploads, the top hits come back over HTTP, their shortlist verified with local features
     (each hit's score, the one it is ranked by, with its cosine and inliers in brackets when verified); then why
-    the first query's top hit matched, drawn as a comparison view."""
+    the top hit of the COMPARED query matched, drawn as a comparison view."""
     served = ServedIndex(Store(str(store)), WorkerSettings(name="logos", cache_dir=str(data_dir / "worker-cache"),
                                                            poll_s=3600))
     served.start(watch=False)

@@ -36,13 +36,14 @@ class ScoreCalibration:
         return cls.from_neighbours(faiss_ids, scores, ids)
 
     @classmethod
-    def from_neighbours(cls, sampled: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> ScoreCalibration:
+    def from_neighbours(cls, sampled: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> ScoreCalibration | None:
         """From each sampled image's two nearest catalogue images (cosines and ids, itself usually first): the
-        cosine of the nearest other one (a duplicate may come before the image itself)."""
+        cosine of the nearest other one (a duplicate may come before the image itself). None where no sampled
+        image found another (a search at a low nprobe may find only the image itself)."""
         itself_first = ids[:, 0] == sampled
         other = np.where(itself_first, scores[:, 1], scores[:, 0])
         found = np.where(itself_first, ids[:, 1], ids[:, 0]) >= 0
-        return cls(np.sort(other[found]).astype(np.float32))
+        return cls(np.sort(other[found]).astype(np.float32)) if found.any() else None
 
     def percentile(self, cosine: float) -> float:
         """The share (0–100) of sampled catalogue images whose nearest other image is less similar than `cosine`."""

@@ -43,14 +43,15 @@ def comparison_view(query: Image.Image, candidate: Image.Image, explanation: Exp
     canvas.paste(right, offset)
     draw = ImageDraw.Draw(canvas)
     if match is not None:
-        q_scale = c_scale = panel / match.feature_size
+        # Both panels are the feature picture (feature_size square) scaled to the panel's side.
+        scale = panel / match.feature_size
         top = (panel - left.height) // 2
         # Drawn on the candidate alone: a query with a wide margin maps beyond the candidate's edges.
         layer = Image.new("RGBA", right.size, (0, 0, 0, 0))
-        outline = _outline(match, query.size) * c_scale
+        outline = _outline(match, query.size) * scale
         ImageDraw.Draw(layer).line([tuple(p) for p in (*outline, outline[0])], fill=(*OUTLINE, 255), width=2)
         canvas.paste(layer, offset, layer)
-        pairs = zip(match.query_xy[drawn] * q_scale, match.candidate_xy[drawn] * c_scale, strict=True)
+        pairs = zip(match.query_xy[drawn] * scale, match.candidate_xy[drawn] * scale, strict=True)
         for i, (a, b) in enumerate(pairs):
             start, end = (a[0], a[1] + top), (b[0] + offset[0], b[1] + offset[1])
             colour = COLOURS[i % len(COLOURS)]

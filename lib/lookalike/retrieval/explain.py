@@ -16,7 +16,7 @@ from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.explanation import Explanation, Match
 from lookalike.retrieval.ids import faiss_ids_of, vectors_of_ids
 from lookalike.retrieval.query import HIT_COLUMNS, stored_views
-from lookalike.retrieval.verify import VerifySettings, best_fit, fuse
+from lookalike.retrieval.verify import VerifySettings, best_fits, fuse
 from lookalike.retrieval.views import views_of
 
 MIRROR_VIEW = 1  # an image query's views: itself, then its mirror (retrieval/views.py)
@@ -35,7 +35,7 @@ def explain(version: IndexVersion, query: np.ndarray, views: Sequence[LocalFeatu
     cosine = float(np.dot(query, stored / max(float(np.linalg.norm(stored)), 1e-12)))
     inliers, match = None, None
     if version.features is not None and views:
-        fit = best_fit(views, version.features.of(np.array([faiss_id]))[0], settings)
+        fit = best_fits(views, version.features.of(np.array([faiss_id])), settings)[0]
         inliers = 0 if fit is None else fit.inliers
         if fit is not None and inliers >= settings.min_inliers:  # a chance fit of a few keypoints is not drawn
             mirrored = fit.view == MIRROR_VIEW and query_width is not None

@@ -43,32 +43,57 @@ class VerifySettings:
             raise ValueError("verification needs 0 < ratio <= 1, min_inliers >= 3 and saturation >= 1")
 
 
+@dataclass(frozen=True)
+class Fit:
+    """The transform that verified a candidate, and the keypoints it explains: the query's (in its view's
+    coordinates) and the candidate's, pixels at the features' extraction size."""
+    view: int                 # which of the query's views fitted best (for an image query: 0 itself, 1 its mirror)
+    transform: np.ndarray     # (2, 3) similarity or (3, 3) homography, from the view onto the candidate
+    query_xy: np.ndarray      # (inliers, 2)
+    candidate_xy: np.ndarray  # (inliers, 2)
+
+    @property
+    def inliers(self) -> int:
+        return len(self.query_xy)
+
+
 def inlier_counts(query: Sequence[LocalFeatures], candidates: Sequence[LocalFeatures | None],
                   settings: VerifySettings = VerifySettings()) -> np.ndarray:
     """The best inlier count of any of the query's views (the query, its mirror, ...) against each candidate;
     0 for candidates without features."""
-    counts = np.zeros(len(candidates), dtype=np.int32)
+    return np.array([0 if fit is None else fit.inliers for fit in best_fits(query, candidates, settings)],
+                    dtype=np.int32)
+
+
+def best_fits(query: Sequence[LocalFeatures], candidates: Sequence[LocalFeatures | None],
+              settings: VerifySettings = VerifySettings()) -> list[Fit | None]:
+    """For each candidate, the fit of the query's view that explains most of its keypoints: RANSAC runs where a
+    view has min_inliers ratio-test matches; None where nothing was fitted (or the candidate has no features)."""
+    fits: list[Fit | None] = [None] * len(candidates)
     present = [i for i, c in enumerate(candidates) if c is not None and len(c) >= 3]
-    views = [view for view in query if len(view) >= 3]
+    views = [(v, view) for v, view in enumerate(query) if len(view) >= 3]
     if not present or not views:
-        return counts
+        return fits
     bounds = np.cumsum([0, *(len(candidates[i]) for i in present)])
     stacked = _as_matrix(np.concatenate([candidates[i].descriptors for i in present]))
     sizes = np.diff(bounds)
     # One product of every view's keypoints against every candidate's, and the ratio test for all candidates
     # at once with reductions over each candidate's columns (per-candidate numpy calls took 2/3 of the time).
-    rows = np.cumsum([0, *(len(v) for v in views)])
-    distances = _distances(_as_matrix(np.concatenate([v.descriptors for v in views])), stacked)
+    rows = np.cumsum([0, *(len(view) for _, view in views)])
+    distances = _distances(_as_matrix(np.concatenate([view.descriptors for _, view in views])), stacked)
     # Lowe's test compares distances; RootSIFT's here are squared, so their threshold is the ratio squared.
     threshold = settings.ratio if stacked.dtype == np.uint8 else settings.ratio ** 2
-    for v, view in enumerate(views):
-        keep, best = _ratio_matches(distances[rows[v]:rows[v + 1]], bounds[:-1], sizes, threshold)
+    for row, (v, view) in enumerate(views):
+        keep, best = _ratio_matches(distances[rows[row]:rows[row + 1]], bounds[:-1], sizes, threshold)
         # RANSAC only where enough matches survived: most candidates of a shortlist are not copies.
         for slot in np.flatnonzero(keep.sum(axis=0) >= settings.min_inliers):
             i, matched = present[slot], np.flatnonzero(keep[:, slot])
-            dst = candidates[i].xy[best[matched, slot] - bounds[slot]]
-            counts[i] = max(counts[i], _inliers(view.xy[matched], dst, settings))
-    return counts
+            src, dst = view.xy[matched], candidates[i].xy[best[matched, slot] - bounds[slot]]
+            fitted = _fit(src, dst, settings)
+            if fitted is not None and (fits[i] is None or fitted[1].sum() > fits[i].inliers):
+                transform, inlier = fitted
+                fits[i] = Fit(v, transform, src[inlier], dst[inlier])
+    return fits
 
 
 def _as_matrix(descriptors: np.ndarray) -> np.ndarray:
@@ -105,50 +130,6 @@ def _ratio_matches(distances: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
     mutual = nearest_query[best] == np.arange(len(distances))[:, None]
     keep = (first < threshold * np.maximum(second, 1e-12)) & mutual & (sizes >= 2)[None, :]
     return keep, best
-
-
-@dataclass(frozen=True)
-class Fit:
-    """The transform that verified a candidate, and the keypoints it explains: the query's (in its view's
-    coordinates) and the candidate's, pixels at the features' extraction size."""
-    view: int                 # which of the query's views fitted best (for an image query: 0 itself, 1 its mirror)
-    transform: np.ndarray     # (2, 3) similarity or (3, 3) homography, from the view onto the candidate
-    query_xy: np.ndarray      # (inliers, 2)
-    candidate_xy: np.ndarray  # (inliers, 2)
-
-    @property
-    def inliers(self) -> int:
-        return len(self.query_xy)
-
-
-def best_fit(query: Sequence[LocalFeatures], candidate: LocalFeatures | None,
-             settings: VerifySettings = VerifySettings()) -> Fit | None:
-    """The fit behind one candidate's inlier count, with its keypoints (what `inlier_counts` counts, for one
-    candidate, fitted where a view has min_inliers matches as there): None where nothing was fitted."""
-    if candidate is None or len(candidate) < 3:
-        return None
-    best = None
-    stacked = _as_matrix(candidate.descriptors)
-    threshold = settings.ratio if stacked.dtype == np.uint8 else settings.ratio ** 2
-    for v, view in enumerate(query):
-        if len(view) < 3:
-            continue
-        keep, column = _ratio_matches(_distances(_as_matrix(view.descriptors), stacked), np.array([0]),
-                                      np.array([len(candidate)]), threshold)
-        matched = np.flatnonzero(keep[:, 0])
-        if len(matched) < settings.min_inliers:
-            continue
-        src, dst = view.xy[matched], candidate.xy[column[matched, 0]]
-        fitted = _fit(src, dst, settings)
-        if fitted is not None and (best is None or fitted[1].sum() > best.inliers):
-            inlier = fitted[1]
-            best = Fit(v, fitted[0], src[inlier], dst[inlier])
-    return best
-
-
-def _inliers(src: np.ndarray, dst: np.ndarray, settings: VerifySettings) -> int:
-    fitted = _fit(src, dst, settings)
-    return 0 if fitted is None else int(fitted[1].sum())
 
 
 def _fit(src: np.ndarray, dst: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, np.ndarray] | None:

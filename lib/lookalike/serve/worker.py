@@ -50,16 +50,14 @@ class ServedIndex:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._calibration: tuple[str, ScoreCalibration | None] | None = None
-        self._calibration_lock = threading.Lock()
+        # Measured when a version loads (a few thousand searches, off the request path), for the served version
+        # and its predecessor, which requests begun before a swap still read.
+        self._calibrations: dict[str, ScoreCalibration | None] = {}
 
     def calibration(self, version: IndexVersion) -> ScoreCalibration | None:
-        """The version's score calibration: measured on first use (a few thousand searches), kept for the version
-        asked last."""
-        with self._calibration_lock:
-            if self._calibration is None or self._calibration[0] != version.version:
-                self._calibration = (version.version, ScoreCalibration.of(version))
-            return self._calibration[1]
+        """The score calibration of a version this worker serves or served last; None for a catalogue too small to
+        calibrate."""
+        return self._calibrations.get(version.version)
 
     def start(self, watch: bool = True, version: str | None = None) -> None:
         """Load LATEST (or the given version) now, failing fast when it cannot be served, then watch LATEST."""
@@ -133,7 +131,10 @@ class ServedIndex:
             self._make_room(manifest)
             local = fetch_version(self.store, manifest, self.settings.cache_dir)
             opened = open_local(local, manifest)
+            calibration = ScoreCalibration.of(opened)
             previous = self.current
+            self._calibrations = {version: calibration} | (
+                {previous.version: self._calibrations.get(previous.version)} if previous else {})
             self.current, self.embedder, self.loaded_at = opened, embedder, time.time()
             self._failed_at.pop(version, None)
             if previous is not None:
