@@ -2,7 +2,8 @@
 transform and keypoint pairs, a mirrored query's keypoints turned back into its own orientation), the score's parts
 and the cosine's percentile in the catalogue, through the worker, the router, `lookalike explain` (with its
 comparison view), the Python API and the page. A part of a mark: a crop of the query searched alone, on every
-route that takes image bytes, the router, the command line, the Python API and the page."""
+route that takes image bytes, the router, the command line, the Python API and the page. More like these, not
+like those: several examples (images and ids) to find more of and fewer of, searched as one query."""
 
 import io
 import json
@@ -42,6 +43,11 @@ def png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def flipped_astronaut() -> bytes:
+    """The astronaut photo mirrored: a copy of a catalogue image that fits through the query's mirror view."""
+    return png(ImageOps.mirror(photo("astronaut", 256)))
 
 
 def residuals(transform: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -95,7 +101,7 @@ def photos(tmp_path_factory):
 def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tmp_path, capsys):
     store, _ = photos
     served = serving(store, tmp_path)
-    flipped = png(ImageOps.mirror(photo("astronaut", 256)))
+    flipped = flipped_astronaut()
     with running(create_app(served)) as url:
         def explain_upload(image_id: str) -> httpx.Response:
             return httpx.post(f"{url}/explain/images", files={"image": ("flipped.png", flipped, "image/png")},
@@ -176,9 +182,8 @@ def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(pho
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served = serving(store, tmp_path)
-    query = tmp_path / "flipped.png"
-    query.write_bytes(png(ImageOps.mirror(photo("astronaut", 256))))
+    served, query = serving(store, tmp_path), tmp_path / "flipped.png"
+    query.write_bytes(flipped_astronaut())
     # Non-white pixels of the canvas's gap between the two images: the lines joining keypoint pairs cross it.
     lines_across_the_gap = (
         "const c = document.getElementById('compare-canvas');"
@@ -352,3 +357,122 @@ def test_the_page_searches_the_part_of_the_query_in_a_box_dragged_on_it(photos, 
         assert hits()[0] == whole
         assert not chromium.find_element(By.ID, "crop-row").is_displayed()
         assert not chromium.find_element(By.ID, "crop-box").is_displayed()
+
+
+def rocchio(positives: list, negatives: list, weight: float = 0.5) -> np.ndarray:
+    """The query of examples, written out: the positives' mean direction minus weight × the negatives'."""
+    def mean_direction(rows: list) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).mean(axis=0)
+    query = mean_direction(positives) - (weight * mean_direction(negatives) if negatives else 0)
+    return query / np.linalg.norm(query)
+
+
+@pytest.mark.slow
+def test_more_like_these_not_like_those_is_one_query_on_every_route(photos, tmp_path, capsys):
+    store, _ = photos
+    served = serving(store, tmp_path)
+    index = lookalike.open_index(store.url, "photos", cache_dir=str(tmp_path / "cache-api"))
+    flipped = flipped_astronaut()
+    upload = ("images", ("flipped.png", flipped, "image/png"))
+    mixed = {"image_ids": ["coffee.jpg"], "negative_ids": ["chelsea.jpg"], "verify": "false", "k": "10"}
+
+    def ranked(answer: dict) -> list[tuple[str, float]]:
+        [result] = answer["results"]
+        return [(h["image_id"], h["score"]) for h in result["hits"]]
+
+    def same(a: list[tuple[str, float]], b: list[tuple[str, float]], atol: float) -> bool:
+        return [i for i, _ in a] == [i for i, _ in b] and np.allclose([s for _, s in a], [s for _, s in b], atol=atol)
+
+    with running(create_app(served)) as url:
+        def examples(files: list, **form) -> httpx.Response:
+            return httpx.post(f"{url}/search/examples", files=files or None, data=form, timeout=60)
+        answer = examples([upload], **mixed).json()
+        embedded = httpx.post(f"{url}/embed", files=[upload], timeout=60).json()["vectors"][0]
+        by_id = httpx.post(f"{url}/search/ids", json={"image_ids": ["astronaut.jpg"], "k": 5}, timeout=60).json()
+        one_example = examples([], image_ids=["astronaut.jpg"], k="5").json()
+        verified = examples([upload], negative_ids=["chelsea.jpg"], k="3").json()
+        refused = [examples([], negative_ids=["chelsea.jpg"]), examples([], image_ids=["chelsea"]),
+                   examples([], image_ids=["coffee.jpg"], negative_weight="2"),
+                   examples([], image_ids=["coffee.jpg"], negative_ids=["coffee.jpg"], negative_weight="1")]
+
+    # The one query: the upload and the catalogue example averaged, the negative taken away; every other catalogue
+    # image ranked by its cosine to that query, the examples themselves never among the hits.
+    assert answer["results"][0]["query"] == "examples"
+    query = rocchio([embedded, index.vectors_of(["coffee.jpg"])[0]], [index.vectors_of(["chelsea.jpg"])[0]])
+    everyone = [f"{name}.jpg" for name in PHOTOS if name not in ("coffee", "chelsea")]
+    expected = sorted(((i, float(index.vectors_of([i])[0] @ query)) for i in everyone), key=lambda p: -p[1])
+    assert same(ranked(answer), expected, atol=2e-3)
+    # One catalogue example is a search by that id; an uploaded one is verified against as usual.
+    assert same(ranked(one_example), ranked(by_id), atol=1e-5)
+    top = verified["results"][0]["hits"][0]
+    assert top["image_id"] == "astronaut.jpg" and top["inliers"] >= SETTINGS.min_inliers
+    assert [r.status_code for r in refused] == [400, 404, 422, 400]
+    assert "at least one image to find more of" in refused[0].json()["detail"]
+    assert "cancel out" in refused[3].json()["detail"]
+
+    # The router combines the examples' vectors from the shards, the Python API and the client as the worker.
+    with ExitStack() as stack:
+        router = exported_router(stack, store, "photos", tmp_path)
+        routed = httpx.post(f"{router}/search/examples", files=[upload], data=mixed, timeout=60).json()
+        missing = httpx.post(f"{router}/search/examples", data={"image_ids": ["nowhere.jpg"]}, timeout=60)
+    assert same(ranked(routed), ranked(answer), atol=1e-4) and missing.status_code == 404
+    api = index.search_examples([flipped], ["coffee.jpg"], negative_ids=["chelsea.jpg"], verify=False, k=10)
+    assert same([(h.image_id, h.score) for h in api], ranked(answer), atol=1e-4)
+    with running(create_app(served)) as url, lookalike.Client(url) as client:
+        hits = client.search_examples([flipped], ["coffee.jpg"], negative_ids=["chelsea.jpg"], verify=False, k=10)
+    assert same([(h.image_id, h.score) for h in hits], ranked(answer), atol=1e-5)
+
+    # The command line: IMAGE and --id as examples, --negative-id against.
+    (tmp_path / "flipped.png").write_bytes(flipped)
+    assert main(["search", "--store", store.url, "--index", "photos", "--k", "10", "--examples", "--id", "coffee.jpg",
+                 str(tmp_path / "flipped.png"), "--negative-id", "chelsea.jpg", "--no-verify", "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)["results"]
+    assert result["query"] == "examples" and [h["image_id"] for h in result["hits"]] == [i for i, _ in expected]
+    assert main(["search", "--store", store.url, "--index", "photos", "--examples", "--text", "cat"]) == 2
+
+
+@pytest.mark.slow
+def test_the_page_refines_a_search_with_more_like_this_and_less_like_this(photos, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, _ = photos
+    served, query = serving(store, tmp_path), tmp_path / "flipped.png"
+    query.write_bytes(flipped_astronaut())
+
+    def shown() -> list[str]:
+        return [c.get_attribute("data-image-id") for c in chromium.find_elements(By.CSS_SELECTOR, "#results .hit")]
+
+    def click(image_id: str, action: str, expect: str) -> None:
+        card = chromium.find_element(By.CSS_SELECTOR, f'#results .hit[data-image-id="{image_id}"]')
+        card.find_element(By.CSS_SELECTOR, f"button.{action}").click()
+        WebDriverWait(chromium, 60).until(lambda d: expect in d.find_element(By.ID, "status").text)
+
+    with running(create_app(served)) as worker:
+        chromium.get(worker + "/")
+        WebDriverWait(chromium, 20).until(lambda d: "photos" in d.find_element(By.ID, "index-info").text)
+        chromium.find_element(By.ID, "image-file").send_keys(str(query))
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text)
+        plain = shown()
+        assert not chromium.find_element(By.ID, "examples").is_displayed()
+        unwanted, wanted = plain[1], plain[2]
+        click(unwanted, "less", "unlike 1")
+        assert unwanted not in shown()
+        click(wanted, "more", "and 1 more example(s), unlike 1")
+        chips = chromium.find_elements(By.CSS_SELECTOR, "#example-list .example")
+        assert [c.text.rstrip("×").strip() for c in chips] == [f"more like {wanted}", f"less like {unwanted}"]
+        chromium.save_screenshot(str(tmp_path / "examples-page.png"))
+        # What the page shows is the worker's answer to the query, the example and the counter-example together.
+        answer = httpx.post(f"{worker}/search/examples", files={"images": ("flipped.png", query.read_bytes())},
+                            data={"image_ids": [wanted], "negative_ids": [unwanted], "k": "12"}, timeout=60).json()
+        assert shown() == [h["image_id"] for h in answer["results"][0]["hits"]]
+        assert wanted not in shown() and unwanted not in shown()
+        # An example taken back (its ×), then all of them (Start over): the query alone again.
+        chips[1].find_element(By.CSS_SELECTOR, "button").click()
+        WebDriverWait(chromium, 60).until(
+            lambda d: "and 1 more example(s), unlike 0" in d.find_element(By.ID, "status").text)
+        chromium.find_element(By.ID, "examples-clear").click()
+        WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text
+                                          and "more" not in d.find_element(By.ID, "status").text)
+        assert shown() == plain and not chromium.find_element(By.ID, "examples").is_displayed()

@@ -112,6 +112,23 @@ class Client:
         body = {"uris": [uris] if one else list(uris), "k": k, **_given(options)}
         return _hits(self._call("POST", "/search/uris", json=body), one)
 
+    def search_examples(self, images: Sequence[ImageLike] = (), image_ids: Sequence[str] = (), *,
+                        negative_images: Sequence[ImageLike] = (), negative_ids: Sequence[str] = (),
+                        negative_weight: float | None = None, k: int = 10,
+                        filters: Mapping[str, Any] | None = None, **options: Any) -> list[Hit]:
+        """One search made of examples: images (uploaded) and catalogue ids to find more of, and others to find
+        fewer of (`negative_weight`: how far they push, 0-1); the catalogue examples are never hits. Options as
+        `search` (crop applies to every uploaded example)."""
+        files = [(field, (label(image, i), image_bytes(image, read_url), "application/octet-stream"))
+                 for field, listed in (("images", images), ("negative_images", negative_images))
+                 for i, image in enumerate(listed)]
+        form: dict[str, Any] = {key: _form_value(value) for key, value in
+                                {"k": k, "negative_weight": negative_weight, **options}.items() if value is not None}
+        form |= {"image_ids": list(image_ids), "negative_ids": list(negative_ids)}
+        if filters:
+            form["filters"] = json.dumps(filters)
+        return _hits(self._call("POST", "/search/examples", files=files or None, data=form), True)
+
     def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None,
                 crop: str | Sequence[float] | None = None) -> Explanation:
         """Why catalogue image `image_id` matches a query image (uploaded) or a catalogue image (`query_id`): the

@@ -23,6 +23,8 @@ from lookalike.model.class_weighting import ClassFocus
 from lookalike.model.spec import ModelSpec
 from lookalike.retrieval.class_focus import class_focus as focus_of
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.example_query import example_query
+from lookalike.retrieval.examples import NEGATIVE_WEIGHT
 from lookalike.retrieval.explain import explain_id, explain_image
 from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.hit import Hit
@@ -152,6 +154,29 @@ class Index:
             hits += search_vectors(self._version, vectors, k, params, filters, None if include_self else faiss_ids,
                                    verification=Verification.of(views, shortlist))
         return hits[0] if one else hits
+
+    def search_examples(self, images: Sequence[ImageLike] = (), image_ids: Sequence[str] = (), *,
+                        negative_images: Sequence[ImageLike] = (), negative_ids: Sequence[str] = (),
+                        negative_weight: float = NEGATIVE_WEIGHT, k: int = 10, filters: Filters | None = None,
+                        nprobe: int | None = None, rescore: int | None = None, expand: int | None = None,
+                        expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None,
+                        weight_class: str | int | None = None, weight_strength: float | None = None,
+                        crop: str | Sequence[float] | None = None) -> list[Hit]:
+        """One search made of examples: images (paths or URIs, bytes, PIL images) and catalogue ids to find more
+        of, and others to find fewer of. The query is the first ones' mean direction minus `negative_weight` times
+        the others'; the shortlist is verified against every image to find more of; the catalogue examples are
+        never hits. `crop` takes the same part of every image given."""
+        uploads = [*images, *negative_images]
+        embedder = self._embedder("search by example images") if uploads or weight_class is not None else None
+        data = []
+        if uploads:
+            data = crop_images([image_bytes(i, embedder.read) for i in uploads], Crop.of(crop), embedder.limits)
+        query = example_query(self._version, embedder, data[:len(images)], list(image_ids), data[len(images):],
+                              list(negative_ids), negative_weight, self.class_focus(weight_class, weight_strength),
+                              verify and self.verifies)
+        return search_vectors(self._version, query.vector, k, self.search_params(nprobe, rescore, expand,
+                                                                                 expand_alpha),
+                              filters, query.exclude, verification=Verification.of(query.views, shortlist))[0]
 
     @overload
     def search_vectors(self, vectors: Sequence[float], k: int = 10, **options: Any) -> list[Hit]: ...

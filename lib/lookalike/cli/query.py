@@ -28,6 +28,7 @@ from lookalike.core.extras import require
 from lookalike.core.options import add_options, option_values
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
+from lookalike.retrieval.examples import NEGATIVE_WEIGHT
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryLimits
 from lookalike.serve.settings import ApiSettings, WorkerSettings
 
@@ -85,6 +86,16 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-strength", type=float, default=None, metavar="S",
                    help="0 = plain search … 1 = only where the class is seen (the default)")
     add_crop_arg(p)
+    p.add_argument("--examples", action="store_true",
+                   help="one search made of every IMAGE and --id as examples to find more of (their mean direction); "
+                        "--negative and --negative-id add examples to find fewer of")
+    p.add_argument("--negative", action="append", default=[], dest="negative_images", metavar="IMAGE",
+                   help="an image (path or URI) to find fewer of, in a search by examples (repeatable)")
+    p.add_argument("--negative-id", action="append", default=[], dest="negative_ids", metavar="IMAGE_ID",
+                   help="a catalogue image to find fewer of, in a search by examples (repeatable)")
+    p.add_argument("--negative-weight", type=float, default=NEGATIVE_WEIGHT, metavar="W",
+                   help=f"0-1: the query is the examples' mean minus W times the negatives' (default "
+                        f"{NEGATIVE_WEIGHT:g})")
     add_json_arg(p, "the hits")
 
 
@@ -135,7 +146,10 @@ def run_search(args: argparse.Namespace) -> str:
     weighted = args.weight_class is not None or args.weight_strength is not None
     if weighted and args.texts:
         raise ConfigError("--weight-class weights a query image's features: text queries have none")
-    if args.crop and not args.images:
+    examples = args.examples or args.negative_images or args.negative_ids
+    if examples and args.texts:
+        raise ConfigError("a search by examples takes images and --id: --text is searched on its own")
+    if args.crop and not (args.images or args.negative_images):
         raise ConfigError("--crop takes a part of query images: give IMAGE paths or URIs (an --id query uses its "
                           "stored vector)")
     crop = Crop.of(args.crop)  # a wrong box fails before the index is opened
@@ -149,13 +163,18 @@ def run_search(args: argparse.Namespace) -> str:
                 "weight_strength": args.weight_strength}
     focus = index.class_focus(args.weight_class, args.weight_strength)
     labels, results = [], []
-    if args.images:
+    if examples:
+        labels.append("examples")
+        results.append(index.search_examples(
+            args.images, args.ids, negative_images=args.negative_images, negative_ids=args.negative_ids,
+            negative_weight=args.negative_weight, k=args.k, **common, **by_image, crop=crop))
+    elif args.images:
         labels += args.images
         results += index.search(list(args.images), args.k, **common, **by_image, crop=crop)
     if args.texts:
         labels += args.texts
         results += index.search_text(list(args.texts), args.k, **common)
-    if args.ids:
+    if args.ids and not examples:
         labels += args.ids
         results += index.search_ids(list(args.ids), args.k, **common, **by_image)
     params = index.search_params(args.nprobe, args.rescore, args.expand, args.expand_alpha)

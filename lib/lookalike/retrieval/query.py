@@ -118,13 +118,17 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
                    filters: Mapping[str, Any] | None = None, exclude: np.ndarray | None = None,
                    exact_filter_limit: int = EXACT_FILTER_LIMIT, limits: QueryLimits = DEFAULT_LIMITS,
                    verification: Verification | None = None) -> list[list[Hit]]:
-    """Top-k hits per query row. `exclude` holds one faiss id per query to leave out (its own image). With
-    `verification` and a version that has local features, each query's top `shortlist` are verified
-    geometrically and re-ranked by the fused score before the top k are taken."""
+    """Top-k hits per query row. `exclude` holds the faiss ids to leave out of each query's hits: one per query
+    (its own image), or a row per query (-1 where a row has fewer). With `verification` and a version that has
+    local features, each query's top `shortlist` are verified geometrically and re-ranked by the fused score
+    before the top k are taken."""
     params = params or version.default_params
     verify = verification is not None and version.features is not None
     limits.check(len(queries), k, params, verification.shortlist if verify else 0)
-    depth = k + (0 if exclude is None else 1)  # hits asked of the index: one more where the query's own drops out
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries), -1)
+    # Hits asked of the index: one more for each image that drops out (the query's own, or its examples).
+    depth = k + (0 if exclude is None else exclude.shape[1])
     if verify:
         depth = max(depth, verification.shortlist)
     if filters:
@@ -136,7 +140,7 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     else:
         scores, ids = search(version.index, queries, depth, params, version.exact)
     if exclude is not None:
-        dropped = ids == exclude[:, None]
+        dropped = (ids[:, :, None] == exclude[:, None, :]).any(axis=2)
         ids = np.where(dropped, -1, ids)
     if not verify:
         return _hits(version, scores, ids, k)

@@ -12,6 +12,7 @@ from lookalike.core.errors import InputError
 from lookalike.core.manifest import RENAMED_SEARCH_PARAMS
 from lookalike.image.crop import CROP_FORMAT, Crop
 from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
+from lookalike.retrieval.examples import NEGATIVE_WEIGHT
 from lookalike.retrieval.limits import (
     DEFAULT_SHORTLIST,
     MAX_EXPAND,
@@ -100,6 +101,8 @@ class ClassWeighting(BaseModel):
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
 CROP = f"search a part of each query image: {CROP_FORMAT}"
+NEGATIVE_WEIGHT_TEXT = ("how far the images to find fewer of push the query away: the query is the mean of the "
+                        "examples to find more of, minus this times the mean of the others")
 
 
 class Cropping(BaseModel):
@@ -207,6 +210,14 @@ class IdList(BaseModel):
 class IdVectors(IdList, ClassWeighting):
     """Stored vectors; with weight_class, the images re-embedded toward that class instead (a class-weighted id
     query through the router)."""
+
+
+class ExampleIds(BaseModel):
+    """The catalogue examples of a search by examples, and how much the ones to find fewer of weigh."""
+    model_config = ConfigDict(extra="forbid")
+    image_ids: list[ImageId] = Field([], description="catalogue images to find more of")
+    negative_ids: list[ImageId] = Field([], description="catalogue images to find fewer of")
+    negative_weight: float = Field(NEGATIVE_WEIGHT, ge=0, le=1, allow_inf_nan=False, description=NEGATIVE_WEIGHT_TEXT)
 
 
 class ExplainIds(BaseModel):

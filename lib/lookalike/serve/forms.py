@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from lookalike.core.errors import InputError
 from lookalike.image.crop import Crop
+from lookalike.retrieval.examples import NEGATIVE_WEIGHT
 from lookalike.retrieval.limits import (
     MAX_EXPAND,
     MAX_EXPAND_ALPHA,
@@ -21,7 +22,14 @@ from lookalike.retrieval.limits import (
     MAX_SHORTLIST,
     QueryError,
 )
-from lookalike.serve.api_models import CROP, WEIGHT_CLASS, WEIGHT_STRENGTH, ImageSearchOptions
+from lookalike.serve.api_models import (
+    CROP,
+    NEGATIVE_WEIGHT_TEXT,
+    WEIGHT_CLASS,
+    WEIGHT_STRENGTH,
+    ExampleIds,
+    ImageSearchOptions,
+)
 
 FILTERS = 'a JSON object: metadata column → accepted value(s), e.g. {"class": ["25"]}'
 
@@ -51,6 +59,20 @@ async def image_search_form(
                         weight_strength=weight_strength, crop=crop_field(crop), **renamed)
 
 
+async def examples_form(
+        image_ids: Annotated[list[str] | None, Form(description="catalogue images to find more of (the field "
+                                                                "repeated)")] = None,
+        negative_ids: Annotated[list[str] | None, Form(description="catalogue images to find fewer of (the field "
+                                                                   "repeated)")] = None,
+        negative_weight: Annotated[float, Form(ge=0, le=1, description=NEGATIVE_WEIGHT_TEXT)] = NEGATIVE_WEIGHT,
+) -> ExampleIds:
+    """The catalogue examples of a search by examples, validated as ExampleIds."""
+    try:
+        return ExampleIds(image_ids=image_ids or [], negative_ids=negative_ids or [], negative_weight=negative_weight)
+    except ValidationError as e:
+        raise QueryError(f"invalid examples: {_problems(e)}") from e
+
+
 def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptions:
     try:
         parsed = json.loads(filters) if filters else None
@@ -59,8 +81,11 @@ def form_options(filters: str | None = None, **options: Any) -> ImageSearchOptio
     try:
         return ImageSearchOptions(filters=parsed, **options)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
-        raise QueryError(f"invalid search options: {problems}") from e
+        raise QueryError(f"invalid search options: {_problems(e)}") from e
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in error.errors()[:3])
 
 
 def crop_field(text: str | None) -> list[float] | None:

@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lookalike._version import __version__
+from lookalike.retrieval.examples import Examples
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
 from lookalike.serve.api_models import (
+    ExampleIds,
     ExplainAnswer,
     ExplainIds,
     IdQuery,
@@ -25,7 +27,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.forms import as_form, crop_part, image_search_form
+from lookalike.serve.forms import as_form, crop_part, examples_form, image_search_form
 from lookalike.serve.schema import router_schema
 from lookalike.serve.shards import RouterSettings, ShardError, Shards
 
@@ -87,18 +89,33 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
                                    time.perf_counter())
 
+    async def stored_vectors(image_ids: list[str], weighting: dict[str, Any]) -> list[list[float]]:
+        """Each catalogue image's vector, from the shard that holds it (class-weighted: its image re-embedded
+        there toward the class, instead of its stored vector); 404 for ids on no shard that answered."""
+        if not image_ids:
+            return []
+        answers, _ = await shards.fan_out("/vectors", {"image_ids": image_ids, **weighting})
+        vectors = [next((a["vectors"][i] for a in answers if a["vectors"][i] is not None), None)
+                   for i in range(len(image_ids))]
+        unknown = [i for i, v in zip(image_ids, vectors, strict=True) if v is None]
+        if unknown:
+            raise ShardError(404, f"{len(unknown)} image id(s) on no shard that answered: {unknown[:5]}")
+        return vectors
+
+    def embed_form(options: ImageSearchOptions) -> dict[str, str]:
+        """The fields of an upload's /embed on a shard: the class weighting and the crop of the search."""
+        form = {name: str(value) for name, value in weighting_of(options).items()}
+        if options.crop:
+            form["crop"] = as_form(options)["crop"]
+        return form
+
     @search_route("/search/ids")
     async def by_ids(body: IdQuery, request: Request) -> Response:
         authorise(request)
         started = time.perf_counter()
         # Class-weighted: the shard holding an id re-embeds its image toward the class, instead of its stored vector.
-        answers, _ = await shards.fan_out("/vectors", {"image_ids": body.image_ids, **weighting_of(body)})
-        vectors = [next((a["vectors"][i] for a in answers if a["vectors"][i] is not None), None)
-                   for i in range(len(body.image_ids))]
-        unknown = [i for i, v in zip(body.image_ids, vectors, strict=True) if v is None]
-        if unknown:
-            raise ShardError(404, f"{len(unknown)} image id(s) on no shard that answered: {unknown[:5]}")
-        drop = None if body.include_self else list(body.image_ids)
+        vectors = await stored_vectors(body.image_ids, weighting_of(body))
+        drop = None if body.include_self else [[i] for i in body.image_ids]
         return await shards.search(vectors, options_of(body), body.image_ids, started, drop)
 
     @search_route("/search/text")
@@ -119,11 +136,32 @@ def create_router(settings: RouterSettings) -> FastAPI:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
             # score that ranks, so a verified hit on one shard outranks an unverified one on another.
             return await shards.search_images(files, as_form(options), options.k, labels, started)
-        form = {name: str(value) for name, value in weighting_of(options).items()}
-        if options.crop:
-            form["crop"] = as_form(options)["crop"]
-        embedded = await shards.embed("/embed", "images", files=files, data=form)
+        embedded = await shards.embed("/embed", "images", files=files, data=embed_form(options))
         return await shards.search(embedded["vectors"], options_of(options), labels, started)
+
+    @search_route("/search/examples")
+    async def by_examples(request: Request, options: Annotated[ImageSearchOptions, Depends(image_search_form)],
+                          chosen: Annotated[ExampleIds, Depends(examples_form)],
+                          images: Annotated[list[UploadFile] | None, File()] = None,
+                          negative_images: Annotated[list[UploadFile] | None, File()] = None) -> Response:
+        """The examples' vectors gathered from the shards and combined here; the shards search by that one vector
+        (ranked by cosine: a shard verifies only the images and ids it is given, and the ids are on one shard)."""
+        authorise(request)
+        started = time.perf_counter()
+
+        async def embedded(uploads: list[UploadFile] | None) -> list[list[float]]:
+            if not uploads:
+                return []
+            files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg"))
+                     for f in uploads]
+            return (await shards.embed("/embed", "images", files=files, data=embed_form(options)))["vectors"]
+
+        weighting = weighting_of(options)
+        positives = await stored_vectors(chosen.image_ids, weighting) + await embedded(images)
+        negatives = await stored_vectors(chosen.negative_ids, weighting) + await embedded(negative_images)
+        query = Examples(positives, negatives, chosen.negative_weight).query()
+        drop = [[*chosen.image_ids, *chosen.negative_ids]]
+        return await shards.search(query.tolist(), options_of(options), ["examples"], started, drop)
 
     def explain_route(path: str):
         return app.post(path, response_model=ExplainAnswer, responses=errors(400, 401, 404, 409, 413, 502))

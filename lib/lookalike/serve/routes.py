@@ -22,6 +22,7 @@ from lookalike.image.crop import crop_images
 from lookalike.image.decode import decode
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.class_focus import weights_classes
+from lookalike.retrieval.example_query import example_query
 from lookalike.retrieval.explain import explain_id, explain_image
 from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
@@ -31,6 +32,7 @@ from lookalike.serve.api_models import (
     CROP,
     WEIGHT_CLASS,
     WEIGHT_STRENGTH,
+    ExampleIds,
     ExplainAnswer,
     ExplainIds,
     IdQuery,
@@ -44,8 +46,8 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.context import RequestContext, id_views, image_views
-from lookalike.serve.forms import crop_part, image_search_form
+from lookalike.serve.context import RequestContext, id_views, image_views, verifies
+from lookalike.serve.forms import crop_part, examples_form, image_search_form
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
 
@@ -127,6 +129,32 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             parts = crop_images(data, options.part, embedder.limits)
             return ctx.run_vectors(v, embedder.embed(parts, focus), options, "image", names, started=started,
                                    views=image_views(v, options, embedder, parts))
+        return await ctx.in_thread(work)
+
+    @search_route("/search/examples", "top-k for one query made of examples (multipart): uploaded images and "
+                  "catalogue ids to find more of, and others to find fewer of; crop applies to every upload", 404, 409)
+    async def by_examples(
+            options: Annotated[ImageSearchOptions, Depends(image_search_form)],
+            chosen: Annotated[ExampleIds, Depends(examples_form)],
+            images: Annotated[list[UploadFile] | None, File(description="images to find more of")] = None,
+            negative_images: Annotated[list[UploadFile] | None, File(description="images to find fewer of")] = None,
+    ) -> Response:
+        v = ctx.index_version()
+        uploads = {"positive": images or [], "negative": negative_images or []}
+        ctx.check_search(v, len(uploads["positive"]) + len(uploads["negative"]) + len(chosen.image_ids)
+                         + len(chosen.negative_ids), options, images=True)
+        data = {side: [await f.read() for f in files] for side, files in uploads.items()}
+
+        def work() -> Response:
+            started = time.perf_counter()
+            needs_model = data["positive"] or data["negative"] or options.weight_class is not None
+            embedder = ctx.embedder() if needs_model else None
+            cropped = {side: crop_images(d, options.part, embedder.limits) if d else [] for side, d in data.items()}
+            query = example_query(v, embedder, cropped["positive"], chosen.image_ids, cropped["negative"],
+                                  chosen.negative_ids, chosen.negative_weight,
+                                  ctx.focus(options.weight_class, options.weight_strength), verifies(v, options))
+            return ctx.run_vectors(v, query.vector, options, "examples", ["examples"], query.exclude, started=started,
+                                   views=query.views)
         return await ctx.in_thread(work)
 
     @search_route("/search/text", "top-k for text queries, against a word-space index", 409)

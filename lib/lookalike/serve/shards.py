@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Collection
 from typing import Any
 
 import httpx
@@ -67,17 +68,22 @@ def _reason(error: BaseException) -> str:
     return str(error) if isinstance(error, ShardFailed) else f"{type(error).__name__}: {error}".rstrip(": ")
 
 
-def merge(answers: list[dict[str, Any]], k: int, drop: list[str | None] | None = None) -> list[list[dict]]:
+def merge(answers: list[dict[str, Any]], k: int, drop: list[Collection[str]] | None = None) -> list[list[dict]]:
     """Per query, every shard's hits by descending score (what each shard ranked by: a verified hit's includes its
-    inliers' bonus, so it outranks an unverified one on another shard), the best k, ranked again. drop[i] names a
-    hit to leave out of query i (the query image itself)."""
+    inliers' bonus, so it outranks an unverified one on another shard), the best k, ranked again. drop[i] names the
+    hits to leave out of query i (the query image itself, or a search's catalogue examples)."""
     n = len(answers[0]["results"])
     merged = []
     for q in range(n):
-        hits = [h for a in answers for h in a["results"][q]["hits"] if not drop or h["image_id"] != drop[q]]
+        hits = [h for a in answers for h in a["results"][q]["hits"] if not drop or h["image_id"] not in drop[q]]
         hits.sort(key=lambda h: -h["score"])
         merged.append([{**h, "rank": r} for r, h in enumerate(hits[:k], 1)])
     return merged
+
+
+def dropped(drop: list[Collection[str]] | None) -> int:
+    """How many more hits to ask each shard for, so that k remain after the dropped ones leave."""
+    return max((len(d) for d in drop), default=0) if drop else 0
 
 
 class Shards:
@@ -176,12 +182,12 @@ class Shards:
         return list(await asyncio.gather(*(one(s) for s in self.settings.shards)))
 
     async def search(self, vectors: list, options: dict[str, Any], labels: list, started: float,
-                     drop: list[str | None] | None = None) -> Response:
+                     drop: list[Collection[str]] | None = None) -> Response:
         k = options["k"]
         if options.get("expand"):
             vectors = await self.expanded(vectors, options, drop)
             options = {**options, "expand": 0}
-        body = {**options, "vectors": vectors, "k": k + (1 if drop else 0)}
+        body = {**options, "vectors": vectors, "k": k + dropped(drop)}
         answers, missing = await self.fan_out("/search/vectors", body)
         return self._answer(answers, missing, merge(answers, k, drop), k, labels, started)
 
@@ -204,11 +210,11 @@ class Shards:
         merged = merge(answers, k)
         return self._answer(answers, missing, merged, k, labels, started)
 
-    async def expanded(self, vectors: list, options: dict[str, Any], drop: list[str | None] | None) -> list:
+    async def expanded(self, vectors: list, options: dict[str, Any], drop: list[Collection[str]] | None) -> list:
         """αQE over the whole index, not per shard: the global top n hits of a first search (shards asked with
         expansion off), their stored vectors from the shards that hold them, and the expanded queries."""
         n = options["expand"]
-        first = {**options, "vectors": vectors, "k": n + (1 if drop else 0), "expand": 0}
+        first = {**options, "vectors": vectors, "k": n + dropped(drop), "expand": 0}
         answers, _ = await self.fan_out("/search/vectors", first)
         hits = merge(answers, n, drop)
         wanted = sorted({h["image_id"] for row in hits for h in row})
