@@ -120,6 +120,7 @@ def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tm
     assert copy["verified"] and copy["inliers"] >= SETTINGS.saturation and copy["query"] == "flipped.png"
     assert copy["score"] == pytest.approx(fuse(np.array([copy["cosine"]]), np.array([copy["inliers"]]))[0])
     assert hit["image_id"] == "astronaut.jpg" and copy["score"] == pytest.approx(hit["score"], abs=1e-5)
+    assert hit["percentile"] == copy["percentile"]  # every hit of an image search is placed in the catalogue
     assert copy["cosine"] == pytest.approx(hit["cosine"], abs=1e-5)
     # The keypoint pairs, the query's in its own orientation: the mirror of the candidate at the same size, each
     # pair is a point and its reflection.
@@ -417,8 +418,11 @@ def test_more_like_these_not_like_those_is_one_query_on_every_route(photos, tmp_
         routed = httpx.post(f"{router}/search/examples", files=[upload], data=mixed, timeout=60).json()
         missing = httpx.post(f"{router}/search/examples", data={"image_ids": ["nowhere.jpg"]}, timeout=60)
     assert same(ranked(routed), ranked(answer), atol=1e-4) and missing.status_code == 404
+    # Each shard places its hits among its own catalogue's nearest-neighbour cosines.
+    assert all(0 <= h["percentile"] <= 100 for h in routed["results"][0]["hits"])
     api = index.search_examples([flipped], ["coffee.jpg"], negative_ids=["chelsea.jpg"], verify=False, k=10)
     assert same([(h.image_id, h.score) for h in api], ranked(answer), atol=1e-4)
+    assert [h.percentile for h in api] == [h["percentile"] for h in answer["results"][0]["hits"]]
     with running(create_app(served)) as url, lookalike.Client(url) as client:
         hits = client.search_examples([flipped], ["coffee.jpg"], negative_ids=["chelsea.jpg"], verify=False, k=10)
     assert same([(h.image_id, h.score) for h in hits], ranked(answer), atol=1e-5)
@@ -456,6 +460,7 @@ def test_the_page_refines_a_search_with_more_like_this_and_less_like_this(photos
         WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text)
         plain = shown()
         assert not chromium.find_element(By.ID, "examples").is_displayed()
+        assert "percentile 100" in chromium.find_element(By.CSS_SELECTOR, "#results .hit .parts").text
         unwanted, wanted = plain[1], plain[2]
         click(unwanted, "less", "unlike 1")
         assert unwanted not in shown()

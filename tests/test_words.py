@@ -95,6 +95,8 @@ def test_phrases_find_their_photos_and_photos_get_their_words_over_http(store, c
         top = {res["query"]: res["hits"][0]["image_id"] for res in r.json()["results"]}
         assert top == queries
         assert all(0 < res["hits"][0]["score"] <= 1 for res in r.json()["results"])
+        # A text's cosines to images are not on the scale of the catalogue's image-to-image ones: no percentile.
+        assert not any("percentile" in h for res in r.json()["results"] for h in res["hits"])
         # Several phrases in one text average their vectors: "cat, coffee" sits between the two photos.
         r = httpx.post(f"{words}/search/text", json={"texts": ["cat, a cup of coffee"], "k": 2}, timeout=60)
         assert {h["image_id"] for h in r.json()["results"][0]["hits"]} == {"chelsea.jpg", "coffee.jpg"}

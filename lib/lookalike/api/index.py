@@ -121,8 +121,8 @@ class Index:
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
             data = crop_images([image_bytes(i, embedder.read) for i in listed[lo:lo + batch]], part, embedder.limits)
             views = query_views(data, self._version.features.settings, embedder.limits) if verifies else None
-            hits += search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
-                                   verification=Verification.of(views, shortlist))
+            hits += self._placed(search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
+                                                verification=Verification.of(views, shortlist)))
         return hits[0] if one else hits
 
     @overload
@@ -151,8 +151,9 @@ class Index:
                 vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, chunk,
                                                                                              focus)
             views = stored_views(self._version, faiss_ids) if verifies else None
-            hits += search_vectors(self._version, vectors, k, params, filters, None if include_self else faiss_ids,
-                                   verification=Verification.of(views, shortlist))
+            hits += self._placed(search_vectors(self._version, vectors, k, params, filters,
+                                                None if include_self else faiss_ids,
+                                                verification=Verification.of(views, shortlist)))
         return hits[0] if one else hits
 
     def search_examples(self, images: Sequence[ImageLike] = (), image_ids: Sequence[str] = (), *,
@@ -174,9 +175,9 @@ class Index:
         query = example_query(self._version, embedder, data[:len(images)], list(image_ids), data[len(images):],
                               list(negative_ids), negative_weight, self.class_focus(weight_class, weight_strength),
                               verify and self.verifies)
-        return search_vectors(self._version, query.vector, k, self.search_params(nprobe, rescore, expand,
-                                                                                 expand_alpha),
-                              filters, query.exclude, verification=Verification.of(query.views, shortlist))[0]
+        params = self.search_params(nprobe, rescore, expand, expand_alpha)
+        return self._placed(search_vectors(self._version, query.vector, k, params, filters, query.exclude,
+                                           verification=Verification.of(query.views, shortlist)))[0]
 
     @overload
     def search_vectors(self, vectors: Sequence[float], k: int = 10, **options: Any) -> list[Hit]: ...
@@ -189,8 +190,8 @@ class Index:
                        rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None):
         """The k nearest of raw vectors of the index's dimension (normalised here): one vector, or a matrix."""
         one = np.asarray(vectors).ndim == 1
-        hits = search_vectors(self._version, as_queries(self._version, vectors), k,
-                              self.search_params(nprobe, rescore, expand, expand_alpha), filters)
+        params = self.search_params(nprobe, rescore, expand, expand_alpha)
+        hits = self._placed(search_vectors(self._version, as_queries(self._version, vectors), k, params, filters))
         return hits[0] if one else hits
 
     @overload
@@ -253,6 +254,11 @@ class Index:
         if weight_class is None and strength is None:
             return None
         return focus_of(self._embedder("weight a query toward a class").model, weight_class, strength)
+
+    def _placed(self, hits: list[list[Hit]]) -> list[list[Hit]]:
+        """Hits of image, id and vector queries with their cosines' percentiles in the catalogue (as the worker's)."""
+        calibration = self._served.calibration(self._version)
+        return hits if calibration is None else calibration.placed(hits)
 
     def _batch(self, verify: bool, shortlist: int | None) -> int:
         """Queries searched at a time: a worker's batch, fewer where a long shortlist would exceed what one batch

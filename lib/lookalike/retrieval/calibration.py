@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lookalike.index.reader import IndexVersion
+from lookalike.retrieval.hit import Hit
 
 SAMPLE = 2_000  # catalogue images whose nearest neighbour is measured (percentiles to about ±1 point)
 
@@ -48,6 +49,10 @@ class ScoreCalibration:
     def percentile(self, cosine: float) -> float:
         """The share (0–100) of sampled catalogue images whose nearest other image is less similar than `cosine`."""
         return round(100.0 * np.searchsorted(self.nearest, cosine, side="left") / len(self.nearest), 1)
+
+    def placed(self, hits: list[list[Hit]]) -> list[list[Hit]]:
+        """The hits with their cosines' percentiles."""
+        return [[replace(h, percentile=self.percentile(h.cosine)) for h in row] for row in hits]
 
     def describe(self, cosine: float) -> str:
         p = self.percentile(cosine)

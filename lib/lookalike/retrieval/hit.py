@@ -16,6 +16,9 @@ class Hit:
     metadata: dict[str, Any]
     inliers: int | None = None  # geometric verification: keypoints that fit one transform (None: not verified)
     cosine: float = None  # type: ignore[assignment]  # the global descriptors' cosine (not given: the score)
+    # The cosine's percentile among the catalogue's nearest-neighbour cosines (retrieval/calibration.py); None
+    # where it means nothing (text queries) or the catalogue is too small to calibrate.
+    percentile: float | None = None
 
     def __post_init__(self) -> None:
         if self.cosine is None:  # unverified: what ranks is the cosine itself
@@ -26,16 +29,22 @@ class Hit:
                "cosine": round(self.cosine, 6), "metadata": self.metadata}
         if self.inliers is not None:
             out["inliers"] = self.inliers
+        if self.percentile is not None:
+            out["percentile"] = self.percentile
         return out
 
     def describe(self) -> str:
         """One line of a ranked list: rank, the score that ranks, the id, and the score's parts when verified."""
-        parts = "" if self.inliers is None else f"  (cosine {self.cosine:.3f}, {self.inliers} inliers)"
-        return f"{self.rank:3d}  {self.score:.3f}  {self.image_id}{parts}"
+        parts = [] if self.inliers is None else [f"cosine {self.cosine:.3f}", f"{self.inliers} inliers"]
+        if self.percentile is not None:
+            parts.append(f"percentile {self.percentile:g}")
+        return f"{self.rank:3d}  {self.score:.3f}  {self.image_id}" + (f"  ({', '.join(parts)})" if parts else "")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
         """A hit as the HTTP API writes it (as_dict)."""
         verified = d.get("inliers")
+        percentile = d.get("percentile")
         return cls(d["image_id"], d["uri"], float(d["score"]), int(d["rank"]), dict(d.get("metadata") or {}),
-                   verified, None if verified is None else float(d["cosine"]))
+                   verified, None if verified is None else float(d["cosine"]),
+                   None if percentile is None else float(percentile))

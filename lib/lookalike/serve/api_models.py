@@ -101,6 +101,7 @@ class ClassWeighting(BaseModel):
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
 CROP = f"search a part of each query image: {CROP_FORMAT}"
+PERCENTILE = "the share (0-100) of catalogue images whose nearest other catalogue image is less similar than the cosine"
 NEGATIVE_WEIGHT_TEXT = ("how far the images to find fewer of push the query away: the query is the mean of the "
                         "examples to find more of, minus this times the mean of the others")
 
@@ -185,6 +186,7 @@ class HitOut(BaseModel):
                                      "inliers)")
     cosine: float = Field(description="the cosine similarity of the global descriptors (1 = the same direction)")
     inliers: int | None = Field(None, description="keypoints fitting one transform, where the hit was verified")
+    percentile: float | None = Field(None, description=f"{PERCENTILE} (not for text queries)")
     metadata: dict[str, Any] = Field(description="the images table's other columns")
 
 
@@ -248,8 +250,7 @@ class ExplainAnswer(BaseModel):
     cosine: float = Field(description="the cosine similarity of the global descriptors")
     inliers: int | None = Field(description="keypoints fitting one transform (null: no local features to fit)")
     verified: bool = Field(description="enough inliers for the bonus")
-    percentile: float | None = Field(description="the share (0-100) of catalogue images whose nearest other "
-                                                 "catalogue image is less similar than this cosine")
+    percentile: float | None = Field(description=PERCENTILE)
     reading: str = Field(description="that percentile in one sentence")
     metadata: dict[str, Any] = Field(description="the candidate's other columns of the images table")
     match: MatchOut | None = Field(description="the fit's keypoint pairs, for a comparison view (null: none)")

@@ -108,6 +108,9 @@ class RequestContext:
         verification = Verification.of(views, options.shortlist)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
                               limits=self.settings.limits, verification=verification)
+        calibration = self.served.calibration(v)
+        if calibration is not None and kind != "text":  # a text's cosines to images are on another scale
+            hits = calibration.placed(hits)
         self.queries.labels(kind).inc(len(labels))
         body = {"name": v.manifest["name"], "version": v.version, "k": options.k,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2),
