@@ -13,7 +13,7 @@ from contextlib import ExitStack
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from support.serving import exported_router
 
 import lookalike
@@ -226,17 +226,18 @@ def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(pho
         assert not chromium.find_element(By.ID, "compare").is_displayed()
 
 
-def composite() -> Image.Image:
-    """Two photos side by side, as a composite mark's two devices: the astronaut on the left, the coffee right."""
+def composite(margin: int = 20) -> Image.Image:
+    """Two photos side by side on white, as a composite mark's two devices: the astronaut on the left, the coffee
+    right, each in its half."""
     left, right = photo("astronaut", 256), photo("coffee", 256)
-    out = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
-    out.paste(left, (0, 0))
-    out.paste(right, (left.width, 0))
+    out = Image.new("RGB", (2 * (left.width + 2 * margin), max(left.height, right.height) + 2 * margin), "white")
+    out.paste(left, (margin, margin))
+    out.paste(right, (left.width + 3 * margin, margin))
     return out
 
 
 def test_a_crop_is_a_box_of_fractions_that_keeps_that_part_of_the_image():
-    image = composite()
+    image = composite(margin=0)
     assert Crop.of("0.5,0,1,1") == Crop(0.5, 0, 1, 1) and str(Crop.of([0.5, 0, 1, 1])) == "0.5,0,1,1"
     assert Crop(0.5, 0, 1, 1).box(*image.size) == (256, 0, 512, image.height)
     right = Image.open(io.BytesIO(cropped(png(image), Crop(0.5, 0, 1, 1), DecodeLimits())))
@@ -360,7 +361,7 @@ def test_the_page_searches_the_part_of_the_query_in_a_box_dragged_on_it(photos, 
         assert not chromium.find_element(By.ID, "crop-box").is_displayed()
 
 
-def rocchio(positives: list, negatives: list, weight: float = 0.5) -> np.ndarray:
+def rocchio(positives: list, negatives: list, weight: float = 0.75) -> np.ndarray:
     """The query of examples, written out: the positives' mean direction minus weight × the negatives'."""
     def mean_direction(rows: list) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.float64)
@@ -481,3 +482,100 @@ def test_the_page_refines_a_search_with_more_like_this_and_less_like_this(photos
         WebDriverWait(chromium, 60).until(lambda d: "results from" in d.find_element(By.ID, "status").text
                                           and "more" not in d.find_element(By.ID, "status").text)
         assert shown() == plain and not chromium.find_element(By.ID, "examples").is_displayed()
+
+
+def mark_with_words(mode: str = "RGB") -> tuple[Image.Image, tuple, tuple]:
+    """A composite mark: a red star beside the word ACME (and a speck, which is no part), on white or on
+    transparency; with the star's and the word's boxes in pixels."""
+    image = Image.new(mode, (600, 240), (255, 255, 255, 0) if mode == "RGBA" else "white")
+    draw = ImageDraw.Draw(image)
+    points = [(110 + (90 if i % 2 == 0 else 40) * math.cos(math.pi / 2 + i * math.pi / 5),
+               120 - (90 if i % 2 == 0 else 40) * math.sin(math.pi / 2 + i * math.pi / 5)) for i in range(10)]
+    draw.polygon(points, fill=(200, 30, 40, 255))
+    font = ImageFont.load_default(size=64)
+    draw.text((240, 85), "ACME", font=font, fill=(20, 20, 20, 255))
+    draw.ellipse([560, 20, 563, 23], fill=(20, 20, 20, 255))
+    star = (min(x for x, _ in points), min(y for _, y in points), max(x for x, _ in points), max(y for _, y in points))
+    return image, star, draw.textbbox((240, 85), "ACME", font=font)
+
+
+def test_a_composite_marks_parts_are_its_device_and_its_lettering():
+    def inside(box: tuple, part: lookalike.Part, size: tuple) -> bool:
+        x0, y0, x1, y1 = part.crop
+        return x0 * size[0] <= box[0] and y0 * size[1] <= box[1] and x1 * size[0] >= box[2] and y1 * size[1] >= box[3]
+
+    for mode in ("RGB", "RGBA"):
+        image, star, word = mark_with_words(mode)
+        parts = lookalike.propose_parts(image)
+        assert [p.kind for p in parts] == ["figure", "text"], mode  # largest first; the speck is none
+        assert inside(star, parts[0], image.size) and inside(word, parts[1], image.size), (mode, parts)
+        assert all(Crop.of(p.crop) for p in parts)  # each is a crop a search takes
+    # One part is nothing to split; nothing on the background neither.
+    star_alone = Image.new("RGB", (300, 240), "white")
+    ImageDraw.Draw(star_alone).regular_polygon((150, 120, 90), 5, fill="red")
+    assert lookalike.propose_parts(star_alone) == [] and lookalike.propose_parts(Image.new("RGB", (64, 64))) == []
+    with pytest.raises(lookalike.InputError):
+        lookalike.propose_parts(b"not an image")
+
+
+@pytest.mark.slow
+def test_the_parts_of_a_mark_are_proposed_and_searched_on_every_route(photos, tmp_path, capsys):
+    store, _ = photos
+    served = serving(store, tmp_path)
+    data = png(composite())
+    (tmp_path / "composite.png").write_bytes(data)
+    expected = [p.as_dict() for p in lookalike.propose_parts(data)]
+    assert [p["kind"] for p in expected] == ["figure", "figure"]
+
+    def proposed(url: str, image: bytes = data) -> httpx.Response:
+        return httpx.post(f"{url}/parts", files={"image": ("composite.png", image, "image/png")}, timeout=60)
+
+    with running(create_app(served)) as url:
+        answer = proposed(url).json()
+        tops = [httpx.post(f"{url}/search/images", files={"images": ("composite.png", data, "image/png")},
+                           data={"k": "1", "crop": ",".join(map(str, p["crop"]))}, timeout=60).json()
+                for p in answer["parts"]]
+        refused = proposed(url, b"not an image")
+        with lookalike.Client(url) as client:
+            assert [p.as_dict() for p in client.parts(data)] == expected
+    assert answer == {"image": "composite.png", "parts": expected}
+    # Each part searched alone finds its own photo: the devices of the mark, apart.
+    found = {t["results"][0]["hits"][0]["image_id"]: p for t, p in zip(tops, answer["parts"], strict=True)}
+    assert set(found) == {"astronaut.jpg", "coffee.jpg"}
+    assert found["astronaut.jpg"]["crop"][2] <= 0.5 <= found["coffee.jpg"]["crop"][0]
+    assert refused.status_code == 400
+    with ExitStack() as stack:
+        router = exported_router(stack, store, "photos", tmp_path)
+        assert proposed(router).json() == answer
+    assert main(["parts", str(tmp_path / "composite.png")]) == 0
+    said = capsys.readouterr().out
+    assert said.count("figure") == 2 and f"--crop {','.join(f'{v:g}' for v in expected[0]['crop'])}" in said
+
+
+@pytest.mark.slow
+def test_the_page_offers_the_parts_of_the_query_and_searches_one_in_a_click(photos, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store, _ = photos
+    served, query = serving(store, tmp_path), tmp_path / "composite.png"
+    query.write_bytes(png(composite()))
+    with running(create_app(served)) as worker:
+        chromium.get(worker + "/")
+        WebDriverWait(chromium, 20).until(lambda d: "photos" in d.find_element(By.ID, "index-info").text)
+        chromium.find_element(By.ID, "image-file").send_keys(str(query))
+        WebDriverWait(chromium, 60).until(lambda d: d.find_element(By.ID, "parts-row").is_displayed())
+        buttons = chromium.find_elements(By.CSS_SELECTOR, "#part-list button")
+        assert [b.text.split(" (")[0] for b in buttons] == ["figure 1", "figure 2"]
+        for button in buttons:
+            button.click()
+            WebDriverWait(chromium, 60).until(
+                lambda d: "for the part of the image in the box" in d.find_element(By.ID, "status").text)
+            assert chromium.find_element(By.ID, "crop-text").text.replace(" ", "") == ",".join(
+                f"{float(v):.2f}" for v in button.get_attribute("data-crop").split(","))
+            assert chromium.find_element(By.ID, "crop-box").is_displayed()
+        # The last part clicked is the coffee's (the right one): its search ranks the coffee first.
+        first = chromium.find_element(By.CSS_SELECTOR, "#results .hit").get_attribute("data-image-id")
+        assert first == ("coffee.jpg" if float(buttons[-1].get_attribute("data-crop").split(",")[0]) >= 0.5
+                         else "astronaut.jpg")
+        chromium.save_screenshot(str(tmp_path / "parts-page.png"))

@@ -34,6 +34,7 @@ _EXPORTS = {
     "BuildIndexConfig": "lookalike.api.jobs", "JoinConfig": "lookalike.api.jobs", "ExportConfig": "lookalike.api.jobs",
     "EvaluateConfig": "lookalike.api.jobs",
     "Hit": "lookalike.retrieval.hit", "Explanation": "lookalike.retrieval.explanation",
+    "propose_parts": "lookalike.api.parts", "Part": "lookalike.image.part",
     "ModelSpec": "lookalike.model.spec",
     "LookalikeError": "lookalike.core.errors", "ConfigError": "lookalike.core.errors",
     "InputError": "lookalike.core.errors", "JobFailed": "lookalike.core.errors",
@@ -58,10 +59,12 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (`X as X`: a r
     from lookalike.api.jobs import export as export
     from lookalike.api.jobs import join as join
     from lookalike.api.jobs import reindex as reindex
+    from lookalike.api.parts import propose_parts as propose_parts
     from lookalike.core.errors import ConfigError as ConfigError
     from lookalike.core.errors import InputError as InputError
     from lookalike.core.errors import JobFailed as JobFailed
     from lookalike.core.errors import LookalikeError as LookalikeError
+    from lookalike.image.part import Part as Part
     from lookalike.model.spec import ModelSpec as ModelSpec
     from lookalike.retrieval.explanation import Explanation as Explanation
     from lookalike.retrieval.hit import Hit as Hit

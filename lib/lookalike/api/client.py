@@ -12,6 +12,7 @@ import httpx
 from lookalike.api.images import ImageLike, image_bytes, images_of, label
 from lookalike.core.errors import InputError, LookalikeError, Unavailable
 from lookalike.core.store import read_url
+from lookalike.image.part import Part
 from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.hit import Hit
 
@@ -128,6 +129,11 @@ class Client:
         if filters:
             form["filters"] = json.dumps(filters)
         return _hits(self._call("POST", "/search/examples", files=files or None, data=form), True)
+
+    def parts(self, image: ImageLike) -> list[Part]:
+        """The parts of a composite mark (uploaded), largest first: each a crop to search (`search(..., crop=)`)."""
+        files = [("image", (label(image, 0), image_bytes(image, read_url), "application/octet-stream"))]
+        return [Part.from_dict(p) for p in self._call("POST", "/parts", files=files)["parts"]]
 
     def explain(self, image_id: str, *, query: ImageLike | None = None, query_id: str | None = None,
                 crop: str | Sequence[float] | None = None) -> Explanation:

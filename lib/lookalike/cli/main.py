@@ -29,7 +29,9 @@ from lookalike.cli.index import (
 from lookalike.cli.join import join_parser, run_join
 from lookalike.cli.query import (
     explain_parser,
+    parts_parser,
     run_explain,
+    run_parts,
     run_search,
     run_serve,
     run_tag,
@@ -79,6 +81,8 @@ COMMANDS = (
             run_search),
     Command("explain", "why a catalogue image matches a query: score parts, percentile, keypoint pairs; --draw "
             "draws the comparison", explain_parser, run_explain),
+    Command("parts", "the parts of composite marks (devices, lettering), each with the --crop that searches it",
+            parts_parser, run_parts),
     Command("serve", "query worker: HTTP API and a search page over LATEST of an index", serve_parser, run_serve,
             server=True),
     Command("join", "top-k neighbours of many queries, or a near-duplicate sweep", join_parser, run_join, True),

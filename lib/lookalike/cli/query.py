@@ -244,6 +244,23 @@ def run_explain(args: argparse.Namespace) -> str:
     return explanation.describe() + (f"\ncomparison view: {args.draw}" if args.draw else "")
 
 
+def parts_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="mark image paths or URIs")
+    add_store_option_arg(p)
+    add_json_arg(p, "the parts")
+
+
+def run_parts(args: argparse.Namespace) -> str:
+    """The parts of each composite mark, each with the --crop that searches it (no index needed)."""
+    from lookalike.api.parts import propose_parts
+    found = propose_parts(list(args.images), storage_options=key_values(args.store_option, "--store-option"))
+    if args.json:
+        return json.dumps([{"image": i, "parts": [p.as_dict() for p in parts]}
+                           for i, parts in zip(args.images, found, strict=True)], indent=2)
+    return "\n".join(f"{i}:\n" + ("\n".join(f"  {p.describe()}" for p in parts) or "  one part (nothing to split)")
+                     for i, parts in zip(args.images, found, strict=True))
+
+
 def tag_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or URIs")
     p.add_argument("--k", type=int, default=5, help="words per image (default 5)")

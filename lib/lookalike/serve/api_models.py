@@ -256,6 +256,17 @@ class ExplainAnswer(BaseModel):
     match: MatchOut | None = Field(description="the fit's keypoint pairs, for a comparison view (null: none)")
 
 
+class PartOut(BaseModel):
+    crop: list[float] = Field(description="the part as x0, y0, x1, y1 fractions of the image: what `crop` takes")
+    kind: str = Field(description="figure (a device) or text (a line or block of lettering)")
+    share: float = Field(description="its share of the mark's ink (0-1)")
+
+
+class PartsAnswer(BaseModel):
+    image: str = Field(description="the uploaded file's name")
+    parts: list[PartOut] = Field(description="largest first; empty where the mark is one part")
+
+
 class ErrorOut(BaseModel):
     detail: str = Field(description="what is wrong and what would be right")
     error_kind: str | None = Field(None, description="for an image that cannot be used: its stable error kind")

@@ -20,7 +20,13 @@ from lookalike.retrieval.ids import UnknownImageIds
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.api_middleware import BodyLimit, IndexCollector, Measured, bearer_ok, validation_error
 from lookalike.serve.context import ApiSettings, RequestContext
-from lookalike.serve.routes import add_catalogue_routes, add_explain_routes, add_search_routes, add_status_routes
+from lookalike.serve.routes import (
+    add_catalogue_routes,
+    add_explain_routes,
+    add_parts_routes,
+    add_search_routes,
+    add_status_routes,
+)
 from lookalike.serve.uri_policy import UriAllowList
 from lookalike.serve.worker import ServedIndex
 
@@ -62,6 +68,7 @@ def create_app(served: ServedIndex, settings: ApiSettings | None = None) -> Fast
     add_status_routes(app, context, auth, registry)
     add_search_routes(app, context, auth)
     add_explain_routes(app, context, auth)
+    add_parts_routes(app, context, auth)
     add_catalogue_routes(app, context, auth)
     return app
 

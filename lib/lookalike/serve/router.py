@@ -22,6 +22,7 @@ from lookalike.serve.api_models import (
     ExplainIds,
     IdQuery,
     ImageSearchOptions,
+    PartsAnswer,
     SearchAnswer,
     TextQuery,
     VectorQuery,
@@ -122,7 +123,7 @@ def create_router(settings: RouterSettings) -> FastAPI:
     async def by_text(body: TextQuery, request: Request) -> Response:
         authorise(request)
         started = time.perf_counter()
-        embedded = await shards.embed("/embed/text", "texts", json={"texts": body.texts})
+        embedded = await shards.from_any("/embed/text", "embed the texts", json={"texts": body.texts})
         return await shards.search(embedded["vectors"], options_of(body), body.texts, started)
 
     @search_route("/search/images")
@@ -136,7 +137,7 @@ def create_router(settings: RouterSettings) -> FastAPI:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
             # score that ranks, so a verified hit on one shard outranks an unverified one on another.
             return await shards.search_images(files, as_form(options), options.k, labels, started)
-        embedded = await shards.embed("/embed", "images", files=files, data=embed_form(options))
+        embedded = await shards.from_any("/embed", "embed the images", files=files, data=embed_form(options))
         return await shards.search(embedded["vectors"], options_of(options), labels, started)
 
     @search_route("/search/examples")
@@ -154,7 +155,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
                 return []
             files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg"))
                      for f in uploads]
-            return (await shards.embed("/embed", "images", files=files, data=embed_form(options)))["vectors"]
+            answer = await shards.from_any("/embed", "embed the images", files=files, data=embed_form(options))
+            return answer["vectors"]
 
         weighting = weighting_of(options)
         positives = await stored_vectors(chosen.image_ids, weighting) + await embedded(images)
@@ -162,6 +164,12 @@ def create_router(settings: RouterSettings) -> FastAPI:
         query = Examples(positives, negatives, chosen.negative_weight).query()
         drop = [[*chosen.image_ids, *chosen.negative_ids]]
         return await shards.search(query.tolist(), options_of(options), ["examples"], started, drop)
+
+    @app.post("/parts", response_model=PartsAnswer, responses=errors(400, 401, 413, 502))
+    async def parts(request: Request, image: Annotated[UploadFile, File()]) -> JSONResponse:
+        authorise(request)
+        files = [("image", (image.filename or "image", await image.read(), image.content_type or "image/jpeg"))]
+        return JSONResponse(await shards.from_any("/parts", "propose the parts", files=files))
 
     def explain_route(path: str):
         return app.post(path, response_model=ExplainAnswer, responses=errors(400, 401, 404, 409, 413, 502))

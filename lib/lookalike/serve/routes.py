@@ -1,6 +1,6 @@
-"""The query worker's routes, in four groups: status (page, health, metrics, info), search (by vector, id,
-uploaded image, URI), explain (why a catalogue image matched) and catalogue (stored vectors, embedding uploads,
-thumbnails)."""
+"""The query worker's routes, in five groups: status (page, health, metrics, info), search (by vector, id,
+uploaded image, URI, examples), explain (why a catalogue image matched), parts (of a composite mark) and catalogue
+(stored vectors, embedding uploads, thumbnails)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from lookalike.image.crop import crop_images
 from lookalike.image.decode import decode
+from lookalike.image.parts import propose_parts
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.class_focus import weights_classes
 from lookalike.retrieval.example_query import example_query
@@ -38,6 +39,7 @@ from lookalike.serve.api_models import (
     IdQuery,
     IdVectors,
     ImageSearchOptions,
+    PartsAnswer,
     SearchAnswer,
     TagAnswer,
     TextList,
@@ -224,6 +226,16 @@ def add_explain_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None
         embedder = ctx.embedder()
         return await ctx.in_thread(lambda: answer(v, image.filename or "image", explain_image(
             v, embedder, crop_images([data], part, embedder.limits)[0], image_id, ctx.served.calibration(v))))
+
+
+def add_parts_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
+    @app.post("/parts", dependencies=[auth], response_model=PartsAnswer, summary="the parts of a composite mark "
+              "(its devices, its lettering), each a crop to search", responses=errors(400, 401, 413, 504))
+    async def parts(image: Annotated[UploadFile, File(description="the mark")]) -> Response:
+        data = await image.read()
+        found = await ctx.in_thread(lambda: propose_parts(data, ctx.served.decode_limits))
+        return Response(json.dumps({"image": image.filename or "image", "parts": [p.as_dict() for p in found]}),
+                        media_type="application/json")
 
 
 def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from lookalike.core.errors import LookalikeError
 from lookalike.index.rerank import Expansion, expand
 from lookalike.retrieval.vectors import unit_rows
-from lookalike.serve.api_models import ExplainAnswer, SearchAnswer
+from lookalike.serve.api_models import ExplainAnswer, PartsAnswer, SearchAnswer
 from lookalike.serve.settings import RouterSettings
 
 
@@ -52,6 +52,8 @@ def _checked(path: str, response: httpx.Response) -> dict[str, Any]:
             SearchAnswer.model_validate(answer)
         elif path.startswith("/explain/"):
             ExplainAnswer.model_validate(answer)
+        elif path == "/parts":
+            PartsAnswer.model_validate(answer)
         elif not isinstance(answer, dict) or not isinstance(answer.get("vectors"), list):
             raise ValueError("no vectors")
     except (ValueError, ValidationError, RecursionError) as e:
@@ -129,16 +131,18 @@ class Shards:
             raise ShardError(502, f"{len(failed)} of {len(shards)} shards did not answer: {reasons}")
         return answers, list(failed)
 
-    async def embed(self, path: str, what: str, **request: Any) -> dict[str, Any]:
+    async def from_any(self, path: str, what: str, **request: Any) -> dict[str, Any]:
+        """The answer of the first shard that gives one, for work any shard does alike (embedding: they share the
+        model; a mark's parts); `what` names it in the router's error."""
         last_error: Exception | None = None
-        for shard in self.settings.shards:  # any one shard embeds: they share the model
+        for shard in self.settings.shards:
             try:
                 return await self.call(shard, path, **request)
             except ShardError:
                 raise
             except (ShardFailed, httpx.HTTPError) as e:
                 last_error = e
-        raise ShardError(502, f"no shard could embed the {what}: {_reason(last_error)}")
+        raise ShardError(502, f"no shard could {what}: {_reason(last_error)}")
 
     async def from_holder(self, path: str, missing: str, **request: Any) -> dict[str, Any]:
         """The answer of the shard that holds the images a request names: every shard is asked, the others answer

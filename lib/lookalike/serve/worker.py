@@ -54,6 +54,11 @@ class ServedIndex:
         # and its predecessor, which requests begun before a swap still read.
         self._calibrations: dict[str, ScoreCalibration | None] = {}
 
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """What reading one query image may take on this worker (its bytes, its pixels, the shared budget)."""
+        return DecodeLimits(self.settings.max_bytes, self.settings.max_pixels, self.pixel_budget)
+
     def calibration(self, version: IndexVersion) -> ScoreCalibration | None:
         """The score calibration of a version this worker serves or served last; None for a catalogue too small to
         calibrate."""
@@ -170,8 +175,7 @@ class ServedIndex:
                 model = cached_model(spec, self.settings.device)
             except Exception as e:
                 raise ConfigError(f"cannot load the model {spec.name!r} for {manifest['name']}: {e}") from e
-            limits = DecodeLimits(self.settings.max_bytes, self.settings.max_pixels, self.pixel_budget)
-            embedder = QueryEmbedder(model, limits, self.store.options)
+            embedder = QueryEmbedder(model, self.decode_limits, self.store.options)
         provenance.check_model(embedder.fingerprint_id, "start a worker with the model options the index was built "
                                                         "with", user="the query model of this worker")
         return embedder
