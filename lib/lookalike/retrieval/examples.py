@@ -15,8 +15,8 @@ from lookalike.retrieval.vectors import unit_rows
 # Rocchio's classic weights give the negatives 0.15-0.25, for text queries whose negatives are far from the query;
 # an examiner's "less like this" is a near miss, whose direction must weigh more to move the ranking at all. In
 # bench/relevance_feedback.py, where the first right hit is on the first page (and the wrong hits above it are the
-# negatives) any weight from 0 to 0.75 finds the rest of the brand as well; where none is, 0.75 finds the right
-# answer sooner than 0.25 or 0.5 under both models, and 1 costs the shipped model on the first kind.
+# negatives) any weight finds the rest of the brand as well; where none is, 0.75 finds the right answer sooner
+# than 0.25 or 0.5 under both models, and at 1 the two models part ways.
 NEGATIVE_WEIGHT = 0.75
 
 
