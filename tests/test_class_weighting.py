@@ -189,7 +189,8 @@ def test_class_weighted_search_from_the_command_line(store, catalogue, capsys, t
     assert main(["search", *args, str(catalogue / BOTH), "--weight-class", "coffee mug"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "weighted toward 'coffee mug' (504) at 1" in out[0]
-    assert [line.split()[-1].split("-")[0] for line in out[2:] if BOTH not in line][:4] == ["coffee"] * 4
+    # Each hit's line: rank, score, id (then its score's parts).
+    assert [line.split()[2].split("-")[0] for line in out[2:] if BOTH not in line][:4] == ["coffee"] * 4
     assert main(["search", *args, "--id", BOTH, "--weight-class", "tabby", "--json"]) == 0
     assert '"class": "tabby"' in capsys.readouterr().out
     assert main(["search", *args, str(catalogue / BOTH), "--weight-class", "umbrela"]) == 2

@@ -10,13 +10,13 @@ import threading
 import time
 
 import httpx
-import hypothesis
 import numpy as np
 import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance, status_code_conformance
+from support import contract
 
 from lookalike.cli.main import main
 from lookalike.core.errors import ConfigError
@@ -397,12 +397,7 @@ def resident_bytes() -> int:
 
 
 def fuzz(operation, mode: GenerationMode, checks=None, excluded=()) -> None:
-    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    @hypothesis.settings(max_examples=20, deadline=None, database=None, derandomize=True,
-                         suppress_health_check=list(hypothesis.HealthCheck))
-    def keeps_contract(case):
-        case.call_and_validate(headers=AUTH, checks=checks, excluded_checks=list(excluded))
-    keeps_contract()
+    contract.fuzz(operation, mode, checks, excluded, headers=AUTH)
 
 
 @pytest.mark.slow
@@ -412,7 +407,8 @@ def test_every_route_keeps_its_documented_contract(api_schema):
     break it get a documented 4xx, and nothing is a server error. Uploads and URIs are the exception to
     "schema-valid is accepted": no schema can say which bytes decode to an image (nor, for a search by examples,
     whether any was given to find more of)."""
-    undecidable = {"/search/images", "/embed", "/search/uris", "/tag", "/explain/images", "/search/examples"}
+    undecidable = {"/search/images", "/embed", "/search/uris", "/tag", "/explain/images", "/search/examples",
+                   "/parts"}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 9
     before = resident_bytes()
@@ -485,7 +481,7 @@ def test_every_route_of_the_router_keeps_its_documented_contract(sharded):
     for operation in (result.ok() for result in schema.get_all_operations()):
         fuzz(operation, GenerationMode.POSITIVE,
              excluded=[positive_data_acceptance]
-             if operation.path in ("/search/images", "/explain/images", "/search/examples") else [])
+             if operation.path in ("/search/images", "/explain/images", "/search/examples", "/parts") else [])
         if len(operation.body) or len(operation.query) or len(operation.path_parameters):  # inputs to break
             fuzz(operation, GenerationMode.NEGATIVE, checks=[not_a_server_error, status_code_conformance])
 

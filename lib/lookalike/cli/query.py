@@ -29,11 +29,12 @@ from lookalike.core.options import add_options, option_values
 from lookalike.core.store import Store
 from lookalike.index.local_cache import CACHE_ENV, default_cache_dir
 from lookalike.retrieval.examples import NEGATIVE_WEIGHT
+from lookalike.retrieval.filters import parse_filters
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryLimits
 from lookalike.serve.settings import ApiSettings, WorkerSettings
 
 # The worker's settings, its API's and a request's bounds, each defined once on its settings class.
-WORKER_OPTIONS = ("poll_s", "retry_s", "max_pixels", "max_pixels_in_flight")
+WORKER_OPTIONS = ("poll_s", "retry_s", "max_pixels", "max_pixels_in_flight", "show_columns")
 API_OPTIONS = ("allow_uri_prefixes", "max_body_bytes", "max_batch", "request_timeout_s")
 LIMIT_OPTIONS = ("max_rescore", "max_nprobe", "max_candidates", "max_verified")
 
@@ -78,8 +79,10 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     # As the join's (JoinConfig.shortlist): tests/test_options.py checks that the two stay one definition.
     p.add_argument("--shortlist", type=int, default=DEFAULT_SHORTLIST,
                    help=f"candidates verified per query (default {DEFAULT_SHORTLIST})")
-    p.add_argument("--filter", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
-                   help="keep hits whose metadata column has one of the values (repeatable)")
+    p.add_argument("--filter", action="append", default=[], metavar="COLUMN OP VALUE[,VALUE]",
+                   help="keep hits whose metadata meets it (repeatable, all must hold): nice=25,9 (any of; a list "
+                        "column holds one), vienna&=03.01.01,26.04.02 (holds all), status!=expired (none of), "
+                        "vienna^=03.01 (starts with), filed>=2020-01-01 (also >, <=, <)")
     p.add_argument("--weight-class", default=None, metavar="NAME|ID",
                    help="like this image, but weighted toward an ImageNet class ('umbrella', 'running shoe' or an id "
                         "0-999): image and --id queries are pooled where the class is seen")
@@ -152,12 +155,13 @@ def run_search(args: argparse.Namespace) -> str:
     if args.crop and not (args.images or args.negative_images):
         raise ConfigError("--crop takes a part of query images: give IMAGE paths or URIs (an --id query uses its "
                           "stored vector)")
-    crop = Crop.of(args.crop)  # a wrong box fails before the index is opened
+    crop = Crop.of(args.crop)  # a wrong box or filter fails before the index is opened
+    filters = parse_filters(args.filter)
     options = key_values(args.store_option, "--store-option")
     settings = worker_settings(args, options)
     index = open_index(args.store, args.index, args.version, storage_options=options, cache_dir=settings.cache_dir,
                        model=settings.model)
-    common = {"filters": _filters(args.filter), "nprobe": args.nprobe, "rescore": args.rescore, "expand": args.expand,
+    common = {"filters": filters, "nprobe": args.nprobe, "rescore": args.rescore, "expand": args.expand,
               "expand_alpha": args.expand_alpha}
     by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
                 "weight_strength": args.weight_strength}
@@ -182,7 +186,8 @@ def run_search(args: argparse.Namespace) -> str:
         return json.dumps({"name": index.name, "version": index.version, "params": params.as_dict(),
                            **({"weighted_toward": focus.describe()} if focus else {}),
                            "results": [{"query": q, "hits": [h.as_dict() for h in hits]}
-                                       for q, hits in zip(labels, results, strict=True)]}, indent=2)
+                                       for q, hits in zip(labels, results, strict=True)]}, indent=2,
+                          default=str)  # metadata of types JSON lacks (dates, decimals) as text, as the worker writes
     expansion = f", αQE n={params.expand} α={params.expand_alpha:g}" if params.expand else ""
     toward = f", weighted toward {focus.name!r} ({focus.class_id}) at {focus.strength:g}" if focus else ""
     lines = [f"index {index.name}/{index.version} (nprobe {params.nprobe}, rescore {params.rescore}{expansion}"
@@ -287,16 +292,3 @@ def run_tag(args: argparse.Namespace) -> str:
                            for i, row in zip(args.images, tags, strict=True)], indent=2)
     return "\n".join(f"{i}: " + ", ".join(f"{w} ({s:.2f})" for w, s in row)
                      for i, row in zip(args.images, tags, strict=True))
-
-
-def _filters(pairs: list[str]) -> dict[str, list[str]] | None:
-    out: dict[str, list[str]] = {}
-    for pair in pairs:
-        column, sep, values = pair.partition("=")
-        if not sep or not column:
-            raise ConfigError(f"--filter {pair!r}: expected COLUMN=VALUE[,VALUE...]")
-        out.setdefault(column, []).extend(values.split(","))
-    return out or None
-
-
-

@@ -11,7 +11,6 @@ from typing import Any
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lookalike.core.deadline import checkpoint
 from lookalike.image.local_features import LocalFeatures
@@ -24,6 +23,7 @@ from lookalike.index.search import (
     search_with,
     use_threads_for,
 )
+from lookalike.retrieval.filters import allowed_rows
 from lookalike.retrieval.hit import Hit
 from lookalike.retrieval.limits import DEFAULT_LIMITS, DEFAULT_SHORTLIST, QueryError, QueryLimits
 from lookalike.retrieval.vectors import unit_rows
@@ -68,46 +68,6 @@ def as_queries(version: IndexVersion, vectors: Any) -> np.ndarray:
     return unit_rows(vectors, version.dim)
 
 
-def allowed_rows(version: IndexVersion, filters: Mapping[str, Any]) -> np.ndarray:
-    """Boolean mask over rows of version.ids: every column's value in its list of accepted values."""
-    mask = np.ones(version.ids.num_rows, dtype=bool)
-    for column, accepted in filters.items():
-        if column not in version.ids.column_names or column == "faiss_id":
-            filterable = [c for c in version.ids.column_names if c != "faiss_id"]
-            raise QueryError(f"cannot filter on {column!r}: the index has columns {filterable}")
-        values = accepted if isinstance(accepted, list | tuple) else [accepted]
-        target = version.ids.schema.field(column).type
-        try:
-            if not all(_fits(v, target) for v in values):
-                raise TypeError("another type")
-            if pa.types.is_integer(target):  # 367.0 is 367: never mixed into a float array that loses large ints
-                values = [int(v) if isinstance(v, float) else v for v in values]
-            value_set = pa.array(values).cast(target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, OverflowError) as e:
-            shown = ", ".join(repr(v)[:40] for v in values[:3]) + (f" … ({len(values)} values)" if len(values) > 3
-                                                                    else "")
-            raise QueryError(f"filter {column}: {shown} are not values of type {target}") from e
-        mask &= pc.is_in(version.ids[column], value_set=value_set).to_numpy(zero_copy_only=False)
-    return mask
-
-
-def _fits(value: Any, column: pa.DataType) -> bool:
-    """Whether a filter value is of the column's kind: a text column is matched by text only, never by a number
-    or a boolean; a number column never by a boolean (JSON's true is no 1). Text for another kind of column (the
-    command line's `--filter width=320`) is cast, and a cast that fails refuses it."""
-    if pa.types.is_string(column) or pa.types.is_large_string(column):
-        return isinstance(value, str)
-    if isinstance(value, str):
-        return True
-    if pa.types.is_boolean(column):
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if pa.types.is_integer(column):  # as JSON Schema's integer: 255 and 255.0 alike
-        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    return isinstance(value, int | float) or not (pa.types.is_floating(column) or pa.types.is_decimal(column))
-
-
 def stored_views(version: IndexVersion, faiss_ids: np.ndarray) -> list[list[LocalFeatures] | None]:
     """Catalogue images as queries (-1: none): their stored features as their one view (no mirror view: a
     mirrored copy in the catalogue is found by its own mirror view when it is the query)."""
@@ -132,7 +92,7 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     if verify:
         depth = max(depth, verification.shortlist)
     if filters:
-        mask, plain = allowed_rows(version, filters), replace(params, expand=0)
+        mask, plain = allowed_rows(version.ids, filters), replace(params, expand=0)
         if params.expand:  # expanded with the hits that pass the filter, as the unfiltered search does with all
             scores, ids = _filtered(version, queries, max(depth, params.expand), plain, mask, exact_filter_limit)
             queries = expand_queries(queries, scores, ids, version.exact, params.expansion)

@@ -6,13 +6,22 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from lookalike.core.errors import InputError
 from lookalike.core.manifest import RENAMED_SEARCH_PARAMS
 from lookalike.image.crop import CROP_FORMAT, Crop
 from lookalike.model.text import MAX_TEXT_CHARS, PHRASE
 from lookalike.retrieval.examples import NEGATIVE_WEIGHT
+from lookalike.retrieval.filters import OPERATORS
 from lookalike.retrieval.limits import (
     DEFAULT_SHORTLIST,
     MAX_EXPAND,
@@ -65,6 +74,35 @@ def accept_deprecated_names(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+FILTERS = ("metadata column → a condition, and hits must meet every column's: a value or a list of values (any of "
+           "them; for a list column, holds one of them), or an object of any, all, not, prefix, gte, gt, lte, lt "
+           "(all must hold)")
+
+
+class Condition(BaseModel):
+    """A filter's operators on one column (retrieval/filters.py); every one given must hold."""
+    # Operators not given are absent, never null: the schema says so (minProperties, no nulls), as validation does.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"minProperties": 1})
+    any: list[FilterValue] = Field(None, description="one of these values (a list column: holds one)")
+    all: list[FilterValue] = Field(None, description="a list column holds every one of these")
+    not_: list[FilterValue] | FilterValue = Field(None, alias="not", description="none of these")
+    prefix: list[Annotated[str, Field(max_length=1000)]] | Annotated[str, Field(max_length=1000)] = Field(
+        None, description="a text (of a list column: one of its texts) starts with one of these")
+    gte: FilterValue = Field(None, description="at or above (numbers, ISO dates and times, text)")
+    gt: FilterValue = Field(None, description="above")
+    lte: FilterValue = Field(None, description="at or below")
+    lt: FilterValue = Field(None, description="below")
+
+    @model_validator(mode="after")
+    def _something(self) -> Condition:
+        if not self.as_filter():
+            raise ValueError(f"a condition names at least one of {', '.join(OPERATORS)}")
+        return self
+
+    def as_filter(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,8 +121,20 @@ class SearchOptions(BaseModel):
                                                                   "(default: the manifest's)")
     expand_alpha: float | None = Field(None, ge=0, le=MAX_EXPAND_ALPHA, allow_inf_nan=False, strict=True,
                                        description="αQE weight exponent: hits weigh cosine ** expand_alpha")
-    filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue] | None = Field(
-        None, description="metadata column → accepted value(s); hits must match every column")
+    filters: dict[Annotated[str, Field(min_length=1)], list[FilterValue] | FilterValue | Condition] | None = Field(
+        None, description=FILTERS)
+
+    @field_validator("filters")
+    @classmethod
+    def _plain(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Conditions as the plain objects a search takes (and a router passes on)."""
+        if value is None:
+            return None
+        return {column: c.as_filter() if isinstance(c, Condition) else c for column, c in value.items()}
+
+    @field_serializer("filters")
+    def _as_given(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return value  # already plain (the validator above): passed on to shards as it is
     verify: bool = Field(True, strict=True, description="image, URI and id queries against a version with local "
                                                         "features: verify the shortlist geometrically and re-rank it")
     shortlist: count(1, MAX_SHORTLIST) | None = Field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -111,6 +111,8 @@ class RequestContext:
         calibration = self.served.calibration(v)
         if calibration is not None and kind != "text":  # a text's cosines to images are on another scale
             hits = calibration.placed(hits)
+        if self.served.settings.show_columns:
+            hits = [[replace(h, metadata=self.served.shown(h.metadata)) for h in row] for row in hits]
         self.queries.labels(kind).inc(len(labels))
         body = {"name": v.manifest["name"], "version": v.version, "k": options.k,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2),

@@ -28,6 +28,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
+from lookalike.serve.export import CSV_RESPONSE, AnswerFormat, in_format
 from lookalike.serve.forms import as_form, crop_part, examples_form, image_search_form
 from lookalike.serve.schema import router_schema
 from lookalike.serve.shards import RouterSettings, ShardError, Shards
@@ -75,7 +76,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
 
     def search_route(path: str):
         """A search path: what the shards answer (their 4xx passed on), and the router's own failures."""
-        return app.post(path, response_model=SearchAnswer, responses=errors(400, 401, 404, 409, 413, 502))
+        return app.post(path, response_model=SearchAnswer,
+                        responses={**errors(400, 401, 404, 409, 413, 502), 200: CSV_RESPONSE})
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -85,10 +87,10 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return JSONResponse({"status": status, "shards": health}, status_code=200 if up else 503)
 
     @search_route("/search/vectors")
-    async def by_vectors(body: VectorQuery, request: Request) -> Response:
+    async def by_vectors(body: VectorQuery, request: Request, answer_format: AnswerFormat = "json") -> Response:
         authorise(request)
-        return await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
-                                   time.perf_counter())
+        return in_format(await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
+                                             time.perf_counter()), answer_format)
 
     async def stored_vectors(image_ids: list[str], weighting: dict[str, Any]) -> list[list[float]]:
         """Each catalogue image's vector, from the shard that holds it (class-weighted: its image re-embedded
@@ -111,24 +113,26 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return form
 
     @search_route("/search/ids")
-    async def by_ids(body: IdQuery, request: Request) -> Response:
+    async def by_ids(body: IdQuery, request: Request, answer_format: AnswerFormat = "json") -> Response:
         authorise(request)
         started = time.perf_counter()
         # Class-weighted: the shard holding an id re-embeds its image toward the class, instead of its stored vector.
         vectors = await stored_vectors(body.image_ids, weighting_of(body))
         drop = None if body.include_self else [[i] for i in body.image_ids]
-        return await shards.search(vectors, options_of(body), body.image_ids, started, drop)
+        return in_format(await shards.search(vectors, options_of(body), body.image_ids, started, drop), answer_format)
 
     @search_route("/search/text")
-    async def by_text(body: TextQuery, request: Request) -> Response:
+    async def by_text(body: TextQuery, request: Request, answer_format: AnswerFormat = "json") -> Response:
         authorise(request)
         started = time.perf_counter()
         embedded = await shards.from_any("/embed/text", "embed the texts", json={"texts": body.texts})
-        return await shards.search(embedded["vectors"], options_of(body), body.texts, started)
+        return in_format(await shards.search(embedded["vectors"], options_of(body), body.texts, started),
+                         answer_format)
 
     @search_route("/search/images")
     async def by_images(request: Request, images: Annotated[list[UploadFile], File()],
-                        options: Annotated[ImageSearchOptions, Depends(image_search_form)]) -> Response:
+                        options: Annotated[ImageSearchOptions, Depends(image_search_form)],
+                        answer_format: AnswerFormat = "json") -> Response:
         authorise(request)
         started = time.perf_counter()
         files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
@@ -136,15 +140,17 @@ def create_router(settings: RouterSettings) -> FastAPI:
         if options.verify:
             # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
             # score that ranks, so a verified hit on one shard outranks an unverified one on another.
-            return await shards.search_images(files, as_form(options), options.k, labels, started)
+            return in_format(await shards.search_images(files, as_form(options), options.k, labels, started),
+                             answer_format)
         embedded = await shards.from_any("/embed", "embed the images", files=files, data=embed_form(options))
-        return await shards.search(embedded["vectors"], options_of(options), labels, started)
+        return in_format(await shards.search(embedded["vectors"], options_of(options), labels, started), answer_format)
 
     @search_route("/search/examples")
     async def by_examples(request: Request, options: Annotated[ImageSearchOptions, Depends(image_search_form)],
                           chosen: Annotated[ExampleIds, Depends(examples_form)],
                           images: Annotated[list[UploadFile] | None, File()] = None,
-                          negative_images: Annotated[list[UploadFile] | None, File()] = None) -> Response:
+                          negative_images: Annotated[list[UploadFile] | None, File()] = None,
+                          answer_format: AnswerFormat = "json") -> Response:
         """The examples' vectors gathered from the shards and combined here; the shards search by that one vector
         (ranked by cosine: a shard verifies only the images and ids it is given, and the ids are on one shard)."""
         authorise(request)
@@ -163,7 +169,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
         negatives = await stored_vectors(chosen.negative_ids, weighting) + await embedded(negative_images)
         query = Examples(positives, negatives, chosen.negative_weight).query()
         drop = [[*chosen.image_ids, *chosen.negative_ids]]
-        return await shards.search(query.tolist(), options_of(options), ["examples"], started, drop)
+        return in_format(await shards.search(query.tolist(), options_of(options), ["examples"], started, drop),
+                         answer_format)
 
     @app.post("/parts", response_model=PartsAnswer, responses=errors(400, 401, 413, 502))
     async def parts(request: Request, image: Annotated[UploadFile, File()]) -> JSONResponse:

@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import time
+from dataclasses import replace
 from importlib import resources
 from typing import Annotated
 
@@ -49,6 +50,7 @@ from lookalike.serve.api_models import (
     errors,
 )
 from lookalike.serve.context import RequestContext, id_views, image_views, verifies
+from lookalike.serve.export import CSV_RESPONSE, AnswerFormat, in_format
 from lookalike.serve.forms import crop_part, examples_form, image_search_form
 from lookalike.serve.schema import served_schema
 from lookalike.serve.uri_policy import UriRefused
@@ -91,18 +93,18 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
 def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     def search_route(path: str, summary: str, *codes: int):
         return app.post(path, dependencies=[auth], response_model=SearchAnswer, summary=summary,
-                        responses=errors(400, 401, 413, 503, 504, *codes))
+                        responses={**errors(400, 401, 413, 503, 504, *codes), 200: CSV_RESPONSE})
 
     @search_route("/search/vectors", "top-k for raw vectors (normalised here)")
-    async def by_vectors(body: VectorQuery) -> Response:
+    async def by_vectors(body: VectorQuery, answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(body.vectors), body)
-        return await ctx.in_thread(
-            lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors)))))
+        return in_format(await ctx.in_thread(
+            lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors))))), answer_format)
 
     @search_route("/search/ids", "top-k for catalogue images, by their stored vectors (class-weighted: by "
                   "their images)", 404, 409)
-    async def by_ids(body: IdQuery) -> Response:
+    async def by_ids(body: IdQuery, answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(body.image_ids), body, images=True)
 
@@ -115,11 +117,12 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                                                                     ctx.focus(body.weight_class, body.weight_strength))
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
                                    started=started, views=id_views(v, body, faiss_ids))
-        return await ctx.in_thread(work)
+        return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
     async def by_images(images: Annotated[list[UploadFile], File(description="one or more image files")],
-                        options: Annotated[ImageSearchOptions, Depends(image_search_form)]) -> Response:
+                        options: Annotated[ImageSearchOptions, Depends(image_search_form)],
+                        answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(images), options, images=True)
         data = [await f.read() for f in images]
@@ -131,7 +134,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             parts = crop_images(data, options.part, embedder.limits)
             return ctx.run_vectors(v, embedder.embed(parts, focus), options, "image", names, started=started,
                                    views=image_views(v, options, embedder, parts))
-        return await ctx.in_thread(work)
+        return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/examples", "top-k for one query made of examples (multipart): uploaded images and "
                   "catalogue ids to find more of, and others to find fewer of; crop applies to every upload", 404, 409)
@@ -140,6 +143,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             chosen: Annotated[ExampleIds, Depends(examples_form)],
             images: Annotated[list[UploadFile] | None, File(description="images to find more of")] = None,
             negative_images: Annotated[list[UploadFile] | None, File(description="images to find fewer of")] = None,
+            answer_format: AnswerFormat = "json",
     ) -> Response:
         v = ctx.index_version()
         uploads = {"positive": images or [], "negative": negative_images or []}
@@ -157,14 +161,15 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                                   ctx.focus(options.weight_class, options.weight_strength), verifies(v, options))
             return ctx.run_vectors(v, query.vector, options, "examples", ["examples"], query.exclude, started=started,
                                    views=query.views)
-        return await ctx.in_thread(work)
+        return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/text", "top-k for text queries, against a word-space index", 409)
-    async def by_text(body: TextQuery) -> Response:
+    async def by_text(body: TextQuery, answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(body.texts), body)
         words = ctx.words()
-        return await ctx.in_thread(lambda: ctx.run_vectors(v, words.embed_texts(body.texts), body, "text", body.texts))
+        return in_format(await ctx.in_thread(
+            lambda: ctx.run_vectors(v, words.embed_texts(body.texts), body, "text", body.texts)), answer_format)
 
     @app.post("/tag", dependencies=[auth], response_model=TagAnswer, summary="the nearest words of uploaded "
               "images (multipart), with a word-space index's model", responses=errors(400, 401, 409, 413, 504))
@@ -180,7 +185,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                         media_type="application/json")
 
     @search_route("/search/uris", "top-k for images the worker reads from URIs", 403, 409)
-    async def by_uris(body: UriQuery) -> Response:
+    async def by_uris(body: UriQuery, answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(body.uris), body, images=True)
         try:
@@ -194,7 +199,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             data = crop_images([ctx.read_uri(u) for u in locations], body.part, e.limits)
             return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
                                    views=image_views(v, body, e, data))
-        return await ctx.in_thread(work)
+        return in_format(await ctx.in_thread(work), answer_format)
 
 
 def add_explain_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
@@ -203,7 +208,8 @@ def add_explain_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None
                         responses=errors(400, 401, 404, 413, 503, 504, *codes))
 
     def answer(v, query: str, explanation: Explanation) -> Response:
-        body = {"name": v.manifest["name"], "version": v.version, "query": query, **explanation.as_dict()}
+        shown = replace(explanation, metadata=ctx.served.shown(explanation.metadata))
+        body = {"name": v.manifest["name"], "version": v.version, "query": query, **shown.as_dict()}
         return Response(json.dumps(body, default=str), media_type="application/json")
 
     @explain_route("/explain/ids", "why a catalogue image matches another: the score's parts, the cosine's "

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lookalike.retrieval.filters import RANGE_OPERATORS, UNFILTERABLE
+from lookalike.serve.api_models import FILTERS
+
 if TYPE_CHECKING:  # the router builds its schema from a shard's, with neither torch nor faiss
     from lookalike.index.reader import IndexVersion
     from lookalike.retrieval.embedder import QueryEmbedder
@@ -89,11 +92,29 @@ def _weight_class(embedder: QueryEmbedder | None) -> dict[str, Any]:
 
 
 def _filters(version: IndexVersion) -> dict[str, Any]:
-    columns = {f.name: _json_type(f.type) for f in version.ids.schema if f.name != "faiss_id"}
-    properties = {name: {"anyOf": [t, {"type": "array", "items": t}]} for name, t in columns.items()}
+    properties = {f.name: _condition(f.type) for f in version.ids.schema if f.name not in UNFILTERABLE}
     return {"anyOf": [{"type": "object", "properties": properties, "additionalProperties": False},
                       {"type": "null"}],
-            "description": "metadata column → accepted value(s); hits must match every column"}
+            "description": FILTERS}
+
+
+def _condition(arrow_type: pa.DataType) -> dict[str, Any]:
+    """What a column's filter may be (retrieval/filters.py): its (elements') values, a list of them, or an object
+    of the operators its type takes."""
+    listed = pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+    item = arrow_type.value_type if listed else arrow_type
+    value = _json_type(item)
+    values = {"type": "array", "items": value}
+    operators: dict[str, Any] = {"any": values, "not": {"anyOf": [value, values]}}
+    if listed:
+        operators["all"] = values
+    text = pa.types.is_string(item) or pa.types.is_large_string(item)
+    if text:
+        operators["prefix"] = {"anyOf": [value, values]}
+    if text or pa.types.is_integer(item) or pa.types.is_floating(item) or pa.types.is_temporal(item):
+        operators.update({name: value for name in RANGE_OPERATORS})
+    return {"anyOf": [value, values, {"type": "object", "properties": operators, "additionalProperties": False,
+                                      "minProperties": 1}]}
 
 
 def _json_type(arrow_type: pa.DataType) -> dict[str, Any]:
@@ -106,4 +127,8 @@ def _json_type(arrow_type: pa.DataType) -> dict[str, Any]:
         return {"type": "integer", "minimum": 0, "maximum": 2 ** bits - 1}
     if pa.types.is_floating(arrow_type):
         return {"type": "number"}
+    if pa.types.is_date(arrow_type):
+        return {"type": "string", "format": "date"}
+    if pa.types.is_timestamp(arrow_type):
+        return {"type": "string", "format": "date-time"}
     return {"type": "string", "maxLength": 1000}

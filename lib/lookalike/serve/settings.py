@@ -26,6 +26,10 @@ class WorkerSettings:
     max_pixels_in_flight: int = option(160_000_000, "pixels decoded at once over all requests; a decode waits "
                                                     "beyond it")
     device: str = "cpu"
+    show_columns: tuple[str, ...] = option(
+        (), "the metadata columns hits and comparisons carry, comma-separated (e.g. owner,vienna,nice,status,filed); "
+            "every column stays filterable", parse=lambda text: tuple(c.strip() for c in text.split(",") if c.strip()),
+        metavar="COLUMN[,COLUMN...]", shown="all of them")
 
 
 @dataclass(frozen=True)

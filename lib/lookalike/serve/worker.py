@@ -21,6 +21,7 @@ from lookalike.index.status import current_since
 from lookalike.model.loading import cached_model
 from lookalike.retrieval.calibration import ScoreCalibration
 from lookalike.retrieval.embedder import QueryEmbedder
+from lookalike.retrieval.query import HIT_COLUMNS
 from lookalike.serve.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class ServedIndex:
     def decode_limits(self) -> DecodeLimits:
         """What reading one query image may take on this worker (its bytes, its pixels, the shared budget)."""
         return DecodeLimits(self.settings.max_bytes, self.settings.max_pixels, self.pixel_budget)
+
+    def shown(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The metadata a hit or a comparison carries: the --show-columns ones, in their order, or all of it."""
+        columns = self.settings.show_columns
+        return {c: metadata[c] for c in columns if c in metadata} if columns else metadata
 
     def calibration(self, version: IndexVersion) -> ScoreCalibration | None:
         """The score calibration of a version this worker serves or served last; None for a catalogue too small to
@@ -136,6 +142,7 @@ class ServedIndex:
             self._make_room(manifest)
             local = fetch_version(self.store, manifest, self.settings.cache_dir)
             opened = open_local(local, manifest)
+            self._check_columns(opened)
             calibration = ScoreCalibration.of(opened)
             previous = self.current
             self._calibrations = {version: calibration} | (
@@ -148,6 +155,13 @@ class ServedIndex:
             # The predecessor stays cached: requests may still be reading it, and a rollback is then instant.
             prune_cache(self.settings.cache_dir, self.settings.name,
                         {version} | ({previous.version} if previous else set()))
+
+    def _check_columns(self, version: IndexVersion) -> None:
+        missing = [c for c in self.settings.show_columns if c not in version.ids.column_names or c in HIT_COLUMNS]
+        if missing:
+            shown = [c for c in version.ids.column_names if c not in HIT_COLUMNS]
+            raise ServeError(f"--show-columns names {missing}, which {version.manifest['name']}/{version.version} "
+                             f"does not have as metadata: its columns are {shown}")
 
     def _make_room(self, manifest: dict[str, Any]) -> None:
         """The older predecessor stays cached while the disk has room for the coming version beside it (a rollback
