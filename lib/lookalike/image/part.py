@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("figure", "text")
+FIGURE, TEXT = "figure", "text"  # a device; a line or block of lettering
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from lookalike.image.budget import DecodeLimits, declared_pixels
 from lookalike.image.decode import ImageError, decode
-from lookalike.image.part import Part
+from lookalike.image.part import FIGURE, TEXT, Part
 
 SIDE = 256            # the mark is analysed at this longest side: parts are boxes, not outlines
 INK = 60.0            # RGB distance from the background colour that counts as ink (of 441 from black to white)
@@ -53,7 +53,7 @@ def parts_of(rgb: np.ndarray) -> list[Part]:
             continue
         box = (max(0, x - MARGIN) / width, max(0, y - MARGIN) / height,
                min(width, x + w + MARGIN) / width, min(height, y + h + MARGIN) / height)
-        parts.append(Part(tuple(round(v, 3) for v in box), "text" if _lettering(region) else "figure",
+        parts.append(Part(tuple(round(v, 3) for v in box), TEXT if _lettering(region) else FIGURE,
                           round(share, 3)))
     return sorted(parts, key=lambda p: -p.share)[:MAX_PARTS] if len(parts) > 1 else []
 

@@ -48,7 +48,7 @@ class ScoreCalibration:
 
     def percentile(self, cosine: float) -> float:
         """The share (0–100) of sampled catalogue images whose nearest other image is less similar than `cosine`."""
-        return round(100.0 * np.searchsorted(self.nearest, cosine, side="left") / len(self.nearest), 1)
+        return round(100.0 * int(np.searchsorted(self.nearest, cosine, side="left")) / len(self.nearest), 1)
 
     def placed(self, hits: list[list[Hit]]) -> list[list[Hit]]:
         """The hits with their cosines' percentiles."""

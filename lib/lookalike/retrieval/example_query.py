@@ -45,14 +45,14 @@ def example_query(version: IndexVersion, embedder: QueryEmbedder | None, images:
             rows.append(embedder.embed(list(uploads), focus))
         return np.concatenate(rows), faiss_ids
 
-    positives, positive_ids = vectors(images, image_ids)
-    negatives, excluded_negatives = vectors(negative_images, negative_ids)
+    positives, positive_faiss_ids = vectors(images, image_ids)
+    negatives, negative_faiss_ids = vectors(negative_images, negative_ids)
     vector = Examples(positives, negatives, negative_weight).query()
     views = None
     if verify and version.features is not None:
-        views = [view for found in stored_views(version, positive_ids) if found for view in found]
+        views = [view for found in stored_views(version, positive_faiss_ids) if found for view in found]
         if images:
             views += [view for pair in query_views(images, version.features.settings, embedder.limits)
                       for view in pair]
         views = [views]
-    return ExampleQuery(vector, views, np.concatenate([positive_ids, excluded_negatives])[None, :])
+    return ExampleQuery(vector, views, np.concatenate([positive_faiss_ids, negative_faiss_ids])[None, :])

@@ -4,7 +4,7 @@ schema)."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -308,7 +308,7 @@ class ExplainAnswer(BaseModel):
 
 class PartOut(BaseModel):
     crop: list[float] = Field(description="the part as x0, y0, x1, y1 fractions of the image: what `crop` takes")
-    kind: str = Field(description="figure (a device) or text (a line or block of lettering)")
+    kind: Literal["figure", "text"] = Field(description="figure (a device) or text (a line or block of lettering)")
     share: float = Field(description="its share of the mark's ink (0-1)")
 
 
