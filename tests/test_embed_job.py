@@ -1,4 +1,5 @@
-"""The embed job on Spark local[2] with the store on the S3 server: outputs, errors, incremental, resume."""
+"""The embed job on Spark local[2] with the store on the S3 server: outputs, errors, incremental, resume; each
+image's colours kept beside its vector."""
 
 import hashlib
 
@@ -7,15 +8,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image, ImageDraw
 from support.cli import run_cli_until_committed, store_option_args
 
 from lookalike.core.layout import EmbeddingsLayout
+from lookalike.core.schemas import COLOUR_COLUMN
+from lookalike.core.spark import IN_PROCESS
 from lookalike.core.store import Store
 from lookalike.dev.imagefactory import jpeg_bytes, photo
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import latest_run_id, open_version
+from lookalike.image.colour import SIZE, as_matrix, similarity
+from lookalike.index import build as index_build
+from lookalike.index.build import BuildIndexConfig
 from lookalike.model.spec import ModelSpec
+from lookalike.retrieval.query import search_vectors
+from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 
 def upload(folder, s3_store, prefix="images") -> str:
@@ -184,3 +193,46 @@ def test_table_input_carries_metadata_and_reports_missing_uris(spark, tmp_path, 
     errors = version.read_errors()
     assert errors.select(["image_id", "stage", "error_kind", "nice_class"]).to_pylist() == [
         {"image_id": "tm-2", "stage": "read", "error_kind": "not_found", "nice_class": 9}]
+
+
+def disc(colour: str) -> bytes:
+    """A mark: a disc of one colour on white."""
+    image = Image.new("RGB", (240, 200), "white")
+    ImageDraw.Draw(image).ellipse([40, 20, 200, 180], fill=colour)
+    return jpeg_bytes(image)
+
+
+@pytest.mark.slow
+def test_each_image_keeps_its_colours_and_a_carried_row_its_own(tmp_path):
+    """The embed job stores each image's colour histogram (image/colour.py) beside its vector; the next run carries
+    it with the row; rows carried from parts written before colours were kept have none. The index keeps them
+    for colour-aware search, never as a metadata column of hits."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    for name, colour in (("red", "#ff0000"), ("red2", "#e01020"), ("blue", "#1030c0")):
+        (folder / f"{name}.jpg").write_bytes(disc(colour))
+    store = Store(str(tmp_path / "store"))
+    first = embed.run(EmbedConfig(images=str(folder), store=store.url, master=IN_PROCESS, run_id="night1"))
+    table = open_version(store, first["fingerprint_id"], "night1").read_all()
+    colours = dict(zip(table["image_id"].to_pylist(), table[COLOUR_COLUMN].to_pylist(), strict=True))
+    assert all(len(h) == SIZE for h in colours.values())
+    # Two reds have most of their colours in common, a red and a blue almost none.
+    near = similarity(colours["red.jpg"], as_matrix([colours["red2.jpg"], colours["blue.jpg"]])[0])
+    assert near[0] > 0.6 and near[1] < 0.1
+
+    # Parts as an earlier version wrote them (no colours): the next run carries those rows without colours.
+    for part in open_version(store, first["fingerprint_id"], "night1").parts:
+        store.write_parquet(part, store.read_parquet(part).drop_columns([COLOUR_COLUMN]))
+    (folder / "green.jpg").write_bytes(disc("green"))
+    second = embed.run(EmbedConfig(images=str(folder), store=store.url, master=IN_PROCESS, run_id="night2"))
+    assert (second["counts"]["new"], second["counts"]["carried"]) == (1, 3)
+    table = open_version(store, first["fingerprint_id"], "night2").read_all()
+    colours = dict(zip(table["image_id"].to_pylist(), table[COLOUR_COLUMN].to_pylist(), strict=True))
+    assert len(colours["green.jpg"]) == SIZE and colours["red.jpg"] is None
+
+    index_build.run(BuildIndexConfig(store=store.url, name="marks", master=IN_PROCESS, publish=True, queries=2))
+    served = ServedIndex(store, WorkerSettings("marks", str(tmp_path / "cache")))
+    served.start(watch=False)
+    assert COLOUR_COLUMN in served.current.ids.column_names
+    hits = search_vectors(served.current, np.asarray(served.current.vectors[:1], np.float32), 4)[0]
+    assert hits and all(COLOUR_COLUMN not in h.metadata for h in hits)

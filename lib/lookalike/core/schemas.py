@@ -13,8 +13,11 @@ CORE_EMBEDDING_COLUMNS = ("image_id", "uri", "content_sha256", "width", "height"
 # source_tag: what the listing said about the bytes embedded (embed.source_tags), on parts written since it
 # existed; optional for readers, and not a metadata column of hits.
 SOURCE_TAG_COLUMN = "source_tag"
+# colour_histogram: each image's colours (image/colour.py), on parts written since it existed (null for images
+# carried from older parts); an index keeps it for colour-aware search, not as a metadata column of hits.
+COLOUR_COLUMN = "colour_histogram"
 RESERVED_COLUMNS = frozenset(CORE_EMBEDDING_COLUMNS) | {"stage", "error_kind", "message", "task",
-                                                        SOURCE_TAG_COLUMN, "listed_sha256"}
+                                                        SOURCE_TAG_COLUMN, "listed_sha256", COLOUR_COLUMN}
 
 
 class SchemaError(InputError):
@@ -23,15 +26,17 @@ class SchemaError(InputError):
 
 def row_columns(names: list[str]) -> list[str]:
     """The columns of an embeddings part that describe its images (ids, uri, hash, size, metadata): all but the
-    vector and the pipeline's own bookkeeping. What an index's ids table and a join's output carry."""
-    return [n for n in names if n not in ("embedding", SOURCE_TAG_COLUMN)]
+    vector and the pipeline's own bookkeeping. What a join's output carries; an index's ids table keeps the colours
+    too."""
+    return [n for n in names if n not in ("embedding", SOURCE_TAG_COLUMN, COLOUR_COLUMN)]
 
 
 def embedding_type(dim: int) -> pa.DataType:
     return pa.list_(pa.float32(), dim)
 
 
-def embeddings_schema(dim: int, metadata: pa.Schema | None = None, source_tags: bool = False) -> pa.Schema:
+def embeddings_schema(dim: int, metadata: pa.Schema | None = None, source_tags: bool = False,
+                      colours: bool = False) -> pa.Schema:
     fields = [
         pa.field("image_id", pa.string(), nullable=False),
         pa.field("uri", pa.string(), nullable=False),
@@ -42,6 +47,8 @@ def embeddings_schema(dim: int, metadata: pa.Schema | None = None, source_tags: 
     ]
     if source_tags:
         fields.append(pa.field(SOURCE_TAG_COLUMN, pa.string()))
+    if colours:
+        fields.append(pa.field(COLOUR_COLUMN, pa.binary()))
     fields += list(metadata or [])
     return pa.schema(fields, metadata={b"lookalike.schema_version": str(SCHEMA_VERSION).encode()})
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lookalike.core.progress import tick
+from lookalike.image.colour import colour_histogram
 from lookalike.image.decode import ImageError, decode, to_tensor
 from lookalike.image.feature_spec import FeatureSettings
 from lookalike.image.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
@@ -60,6 +61,7 @@ class Embedded:
     height: int
     vector: np.ndarray  # float32, unit length
     features: LocalFeatures | None = None  # with EmbeddingEngine.local_features
+    colours: bytes | None = None  # the image's colour histogram (image/colour.py)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class _Prepared:
     height: int
     tensor: torch.Tensor
     features: LocalFeatures | None
+    colours: bytes
 
 
 @dataclass
@@ -209,7 +212,8 @@ class EmbeddingEngine:
             decoded = decode(data, self.model.preprocessing.image_size, self.max_pixels)
             tensor = to_tensor(decoded.image, self.model.preprocessing)
             features = extract(decoded.image, self.local_features) if self.local_features else None
-            item: Result | _Prepared = _Prepared(index, sha, decoded.width, decoded.height, tensor, features)
+            item: Result | _Prepared = _Prepared(index, sha, decoded.width, decoded.height, tensor, features,
+                                                 colour_histogram(decoded.image))
         except ImageError as e:
             item = Failed(index, e.stage, e.kind, e.message)
         except Exception as e:  # a decoder bug on one image must not take the task down
@@ -227,5 +231,5 @@ class EmbeddingEngine:
         t0 = time.perf_counter()
         vectors = self.forward(torch.stack([p.tensor for p in batch]))
         self.stats.model_s += time.perf_counter() - t0
-        return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i], p.features)
+        return [Embedded(p.index, p.content_sha256, p.width, p.height, vectors[i], p.features, p.colours)
                 for i, p in enumerate(batch)]

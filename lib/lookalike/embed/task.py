@@ -18,7 +18,13 @@ from lookalike.core.errors import ArtefactError
 from lookalike.core.layout import EmbeddingsLayout, features_part_of
 from lookalike.core.progress import tick
 from lookalike.core.row_keys import string_keys
-from lookalike.core.schemas import embedding_type, embeddings_schema, errors_schema, features_schema
+from lookalike.core.schemas import (
+    COLOUR_COLUMN,
+    embedding_type,
+    embeddings_schema,
+    errors_schema,
+    features_schema,
+)
 from lookalike.core.spark import task_resources
 from lookalike.core.store import Store
 from lookalike.embed.carry import CarryLookup
@@ -68,9 +74,9 @@ class EmbedTask:
 
         ok = sorted((r for r in results if not isinstance(r, Failed)), key=lambda r: r.index)
         failed = sorted((r for r in results if isinstance(r, Failed)), key=lambda r: r.index)
-        vectors, widths, heights = _vectors_for(ok, locations, store, model.dim)
+        vectors, widths, heights, colours = _vectors_for(ok, locations, store, model.dim)
         metadata = plan.drop_columns([c for c in PLAN_COLUMNS if c in plan.column_names])
-        shard = _embeddings_table(plan, ok, vectors, widths, heights, metadata, model.dim)
+        shard = _embeddings_table(plan, ok, vectors, widths, heights, colours, metadata, model.dim)
         errors = _errors_table(plan, failed, metadata)
         features_part = None
         if self.config.local_features:
@@ -179,25 +185,31 @@ def _read_plan_slice(store: Store, key: str, task: int) -> pa.Table:
 
 
 def _vectors_for(ok: list, locations: dict[int, Location], store: Store, dim: int):
-    """Vectors for embedded rows from the engine, for known content from the previous version's shards."""
+    """Vectors (and sizes and colours) for embedded rows from the engine, for known content from the previous
+    version's shards (no colours where those shards were written before colours were kept)."""
     vectors = np.empty((len(ok), dim), dtype=np.float32)
     widths = np.empty(len(ok), dtype=np.int32)
     heights = np.empty(len(ok), dtype=np.int32)
+    colours: list[bytes | None] = [None] * len(ok)
     wanted: dict[str, list[tuple[int, int]]] = defaultdict(list)  # previous part -> (row there, row here)
     for i, r in enumerate(ok):
         if isinstance(r, Embedded):
-            vectors[i], widths[i], heights[i] = r.vector, r.width, r.height
+            vectors[i], widths[i], heights[i], colours[i] = r.vector, r.width, r.height, r.colours
         else:
             part, row = locations[r.index]
             wanted[part].append((row, i))
     for part, pairs in wanted.items():
-        prev = store.read_parquet(part, ["embedding", "width", "height"])
+        has_colours = COLOUR_COLUMN in store.read_parquet_schema(part).names
+        prev = store.read_parquet(part, ["embedding", "width", "height", *([COLOUR_COLUMN] if has_colours else [])])
         taken = prev.take(pa.array([p[0] for p in pairs], pa.int64()))
         here = [p[1] for p in pairs]
         vectors[here] = taken["embedding"].combine_chunks().values.to_numpy().reshape(-1, dim)
         widths[here] = taken["width"].to_numpy()
         heights[here] = taken["height"].to_numpy()
-    return vectors, widths, heights
+        if has_colours:
+            for i, value in zip(here, taken[COLOUR_COLUMN].to_pylist(), strict=True):
+                colours[i] = value
+    return vectors, widths, heights, colours
 
 
 def _carried_features(ok: list, locations: dict[int, Location], store: Store) -> dict[int, tuple[int, bytes, bytes]]:
@@ -234,7 +246,7 @@ def _features_table(ok: list, carried: dict[int, tuple[int, bytes, bytes]], shar
                                  "descriptors": pa.array(descriptors, pa.binary())}, schema=features_schema())
 
 
-def _embeddings_table(plan: pa.Table, ok: list, vectors: np.ndarray, widths, heights,
+def _embeddings_table(plan: pa.Table, ok: list, vectors: np.ndarray, widths, heights, colours: list[bytes | None],
                       metadata: pa.Table, dim: int) -> pa.Table:
     idx = pa.array([r.index for r in ok], pa.int64())
     columns = {
@@ -246,9 +258,11 @@ def _embeddings_table(plan: pa.Table, ok: list, vectors: np.ndarray, widths, hei
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
         if len(ok) else pa.array([], embedding_type(dim)),
         SOURCE_TAG: plan[SOURCE_TAG].take(idx),  # what the listing said of these bytes: the next night compares
+        COLOUR_COLUMN: pa.array(colours, pa.binary()),
     }
     columns.update({name: metadata[name].take(idx) for name in metadata.column_names})
-    return pa.Table.from_pydict(columns, schema=embeddings_schema(dim, metadata.schema, source_tags=True))
+    return pa.Table.from_pydict(columns, schema=embeddings_schema(dim, metadata.schema, source_tags=True,
+                                                                  colours=True))
 
 
 def _errors_table(plan: pa.Table, failed: list[Failed], metadata: pa.Table) -> pa.Table:

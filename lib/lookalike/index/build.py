@@ -26,7 +26,7 @@ from lookalike.core.layout import (
 from lookalike.core.logs import run_context
 from lookalike.core.manifest import new_manifest
 from lookalike.core.progress import progress
-from lookalike.core.schemas import row_columns
+from lookalike.core.schemas import COLOUR_COLUMN, row_columns
 from lookalike.core.scratch import scratch
 from lookalike.core.spark import run_tasks
 from lookalike.core.stages import timed
@@ -333,8 +333,10 @@ def _upload_index(store: Store, key: str, index: faiss.Index, tmp: str) -> dict[
 def _write_ids(plan: BuildPlan, row_to_faiss: np.ndarray, path: str) -> str:
     """ids.parquet: faiss_id → image_id, uri, content_sha256, width, height and the metadata columns, what a query
     worker returns with each hit and filters on; written one part at a time (rows in the source's order, which
-    is faiss id order for a full build; readers map faiss ids to rows, IndexVersion.row_of_faiss)."""
-    columns = row_columns(plan.store.read_parquet_schema(plan.parts[0]).names)
+    is faiss id order for a full build; readers map faiss ids to rows, IndexVersion.row_of_faiss). The images'
+    colour histograms go along where the source has them, for colour-aware search."""
+    names = plan.store.read_parquet_schema(plan.parts[0]).names
+    columns = row_columns(names) + ([COLOUR_COLUMN] if COLOUR_COLUMN in names else [])
     writer = None
     try:
         for key, start in zip(plan.parts, plan.offsets, strict=True):

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lookalike.core.schemas import COLOUR_COLUMN
 from lookalike.retrieval.limits import QueryError
 
 SET_OPERATORS = ("any", "all", "not")
@@ -32,7 +33,7 @@ OPERATORS = (*SET_OPERATORS, "prefix", *RANGE_OPERATORS)
 # The text forms, longest first so that `>=` is not read as `>`.
 TEXT_OPERATORS = {"!=": "not", "&=": "all", "^=": "prefix", ">=": "gte", "<=": "lte", "=": "any", ">": "gt", "<": "lt"}
 _TEXT = re.compile(r"^\s*([^!&^<>=\s][^!&^<>=]*?)\s*(!=|&=|\^=|>=|<=|=|>|<)(.*)$")
-UNFILTERABLE = ("faiss_id",)
+UNFILTERABLE = ("faiss_id", COLOUR_COLUMN)  # the row's key; its colours (image/colour.py), bytes
 
 
 def parse_filters(texts: Iterable[str]) -> dict[str, dict[str, Any]] | None:

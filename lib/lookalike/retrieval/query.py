@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from lookalike.core.deadline import checkpoint
+from lookalike.core.schemas import COLOUR_COLUMN
 from lookalike.image.local_features import LocalFeatures
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import (
@@ -33,7 +34,7 @@ from lookalike.retrieval.verify import VerifySettings, fuse, inlier_counts
 # exact); a broader filter asks the index for a shortlist enlarged by 1 / (the fraction that passes).
 EXACT_FILTER_LIMIT = 100_000
 SHORTLIST_ROUNDS = 5
-HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id")  # source_: in exported shards
+HIT_COLUMNS = ("faiss_id", "image_id", "uri", "source_faiss_id", COLOUR_COLUMN)  # source_: in exported shards
 
 
 @dataclass(frozen=True)

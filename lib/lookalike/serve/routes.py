@@ -27,6 +27,7 @@ from lookalike.retrieval.class_focus import weights_classes
 from lookalike.retrieval.example_query import example_query
 from lookalike.retrieval.explain import explain_id, explain_image
 from lookalike.retrieval.explanation import Explanation
+from lookalike.retrieval.filters import UNFILTERABLE
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K
 from lookalike.retrieval.word_queries import in_word_space
@@ -82,7 +83,7 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
         v = ctx.index_version()
         return {"name": v.manifest["name"], "version": v.version, "ntotal": v.manifest["ntotal"], "dim": v.dim,
                 "factory": v.manifest["factory"], "default_search": v.manifest["default_search"],
-                "columns": [c for c in v.ids.column_names if c != "faiss_id"],
+                "columns": [c for c in v.ids.column_names if c not in UNFILTERABLE],
                 "image_search": ctx.served.embedder is not None,
                 "text_search": ctx.served.embedder is not None and in_word_space(ctx.served.embedder.model),
                 "class_weighting": ctx.served.embedder is not None and weights_classes(ctx.served.embedder.model),

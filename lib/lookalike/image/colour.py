@@ -1,0 +1,71 @@
+"""A mark's colours, compactly: a soft histogram of its colours in CIELAB (a perceptual colour space), 64 bytes an
+image, computed where the embed job decodes it. The marks model is trained to ignore colour (a recoloured mark is
+the same mark); an examiner also asks for "the same colours", which this answers beside the shape.
+
+A mark on a light plain background (most registers' images) is described by its ink alone, so that the page's
+white is not its main colour; a mark that fills its frame (a coloured field) by all of its pixels. Each pixel
+spreads over the 8 bins around its colour (trilinear weights), so that nearly equal colours share bins."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+SIDE = 64               # colours are counted on a thumbnail of this longest side
+BINS = 4                # per axis: L, a, b → 64 bins
+SIZE = BINS ** 3        # bytes a histogram takes (each bin 0-255, the histogram summing to about 255)
+CHROMA = (64.0, 192.0)  # the a and b range binned (OpenCV's 8-bit Lab: 128 is neutral); beyond it, the edge bins
+INK = 60.0              # RGB distance from a light background that counts as the mark's ink
+LIGHT_L, NEUTRAL = 215.0, 12.0  # a background this light (8-bit L) and this close to grey is the page, not the mark
+
+
+def colour_histogram(image: Image.Image) -> bytes:
+    """The image's colour histogram: SIZE bytes."""
+    small = image.convert("RGB")
+    small.thumbnail((SIDE, SIDE))
+    rgb = np.asarray(small, dtype=np.uint8)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float32)
+    pixels = lab[_mark(rgb, lab).ravel()]
+    if len(pixels) == 0:  # nothing but the page: its own colour
+        pixels = lab
+    coords = np.empty_like(pixels)
+    coords[:, 0] = pixels[:, 0] / 255.0 * (BINS - 1)
+    coords[:, 1:] = (np.clip(pixels[:, 1:], *CHROMA) - CHROMA[0]) / (CHROMA[1] - CHROMA[0]) * (BINS - 1)
+    low = np.minimum(np.floor(coords), BINS - 2).astype(np.int64)
+    frac = coords - low
+    histogram = np.zeros((BINS, BINS, BINS), dtype=np.float64)
+    for corner in range(8):
+        step = np.array([(corner >> axis) & 1 for axis in range(3)])
+        weight = np.prod(np.where(step, frac, 1.0 - frac), axis=1)
+        np.add.at(histogram, tuple((low + step).T), weight)
+    histogram *= 255.0 / histogram.sum()
+    return np.round(histogram).astype(np.uint8).tobytes()
+
+
+def _mark(rgb: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """The pixels that are the mark: all of them, less a light plain background (the colour of its border)."""
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
+    background = np.median(border, axis=0)
+    background_lab = cv2.cvtColor(background.astype(np.uint8)[None, None], cv2.COLOR_RGB2Lab)[0, 0].astype(float)
+    light = background_lab[0] >= LIGHT_L and max(abs(background_lab[1:] - 128.0)) <= NEUTRAL
+    if not light:
+        return np.ones(rgb.shape[:2], dtype=bool)
+    return np.linalg.norm(rgb.astype(np.float32) - background, axis=2) > INK
+
+
+def as_matrix(histograms: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Stored histograms as an (n, SIZE) uint8 matrix, and which rows have one (images embedded before colour
+    histograms were kept have none)."""
+    present = np.array([h is not None and len(h) == SIZE for h in histograms], dtype=bool)
+    matrix = np.zeros((len(histograms), SIZE), dtype=np.uint8)
+    for i in np.flatnonzero(present):
+        matrix[i] = np.frombuffer(histograms[i], dtype=np.uint8)
+    return matrix, present
+
+
+def similarity(query: bytes, candidates: np.ndarray) -> np.ndarray:
+    """Histogram intersection of the query's colours with each candidate's: 1 the same colours in the same
+    shares, 0 none in common."""
+    q = np.frombuffer(query, dtype=np.uint8).astype(np.int32)
+    return np.clip(np.minimum(candidates.astype(np.int32), q).sum(axis=1) / 255.0, 0.0, 1.0)
