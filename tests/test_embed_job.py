@@ -19,7 +19,7 @@ from lookalike.dev.imagefactory import jpeg_bytes, photo
 from lookalike.embed import job as embed
 from lookalike.embed.config import EmbedConfig
 from lookalike.embed.versions import latest_run_id, open_version
-from lookalike.image.colour import SIZE, as_matrix, similarity
+from lookalike.image.histogram import SIZE, as_matrix, similarity
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.model.spec import ModelSpec

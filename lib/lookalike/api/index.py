@@ -13,6 +13,7 @@ from lookalike.api.images import ImageLike, image_bytes, images_of
 from lookalike.api.renamed import accepts_renamed
 from lookalike.core.errors import ConfigError
 from lookalike.core.store import Store
+from lookalike.image.colour import query_colours
 from lookalike.image.crop import Crop, crop_images
 from lookalike.image.limits import DEFAULT_MAX_PIXELS
 from lookalike.image.read import read_image_bytes
@@ -32,10 +33,12 @@ from lookalike.retrieval.ids import uris_of_ids, vectors_of_ids
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST
 from lookalike.retrieval.query import (
     DEFAULT_LIMITS,
+    ColourRanking,
     Verification,
     as_queries,
     params_for,
     search_vectors,
+    stored_colours,
     stored_views,
 )
 from lookalike.retrieval.views import query_views
@@ -107,10 +110,12 @@ class Index:
     def search(self, images, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                verify: bool = True, shortlist: int | None = None, weight_class: str | int | None = None,
-               weight_strength: float | None = None, crop: str | Sequence[float] | None = None):
+               weight_strength: float | None = None, crop: str | Sequence[float] | None = None,
+               colour_weight: float | None = None):
         """The k nearest catalogue images of each query image (a path or URI, bytes, or a PIL image), embedded
         with the index's model; with `weight_class` (an ImageNet class name or id) pooled where that class is;
-        with `crop` (x0, y0, x1, y1 as fractions of the width and height) a part of each image alone."""
+        with `crop` (x0, y0, x1, y1 as fractions of the width and height) a part of each image alone; with
+        `colour_weight` (0-1) the shortlist ranked by colour too (0: shape alone, 1: colour decides)."""
         listed, one = images_of(images)
         part = Crop.of(crop)
         embedder = self._embedder("search by image")
@@ -121,8 +126,10 @@ class Index:
         for lo in range(0, len(listed), batch):  # a batch at a time: memory and verification bounded
             data = crop_images([image_bytes(i, embedder.read) for i in listed[lo:lo + batch]], part, embedder.limits)
             views = query_views(data, self._version.features.settings, embedder.limits) if verifies else None
+            colours = ColourRanking.of(query_colours(data, embedder.limits) if colour_weight else [], colour_weight,
+                                       shortlist)
             hits += self._placed(search_vectors(self._version, embedder.embed(data, focus), k, params, filters,
-                                                verification=Verification.of(views, shortlist)))
+                                                verification=Verification.of(views, shortlist), colours=colours))
         return hits[0] if one else hits
 
     @overload
@@ -134,7 +141,8 @@ class Index:
     def search_ids(self, image_ids, k: int = 10, *, filters: Filters | None = None, nprobe: int | None = None,
                    rescore: int | None = None, expand: int | None = None, expand_alpha: float | None = None,
                    verify: bool = True, shortlist: int | None = None, include_self: bool = False,
-                   weight_class: str | int | None = None, weight_strength: float | None = None):
+                   weight_class: str | int | None = None, weight_strength: float | None = None,
+                   colour_weight: float | None = None):
         """The k nearest of catalogue images, by their stored vectors (each image's own hit left out unless
         `include_self`); class-weighted, by their images read again from where the catalogue keeps them."""
         one = isinstance(image_ids, str)
@@ -151,9 +159,10 @@ class Index:
                 vectors, faiss_ids = self._embedder("class-weighted search").embed_catalogue(self._version, chunk,
                                                                                              focus)
             views = stored_views(self._version, faiss_ids) if verifies else None
+            colours = ColourRanking.of(stored_colours(self._version, faiss_ids), colour_weight, shortlist)
             hits += self._placed(search_vectors(self._version, vectors, k, params, filters,
                                                 None if include_self else faiss_ids,
-                                                verification=Verification.of(views, shortlist)))
+                                                verification=Verification.of(views, shortlist), colours=colours))
         return hits[0] if one else hits
 
     def search_examples(self, images: Sequence[ImageLike] = (), image_ids: Sequence[str] = (), *,
@@ -162,7 +171,7 @@ class Index:
                         nprobe: int | None = None, rescore: int | None = None, expand: int | None = None,
                         expand_alpha: float | None = None, verify: bool = True, shortlist: int | None = None,
                         weight_class: str | int | None = None, weight_strength: float | None = None,
-                        crop: str | Sequence[float] | None = None) -> list[Hit]:
+                        crop: str | Sequence[float] | None = None, colour_weight: float | None = None) -> list[Hit]:
         """One search made of examples: images (paths or URIs, bytes, PIL images) and catalogue ids to find more
         of, and others to find fewer of. The query is the first ones' mean direction minus `negative_weight` times
         the others'; the shortlist is verified against every image to find more of; the catalogue examples are
@@ -174,10 +183,12 @@ class Index:
             data = crop_images([image_bytes(i, embedder.read) for i in uploads], Crop.of(crop), embedder.limits)
         query = example_query(self._version, embedder, data[:len(images)], list(image_ids), data[len(images):],
                               list(negative_ids), negative_weight, self.class_focus(weight_class, weight_strength),
-                              verify and self.verifies)
+                              verify and self.verifies, bool(colour_weight))
         params = self.search_params(nprobe, rescore, expand, expand_alpha)
+        colours = ColourRanking.of([query.colour], colour_weight, shortlist)
         return self._placed(search_vectors(self._version, query.vector, k, params, filters, query.exclude,
-                                           verification=Verification.of(query.views, shortlist)))[0]
+                                           verification=Verification.of(query.views, shortlist),
+                                           colours=colours))[0]
 
     @overload
     def search_vectors(self, vectors: Sequence[float], k: int = 10, **options: Any) -> list[Hit]: ...

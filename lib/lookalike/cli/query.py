@@ -89,6 +89,9 @@ def search_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-strength", type=float, default=None, metavar="S",
                    help="0 = plain search … 1 = only where the class is seen (the default)")
     add_crop_arg(p)
+    p.add_argument("--colour-weight", type=float, default=None, metavar="W",
+                   help="0-1: rank the shortlist of image and --id queries by their colours too (0: by shape alone, "
+                        "the default; 1: colour decides)")
     p.add_argument("--examples", action="store_true",
                    help="one search made of every IMAGE and --id as examples to find more of (their mean direction); "
                         "--negative and --negative-id add examples to find fewer of")
@@ -149,6 +152,10 @@ def run_search(args: argparse.Namespace) -> str:
     weighted = args.weight_class is not None or args.weight_strength is not None
     if weighted and args.texts:
         raise ConfigError("--weight-class weights a query image's features: text queries have none")
+    if args.colour_weight is not None and not 0 <= args.colour_weight <= 1:
+        raise ConfigError(f"--colour-weight is between 0 and 1, not {args.colour_weight:g}")
+    if args.colour_weight and args.texts:
+        raise ConfigError("--colour-weight weighs a query image's colours: text queries have none")
     examples = args.examples or args.negative_images or args.negative_ids
     if examples and args.texts:
         raise ConfigError("a search by examples takes images and --id: --text is searched on its own")
@@ -164,7 +171,7 @@ def run_search(args: argparse.Namespace) -> str:
     common = {"filters": filters, "nprobe": args.nprobe, "rescore": args.rescore, "expand": args.expand,
               "expand_alpha": args.expand_alpha}
     by_image = {"verify": args.verify, "shortlist": args.shortlist, "weight_class": args.weight_class,
-                "weight_strength": args.weight_strength}
+                "weight_strength": args.weight_strength, "colour_weight": args.colour_weight}
     focus = index.class_focus(args.weight_class, args.weight_strength)
     labels, results = [], []
     if examples:

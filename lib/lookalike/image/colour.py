@@ -12,16 +12,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from lookalike.image.budget import DecodeLimits, declared_pixels
+from lookalike.image.decode import decode
+from lookalike.image.histogram import BINS
+
 SIDE = 64               # colours are counted on a thumbnail of this longest side
-BINS = 4                # per axis: L, a, b → 64 bins
-SIZE = BINS ** 3        # bytes a histogram takes (each bin 0-255, the histogram summing to about 255)
 CHROMA = (64.0, 192.0)  # the a and b range binned (OpenCV's 8-bit Lab: 128 is neutral); beyond it, the edge bins
 INK = 60.0              # RGB distance from a light background that counts as the mark's ink
 LIGHT_L, NEUTRAL = 215.0, 12.0  # a background this light (8-bit L) and this close to grey is the page, not the mark
 
 
 def colour_histogram(image: Image.Image) -> bytes:
-    """The image's colour histogram: SIZE bytes."""
+    """The image's colour histogram (image/histogram.py: SIZE bytes)."""
     small = image.convert("RGB")
     small.thumbnail((SIDE, SIDE))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -43,6 +45,16 @@ def colour_histogram(image: Image.Image) -> bytes:
     return np.round(histogram).astype(np.uint8).tobytes()
 
 
+def query_colours(images: list[bytes], limits: DecodeLimits) -> list[bytes]:
+    """Query images' colour histograms, each decoded within the pixel budget (their bytes were checked when they
+    were embedded)."""
+    out = []
+    for data in images:
+        with limits.budget.hold(declared_pixels(data)):
+            out.append(colour_histogram(decode(data, 2 * SIDE, limits.max_pixels).image))
+    return out
+
+
 def _mark(rgb: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """The pixels that are the mark: all of them, less a light plain background (the colour of its border)."""
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
@@ -52,20 +64,3 @@ def _mark(rgb: np.ndarray, lab: np.ndarray) -> np.ndarray:
     if not light:
         return np.ones(rgb.shape[:2], dtype=bool)
     return np.linalg.norm(rgb.astype(np.float32) - background, axis=2) > INK
-
-
-def as_matrix(histograms: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Stored histograms as an (n, SIZE) uint8 matrix, and which rows have one (images embedded before colour
-    histograms were kept have none)."""
-    present = np.array([h is not None and len(h) == SIZE for h in histograms], dtype=bool)
-    matrix = np.zeros((len(histograms), SIZE), dtype=np.uint8)
-    for i in np.flatnonzero(present):
-        matrix[i] = np.frombuffer(histograms[i], dtype=np.uint8)
-    return matrix, present
-
-
-def similarity(query: bytes, candidates: np.ndarray) -> np.ndarray:
-    """Histogram intersection of the query's colours with each candidate's: 1 the same colours in the same
-    shares, 0 none in common."""
-    q = np.frombuffer(query, dtype=np.uint8).astype(np.int32)
-    return np.clip(np.minimum(candidates.astype(np.int32), q).sum(axis=1) / 255.0, 0.0, 1.0)

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lookalike.image.colour import query_colours
+from lookalike.image.histogram import mean_histogram
 from lookalike.image.local_features import LocalFeatures
 from lookalike.index.reader import IndexVersion
 from lookalike.model.class_weighting import ClassFocus
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.examples import NEGATIVE_WEIGHT, Examples
 from lookalike.retrieval.ids import vectors_of_ids
-from lookalike.retrieval.query import stored_views
+from lookalike.retrieval.query import stored_colours, stored_views
 from lookalike.retrieval.views import query_views
 
 
@@ -25,14 +27,16 @@ class ExampleQuery:
     vector: np.ndarray                   # (1, dim) unit
     views: list[list[LocalFeatures]] | None  # the one query's views: every positive's (None: not verified)
     exclude: np.ndarray                      # (1, m) faiss ids of the catalogue examples
+    colour: bytes | None = None              # the positives' colours together (where asked)
 
 
 def example_query(version: IndexVersion, embedder: QueryEmbedder | None, images: Sequence[bytes] = (),
                   image_ids: Sequence[str] = (), negative_images: Sequence[bytes] = (),
                   negative_ids: Sequence[str] = (), negative_weight: float = NEGATIVE_WEIGHT,
-                  focus: ClassFocus | None = None, verify: bool = True) -> ExampleQuery:
-    """The query of these examples (uploads already cropped as asked). `embedder` may be None where every
-    example is a catalogue id and no class weighting is asked."""
+                  focus: ClassFocus | None = None, verify: bool = True, colours: bool = False) -> ExampleQuery:
+    """The query of these examples (uploads already cropped as asked), with the positives' colours together where
+    `colours` is asked. `embedder` may be None where every example is a catalogue id and no class weighting is
+    asked."""
     def vectors(uploads: Sequence[bytes], ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         rows, faiss_ids = [np.zeros((0, version.dim), np.float32)], np.zeros(0, np.int64)
         if ids:
@@ -55,4 +59,8 @@ def example_query(version: IndexVersion, embedder: QueryEmbedder | None, images:
             views += [view for pair in query_views(images, version.features.settings, embedder.limits)
                       for view in pair]
         views = [views]
-    return ExampleQuery(vector, views, np.concatenate([positive_faiss_ids, negative_faiss_ids])[None, :])
+    colour = None
+    if colours:
+        uploaded = query_colours(list(images), embedder.limits) if images else []
+        colour = mean_histogram([*stored_colours(version, positive_faiss_ids), *uploaded])
+    return ExampleQuery(vector, views, np.concatenate([positive_faiss_ids, negative_faiss_ids])[None, :], colour)

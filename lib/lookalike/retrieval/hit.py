@@ -19,6 +19,7 @@ class Hit:
     # The cosine's percentile among the catalogue's nearest-neighbour cosines (retrieval/calibration.py); None
     # where it means nothing (text queries) or the catalogue is too small to calibrate.
     percentile: float | None = None
+    colour: float | None = None  # the colours' similarity (0-1), where colour weighed in the ranking
 
     def __post_init__(self) -> None:
         if self.cosine is None:  # unverified: what ranks is the cosine itself
@@ -31,6 +32,8 @@ class Hit:
             out["inliers"] = self.inliers
         if self.percentile is not None:
             out["percentile"] = self.percentile
+        if self.colour is not None:
+            out["colour"] = self.colour
         return out
 
     def describe(self) -> str:
@@ -38,13 +41,15 @@ class Hit:
         parts = [] if self.inliers is None else [f"cosine {self.cosine:.3f}", f"{self.inliers} inliers"]
         if self.percentile is not None:
             parts.append(f"percentile {self.percentile:g}")
+        if self.colour is not None:
+            parts.append(f"colour {self.colour:.2f}")
         return f"{self.rank:3d}  {self.score:.3f}  {self.image_id}" + (f"  ({', '.join(parts)})" if parts else "")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Hit:
         """A hit as the HTTP API writes it (as_dict)."""
         verified = d.get("inliers")
-        percentile = d.get("percentile")
+        percentile, colour = d.get("percentile"), d.get("colour")
         return cls(d["image_id"], d["uri"], float(d["score"]), int(d["rank"]), dict(d.get("metadata") or {}),
-                   verified, None if verified is None else float(d["cosine"]),
-                   None if percentile is None else float(percentile))
+                   verified, float(d["cosine"]) if "cosine" in d else None,
+                   None if percentile is None else float(percentile), None if colour is None else float(colour))

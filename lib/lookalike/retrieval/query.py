@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from lookalike.core.deadline import checkpoint
 from lookalike.core.schemas import COLOUR_COLUMN
+from lookalike.image.histogram import as_matrix, similarity
 from lookalike.image.local_features import LocalFeatures
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import (
@@ -51,6 +52,24 @@ class Verification:
         return None if views is None else cls(views, shortlist or DEFAULT_SHORTLIST)
 
 
+@dataclass(frozen=True)
+class ColourRanking:
+    """Colour-aware ranking of each query's shortlist: each query's colour histogram (image/colour.py; None: that
+    query is ranked by shape alone) and how much colour weighs: each candidate's score becomes (1 - weight) ×
+    its score + weight × the colours' similarity, so 0 is the shape ranking and 1 lets colour decide."""
+    histograms: list[bytes | None]
+    weight: float
+    shortlist: int = DEFAULT_SHORTLIST
+
+    @classmethod
+    def of(cls, histograms: list[bytes | None], weight: float | None, shortlist: int | None = None
+           ) -> ColourRanking | None:
+        """The ranking a request asks for: None where colour does not weigh (no weight, or 0). A query without
+        colours (a vector query without its `colour`, a catalogue image embedded before colours were kept) is
+        ranked by shape alone."""
+        return cls(histograms, float(weight), shortlist or DEFAULT_SHORTLIST) if weight else None
+
+
 def params_for(version: IndexVersion, nprobe: int | None = None, rescore: int | None = None,
                expand: int | None = None, expand_alpha: float | None = None) -> SearchParams:
     """The version's default operating point, with per-request overrides (bounded by QueryLimits.check)."""
@@ -75,16 +94,27 @@ def stored_views(version: IndexVersion, faiss_ids: np.ndarray) -> list[list[Loca
     return [None if f is None else [f] for f in version.features.of(np.asarray(faiss_ids, dtype=np.int64))]
 
 
+def stored_colours(version: IndexVersion, faiss_ids: np.ndarray) -> list[bytes | None]:
+    """Catalogue images' colour histograms (None where an image has none, or the version keeps none)."""
+    if COLOUR_COLUMN not in version.ids.column_names:
+        return [None] * len(faiss_ids)
+    return version.ids[COLOUR_COLUMN].take(pa.array(version.row_of_faiss[np.asarray(faiss_ids)])).to_pylist()
+
+
 def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: SearchParams | None = None,
                    filters: Mapping[str, Any] | None = None, exclude: np.ndarray | None = None,
                    exact_filter_limit: int = EXACT_FILTER_LIMIT, limits: QueryLimits = DEFAULT_LIMITS,
-                   verification: Verification | None = None) -> list[list[Hit]]:
+                   verification: Verification | None = None, colours: ColourRanking | None = None
+                   ) -> list[list[Hit]]:
     """Top-k hits per query row. `exclude` holds the faiss ids to leave out of each query's hits: one per query
     (its own image), or a row per query (-1 where a row has fewer). With `verification` and a version that has
     local features, each query's top `shortlist` are verified geometrically and re-ranked by the fused score
-    before the top k are taken."""
+    before the top k are taken. With `colours`, each query's shortlist is then ranked with its colours too."""
     params = params or version.default_params
     verify = verification is not None and version.features is not None
+    if colours is not None and COLOUR_COLUMN not in version.ids.column_names:
+        raise QueryError(f"{version.manifest['name']}/{version.version} has no colour histograms (its images were "
+                         "embedded before they were kept): re-embed them (lookalike reindex) to weigh colour")
     limits.check(len(queries), k, params, verification.shortlist if verify else 0)
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries), -1)
@@ -92,6 +122,8 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     depth = k + (0 if exclude is None else exclude.shape[1])
     if verify:
         depth = max(depth, verification.shortlist)
+    if colours is not None:
+        depth = max(depth, colours.shortlist)
     if filters:
         mask, plain = allowed_rows(version.ids, filters), replace(params, expand=0)
         if params.expand:  # expanded with the hits that pass the filter, as the unfiltered search does with all
@@ -103,10 +135,37 @@ def search_vectors(version: IndexVersion, queries: np.ndarray, k: int, params: S
     if exclude is not None:
         dropped = (ids[:, :, None] == exclude[:, None, :]).any(axis=2)
         ids = np.where(dropped, -1, ids)
-    if not verify:
-        return _hits(version, scores, ids, k)
-    fused, cosines, ids, inliers = _verified(version, scores, ids, verification)
-    return _hits(version, fused, ids, k, inliers, cosines)
+    cosines, inliers = scores.copy(), None
+    if verify:
+        scores, cosines, ids, inliers = _verified(version, scores, ids, verification)
+    similar = None
+    if colours is not None:
+        scores, cosines, ids, inliers, similar = _coloured(version, scores, cosines, ids, inliers, colours)
+    return _hits(version, scores, ids, k, inliers, cosines, similar)
+
+
+def _coloured(version: IndexVersion, scores: np.ndarray, cosines: np.ndarray, ids: np.ndarray,
+              inliers: np.ndarray | None, colours: ColourRanking
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Each query's shortlist re-ordered by its score blended with the colours' similarity: (blended scores,
+    cosines, ids, inliers, similarities), the similarity NaN where the query has no colours (a catalogue image
+    without a histogram counts as no colour in common)."""
+    blended, similar = scores.copy(), np.full(ids.shape, np.nan, dtype=np.float32)
+    for q, histogram in enumerate(colours.histograms):
+        if histogram is None:
+            continue
+        found = ids[q] >= 0
+        stored = version.ids[COLOUR_COLUMN].take(pa.array(version.row_of_faiss[ids[q][found]])).to_pylist()
+        matrix, present = as_matrix(stored)
+        row = np.zeros(len(ids[q]), dtype=np.float32)
+        row[found] = np.where(present, similarity(histogram, matrix), 0.0)
+        ranked = np.full(len(ids[q]), -np.inf, dtype=np.float32)  # an empty slot (id -1) has no score to blend
+        ranked[found] = (1 - colours.weight) * scores[q][found] + colours.weight * row[found]
+        order = np.argsort(-ranked, kind="stable")
+        blended[q], cosines[q], ids[q], similar[q] = ranked[order], cosines[q][order], ids[q][order], row[order]
+        if inliers is not None:
+            inliers[q] = inliers[q][order]
+    return blended, cosines, ids, inliers, similar
 
 
 def _verified(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, verification: Verification
@@ -160,7 +219,7 @@ def _filtered(version: IndexVersion, queries: np.ndarray, k: int, params: Search
 
 
 def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int, inliers: np.ndarray | None = None,
-          cosines: np.ndarray | None = None) -> list[list[Hit]]:
+          cosines: np.ndarray | None = None, similar: np.ndarray | None = None) -> list[list[Hit]]:
     found = ids >= 0
     rows = version.row_of_faiss[ids[found]]
     records = version.ids.take(pa.array(rows)).to_pylist()
@@ -175,8 +234,9 @@ def _hits(version: IndexVersion, scores: np.ndarray, ids: np.ndarray, k: int, in
             if len(hits) < k:
                 metadata = {c: v for c, v in record.items() if c not in HIT_COLUMNS}
                 verified = None if inliers is None or inliers[q, j] < 0 else int(inliers[q, j])
-                cosine = None if verified is None else float(cosines[q, j])
+                cosine = None if cosines is None else float(cosines[q, j])
+                colour = None if similar is None or np.isnan(similar[q, j]) else round(float(similar[q, j]), 4)
                 hits.append(Hit(record["image_id"], record["uri"], float(score), len(hits) + 1, metadata, verified,
-                                cosine))
+                                cosine, colour=colour))
         out.append(hits)
     return out

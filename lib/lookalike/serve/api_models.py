@@ -174,7 +174,19 @@ class Cropping(BaseModel):
         return Crop.of(self.crop)
 
 
-class IdSearchOptions(SearchOptions, ClassWeighting):
+COLOUR_WEIGHT = ("how much the colours weigh among the shortlist: 0 (the default) ranks by shape alone, 1 by "
+                 "colour alone; each candidate's score becomes (1 - w) x its score + w x the colours' similarity")
+# 64 bytes in base64: 85 characters, one whose last 4 bits are zero, and the padding.
+ColourText = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{85}[AQgw]==$", description="a colour histogram "
+                                  "(base64 of 64 bytes), as /embed and /vectors give it")]
+
+
+class Colouring(BaseModel):
+    """Options of queries with colours (images, URIs, catalogue ids, examples; a vector with its `colour`)."""
+    colour_weight: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, strict=True, description=COLOUR_WEIGHT)
+
+
+class IdSearchOptions(SearchOptions, ClassWeighting, Colouring):
     pass
 
 
@@ -182,7 +194,9 @@ class ImageSearchOptions(IdSearchOptions, Cropping):
     pass
 
 
-class VectorQuery(SearchOptions):
+class VectorQuery(SearchOptions, Colouring):
+    colour: ColourText | None = Field(None, description="the queries' colours, for colour_weight (one histogram "
+                                                        "for every vector of the request)")
     vectors: list[Annotated[list[Component], Field(min_length=1)]] = Field(
         ..., min_length=1, description="query vectors, each of the index's dimension (normalised by the worker)")
 
@@ -237,6 +251,7 @@ class HitOut(BaseModel):
     cosine: float = Field(description="the cosine similarity of the global descriptors (1 = the same direction)")
     inliers: int | None = Field(None, description="keypoints fitting one transform, where the hit was verified")
     percentile: float | None = Field(None, description=f"{PERCENTILE} (not for text queries)")
+    colour: float | None = Field(None, description="the colours' similarity (0-1), where colour weighed")
     metadata: dict[str, Any] = Field(description="the images table's other columns")
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from prometheus_client import Counter
 
 from lookalike.core.deadline import Deadline, DeadlineExceeded, checkpoint, remaining
+from lookalike.image.colour import query_colours
 from lookalike.image.read import read_image_bytes
 from lookalike.index.reader import IndexVersion
 from lookalike.index.search import SearchParams
@@ -23,6 +24,7 @@ from lookalike.retrieval.class_focus import class_focus
 from lookalike.retrieval.embedder import QueryEmbedder
 from lookalike.retrieval.limits import DEFAULT_SHORTLIST, QueryError
 from lookalike.retrieval.query import (
+    ColourRanking,
     Verification,
     as_queries,
     params_for,
@@ -101,13 +103,16 @@ class RequestContext:
         self.settings.limits.check(n, options.k, params_of(v, options), shortlist)
 
     def run_vectors(self, v: IndexVersion, vectors, options: SearchOptions, kind: str, labels: list[Any],
-                    exclude=None, started: float | None = None, views: list | None = None) -> Response:
-        """views: the queries' local features (image, URI and id queries) when the version can verify."""
+                    exclude=None, started: float | None = None, views: list | None = None,
+                    colours: list[bytes | None] | None = None) -> Response:
+        """views: the queries' local features (image, URI and id queries) when the version can verify; colours:
+        their colour histograms, where colour weighs (colour_weight)."""
         started = started or time.perf_counter()  # image queries count their embedding too
         params = params_of(v, options)
         verification = Verification.of(views, options.shortlist)
+        ranking = None if colours is None else ColourRanking.of(colours, options.colour_weight, options.shortlist)
         hits = search_vectors(v, as_queries(v, vectors), options.k, params, options.filters, exclude,
-                              limits=self.settings.limits, verification=verification)
+                              limits=self.settings.limits, verification=verification, colours=ranking)
         calibration = self.served.calibration(v)
         if calibration is not None and kind != "text":  # a text's cosines to images are on another scale
             hits = calibration.placed(hits)
@@ -130,6 +135,11 @@ def verifies(v: IndexVersion, options: SearchOptions) -> bool:
 
 def image_views(v: IndexVersion, options: SearchOptions, embedder, images: list[bytes]) -> list | None:
     return query_views(images, v.features.settings, embedder.limits) if verifies(v, options) else None
+
+
+def image_colours(options: SearchOptions, embedder, images: list[bytes]) -> list | None:
+    """Query images' colour histograms, where colour weighs in this request."""
+    return query_colours(images, embedder.limits) if options.colour_weight else None
 
 
 def id_views(v: IndexVersion, options: SearchOptions, faiss_ids) -> list | None:

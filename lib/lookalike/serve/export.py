@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from fastapi.responses import Response
 
-HIT_FIELDS = ("rank", "image_id", "uri", "score", "cosine", "inliers", "percentile")
+HIT_FIELDS = ("rank", "image_id", "uri", "score", "cosine", "inliers", "percentile", "colour")
 LIST_SEPARATOR = "|"  # a list column's values in one cell (a mark's Vienna codes)
 
 AnswerFormat = Annotated[Literal["json", "csv"], Query(alias="format", description="json (the default), or csv: "

@@ -23,6 +23,7 @@ from lookalike.retrieval.limits import (
     QueryError,
 )
 from lookalike.serve.api_models import (
+    COLOUR_WEIGHT,
     CROP,
     NEGATIVE_WEIGHT_TEXT,
     WEIGHT_CLASS,
@@ -49,6 +50,7 @@ async def image_search_form(
         weight_class: Annotated[str | None, Form(min_length=1, max_length=200, description=WEIGHT_CLASS)] = None,
         weight_strength: Annotated[float | None, Form(ge=0, le=1, description=WEIGHT_STRENGTH)] = None,
         crop: Annotated[str | None, Form(max_length=200, description=CROP)] = None,
+        colour_weight: Annotated[float | None, Form(ge=0, le=1, description=COLOUR_WEIGHT)] = None,
 ) -> ImageSearchOptions:
     """The form's options, as strictly validated as a JSON body's (filters arrive as JSON text)."""
     if (await request.form()).get("weight_class") == "":  # multipart drops empty fields silently: say so instead
@@ -56,7 +58,8 @@ async def image_search_form(
     renamed = {"rerank": rerank} if rerank is not None else {}
     return form_options(k=k, nprobe=nprobe, rescore=rescore, expand=expand, expand_alpha=expand_alpha, verify=verify,
                         shortlist=shortlist, filters=filters, weight_class=weight_class,
-                        weight_strength=weight_strength, crop=crop_field(crop), **renamed)
+                        weight_strength=weight_strength, crop=crop_field(crop), colour_weight=colour_weight,
+                        **renamed)
 
 
 async def examples_form(

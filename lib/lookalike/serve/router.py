@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from lookalike._version import __version__
+from lookalike.image.histogram import as_text, from_text, mean_histogram
 from lookalike.retrieval.examples import Examples
 from lookalike.retrieval.limits import QueryError
 from lookalike.serve.api_middleware import BodyLimit, bearer_ok, validation_error
@@ -63,8 +64,8 @@ def create_router(settings: RouterSettings) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     def options_of(body) -> dict[str, Any]:
-        return body.model_dump(include={"k", "nprobe", "rescore", "expand", "expand_alpha", "filters"},
-                               exclude_none=True)
+        return body.model_dump(include={"k", "nprobe", "rescore", "expand", "expand_alpha", "filters", "colour",
+                                        "colour_weight", "shortlist"}, exclude_none=True)
 
     def weighting_of(body) -> Any:
         return body.model_dump(include={"weight_class", "weight_strength"}, exclude_none=True)
@@ -92,18 +93,19 @@ def create_router(settings: RouterSettings) -> FastAPI:
         return in_format(await shards.search(body.vectors, options_of(body), list(range(len(body.vectors))),
                                              time.perf_counter()), answer_format)
 
-    async def stored_vectors(image_ids: list[str], weighting: dict[str, Any]) -> list[list[float]]:
-        """Each catalogue image's vector, from the shard that holds it (class-weighted: its image re-embedded
-        there toward the class, instead of its stored vector); 404 for ids on no shard that answered."""
+    async def stored_vectors(image_ids: list[str], weighting: dict[str, Any]
+                             ) -> tuple[list[list[float]], list[str | None]]:
+        """Each catalogue image's vector and colours, from the shard that holds it (class-weighted: its image
+        re-embedded there toward the class, instead of its stored vector); 404 for ids on no shard that answered."""
         if not image_ids:
-            return []
+            return [], []
         answers, _ = await shards.fan_out("/vectors", {"image_ids": image_ids, **weighting})
-        vectors = [next((a["vectors"][i] for a in answers if a["vectors"][i] is not None), None)
-                   for i in range(len(image_ids))]
-        unknown = [i for i, v in zip(image_ids, vectors, strict=True) if v is None]
+        holders = [next((a for a in answers if a["vectors"][i] is not None), None) for i in range(len(image_ids))]
+        unknown = [i for i, a in zip(image_ids, holders, strict=True) if a is None]
         if unknown:
             raise ShardError(404, f"{len(unknown)} image id(s) on no shard that answered: {unknown[:5]}")
-        return vectors
+        return ([a["vectors"][i] for i, a in enumerate(holders)],
+                [(a.get("colours") or [None] * len(image_ids))[i] for i, a in enumerate(holders)])
 
     def embed_form(options: ImageSearchOptions) -> dict[str, str]:
         """The fields of an upload's /embed on a shard: the class weighting and the crop of the search."""
@@ -117,9 +119,10 @@ def create_router(settings: RouterSettings) -> FastAPI:
         authorise(request)
         started = time.perf_counter()
         # Class-weighted: the shard holding an id re-embeds its image toward the class, instead of its stored vector.
-        vectors = await stored_vectors(body.image_ids, weighting_of(body))
+        vectors, colours = await stored_vectors(body.image_ids, weighting_of(body))
         drop = None if body.include_self else [[i] for i in body.image_ids]
-        return in_format(await shards.search(vectors, options_of(body), body.image_ids, started, drop), answer_format)
+        return in_format(await shards.search(vectors, options_of(body), body.image_ids, started, drop, colours),
+                         answer_format)
 
     @search_route("/search/text")
     async def by_text(body: TextQuery, request: Request, answer_format: AnswerFormat = "json") -> Response:
@@ -137,9 +140,9 @@ def create_router(settings: RouterSettings) -> FastAPI:
         started = time.perf_counter()
         files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg")) for f in images]
         labels = [f.filename for f in images]
-        if options.verify:
-            # Every shard embeds the upload and verifies its own shortlist with its features; merged by the
-            # score that ranks, so a verified hit on one shard outranks an unverified one on another.
+        if options.verify or options.colour_weight:
+            # Every shard embeds the upload and verifies its own shortlist with its features (and weighs its colours);
+            # merged by the score that ranks, so a verified hit on one shard outranks an unverified one on another.
             return in_format(await shards.search_images(files, as_form(options), options.k, labels, started),
                              answer_format)
         embedded = await shards.from_any("/embed", "embed the images", files=files, data=embed_form(options))
@@ -156,21 +159,24 @@ def create_router(settings: RouterSettings) -> FastAPI:
         authorise(request)
         started = time.perf_counter()
 
-        async def embedded(uploads: list[UploadFile] | None) -> list[list[float]]:
+        async def embedded(uploads: list[UploadFile] | None) -> tuple[list[list[float]], list[str | None]]:
             if not uploads:
-                return []
+                return [], []
             files = [("images", (f.filename or "image", await f.read(), f.content_type or "image/jpeg"))
                      for f in uploads]
             answer = await shards.from_any("/embed", "embed the images", files=files, data=embed_form(options))
-            return answer["vectors"]
+            return answer["vectors"], answer.get("colours") or [None] * len(uploads)
 
         weighting = weighting_of(options)
-        positives = await stored_vectors(chosen.image_ids, weighting) + await embedded(images)
-        negatives = await stored_vectors(chosen.negative_ids, weighting) + await embedded(negative_images)
-        query = Examples(positives, negatives, chosen.negative_weight).query()
+        (stored, stored_colours), (uploaded, uploaded_colours) = (await stored_vectors(chosen.image_ids, weighting),
+                                                                  await embedded(images))
+        negatives = (await stored_vectors(chosen.negative_ids, weighting))[0] + (await embedded(negative_images))[0]
+        query = Examples(stored + uploaded, negatives, chosen.negative_weight).query()
+        # The positives' colours together, as a worker takes them for a search by examples.
+        colour = as_text(mean_histogram([from_text(c) for c in (*stored_colours, *uploaded_colours)]))
         drop = [[*chosen.image_ids, *chosen.negative_ids]]
-        return in_format(await shards.search(query.tolist(), options_of(options), ["examples"], started, drop),
-                         answer_format)
+        return in_format(await shards.search(query.tolist(), options_of(options), ["examples"], started, drop,
+                                             [colour]), answer_format)
 
     @app.post("/parts", response_model=PartsAnswer, responses=errors(400, 401, 413, 502))
     async def parts(request: Request, image: Annotated[UploadFile, File()]) -> JSONResponse:

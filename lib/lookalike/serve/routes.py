@@ -19,8 +19,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from lookalike.core.schemas import COLOUR_COLUMN
+from lookalike.image.colour import query_colours
 from lookalike.image.crop import crop_images
 from lookalike.image.decode import decode
+from lookalike.image.histogram import as_text, from_text
 from lookalike.image.parts import propose_parts
 from lookalike.image.read import read_image_bytes
 from lookalike.retrieval.class_focus import weights_classes
@@ -30,6 +33,7 @@ from lookalike.retrieval.explanation import Explanation
 from lookalike.retrieval.filters import UNFILTERABLE
 from lookalike.retrieval.ids import UnknownImageIds, vectors_of_ids
 from lookalike.retrieval.limits import MAX_K
+from lookalike.retrieval.query import stored_colours
 from lookalike.retrieval.word_queries import in_word_space
 from lookalike.serve.api_models import (
     CROP,
@@ -50,7 +54,7 @@ from lookalike.serve.api_models import (
     VectorQuery,
     errors,
 )
-from lookalike.serve.context import RequestContext, id_views, image_views, verifies
+from lookalike.serve.context import RequestContext, id_views, image_colours, image_views, verifies
 from lookalike.serve.export import CSV_RESPONSE, AnswerFormat, in_format
 from lookalike.serve.forms import crop_part, examples_form, image_search_form
 from lookalike.serve.schema import served_schema
@@ -87,6 +91,7 @@ def add_status_routes(app: FastAPI, ctx: RequestContext, auth: Depends, registry
                 "image_search": ctx.served.embedder is not None,
                 "text_search": ctx.served.embedder is not None and in_word_space(ctx.served.embedder.model),
                 "class_weighting": ctx.served.embedder is not None and weights_classes(ctx.served.embedder.model),
+                "colour_search": COLOUR_COLUMN in v.ids.column_names,
                 "max_k": MAX_K,
                 "max_batch": ctx.settings.max_batch}
 
@@ -100,8 +105,9 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
     async def by_vectors(body: VectorQuery, answer_format: AnswerFormat = "json") -> Response:
         v = ctx.index_version()
         ctx.check_search(v, len(body.vectors), body)
-        return in_format(await ctx.in_thread(
-            lambda: ctx.run_vectors(v, body.vectors, body, "vector", list(range(len(body.vectors))))), answer_format)
+        colours = [from_text(body.colour)] * len(body.vectors)
+        return in_format(await ctx.in_thread(lambda: ctx.run_vectors(
+            v, body.vectors, body, "vector", list(range(len(body.vectors))), colours=colours)), answer_format)
 
     @search_route("/search/ids", "top-k for catalogue images, by their stored vectors (class-weighted: by "
                   "their images)", 404, 409)
@@ -117,7 +123,8 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
                 vectors, faiss_ids = ctx.embedder().embed_catalogue(v, body.image_ids,
                                                                     ctx.focus(body.weight_class, body.weight_strength))
             return ctx.run_vectors(v, vectors, body, "id", body.image_ids, None if body.include_self else faiss_ids,
-                                   started=started, views=id_views(v, body, faiss_ids))
+                                   started=started, views=id_views(v, body, faiss_ids),
+                                   colours=stored_colours(v, faiss_ids) if body.colour_weight else None)
         return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/images", "top-k for uploaded images (multipart)", 409)
@@ -134,7 +141,8 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             focus = ctx.focus(options.weight_class, options.weight_strength)
             parts = crop_images(data, options.part, embedder.limits)
             return ctx.run_vectors(v, embedder.embed(parts, focus), options, "image", names, started=started,
-                                   views=image_views(v, options, embedder, parts))
+                                   views=image_views(v, options, embedder, parts),
+                                   colours=image_colours(options, embedder, parts))
         return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/examples", "top-k for one query made of examples (multipart): uploaded images and "
@@ -159,9 +167,10 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             cropped = {side: crop_images(d, options.part, embedder.limits) if d else [] for side, d in data.items()}
             query = example_query(v, embedder, cropped["positive"], chosen.image_ids, cropped["negative"],
                                   chosen.negative_ids, chosen.negative_weight,
-                                  ctx.focus(options.weight_class, options.weight_strength), verifies(v, options))
+                                  ctx.focus(options.weight_class, options.weight_strength), verifies(v, options),
+                                  bool(options.colour_weight))
             return ctx.run_vectors(v, query.vector, options, "examples", ["examples"], query.exclude, started=started,
-                                   views=query.views)
+                                   views=query.views, colours=[query.colour])
         return in_format(await ctx.in_thread(work), answer_format)
 
     @search_route("/search/text", "top-k for text queries, against a word-space index", 409)
@@ -199,7 +208,7 @@ def add_search_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> None:
             focus = ctx.focus(body.weight_class, body.weight_strength)
             data = crop_images([ctx.read_uri(u) for u in locations], body.part, e.limits)
             return ctx.run_vectors(v, e.embed(data, focus), body, "uri", body.uris, started=started,
-                                   views=image_views(v, body, e, data))
+                                   views=image_views(v, body, e, data), colours=image_colours(body, e, data))
         return in_format(await ctx.in_thread(work), answer_format)
 
 
@@ -253,10 +262,14 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         ctx.check_batch(len(body.image_ids))
         ids = [v.faiss_id_of(i) for i in body.image_ids]
         rows = [None if f is None else np.asarray(v.vectors[f], np.float32).tolist() for f in ids]
+        found = [f for f in ids if f is not None]
+        stored = iter(stored_colours(v, np.asarray(found, dtype=np.int64)))
+        colours = [None if f is None else as_text(next(stored)) for f in ids]
         if body.weight_class is not None:
             known = [i for i, f in zip(body.image_ids, ids, strict=True) if f is not None]
             rows = await ctx.in_thread(lambda: _weighted_rows(ctx, v, body, known, rows))
-        return Response(json.dumps({"version": v.version, "vectors": rows}), media_type="application/json")
+        return Response(json.dumps({"version": v.version, "vectors": rows, "colours": colours}),
+                        media_type="application/json")
 
     @app.post("/embed", dependencies=[auth], summary="vectors of uploaded images, with the index's model",
               responses=errors(400, 401, 409, 413, 504))
@@ -270,9 +283,12 @@ def add_catalogue_routes(app: FastAPI, ctx: RequestContext, auth: Depends) -> No
         data = [await f.read() for f in images]
         embedder = ctx.embedder()
         focus = ctx.focus(weight_class, weight_strength)
-        vectors = await ctx.in_thread(lambda: embedder.embed(crop_images(data, part, embedder.limits), focus))
-        return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist()}),
-                        media_type="application/json")
+        def work() -> tuple[np.ndarray, list[bytes]]:
+            parts = crop_images(data, part, embedder.limits)
+            return embedder.embed(parts, focus), query_colours(parts, embedder.limits)
+        vectors, colours = await ctx.in_thread(work)
+        return Response(json.dumps({"fingerprint_id": embedder.fingerprint_id, "vectors": vectors.tolist(),
+                                    "colours": [as_text(c) for c in colours]}), media_type="application/json")
 
     @app.post("/embed/text", dependencies=[auth], summary="word-space vectors of text queries, with the index's "
               "model", responses=errors(400, 401, 409, 413, 504))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lookalike.core.schemas import COLOUR_COLUMN
 from lookalike.retrieval.filters import RANGE_OPERATORS, UNFILTERABLE
 from lookalike.serve.api_models import FILTERS
 
@@ -55,6 +56,11 @@ def served_schema(base: dict[str, Any], version: IndexVersion | None, settings: 
             1, limits.max_verified // props[BATCHED[name]]["maxItems"]))
         if version is not None:
             props["filters"] = _filters(version)
+    if version is None or COLOUR_COLUMN not in version.ids.column_names:  # no colours to weigh: not offered
+        for model in models.values():
+            if "colour_weight" in model.get("properties", {}):
+                for name in ("colour_weight", "colour"):
+                    model["properties"].pop(name, None)
     for model in models.values():  # an upload is one or more images (multipart arrays have no minimum by default)
         images = model.get("properties", {}).get("images")
         if images is not None and images.get("type") == "array":

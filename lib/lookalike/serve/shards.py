@@ -186,14 +186,31 @@ class Shards:
         return list(await asyncio.gather(*(one(s) for s in self.settings.shards)))
 
     async def search(self, vectors: list, options: dict[str, Any], labels: list, started: float,
-                     drop: list[Collection[str]] | None = None) -> Response:
+                     drop: list[Collection[str]] | None = None, colours: list[str | None] | None = None
+                     ) -> Response:
+        """The merged top k of each vector. `colours`: each query's colour histogram where colour weighs; a
+        request carries one histogram for all its vectors, so each query is then searched on its own."""
+        if colours is None or not options.get("colour_weight"):
+            answers, missing, merged = await self._searched(vectors, options, drop)
+            return self._answer(answers, missing, merged, options["k"], labels, started)
+        answers, missing, merged = [], set(), []
+        for i, (vector, colour) in enumerate(zip(vectors, colours, strict=True)):
+            some, failed, rows = await self._searched([vector], {**options, "colour": colour},
+                                                      drop[i:i + 1] if drop else None)
+            answers += some
+            missing.update(failed)
+            merged += rows
+        return self._answer(answers, sorted(missing), merged, options["k"], labels, started)
+
+    async def _searched(self, vectors: list, options: dict[str, Any], drop: list[Collection[str]] | None
+                        ) -> tuple[list[dict], list[str], list[list[dict]]]:
         k = options["k"]
         if options.get("expand"):
             vectors = await self.expanded(vectors, options, drop)
             options = {**options, "expand": 0}
         body = {**options, "vectors": vectors, "k": k + dropped(drop)}
         answers, missing = await self.fan_out("/search/vectors", body)
-        return self._answer(answers, missing, merge(answers, k, drop), k, labels, started)
+        return answers, missing, merge(answers, k, drop)
 
     def _answer(self, answers: list[dict], missing: list[str], merged: list[list[dict]], k: int, labels: list,
                 started: float) -> Response:
