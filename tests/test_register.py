@@ -158,7 +158,8 @@ def test_a_worker_shows_the_columns_it_is_told_and_exports_hits_as_csv(register,
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert [r["image_id"] for r in rows] == [h["image_id"] for h in hits]
-    assert list(rows[0]) == ["query", "rank", "image_id", "uri", "score", "cosine", "inliers", "percentile", *shown]
+    assert list(rows[0]) == ["query", "rank", "image_id", "uri", "score", "cosine", "inliers", "percentile", "colour",
+                             *shown]
     by_id = {r["image_id"]: r for r in rows}
     for hit in hits:
         name = hit["image_id"].removesuffix(".jpg")
