@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from support.serving import exported_router
+from support.serving import exported_router, served_index
 
 import lookalike
 from lookalike.cli.main import main
@@ -24,7 +24,6 @@ from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.serve.http_api import create_app, running
-from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 COLOURS = {"red": "#d01020", "crimson": "#c0182c", "blue": "#1838c0", "green": "#20a040", "orange": "#f08018"}
 
@@ -57,19 +56,13 @@ def marks(tmp_path_factory):
     return store
 
 
-def serving(store: Store, tmp_path, name: str = "marks") -> ServedIndex:
-    served = ServedIndex(store, WorkerSettings(name, str(tmp_path / "cache")))
-    served.start(watch=False)
-    return served
-
-
 def ranked(answer: dict) -> list[str]:
     return [h["image_id"] for h in answer["results"][0]["hits"]]
 
 
 @pytest.mark.slow
 def test_colour_weighs_from_nothing_to_everything_on_every_route(marks, tmp_path, capsys):
-    served = serving(marks, tmp_path)
+    served = served_index(marks, "marks", tmp_path)
     query = mark(COLOURS["red"], 180)
     upload = ("images", ("red.png", query, "image/png"))
 
@@ -145,7 +138,7 @@ def test_a_version_without_colours_says_so_and_does_not_offer_them(tmp_path):
     store = Store(str(tmp_path / "store"))
     write_embeddings_version(store, clustered_vectors(200, 16, seed=3), parts=1)
     index_build.run(BuildIndexConfig(store=store.url, name="plain", master=IN_PROCESS, publish=True, queries=10))
-    served = serving(store, tmp_path, "plain")
+    served = served_index(store, "plain", tmp_path)
     with running(create_app(served)) as url:
         schema = httpx.get(f"{url}/openapi.json", timeout=60).json()["components"]["schemas"]
         refused = httpx.post(f"{url}/search/vectors", json={"vectors": [np.ones(16).tolist()], "colour_weight": 1},
@@ -160,7 +153,7 @@ def test_the_page_weighs_colour_with_a_slider(marks, chromium, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    served = serving(marks, tmp_path)
+    served = served_index(marks, "marks", tmp_path)
     with running(create_app(served)) as worker:
         chromium.get(worker + "/")
         WebDriverWait(chromium, 20).until(lambda d: d.find_element(By.ID, "colour-row").is_displayed())

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
-from support.serving import exported_router
+from support.serving import exported_router, served_index
 
 import lookalike
 from lookalike.cli.main import main
@@ -34,7 +34,6 @@ from lookalike.retrieval.comparison import GAP, PANEL
 from lookalike.retrieval.verify import VerifySettings, best_fits, fuse, inlier_counts
 from lookalike.serve.http_api import create_app, running
 from lookalike.serve.settings import ApiSettings
-from lookalike.serve.worker import ServedIndex, WorkerSettings
 
 SETTINGS = VerifySettings()
 
@@ -76,13 +75,6 @@ def test_the_fit_behind_a_verified_match_is_the_copys_geometry():
     assert best_fits(views, [None, candidate])[0] is None
 
 
-def serving(store: Store, tmp_path) -> ServedIndex:
-    """What a query worker serves of index `photos` in `store`, loaded (cached under tmp_path)."""
-    served = ServedIndex(store, WorkerSettings("photos", str(tmp_path / "cache" / store.url.rsplit("/", 1)[-1])))
-    served.start(watch=False)
-    return served
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """A published index of the skimage photos, with local features."""
@@ -100,7 +92,7 @@ def photos(tmp_path_factory):
 @pytest.mark.slow
 def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tmp_path, capsys):
     store, _ = photos
-    served = serving(store, tmp_path)
+    served = served_index(store, "photos", tmp_path)
     flipped = flipped_astronaut()
     with running(create_app(served)) as url:
         def explain_upload(image_id: str) -> httpx.Response:
@@ -140,8 +132,8 @@ def test_the_worker_the_router_and_the_cli_explain_why_a_mark_matched(photos, tm
     # Through the router: the shard holding the candidate explains it; a pair split across shards says what to do.
     with ExitStack() as stack:
         router = exported_router(stack, store, "photos", tmp_path)
-        shards = [serving(Store(str(tmp_path / f"host-{i}")), tmp_path).current.ids["image_id"].to_pylist()
-                  for i in range(2)]
+        shards = [served_index(Store(str(tmp_path / f"host-{i}")), "photos", tmp_path).current.ids["image_id"]
+                  .to_pylist() for i in range(2)]
         routed = httpx.post(f"{router}/explain/images", files={"image": ("flipped.png", flipped, "image/png")},
                             data={"image_id": "astronaut.jpg"}, timeout=60).json()
         apart = httpx.post(f"{router}/explain/ids", json={"query_id": shards[0][0], "image_id": shards[1][0]},
@@ -183,7 +175,7 @@ def test_the_page_compares_the_query_with_a_hit_and_draws_the_keypoint_pairs(pho
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served, query = serving(store, tmp_path), tmp_path / "flipped.png"
+    served, query = served_index(store, "photos", tmp_path), tmp_path / "flipped.png"
     query.write_bytes(flipped_astronaut())
     # Non-white pixels of the canvas's gap between the two images: the lines joining keypoint pairs cross it.
     lines_across_the_gap = (
@@ -252,7 +244,7 @@ def test_a_crop_is_a_box_of_fractions_that_keeps_that_part_of_the_image():
 @pytest.mark.slow
 def test_a_part_of_a_composite_mark_is_searched_alone_on_every_route(photos, tmp_path, capsys):
     store, _ = photos
-    served = serving(store, tmp_path)
+    served = served_index(store, "photos", tmp_path)
     marks = tmp_path / "marks"
     marks.mkdir()
     (marks / "composite.png").write_bytes(png(composite()))
@@ -323,7 +315,7 @@ def test_the_page_searches_the_part_of_the_query_in_a_box_dragged_on_it(photos, 
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served = serving(store, tmp_path)
+    served = served_index(store, "photos", tmp_path)
     query = tmp_path / "composite.png"
     query.write_bytes(png(composite()))
 
@@ -373,7 +365,7 @@ def rocchio(positives: list, negatives: list, weight: float = 0.75) -> np.ndarra
 @pytest.mark.slow
 def test_more_like_these_not_like_those_is_one_query_on_every_route(photos, tmp_path, capsys):
     store, _ = photos
-    served = serving(store, tmp_path)
+    served = served_index(store, "photos", tmp_path)
     index = lookalike.open_index(store.url, "photos", cache_dir=str(tmp_path / "cache-api"))
     flipped = flipped_astronaut()
     upload = ("images", ("flipped.png", flipped, "image/png"))
@@ -443,7 +435,7 @@ def test_the_page_refines_a_search_with_more_like_this_and_less_like_this(photos
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served, query = serving(store, tmp_path), tmp_path / "flipped.png"
+    served, query = served_index(store, "photos", tmp_path), tmp_path / "flipped.png"
     query.write_bytes(flipped_astronaut())
 
     def shown() -> list[str]:
@@ -521,7 +513,7 @@ def test_a_composite_marks_parts_are_its_device_and_its_lettering():
 @pytest.mark.slow
 def test_the_parts_of_a_mark_are_proposed_and_searched_on_every_route(photos, tmp_path, capsys):
     store, _ = photos
-    served = serving(store, tmp_path)
+    served = served_index(store, "photos", tmp_path)
     data = png(composite())
     (tmp_path / "composite.png").write_bytes(data)
     expected = [p.as_dict() for p in lookalike.propose_parts(data)]
@@ -558,7 +550,7 @@ def test_the_page_offers_the_parts_of_the_query_and_searches_one_in_a_click(phot
     from selenium.webdriver.support.ui import WebDriverWait
 
     store, _ = photos
-    served, query = serving(store, tmp_path), tmp_path / "composite.png"
+    served, query = served_index(store, "photos", tmp_path), tmp_path / "composite.png"
     query.write_bytes(png(composite()))
     with running(create_app(served)) as worker:
         chromium.get(worker + "/")

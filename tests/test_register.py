@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 from support.contract import fuzz
-from support.serving import exported_router
+from support.serving import exported_router, served_index
 
 import lookalike
 from lookalike.cli.main import main
@@ -30,7 +30,7 @@ from lookalike.embed.config import EmbedConfig
 from lookalike.index import build as index_build
 from lookalike.index.build import BuildIndexConfig
 from lookalike.serve.http_api import create_app, running
-from lookalike.serve.worker import ServedIndex, ServeError, WorkerSettings
+from lookalike.serve.worker import ServeError
 
 # One row per photo: who owns the mark, its Vienna codes and Nice classes (lists), when it was filed, its status.
 REGISTER = {
@@ -72,12 +72,6 @@ def register(tmp_path_factory):
     return store
 
 
-def serving(store: Store, tmp_path, **settings) -> ServedIndex:
-    served = ServedIndex(store, WorkerSettings("marks", str(tmp_path / "cache"), **settings))
-    served.start(watch=False)
-    return served
-
-
 # Each filter as the command line and the page write it, the object the API takes, and the rows it keeps.
 FILTERS = [
     (["vienna^=03.01"], {"vienna": {"prefix": "03.01"}}, matching(lambda r: any(v.startswith("03.01")
@@ -95,7 +89,7 @@ FILTERS = [
 
 @pytest.mark.slow
 def test_filters_on_list_date_and_text_columns_on_every_route(register, tmp_path, capsys):
-    served = serving(register, tmp_path)
+    served = served_index(register, "marks", tmp_path)
     query = jpeg_bytes(photo("coffee", 200))
     index = lookalike.open_index(register.url, "marks", cache_dir=str(tmp_path / "cache-api"))
 
@@ -138,7 +132,7 @@ def test_filters_on_list_date_and_text_columns_on_every_route(register, tmp_path
 @pytest.mark.slow
 def test_a_worker_shows_the_columns_it_is_told_and_exports_hits_as_csv(register, tmp_path):
     shown = ("owner", "vienna", "filed")
-    served = serving(register, tmp_path, show_columns=shown)
+    served = served_index(register, "marks", tmp_path, show_columns=shown)
     with running(create_app(served)) as url, ExitStack() as stack:
         body = {"image_ids": ["coffee.jpg"], "k": 3}
         answer = httpx.post(f"{url}/search/ids", json=body, timeout=60).json()
@@ -170,7 +164,7 @@ def test_a_worker_shows_the_columns_it_is_told_and_exports_hits_as_csv(register,
     assert [r["image_id"] for r in csv.DictReader(io.StringIO(routed.text))] == [h["image_id"] for h in hits]
     assert bad_format.status_code == 422
     with pytest.raises(ServeError, match="--show-columns names \\['trademark_class'\\]"):
-        serving(register, tmp_path / "other", show_columns=("owner", "trademark_class"))
+        served_index(register, "marks", tmp_path / "other", show_columns=("owner", "trademark_class"))
 
 
 @pytest.mark.slow
@@ -178,7 +172,7 @@ def test_the_page_filters_a_list_column_exports_the_hits_and_links_a_search(regi
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    served = serving(register, tmp_path)
+    served = served_index(register, "marks", tmp_path)
 
     def shown() -> set[str]:
         return {c.get_attribute("data-image-id") for c in chromium.find_elements(By.CSS_SELECTOR, "#results .hit")}
@@ -228,7 +222,7 @@ def test_the_page_filters_a_list_column_exports_the_hits_and_links_a_search(regi
 def test_what_the_schema_says_of_list_and_date_filters_the_worker_keeps(register, tmp_path):
     """The served schema states each column's operators and value type (a list column's all, a date's format):
     requests that follow it are answered, requests that break it get a documented 4xx."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(serving(register, tmp_path)))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(served_index(register, "marks", tmp_path)))
     operations = {o.path: o for o in (r.ok() for r in schema.get_all_operations())}
     for path in ("/search/ids", "/search/vectors"):
         fuzz(operations[path], GenerationMode.POSITIVE)

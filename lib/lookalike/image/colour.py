@@ -15,10 +15,10 @@ from PIL import Image
 from lookalike.image.budget import DecodeLimits, declared_pixels
 from lookalike.image.decode import decode
 from lookalike.image.histogram import BINS
+from lookalike.image.ink import background, ink
 
 SIDE = 64               # colours are counted on a thumbnail of this longest side
 CHROMA = (64.0, 192.0)  # the a and b range binned (OpenCV's 8-bit Lab: 128 is neutral); beyond it, the edge bins
-INK = 60.0              # RGB distance from a light background that counts as the mark's ink
 LIGHT_L, NEUTRAL = 215.0, 12.0  # a background this light (8-bit L) and this close to grey is the page, not the mark
 
 
@@ -28,7 +28,7 @@ def colour_histogram(image: Image.Image) -> bytes:
     small.thumbnail((SIDE, SIDE))
     rgb = np.asarray(small, dtype=np.uint8)
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float32)
-    pixels = lab[_mark(rgb, lab).ravel()]
+    pixels = lab[_mark(rgb).ravel()]
     if len(pixels) == 0:  # nothing but the page: its own colour
         pixels = lab
     coords = np.empty_like(pixels)
@@ -55,12 +55,10 @@ def query_colours(images: list[bytes], limits: DecodeLimits) -> list[bytes]:
     return out
 
 
-def _mark(rgb: np.ndarray, lab: np.ndarray) -> np.ndarray:
+def _mark(rgb: np.ndarray) -> np.ndarray:
     """The pixels that are the mark: all of them, less a light plain background (the colour of its border)."""
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    background = np.median(border, axis=0)
-    background_lab = cv2.cvtColor(background.astype(np.uint8)[None, None], cv2.COLOR_RGB2Lab)[0, 0].astype(float)
-    light = background_lab[0] >= LIGHT_L and max(abs(background_lab[1:] - 128.0)) <= NEUTRAL
-    if not light:
+    page = background(rgb)
+    page_lab = cv2.cvtColor(page.astype(np.uint8)[None, None], cv2.COLOR_RGB2Lab)[0, 0].astype(float)
+    if page_lab[0] < LIGHT_L or max(abs(page_lab[1:] - 128.0)) > NEUTRAL:
         return np.ones(rgb.shape[:2], dtype=bool)
-    return np.linalg.norm(rgb.astype(np.float32) - background, axis=2) > INK
+    return ink(rgb, page)

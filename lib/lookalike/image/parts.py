@@ -9,10 +9,10 @@ import numpy as np
 
 from lookalike.image.budget import DecodeLimits, declared_pixels
 from lookalike.image.decode import ImageError, decode
+from lookalike.image.ink import ink
 from lookalike.image.part import FIGURE, TEXT, Part
 
 SIDE = 256            # the mark is analysed at this longest side: parts are boxes, not outlines
-INK = 60.0            # RGB distance from the background colour that counts as ink (of 441 from black to white)
 JOIN = 0.03           # strokes closer than this share of the longer side are one region
 MIN_SHARE = 0.03      # a region with less of the mark's ink (a speck, a ®) is not a part
 MAX_PARTS = 6
@@ -35,19 +35,19 @@ def propose_parts(data: bytes, limits: DecodeLimits) -> list[Part]:
 
 def parts_of(rgb: np.ndarray) -> list[Part]:
     """The parts of an (h, w, 3) picture, largest first; none where it holds one part or nothing."""
-    ink = _ink(rgb)
-    total = int(ink.sum())
+    marked = ink(rgb)
+    total = int(marked.sum())
     if total == 0:
         return []
-    height, width = ink.shape
+    height, width = marked.shape
     side = max(1, round(JOIN * max(height, width)))
-    joined = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_CLOSE,
+    joined = cv2.morphologyEx(marked.astype(np.uint8), cv2.MORPH_CLOSE,
                               cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     parts = []
     for label in range(1, count):
         x, y, w, h = (int(v) for v in stats[label, :4])
-        region = ink[y:y + h, x:x + w] & (labels[y:y + h, x:x + w] == label)
+        region = marked[y:y + h, x:x + w] & (labels[y:y + h, x:x + w] == label)
         share = float(region.sum()) / total
         if share < MIN_SHARE:
             continue
@@ -56,13 +56,6 @@ def parts_of(rgb: np.ndarray) -> list[Part]:
         parts.append(Part(tuple(round(v, 3) for v in box), TEXT if _lettering(region) else FIGURE,
                           round(share, 3)))
     return sorted(parts, key=lambda p: -p.share)[:MAX_PARTS] if len(parts) > 1 else []
-
-
-def _ink(rgb: np.ndarray) -> np.ndarray:
-    """The pixels that are not background: far from the colour of the picture's border (its median)."""
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
-    background = np.median(border, axis=0)
-    return np.linalg.norm(rgb.astype(np.float32) - background, axis=2) > INK
 
 
 def _lettering(region: np.ndarray) -> bool:
